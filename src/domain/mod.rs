@@ -1,0 +1,12 @@
+//! Validated domain types. A request body becomes these types before any I/O,
+//! with every problem collected under its JSON path; nothing downstream
+//! re-checks what a type already guarantees.
+
+pub mod address;
+pub mod contact;
+pub mod customer;
+pub mod input;
+pub mod money;
+pub mod text;
+
+pub use input::{Obj, Problems};

@@ -1,0 +1,82 @@
+//! Plain-text rules shared by every field: trimming, lengths, control characters,
+//! and the folding used by search so that both databases index the same words.
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::char::is_combining_mark;
+
+use super::Problems;
+
+/// A trimmed string of 1..=max characters without control characters.
+pub fn required_text(raw: &str, path: &str, max: usize, p: &mut Problems) -> Option<String> {
+    let t = raw.trim();
+    if t.is_empty() {
+        p.push(path, format!("'{path}' must not be empty."));
+        return None;
+    }
+    optional_text(t, path, max, p)
+}
+
+/// Like [`required_text`], but an empty string reads as absent.
+pub fn optional_text(raw: &str, path: &str, max: usize, p: &mut Problems) -> Option<String> {
+    let t = raw.trim();
+    if t.is_empty() {
+        return None;
+    }
+    let mut ok = true;
+    if t.chars().count() > max {
+        p.push(
+            path,
+            format!("'{path}' must be at most {max} characters long."),
+        );
+        ok = false;
+    }
+    if t.chars().any(char::is_control) {
+        p.push(
+            path,
+            format!("'{path}' must not contain control characters."),
+        );
+        ok = false;
+    }
+    ok.then(|| t.to_owned())
+}
+
+/// Lowercase, accents removed, every run of non-alphanumerics one space.
+/// `"Zoë O'Brien-Smith"` → `"zoe o brien smith"`.
+pub fn fold(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut pending_space = false;
+    for c in s.nfkd().filter(|c| !is_combining_mark(*c)) {
+        if c.is_alphanumeric() {
+            if pending_space && !out.is_empty() {
+                out.push(' ');
+            }
+            pending_space = false;
+            out.extend(c.to_lowercase());
+        } else {
+            pending_space = true;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fold_strips_accents_case_and_punctuation() {
+        assert_eq!(fold("  Zoë O'Brien-Smith "), "zoe o brien smith");
+        assert_eq!(fold("ÉMILE"), "emile");
+        assert_eq!(fold("--"), "");
+    }
+
+    #[test]
+    fn text_limits() {
+        let mut p = Problems::new();
+        assert_eq!(required_text("  a ", "x", 3, &mut p), Some("a".into()));
+        assert_eq!(required_text("   ", "x", 3, &mut p), None);
+        assert_eq!(required_text("abcd", "x", 3, &mut p), None);
+        assert_eq!(required_text("a\u{7}", "x", 3, &mut p), None);
+        assert_eq!(p.iter().count(), 3);
+    }
+}

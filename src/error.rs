@@ -1,0 +1,293 @@
+//! The one error type of the HTTP API.
+//!
+//! Every 4xx/5xx leaves the service through [`ApiError`], so every client sees the
+//! same body (SPEC section 1): `errors` keyed by JSON path, a `details` summary, a
+//! stable `errorCode`, and the request's correlation id. Internal causes are
+//! logged with that id and never shown.
+
+use std::collections::BTreeMap;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::Problems;
+use crate::http::correlation;
+
+/// The error body of SPEC section 1, identical for every 4xx and 5xx.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    /// Problems keyed by the JSON path of the offending field (`billingAddress.postalCode`,
+    /// `paymentMethodsCards[1].pan`); `$` for the body as a whole.
+    #[schema(example = json!({"email": ["'email' is not a valid email address."]}))]
+    pub errors: BTreeMap<String, Vec<String>>,
+    /// A human-readable summary of all problems.
+    pub details: String,
+    pub status_code: u16,
+    /// Always `clientele`.
+    pub source: &'static str,
+    #[schema(example = "ValidationException")]
+    pub exception_type: &'static str,
+    pub correlation_id: String,
+    /// The existing object a conflict refers to, when there is one.
+    pub entity_id: Option<String>,
+    /// Stable snake_case code for clients to switch on.
+    #[schema(example = "validation_failed")]
+    pub error_code: &'static str,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub exception: &'static str,
+    pub errors: BTreeMap<String, Vec<String>>,
+    pub details: String,
+    pub entity_id: Option<String>,
+    pub retry_after: Option<u64>,
+    /// Logged with the correlation id, never sent.
+    pub cause: Option<anyhow::Error>,
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        exception: &'static str,
+        details: impl Into<String>,
+    ) -> Self {
+        ApiError {
+            status,
+            code,
+            exception,
+            errors: BTreeMap::new(),
+            details: details.into(),
+            entity_id: None,
+            retry_after: None,
+            cause: None,
+        }
+    }
+
+    /// A problem with one field (or `$`, the whole body).
+    pub fn field(
+        status: StatusCode,
+        code: &'static str,
+        path: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        let message = message.into();
+        let mut err = ApiError::new(
+            status,
+            code,
+            "ValidationException",
+            format!("Validation failed: \n -- {path}: {message}"),
+        );
+        err.errors.insert(path.to_owned(), vec![message]);
+        err
+    }
+
+    pub fn validation(problems: Problems) -> Self {
+        let code = if problems.only_unknown_fields() {
+            "unknown_field"
+        } else {
+            "validation_failed"
+        };
+        let mut details = String::from("Validation failed:");
+        let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for p in problems.into_vec() {
+            details.push_str(" \n -- ");
+            details.push_str(&p.path);
+            details.push_str(": ");
+            details.push_str(&p.message);
+            errors.entry(p.path).or_default().push(p.message);
+        }
+        ApiError {
+            errors,
+            ..ApiError::new(
+                StatusCode::BAD_REQUEST,
+                code,
+                "ValidationException",
+                details,
+            )
+        }
+    }
+
+    pub fn malformed_json(message: impl Into<String>) -> Self {
+        ApiError::field(StatusCode::BAD_REQUEST, "malformed_json", "$", message)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "NotFoundException",
+            format!("{what} was not found."),
+        )
+    }
+
+    pub fn route_not_found() -> Self {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+            "NotFoundException",
+            "No route matches this path.",
+        )
+    }
+
+    pub fn method_not_allowed() -> Self {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "MethodNotAllowedException",
+            "This method is not allowed on this path.",
+        )
+    }
+
+    pub fn unauthorized(details: &str) -> Self {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "UnauthorizedException",
+            details,
+        )
+    }
+
+    pub fn forbidden(scope: &str) -> Self {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            "ForbiddenException",
+            format!("This API key lacks the '{scope}' scope."),
+        )
+    }
+
+    pub fn conflict(
+        code: &'static str,
+        details: impl Into<String>,
+        entity_id: Option<String>,
+    ) -> Self {
+        ApiError {
+            entity_id,
+            ..ApiError::new(StatusCode::CONFLICT, code, "ConflictException", details)
+        }
+    }
+
+    pub fn precondition_failed(current_version: i64) -> Self {
+        ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "version_mismatch",
+            "PreconditionFailedException",
+            format!("If-Match does not match the current version ({current_version})."),
+        )
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "PayloadTooLargeException",
+            format!("The request body is larger than {limit} bytes."),
+        )
+    }
+
+    pub fn unsupported_media_type() -> Self {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "UnsupportedMediaTypeException",
+            "Request bodies must be sent with 'Content-Type: application/json'.",
+        )
+    }
+
+    pub fn unavailable(details: &str) -> Self {
+        ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "ServiceUnavailableException",
+                details,
+            )
+        }
+    }
+
+    /// An unexpected failure: the cause is logged, the client sees only the correlation id.
+    pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
+        ApiError {
+            cause: Some(cause.into()),
+            ..ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "InternalServerException",
+                "An unexpected error occurred; quote the correlation id when reporting it.",
+            )
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            errors: self.errors.clone(),
+            details: self.details.clone(),
+            status_code: self.status.as_u16(),
+            source: "clientele",
+            exception_type: self.exception,
+            correlation_id: correlation::current(),
+            entity_id: self.entity_id.clone(),
+            error_code: self.code,
+        }
+    }
+}
+
+impl From<Problems> for ApiError {
+    fn from(p: Problems) -> Self {
+        ApiError::validation(p)
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                tracing::error!(correlation_id = %correlation::current(), error = %e, "database unavailable");
+                ApiError::unavailable("The database is unavailable; try again shortly.")
+            }
+            _ => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        match e.downcast::<sqlx::Error>() {
+            Ok(sql) => ApiError::from(sql),
+            Err(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Some(cause) = &self.cause {
+            tracing::error!(correlation_id = %correlation::current(), error = format!("{cause:#}"), "internal error");
+        }
+        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let mut res = (
+            self.status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response();
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        res
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,7 @@
+//! HTTP plumbing shared by every route: correlation ids, request logs and
+//! metrics, body and header extraction, and `Idempotency-Key` handling.
+
+pub mod correlation;
+pub mod extract;
+pub mod idempotency;
+pub mod observe;

@@ -1,0 +1,173 @@
+//! Clientele: a self-hostable merchant Customer API.
+//!
+//! [`App::start`] opens the database (migrating it), loads the master key and
+//! builds the router; `main` and the integration tests both go through it.
+
+pub mod auth;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod routes;
+pub mod store;
+pub mod telemetry;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::IntoResponse;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::config::Config;
+use crate::crypto::MasterKey;
+use crate::error::ApiError;
+use crate::store::{Db, DbOptions};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    db: Db,
+    metrics: PrometheusHandle,
+    shutting_down: AtomicBool,
+    #[allow(dead_code)] // the vault's key ring (SPEC section 3) is derived from it
+    master_key: MasterKey,
+}
+
+impl AppState {
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+}
+
+/// A started application: database open and migrated, router built.
+pub struct App {
+    pub state: AppState,
+    pub router: Router,
+    pub openapi: utoipa::openapi::OpenApi,
+}
+
+/// The whole HTTP surface, with its OpenAPI document.
+pub fn build_router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let api = OpenApiRouter::new()
+        .merge(routes::customers::router())
+        .merge(routes::events::router())
+        // Layers run outside-in from the last one added: authenticate, then idempotency.
+        .route_layer(from_fn_with_state(state.clone(), http::idempotency::layer))
+        .route_layer(from_fn_with_state(state.clone(), auth::layer));
+    let (router, openapi) = OpenApiRouter::with_openapi(routes::docs::base())
+        .nest("/pay-api/v1", api)
+        .merge(routes::health::router())
+        .split_for_parts();
+    let router = router
+        .merge(routes::docs::ui(openapi.clone()))
+        .fallback(|| async { ApiError::route_not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(CatchPanicLayer::custom(
+            |_panic: Box<dyn std::any::Any + Send>| {
+                // The payload is not logged: it could quote request data.
+                ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response()
+            },
+        ))
+        .layer(from_fn(http::observe::layer))
+        .layer(from_fn(http::correlation::layer))
+        .with_state(state);
+    (router, openapi)
+}
+
+impl App {
+    pub async fn start(config: &Config) -> anyhow::Result<App> {
+        let db = Db::connect(
+            &config.database_url,
+            &DbOptions {
+                max_connections: config.db_max_connections,
+            },
+        )
+        .await?;
+        db.migrate().await?;
+        let master_key = crypto::load_master_key(config.master_key.as_ref(), &config.data_dir)?;
+        let state = AppState {
+            inner: Arc::new(Inner {
+                db,
+                metrics: telemetry::metrics_handle(),
+                shutting_down: AtomicBool::new(false),
+                master_key,
+            }),
+        };
+        let (router, openapi) = build_router(state.clone());
+        Ok(App {
+            state,
+            router,
+            openapi,
+        })
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
+    /// requests finish and closes the database.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let purge = tokio::spawn(purge_idempotency_keys(state.clone()));
+        let flag = state.clone();
+        let signal = async move {
+            shutdown.await;
+            flag.inner.shutting_down.store(true, Ordering::Relaxed);
+            tracing::info!("shutting down: finishing in-flight requests");
+        };
+        axum::serve(listener, self.router)
+            .with_graceful_shutdown(signal)
+            .await?;
+        purge.abort();
+        state.db().close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Hourly removal of idempotency records past their 24 h retention.
+async fn purge_idempotency_keys(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        match state.db().purge_idempotency().await {
+            Ok(n) if n > 0 => tracing::info!(removed = n, "purged expired idempotency keys"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not purge idempotency keys"),
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

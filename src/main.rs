@@ -1,0 +1,200 @@
+//! The `clientele` command: run the service and administer merchants and keys.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use clientele::auth::{Scope, generate_key, scopes_string};
+use clientele::config::Config;
+use clientele::store::{Db, DbOptions, Tenant};
+use clientele::{App, shutdown_signal, telemetry};
+use serde_json::json;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(
+    name = "clientele",
+    version,
+    about = "Self-hostable merchant Customer API"
+)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service (migrates the database first).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Merchants.
+    Merchant {
+        #[command(subcommand)]
+        action: MerchantCmd,
+    },
+    /// API keys.
+    ApiKey {
+        #[command(subcommand)]
+        action: ApiKeyCmd,
+    },
+    /// Configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum MerchantCmd {
+    /// Create a merchant and its first API key; prints {"merchantId", "apiKey"}.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCmd {
+    /// Create a key for a merchant (default scopes: all but payment_methods:reveal).
+    Create {
+        #[arg(long)]
+        merchant: Uuid,
+        /// A scope to grant; repeat for several.
+        #[arg(long = "scope", value_parser = parse_scope)]
+        scopes: Vec<Scope>,
+    },
+    /// Revoke a key by its id.
+    Revoke { key_id: Uuid },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print the effective configuration, secrets masked.
+    Show,
+}
+
+fn parse_scope(s: &str) -> Result<Scope, String> {
+    Scope::parse(s).ok_or_else(|| {
+        let all: Vec<_> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+        format!("unknown scope; use one of {}", all.join(", "))
+    })
+}
+
+async fn open(config: &Config) -> anyhow::Result<Db> {
+    let db = Db::connect(&config.database_url, &DbOptions { max_connections: 2 }).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+/// Creates a key and returns (key id, secret).
+async fn new_key(db: &Db, tenant: Tenant, scopes: &[Scope]) -> anyhow::Result<(Uuid, String)> {
+    let key = generate_key();
+    db.insert_api_key(tenant, key.id, &key.hash, &scopes_string(scopes))
+        .await?;
+    Ok((key.id, key.secret))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config;
+    match cli.command {
+        Command::Serve => {
+            let app = App::start(&config).await?;
+            let db = app.state.db().clone();
+            if db.count_merchants().await? == 0 {
+                let tenant = db.create_merchant("Default merchant").await?;
+                let (_, secret) = new_key(&db, tenant, &Scope::DEFAULT).await?;
+                tracing::warn!(merchant_id = %tenant.id(), "no merchant existed: created one; its API key is printed once on stdout");
+                println!("{}", json!({"merchantId": tenant.id(), "apiKey": secret}));
+            }
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("listening on {}", config.listen))?;
+            tracing::info!(listen = %listener.local_addr()?, backend = ?db.backend(), "serving");
+            app.serve(listener, shutdown_signal()).await
+        }
+        Command::Migrate => {
+            let db = open(&config).await?;
+            db.close().await;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Merchant {
+            action: MerchantCmd::Create { name },
+        } => {
+            let name = name.trim();
+            anyhow::ensure!(
+                !name.is_empty() && name.chars().count() <= 200,
+                "--name must be 1 to 200 characters"
+            );
+            let db = open(&config).await?;
+            let tenant = db.create_merchant(name).await?;
+            let (_, secret) = new_key(&db, tenant, &Scope::DEFAULT).await?;
+            println!("{}", json!({"merchantId": tenant.id(), "apiKey": secret}));
+            db.close().await;
+            Ok(())
+        }
+        Command::ApiKey {
+            action: ApiKeyCmd::Create { merchant, scopes },
+        } => {
+            let db = open(&config).await?;
+            let tenant = db
+                .find_merchant(merchant)
+                .await?
+                .with_context(|| format!("no merchant {merchant}"))?;
+            let scopes = if scopes.is_empty() {
+                Scope::DEFAULT.to_vec()
+            } else {
+                scopes
+            };
+            let (id, secret) = new_key(&db, tenant, &scopes).await?;
+            let names: Vec<_> = scopes.iter().map(|s| s.as_str()).collect();
+            println!(
+                "{}",
+                json!({"keyId": id, "merchantId": merchant, "apiKey": secret, "scopes": names})
+            );
+            db.close().await;
+            Ok(())
+        }
+        Command::ApiKey {
+            action: ApiKeyCmd::Revoke { key_id },
+        } => {
+            let db = open(&config).await?;
+            let revoked = db.revoke_api_key(key_id).await?;
+            db.close().await;
+            anyhow::ensure!(revoked, "no live API key {key_id}");
+            println!("{}", json!({"keyId": key_id, "revoked": true}));
+            Ok(())
+        }
+        Command::Config {
+            action: ConfigCmd::Show,
+        } => {
+            println!("{}", serde_json::to_string_pretty(&config.show())?);
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_logs(cli.config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

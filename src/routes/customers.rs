@@ -1,0 +1,696 @@
+//! `/pay-api/v1/customers`: create, search, get, update, delete, status (SPEC section 2).
+
+use axum::extract::{RawPathParams, RawQuery, State};
+use axum::http::header::ETAG;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, NaiveTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::{Created, Deleted, JsonReply, ReadErrors, WriteErrors, timestamp};
+use crate::AppState;
+use crate::auth::{Authed, CustomersRead, CustomersWrite};
+use crate::domain::contact::normalize_email;
+use crate::domain::customer::{CustomerInput, CustomerStatus, Mode, parse_date};
+use crate::domain::money::Money;
+use crate::domain::text::fold;
+use crate::domain::{Obj, Problems, address::postal_key};
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::{IfMatch, JsonBody, QueryReader, etag, path_uuid};
+use crate::store::StoreError;
+use crate::store::customers::{CustomerRecord, CustomerSearch, OrderBy, SearchWord};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_customer, search_customers))
+        .routes(routes!(get_customer, update_customer, delete_customer))
+        .routes(routes!(set_customer_status))
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => ApiError::not_found(what),
+            StoreError::VersionMismatch { current } => ApiError::precondition_failed(current),
+            StoreError::Db(e) => ApiError::from(e),
+        }
+    }
+}
+
+// ---- request schemas (documentation; parsing is in `domain::customer`) ----
+
+/// A postal address.
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AddressRequest {
+    /// Up to 200 characters.
+    line1: Option<String>,
+    /// Up to 200 characters.
+    line2: Option<String>,
+    /// Up to 100 characters.
+    city: Option<String>,
+    /// State or province code (ISO 3166-2 without the country), 1 to 3 letters or digits.
+    #[schema(example = "ON")]
+    state: Option<String>,
+    /// US: `12345` or `12345-6789`; CA: `A1A 1A1` (normalized); elsewhere up to 12 letters, digits, spaces, dashes.
+    #[schema(example = "M5J 2H7")]
+    postal_code: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    #[schema(example = "CA")]
+    country: Option<String>,
+}
+
+/// The fields a create and an update share.
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerUpdateRequest {
+    /// Non-empty, up to 100 characters.
+    #[schema(example = "First")]
+    first_name: String,
+    /// Non-empty, up to 100 characters.
+    #[schema(example = "Last")]
+    last_name: String,
+    /// Up to 200 characters.
+    company_name: Option<String>,
+    #[schema(example = "first.last@example.com")]
+    email: Option<String>,
+    /// Normalized to E.164. A national number is read in the country of the billing
+    /// (else shipping) address; without one, give it in international form.
+    #[schema(example = "+14165550199")]
+    mobile_phone_number: Option<String>,
+    /// Requires `mobilePhoneNumber`. Default false.
+    is_mobile_number_sms_notifications_enabled: Option<bool>,
+    /// When true the shipping address reads as the billing address. Default false.
+    use_billing_as_shipping_address: Option<bool>,
+    billing_address: Option<AddressRequest>,
+    shipping_address: Option<AddressRequest>,
+    /// `YYYY-MM-DD`, from 1900-01-01 to today.
+    #[schema(example = "1974-05-15")]
+    date_of_birth: Option<String>,
+    /// BCP 47 language tag.
+    #[schema(example = "en-CA")]
+    preferred_language: Option<String>,
+}
+
+/// A new customer. Unknown fields are rejected.
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerCreateRequest {
+    #[serde(flatten)]
+    fields: CustomerUpdateRequest,
+    /// Cards to add with the customer (only an empty list is accepted by this version).
+    payment_methods_cards: Option<Vec<serde_json::Value>>,
+    /// Bank accounts to add with the customer (only an empty list is accepted by this version).
+    payment_methods_ach_accounts: Option<Vec<serde_json::Value>>,
+}
+
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+pub struct StatusRequest {
+    /// `active` or `inactive`.
+    #[schema(example = "inactive")]
+    status: String,
+}
+
+// ---- views ----
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AddressView {
+    pub line1: Option<String>,
+    pub line2: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub postal_code: Option<String>,
+    pub country: Option<String>,
+}
+
+/// A customer, as every search item shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerView {
+    pub id: Uuid,
+    pub merchant_id: Uuid,
+    pub first_name: String,
+    pub last_name: String,
+    pub company_name: Option<String>,
+    pub email: Option<String>,
+    /// E.164.
+    pub mobile_phone_number: Option<String>,
+    pub is_mobile_number_sms_notifications_enabled: bool,
+    pub use_billing_as_shipping_address: bool,
+    pub billing_address: Option<AddressView>,
+    /// The billing address when `useBillingAsShippingAddress` is true.
+    pub shipping_address: Option<AddressView>,
+    pub date_of_birth: Option<String>,
+    pub preferred_language: Option<String>,
+    /// `active` or `inactive`.
+    pub status: String,
+    pub default_payment_method_id: Option<Uuid>,
+    pub default_ach_payment_method_id: Option<Uuid>,
+    pub created_on: String,
+    pub modified_on: String,
+    /// Increases with every change; the `ETag` and `If-Match` value.
+    pub version: i64,
+    pub last_transaction_date: Option<String>,
+    pub transactions_count: i64,
+    pub transactions_volume: Money,
+    pub last_transaction_amount: Option<Money>,
+    pub number_of_subscriptions: i64,
+}
+
+/// One customer with its payment methods.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerDetail {
+    #[serde(flatten)]
+    pub customer: CustomerView,
+    /// The customer's cards (masked).
+    pub cards: Vec<serde_json::Value>,
+    /// The customer's bank accounts (masked).
+    pub ach_accounts: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CustomerPage {
+    pub items: Vec<CustomerView>,
+    /// All matches, not just this page.
+    pub total: i64,
+}
+
+fn address(parts: [Option<String>; 6]) -> Option<AddressView> {
+    if parts.iter().all(Option::is_none) {
+        return None;
+    }
+    let [line1, line2, city, state, postal_code, country] = parts;
+    Some(AddressView {
+        line1,
+        line2,
+        city,
+        state,
+        postal_code,
+        country,
+    })
+}
+
+impl From<CustomerRecord> for CustomerView {
+    fn from(r: CustomerRecord) -> Self {
+        let billing = [
+            r.billing_line1,
+            r.billing_line2,
+            r.billing_city,
+            r.billing_state,
+            r.billing_postal_code,
+            r.billing_country,
+        ];
+        let shipping_parts = if r.use_billing_as_shipping {
+            billing.clone()
+        } else {
+            [
+                r.shipping_line1,
+                r.shipping_line2,
+                r.shipping_city,
+                r.shipping_state,
+                r.shipping_postal_code,
+                r.shipping_country,
+            ]
+        };
+        CustomerView {
+            id: r.id,
+            merchant_id: r.merchant_id,
+            first_name: r.first_name,
+            last_name: r.last_name,
+            company_name: r.company_name,
+            email: r.email,
+            mobile_phone_number: r.mobile_phone,
+            is_mobile_number_sms_notifications_enabled: r.sms_enabled,
+            use_billing_as_shipping_address: r.use_billing_as_shipping,
+            billing_address: address(billing),
+            shipping_address: address(shipping_parts),
+            date_of_birth: r.date_of_birth,
+            preferred_language: r.preferred_language,
+            status: r.status,
+            default_payment_method_id: r.default_payment_method_id,
+            default_ach_payment_method_id: r.default_ach_payment_method_id,
+            created_on: timestamp(r.created_at),
+            modified_on: timestamp(r.modified_at),
+            version: r.version,
+            last_transaction_date: r.last_transaction_at.map(timestamp),
+            transactions_count: r.transactions_count,
+            transactions_volume: Money(r.transactions_volume),
+            last_transaction_amount: r.last_transaction_amount.map(Money),
+            number_of_subscriptions: r.subscriptions_count,
+        }
+    }
+}
+
+/// The resource with its `ETag`.
+fn with_etag(version: i64, reply: JsonReply) -> Response {
+    let mut res = reply.into_response();
+    res.headers_mut().insert(
+        ETAG,
+        HeaderValue::from_str(&etag(version)).expect("digits and quotes"),
+    );
+    res
+}
+
+fn detail(r: CustomerRecord) -> (i64, CustomerDetail) {
+    let version = r.version;
+    (
+        version,
+        CustomerDetail {
+            customer: r.into(),
+            cards: Vec::new(),
+            ach_accounts: Vec::new(),
+        },
+    )
+}
+
+pub(crate) fn customer_id(params: &RawPathParams) -> ApiResult<Uuid> {
+    let raw = params
+        .iter()
+        .find(|(k, _)| *k == "customerId")
+        .map(|(_, v)| v)
+        .unwrap_or("");
+    path_uuid(raw, "customerId")
+}
+
+// ---- handlers ----
+
+/// Create a customer
+///
+/// Returns the new customer's id. Two customers with identical data are allowed
+/// (guest checkouts). Honours `Idempotency-Key`.
+#[utoipa::path(
+    post, path = "/customers", tag = "customers",
+    request_body = CustomerCreateRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first reply for 24 h (≤ 255 characters).")),
+    responses((status = 200, description = "Created", body = Created), WriteErrors),
+    security(("bearer" = ["customers:write"]))
+)]
+async fn create_customer(
+    State(state): State<AppState>,
+    auth: Authed<CustomersWrite>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<JsonReply> {
+    let input = CustomerInput::parse(&body, Mode::Create)?;
+    let id = Uuid::now_v7();
+    let actor = auth.actor();
+    let mut tx = state.db().begin(&actor).await?;
+    tx.insert_customer(id, &input).await?;
+    let reply = JsonReply::new(StatusCode::OK, &Created { id });
+    tx.commit_replying(200, &reply.body).await?;
+    Ok(reply)
+}
+
+/// Get a customer
+///
+/// With its cards and bank accounts (masked). The `ETag` header carries the version.
+#[utoipa::path(
+    get, path = "/customers/{customerId}", tag = "customers",
+    params(("customerId" = Uuid, Path)),
+    responses((status = 200, description = "The customer", body = CustomerDetail,
+        headers(("ETag" = String, description = "The version, for If-Match"))), ReadErrors),
+    security(("bearer" = ["customers:read"]))
+)]
+async fn get_customer(
+    State(state): State<AppState>,
+    auth: Authed<CustomersRead>,
+    params: RawPathParams,
+) -> ApiResult<Response> {
+    let id = customer_id(&params)?;
+    let rec = state
+        .db()
+        .scoped(auth.tenant())
+        .get_customer(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Customer"))?;
+    let (version, view) = detail(rec);
+    Ok(with_etag(version, JsonReply::new(StatusCode::OK, &view)))
+}
+
+/// Update a customer
+///
+/// Replaces every updatable field (absent optional fields are cleared) and returns
+/// the customer. With `If-Match`, answers 412 unless it names the current version.
+#[utoipa::path(
+    put, path = "/customers/{customerId}", tag = "customers",
+    params(("customerId" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The version last read (its ETag)")),
+    request_body = CustomerUpdateRequest,
+    responses((status = 200, description = "The updated customer", body = CustomerDetail), WriteErrors),
+    security(("bearer" = ["customers:write"]))
+)]
+async fn update_customer(
+    State(state): State<AppState>,
+    auth: Authed<CustomersWrite>,
+    params: RawPathParams,
+    IfMatch(if_match): IfMatch,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let id = customer_id(&params)?;
+    let input = CustomerInput::parse(&body, Mode::Update)?;
+    let actor = auth.actor();
+    let mut tx = state.db().begin(&actor).await?;
+    let rec = tx.update_customer(id, &input, if_match).await?;
+    tx.commit().await?;
+    let (version, view) = detail(rec);
+    Ok(with_etag(version, JsonReply::new(StatusCode::OK, &view)))
+}
+
+/// Delete a customer
+///
+/// Removes the customer from every read at once and destroys its stored card and
+/// bank numbers in the same transaction; an audit event with ids remains.
+#[utoipa::path(
+    delete, path = "/customers/{customerId}", tag = "customers",
+    params(("customerId" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The version last read (its ETag)")),
+    responses((status = 200, description = "Deleted", body = Deleted), WriteErrors),
+    security(("bearer" = ["customers:write"]))
+)]
+async fn delete_customer(
+    State(state): State<AppState>,
+    auth: Authed<CustomersWrite>,
+    params: RawPathParams,
+    IfMatch(if_match): IfMatch,
+) -> ApiResult<JsonReply> {
+    let id = customer_id(&params)?;
+    let actor = auth.actor();
+    let mut tx = state.db().begin(&actor).await?;
+    tx.delete_customer(id, if_match).await?;
+    tx.commit().await?;
+    Ok(JsonReply::new(
+        StatusCode::OK,
+        &Deleted { id, deleted: true },
+    ))
+}
+
+/// Activate or deactivate a customer
+#[utoipa::path(
+    put, path = "/customers/{customerId}/status", tag = "customers",
+    params(("customerId" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The version last read (its ETag)")),
+    request_body = StatusRequest,
+    responses((status = 200, description = "The customer", body = CustomerDetail), WriteErrors),
+    security(("bearer" = ["customers:write"]))
+)]
+async fn set_customer_status(
+    State(state): State<AppState>,
+    auth: Authed<CustomersWrite>,
+    params: RawPathParams,
+    IfMatch(if_match): IfMatch,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let id = customer_id(&params)?;
+    let mut p = Problems::new();
+    let status = match Obj::root(&body, &mut p) {
+        Some(mut o) => {
+            let s = o.required_string("status", &mut p).and_then(|s| {
+                let st = CustomerStatus::parse(s);
+                if st.is_none() {
+                    p.push("status", "'status' must be 'active' or 'inactive'.");
+                }
+                st
+            });
+            o.finish(&mut p);
+            s
+        }
+        None => None,
+    };
+    let status = p.check(status)?.expect("checked");
+    let actor = auth.actor();
+    let mut tx = state.db().begin(&actor).await?;
+    let rec = tx.set_customer_status(id, status, if_match).await?;
+    tx.commit().await?;
+    let (version, view) = detail(rec);
+    Ok(with_etag(version, JsonReply::new(StatusCode::OK, &view)))
+}
+
+/// The query parameters of customer search.
+#[allow(dead_code)]
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct CustomerSearchParams {
+    /// 1-based page number (default 1).
+    page: Option<u32>,
+    /// Items per page (default 20, at most 100).
+    page_size: Option<u32>,
+    /// `createdOn` (default), `modifiedOn`, `firstName`, `lastName`, `email`, `companyName`.
+    order_by: Option<String>,
+    /// Ascending order (default false).
+    asc: Option<bool>,
+    /// Every word must match: a prefix of a first, last or company name word, or
+    /// (from 3 characters) any part of the email or phone. Case- and accent-insensitive.
+    search: Option<String>,
+    /// Only these customers (repeat the parameter or separate with commas; at most 100).
+    customer_ids: Option<Vec<Uuid>>,
+    /// Created at or after (RFC 3339, or a date meaning its start, UTC).
+    date_from: Option<String>,
+    /// Created at or before (RFC 3339, or a date meaning its end, UTC).
+    date_to: Option<String>,
+    /// Exact email, case-insensitive.
+    email: Option<String>,
+    /// Exact first name, case-insensitive.
+    first_name: Option<String>,
+    /// Exact last name, case-insensitive.
+    last_name: Option<String>,
+    /// Exact date of birth, `YYYY-MM-DD`.
+    date_of_birth: Option<String>,
+    /// Exact billing postal code, ignoring case, spaces and dashes.
+    postal_code: Option<String>,
+    /// `active` or `inactive`.
+    status: Option<String>,
+}
+
+/// Every query parameter search accepts (checked against the OpenAPI document by a test).
+pub const SEARCH_PARAMS: [&str; 14] = [
+    "page",
+    "pageSize",
+    "orderBy",
+    "asc",
+    "search",
+    "customerIds",
+    "dateFrom",
+    "dateTo",
+    "email",
+    "firstName",
+    "lastName",
+    "dateOfBirth",
+    "postalCode",
+    "status",
+];
+
+fn parse_instant(raw: &str, end_of_day: bool) -> Option<i64> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Some(t.with_timezone(&Utc).timestamp_millis());
+    }
+    let d = parse_date(raw)?;
+    let t = if end_of_day {
+        NaiveTime::from_hms_milli_opt(23, 59, 59, 999)?
+    } else {
+        NaiveTime::MIN
+    };
+    Some(d.and_time(t).and_utc().timestamp_millis())
+}
+
+/// The part of an email or phone a search word stands for: a phone fragment as
+/// typed (`555-0199`, `(416)`) is reduced to its digits, anything else is lowercased.
+fn contact_fragment(word: &str) -> String {
+    let phone_like = word.bytes().any(|b| b.is_ascii_digit())
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b"+-.()/".contains(&b));
+    if phone_like {
+        word.chars().filter(char::is_ascii_digit).collect()
+    } else {
+        word.to_lowercase()
+    }
+}
+
+pub fn parse_search(raw: Option<&str>) -> Result<CustomerSearch, Problems> {
+    let mut p = Problems::new();
+    let mut q = QueryReader::new(raw);
+    let page = q.int("page", 1, 1_000_000, &mut p).unwrap_or(1) as u32;
+    let page_size = q.int("pageSize", 1, 100, &mut p).unwrap_or(20) as u32;
+    let order_by = match q.one("orderBy", &mut p) {
+        None => OrderBy::CreatedOn,
+        Some(s) => OrderBy::parse(s).unwrap_or_else(|| {
+            p.push(
+                "orderBy",
+                format!("'orderBy' must be one of {}.", OrderBy::NAMES.join(", ")),
+            );
+            OrderBy::CreatedOn
+        }),
+    };
+    let asc = q.bool("asc", &mut p).unwrap_or(false);
+    let mut words = Vec::new();
+    if let Some(s) = q.one("search", &mut p) {
+        if s.chars().count() > 200 || s.split_whitespace().count() > 10 {
+            p.push(
+                "search",
+                "'search' must be at most 200 characters and 10 words.",
+            );
+        } else {
+            for w in s.split_whitespace() {
+                let names = Some(fold(w)).filter(|n| !n.is_empty());
+                let contacts = Some(contact_fragment(w)).filter(|c| c.chars().count() >= 3);
+                if names.is_some() || contacts.is_some() {
+                    words.push(SearchWord { names, contacts });
+                }
+            }
+        }
+    }
+    let raw_ids = q.many("customerIds");
+    if raw_ids.len() > 100 {
+        p.push("customerIds", "'customerIds' may list at most 100 ids.");
+    }
+    let mut customer_ids = Vec::new();
+    for s in raw_ids {
+        match Uuid::parse_str(s) {
+            Ok(u) => customer_ids.push(u),
+            Err(_) => p.push(
+                "customerIds",
+                format!(
+                    "'customerIds' must be UUIDs; '{}' is not.",
+                    s.chars().take(40).collect::<String>()
+                ),
+            ),
+        }
+    }
+    let mut instant = |key: &'static str, end: bool, p: &mut Problems| {
+        let raw = q.one(key, p)?;
+        let t = parse_instant(raw, end);
+        if t.is_none() {
+            p.push(
+                key,
+                format!("'{key}' must be an RFC 3339 date-time or a YYYY-MM-DD date."),
+            );
+        }
+        t
+    };
+    let created_from = instant("dateFrom", false, &mut p);
+    let created_to = instant("dateTo", true, &mut p);
+    let email = q.one("email", &mut p).map(normalize_email);
+    let first_name = q.one("firstName", &mut p).map(|s| s.trim().to_lowercase());
+    let last_name = q.one("lastName", &mut p).map(|s| s.trim().to_lowercase());
+    let date_of_birth = q.one("dateOfBirth", &mut p).and_then(|s| {
+        let ok = parse_date(s).is_some();
+        if !ok {
+            p.push(
+                "dateOfBirth",
+                "'dateOfBirth' must be a date in the form YYYY-MM-DD.",
+            );
+        }
+        ok.then(|| s.to_owned())
+    });
+    let postal_code = q.one("postalCode", &mut p).map(postal_key);
+    let status = q.one("status", &mut p).and_then(|s| {
+        let st = CustomerStatus::parse(s);
+        if st.is_none() {
+            p.push("status", "'status' must be 'active' or 'inactive'.");
+        }
+        st
+    });
+    q.finish(&mut p);
+    p.check(CustomerSearch {
+        page,
+        page_size,
+        order_by,
+        asc,
+        words,
+        customer_ids,
+        created_from,
+        created_to,
+        email,
+        first_name,
+        last_name,
+        date_of_birth,
+        postal_code,
+        status,
+    })
+}
+
+/// Search and list customers
+///
+/// Read-after-write consistent: a customer is found by the next search after its
+/// create returns. Served from indexes at any size.
+#[utoipa::path(
+    get, path = "/customers", tag = "customers",
+    params(CustomerSearchParams),
+    responses((status = 200, description = "A page of customers", body = CustomerPage), ReadErrors),
+    security(("bearer" = ["customers:read"]))
+)]
+async fn search_customers(
+    State(state): State<AppState>,
+    auth: Authed<CustomersRead>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<JsonReply> {
+    let search = parse_search(raw.as_deref())?;
+    let (items, total) = state
+        .db()
+        .scoped(auth.tenant())
+        .search_customers(&search)
+        .await?;
+    let page = CustomerPage {
+        items: items.into_iter().map(CustomerView::from).collect(),
+        total,
+    };
+    Ok(JsonReply::new(StatusCode::OK, &page))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_defaults_and_errors() {
+        let s = parse_search(None).unwrap();
+        assert_eq!(
+            (s.page, s.page_size, s.order_by, s.asc),
+            (1, 20, OrderBy::CreatedOn, false)
+        );
+        let p = parse_search(Some(
+            "page=0&pageSize=101&orderBy=x&asc=maybe&dateFrom=nope&status=gone&bogus=1",
+        ))
+        .err()
+        .unwrap();
+        let paths: Vec<_> = p.iter().map(|x| x.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "page", "pageSize", "orderBy", "asc", "dateFrom", "status", "bogus"
+            ]
+        );
+    }
+
+    #[test]
+    fn search_words_split_into_name_and_contact_parts() {
+        let s = parse_search(Some("search=Zo%C3%AB%20%2B1416%20jo%20555-01")).unwrap();
+        let w: Vec<_> = s
+            .words
+            .iter()
+            .map(|w| (w.names.clone(), w.contacts.clone()))
+            .collect();
+        assert_eq!(
+            w,
+            [
+                (Some("zoe".into()), Some("zoë".into())),
+                (Some("1416".into()), Some("1416".into())),
+                (Some("jo".into()), None),
+                (Some("555 01".into()), Some("55501".into()))
+            ]
+        );
+    }
+
+    #[test]
+    fn date_bounds_are_inclusive_days() {
+        let s = parse_search(Some("dateFrom=2026-11-21&dateTo=2026-11-21")).unwrap();
+        assert_eq!(s.created_to.unwrap() - s.created_from.unwrap(), 86_399_999);
+    }
+}

@@ -1,0 +1,530 @@
+//! Customers: rows, writes (each with its event, in one transaction) and search.
+
+use std::sync::LazyLock;
+
+use uuid::Uuid;
+
+use super::{Conn, Scoped, StoreError, WriteTx, on_conn, on_tx};
+use crate::domain::address::{Address, postal_key};
+use crate::domain::customer::{CustomerInput, CustomerStatus};
+
+/// A customer as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CustomerRecord {
+    pub merchant_id: Uuid,
+    pub id: Uuid,
+    pub version: i64,
+    pub status: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub company_name: Option<String>,
+    pub email: Option<String>,
+    pub mobile_phone: Option<String>,
+    pub sms_enabled: bool,
+    pub use_billing_as_shipping: bool,
+    pub billing_line1: Option<String>,
+    pub billing_line2: Option<String>,
+    pub billing_city: Option<String>,
+    pub billing_state: Option<String>,
+    pub billing_postal_code: Option<String>,
+    pub billing_country: Option<String>,
+    pub shipping_line1: Option<String>,
+    pub shipping_line2: Option<String>,
+    pub shipping_city: Option<String>,
+    pub shipping_state: Option<String>,
+    pub shipping_postal_code: Option<String>,
+    pub shipping_country: Option<String>,
+    pub date_of_birth: Option<String>,
+    pub preferred_language: Option<String>,
+    pub default_payment_method_id: Option<Uuid>,
+    pub default_ach_payment_method_id: Option<Uuid>,
+    pub transactions_count: i64,
+    /// Minor units (cents).
+    pub transactions_volume: i64,
+    pub last_transaction_amount: Option<i64>,
+    pub last_transaction_at: Option<i64>,
+    pub subscriptions_count: i64,
+    pub created_at: i64,
+    pub modified_at: i64,
+}
+
+const SELECT_COLUMNS: &str = "merchant_id, id, version, status, first_name, last_name, company_name, email, mobile_phone, \
+    sms_enabled, use_billing_as_shipping, billing_line1, billing_line2, billing_city, billing_state, billing_postal_code, \
+    billing_country, shipping_line1, shipping_line2, shipping_city, shipping_state, shipping_postal_code, shipping_country, \
+    date_of_birth, preferred_language, default_payment_method_id, default_ach_payment_method_id, transactions_count, \
+    transactions_volume, last_transaction_amount, last_transaction_at, subscriptions_count, created_at, modified_at";
+
+/// The columns a create or update writes from the request, in bind order.
+const INPUT_COLUMNS: [&str; 28] = [
+    "first_name",
+    "last_name",
+    "company_name",
+    "email",
+    "mobile_phone",
+    "sms_enabled",
+    "use_billing_as_shipping",
+    "billing_line1",
+    "billing_line2",
+    "billing_city",
+    "billing_state",
+    "billing_postal_code",
+    "billing_country",
+    "shipping_line1",
+    "shipping_line2",
+    "shipping_city",
+    "shipping_state",
+    "shipping_postal_code",
+    "shipping_country",
+    "date_of_birth",
+    "preferred_language",
+    "email_key",
+    "first_name_key",
+    "last_name_key",
+    "company_key",
+    "postal_key",
+    "search_names",
+    "search_contacts",
+];
+
+/// `$1..$6` are merchant, id, version, status, created, modified.
+static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
+    let cols = INPUT_COLUMNS.join(", ");
+    let params: Vec<String> = (7..7 + INPUT_COLUMNS.len())
+        .map(|i| format!("${i}"))
+        .collect();
+    format!(
+        "INSERT INTO customers (merchant_id, id, version, status, created_at, modified_at, {cols}) \
+         VALUES ($1, $2, $3, $4, $5, $6, {})",
+        params.join(", ")
+    )
+});
+
+/// `$1` merchant, `$2` id, `$3` modified; the request's columns from `$4`.
+static UPDATE_SQL: LazyLock<String> = LazyLock::new(|| {
+    let sets: Vec<String> = INPUT_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ${}", i + 4))
+        .collect();
+    format!(
+        "UPDATE customers SET {}, version = version + 1, modified_at = $3 WHERE merchant_id = $1 AND id = $2",
+        sets.join(", ")
+    )
+});
+
+static GET_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {SELECT_COLUMNS} FROM customers WHERE merchant_id = $1 AND id = $2")
+});
+
+/// The request's values in [`INPUT_COLUMNS`] order.
+struct InputValues<'a> {
+    texts: [Option<&'a str>; 5],
+    flags: [bool; 2],
+    billing: [Option<&'a str>; 6],
+    shipping: [Option<&'a str>; 6],
+    date_of_birth: Option<String>,
+    preferred_language: Option<&'a str>,
+    keys: [String; 7],
+}
+
+fn address_values(a: Option<&Address>) -> [Option<&str>; 6] {
+    match a {
+        None => [None; 6],
+        Some(a) => [
+            a.line1.as_deref(),
+            a.line2.as_deref(),
+            a.city.as_deref(),
+            a.state.as_deref(),
+            a.postal_code.as_deref(),
+            a.country.as_deref(),
+        ],
+    }
+}
+
+impl<'a> InputValues<'a> {
+    fn of(c: &'a CustomerInput) -> Self {
+        InputValues {
+            texts: [
+                Some(c.first_name.as_str()),
+                Some(c.last_name.as_str()),
+                c.company_name.as_deref(),
+                c.email.as_ref().map(|e| e.as_str()),
+                c.mobile_phone.as_ref().map(|p| p.as_str()),
+            ],
+            flags: [c.sms_enabled, c.use_billing_as_shipping],
+            billing: address_values(c.billing.as_ref()),
+            shipping: address_values(c.shipping.as_ref()),
+            date_of_birth: c.date_of_birth.map(|d| d.format("%Y-%m-%d").to_string()),
+            preferred_language: c.preferred_language.as_deref(),
+            keys: [
+                c.email
+                    .as_ref()
+                    .map(|e| e.normalized().to_owned())
+                    .unwrap_or_default(),
+                c.first_name.to_lowercase(),
+                c.last_name.to_lowercase(),
+                c.company_name
+                    .as_deref()
+                    .map(str::to_lowercase)
+                    .unwrap_or_default(),
+                c.billing
+                    .as_ref()
+                    .and_then(|b| b.postal_code.as_deref())
+                    .map(postal_key)
+                    .unwrap_or_default(),
+                c.search_names(),
+                c.search_contacts(),
+            ],
+        }
+    }
+}
+
+/// Binds [`InputValues`] in column order onto a query of either backend.
+macro_rules! bind_input {
+    ($q:expr, $v:expr) => {{
+        let mut q = $q;
+        for t in $v.texts {
+            q = q.bind(t);
+        }
+        for f in $v.flags {
+            q = q.bind(f);
+        }
+        for t in $v.billing.into_iter().chain($v.shipping) {
+            q = q.bind(t);
+        }
+        q = q
+            .bind($v.date_of_birth.as_deref())
+            .bind($v.preferred_language);
+        for k in &$v.keys {
+            q = q.bind(k.as_str());
+        }
+        q
+    }};
+}
+
+impl WriteTx<'_> {
+    pub async fn insert_customer(
+        &mut self,
+        id: Uuid,
+        input: &CustomerInput,
+    ) -> Result<(), StoreError> {
+        let v = InputValues::of(input);
+        let (merchant, now) = (self.merchant(), self.now);
+        on_tx!(self, c => bind_input!(sqlx::query(INSERT_SQL.as_str())
+            .bind(merchant).bind(id).bind(1_i64).bind(CustomerStatus::Active.as_str()).bind(now).bind(now), v)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        self.event("customer.created", id).await?;
+        Ok(())
+    }
+
+    /// The current version of a customer, locked for this transaction's update.
+    async fn customer_version(&mut self, id: Uuid) -> Result<i64, StoreError> {
+        let merchant = self.merchant();
+        let sql = match self.inner {
+            super::TxInner::Sqlite(_) => {
+                "SELECT version FROM customers WHERE merchant_id = $1 AND id = $2"
+            }
+            super::TxInner::Postgres(_) => {
+                "SELECT version FROM customers WHERE merchant_id = $1 AND id = $2 FOR UPDATE"
+            }
+        };
+        let row: Option<(i64,)> =
+            on_tx!(self, c => sqlx::query_as(sql).bind(merchant).bind(id).fetch_optional(c).await)?;
+        row.map(|(v,)| v).ok_or(StoreError::NotFound("Customer"))
+    }
+
+    async fn check_version(&mut self, id: Uuid, if_match: Option<i64>) -> Result<i64, StoreError> {
+        let current = self.customer_version(id).await?;
+        match if_match {
+            Some(expected) if expected != current => Err(StoreError::VersionMismatch { current }),
+            _ => Ok(current),
+        }
+    }
+
+    pub async fn get_customer(&mut self, id: Uuid) -> Result<CustomerRecord, StoreError> {
+        let merchant = self.merchant();
+        let row = on_tx!(self, c => sqlx::query_as::<_, CustomerRecord>(GET_SQL.as_str())
+            .bind(merchant).bind(id).fetch_optional(c).await)?;
+        row.ok_or(StoreError::NotFound("Customer"))
+    }
+
+    pub async fn update_customer(
+        &mut self,
+        id: Uuid,
+        input: &CustomerInput,
+        if_match: Option<i64>,
+    ) -> Result<CustomerRecord, StoreError> {
+        self.check_version(id, if_match).await?;
+        let v = InputValues::of(input);
+        let (merchant, now) = (self.merchant(), self.now);
+        on_tx!(self, c => bind_input!(sqlx::query(UPDATE_SQL.as_str()).bind(merchant).bind(id).bind(now), v)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        self.event("customer.updated", id).await?;
+        self.get_customer(id).await
+    }
+
+    pub async fn set_customer_status(
+        &mut self,
+        id: Uuid,
+        status: CustomerStatus,
+        if_match: Option<i64>,
+    ) -> Result<CustomerRecord, StoreError> {
+        self.check_version(id, if_match).await?;
+        let (merchant, now) = (self.merchant(), self.now);
+        let changed = on_tx!(self, c => sqlx::query(
+            "UPDATE customers SET status = $1, version = version + 1, modified_at = $2 \
+             WHERE merchant_id = $3 AND id = $4 AND status <> $1")
+            .bind(status.as_str()).bind(now).bind(merchant).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+        if changed == 1 {
+            self.event("customer.status_changed", id).await?;
+        }
+        self.get_customer(id).await
+    }
+
+    /// Deletes the customer; its payment data goes with it in this transaction.
+    pub async fn delete_customer(
+        &mut self,
+        id: Uuid,
+        if_match: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.check_version(id, if_match).await?;
+        let merchant = self.merchant();
+        on_tx!(self, c => sqlx::query("DELETE FROM customers WHERE merchant_id = $1 AND id = $2")
+            .bind(merchant).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+        self.event("customer.deleted", id).await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderBy {
+    CreatedOn,
+    ModifiedOn,
+    FirstName,
+    LastName,
+    Email,
+    CompanyName,
+}
+
+impl OrderBy {
+    pub const NAMES: [&'static str; 6] = [
+        "createdOn",
+        "modifiedOn",
+        "firstName",
+        "lastName",
+        "email",
+        "companyName",
+    ];
+
+    pub fn parse(s: &str) -> Option<OrderBy> {
+        Some(match s {
+            "createdOn" => OrderBy::CreatedOn,
+            "modifiedOn" => OrderBy::ModifiedOn,
+            "firstName" => OrderBy::FirstName,
+            "lastName" => OrderBy::LastName,
+            "email" => OrderBy::Email,
+            "companyName" => OrderBy::CompanyName,
+            _ => return None,
+        })
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            OrderBy::CreatedOn => "created_at",
+            OrderBy::ModifiedOn => "modified_at",
+            OrderBy::FirstName => "first_name_key",
+            OrderBy::LastName => "last_name_key",
+            OrderBy::Email => "email_key",
+            OrderBy::CompanyName => "company_key",
+        }
+    }
+}
+
+/// One word of `search`: a prefix of a name word, or (from 3 characters) any part
+/// of an email or phone number.
+#[derive(Debug, Clone)]
+pub struct SearchWord {
+    /// Folded like the indexed names; may hold several tokens (`o'brien` → `o brien`).
+    pub names: Option<String>,
+    /// Lowercase, at least 3 characters (trigram indexes match nothing shorter).
+    pub contacts: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CustomerSearch {
+    pub page: u32,
+    pub page_size: u32,
+    pub order_by: OrderBy,
+    pub asc: bool,
+    pub words: Vec<SearchWord>,
+    pub customer_ids: Vec<Uuid>,
+    pub created_from: Option<i64>,
+    pub created_to: Option<i64>,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub date_of_birth: Option<String>,
+    pub postal_code: Option<String>,
+    pub status: Option<CustomerStatus>,
+}
+
+enum Arg {
+    Id(Uuid),
+    Text(String),
+    Int(i64),
+}
+
+struct Sql {
+    from: String,
+    conditions: Vec<String>,
+    args: Vec<Arg>,
+}
+
+impl Sql {
+    fn arg(&mut self, a: Arg) -> String {
+        self.args.push(a);
+        format!("${}", self.args.len())
+    }
+}
+
+macro_rules! bind_args {
+    ($q:expr, $args:expr) => {{
+        let mut q = $q;
+        for a in $args {
+            q = match a {
+                Arg::Id(u) => q.bind(*u),
+                Arg::Text(s) => q.bind(s.as_str()),
+                Arg::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }};
+}
+
+fn fts_phrase(s: &str, prefix: bool) -> String {
+    let quoted = format!("\"{}\"", s.replace('"', "\"\""));
+    if prefix { format!("{quoted}*") } else { quoted }
+}
+
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    for ch in s.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+impl Scoped<'_> {
+    pub async fn get_customer(&self, id: Uuid) -> Result<Option<CustomerRecord>, sqlx::Error> {
+        on_conn!(self.conn(), p => sqlx::query_as::<_, CustomerRecord>(GET_SQL.as_str())
+            .bind(self.merchant()).bind(id).fetch_optional(p).await)
+    }
+
+    /// One page of matches and the number of all matches.
+    pub async fn search_customers(
+        &self,
+        q: &CustomerSearch,
+    ) -> Result<(Vec<CustomerRecord>, i64), sqlx::Error> {
+        let sqlite = matches!(self.conn(), Conn::Sqlite(_));
+        let mut sql = Sql {
+            from: "customers".into(),
+            conditions: Vec::new(),
+            args: Vec::new(),
+        };
+        let m = sql.arg(Arg::Id(self.merchant()));
+        sql.conditions.push(format!("customers.merchant_id = {m}"));
+        for (i, w) in q.words.iter().enumerate() {
+            if sqlite {
+                let mut parts = Vec::new();
+                if let Some(n) = &w.names {
+                    let a = sql.arg(Arg::Text(fts_phrase(n, true)));
+                    parts.push(format!("SELECT rowid AS seq FROM customer_names_fts WHERE customer_names_fts MATCH {a}"));
+                }
+                if let Some(c) = &w.contacts {
+                    let a = sql.arg(Arg::Text(fts_phrase(c, false)));
+                    parts.push(format!("SELECT rowid AS seq FROM customer_contacts_fts WHERE customer_contacts_fts MATCH {a}"));
+                }
+                let hits = parts.join(" UNION ");
+                if i == 0 {
+                    // The index drives: CROSS JOIN fixes the matches as the outer loop, so
+                    // the planner never walks the merchant's customers testing each one.
+                    sql.from = format!(
+                        "({hits}) AS hits CROSS JOIN customers ON customers.seq = hits.seq"
+                    );
+                } else {
+                    sql.conditions.push(format!("customers.seq IN ({hits})"));
+                }
+            } else {
+                let mut parts = Vec::new();
+                if let Some(n) = &w.names {
+                    let a = sql.arg(Arg::Text(format!("{n}%")));
+                    let b = sql.arg(Arg::Text(format!("% {n}%")));
+                    parts.push(format!("search_names LIKE {a} OR search_names LIKE {b}"));
+                }
+                if let Some(c) = &w.contacts {
+                    let a = sql.arg(Arg::Text(format!("%{}%", like_escape(c))));
+                    parts.push(format!("search_contacts LIKE {a}"));
+                }
+                sql.conditions.push(format!("({})", parts.join(" OR ")));
+            }
+        }
+        if !q.customer_ids.is_empty() {
+            let list: Vec<String> = q
+                .customer_ids
+                .iter()
+                .map(|id| sql.arg(Arg::Id(*id)))
+                .collect();
+            sql.conditions
+                .push(format!("customers.id IN ({})", list.join(", ")));
+        }
+        if let Some(t) = q.created_from {
+            let a = sql.arg(Arg::Int(t));
+            sql.conditions.push(format!("created_at >= {a}"));
+        }
+        if let Some(t) = q.created_to {
+            let a = sql.arg(Arg::Int(t));
+            sql.conditions.push(format!("created_at <= {a}"));
+        }
+        let exact = [
+            ("email_key", q.email.as_ref()),
+            ("first_name_key", q.first_name.as_ref()),
+            ("last_name_key", q.last_name.as_ref()),
+            ("date_of_birth", q.date_of_birth.as_ref()),
+            ("postal_key", q.postal_code.as_ref()),
+        ];
+        for (col, val) in exact {
+            if let Some(v) = val {
+                let a = sql.arg(Arg::Text(v.clone()));
+                sql.conditions.push(format!("{col} = {a}"));
+            }
+        }
+        if let Some(s) = q.status {
+            let a = sql.arg(Arg::Text(s.as_str().to_owned()));
+            sql.conditions.push(format!("status = {a}"));
+        }
+        let filter = format!("FROM {} WHERE {}", sql.from, sql.conditions.join(" AND "));
+        let count_sql = format!("SELECT COUNT(*) {filter}");
+        let dir = if q.asc { "ASC" } else { "DESC" };
+        let limit = sql.arg(Arg::Int(i64::from(q.page_size)));
+        let offset = sql.arg(Arg::Int(i64::from(q.page - 1) * i64::from(q.page_size)));
+        let page_sql = format!(
+            "SELECT {cols} {filter} ORDER BY {col} {dir}, customers.id {dir} LIMIT {limit} OFFSET {offset}",
+            cols =
+                SELECT_COLUMNS.replace("merchant_id, id,", "customers.merchant_id, customers.id,"),
+            col = q.order_by.column(),
+        );
+        let n_filter_args = sql.args.len() - 2;
+        on_conn!(self.conn(), p => {
+            let (total,): (i64,) = bind_args!(sqlx::query_as(&count_sql), &sql.args[..n_filter_args]).fetch_one(p).await?;
+            let items = if total > 0 {
+                bind_args!(sqlx::query_as::<_, CustomerRecord>(&page_sql), &sql.args).fetch_all(p).await?
+            } else {
+                Vec::new()
+            };
+            Ok((items, total))
+        })
+    }
+}

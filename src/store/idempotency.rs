@@ -1,0 +1,167 @@
+//! `Idempotency-Key` records, kept in the database so every API node agrees.
+//!
+//! A request first *claims* its key (a row in state `in_progress`); the work and
+//! the stored reply then commit in one transaction ([`super::WriteTx::commit_replying`]),
+//! so a reply is recorded exactly when the work is. A claim whose request died
+//! before committing is taken over once it is older than any request can run.
+
+use uuid::Uuid;
+
+use super::{Db, Tenant, WriteTx, now_ms, on_conn, on_tx};
+
+/// Replies are replayed for 24 hours.
+pub const RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+/// A claim older than this belongs to a request that cannot still be running
+/// (requests time out well before), so its work never committed.
+pub const ABANDONED_MS: i64 = 60 * 1000;
+
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub merchant_id: Uuid,
+    pub key: String,
+    pub claimed_at: i64,
+}
+
+#[derive(Debug)]
+pub enum ClaimOutcome {
+    Claimed(Claim),
+    Replay {
+        status: u16,
+        body: Vec<u8>,
+    },
+    /// Same key, different request.
+    Reused,
+    InProgress,
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    request_hash: Vec<u8>,
+    state: String,
+    response_status: Option<i32>,
+    response_body: Option<Vec<u8>>,
+    created_at: i64,
+}
+
+impl Db {
+    pub async fn claim_idempotency(
+        &self,
+        tenant: Tenant,
+        key: &str,
+        hash: &[u8],
+    ) -> Result<ClaimOutcome, sqlx::Error> {
+        let merchant = tenant.id();
+        // A few rounds at most: each lost race means another request moved the row on.
+        for _ in 0..4 {
+            let now = now_ms();
+            let inserted = on_conn!(self.writer(), p => sqlx::query(
+                "INSERT INTO idempotency_keys (merchant_id, key, request_hash, state, created_at) \
+                 VALUES ($1, $2, $3, 'in_progress', $4) ON CONFLICT DO NOTHING")
+                .bind(merchant).bind(key).bind(hash).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
+            let claim = Claim {
+                merchant_id: merchant,
+                key: key.to_owned(),
+                claimed_at: now,
+            };
+            if inserted == 1 {
+                return Ok(ClaimOutcome::Claimed(claim));
+            }
+            let row = on_conn!(self.writer(), p => sqlx::query_as::<_, KeyRow>(
+                "SELECT request_hash, state, response_status, response_body, created_at \
+                 FROM idempotency_keys WHERE merchant_id = $1 AND key = $2")
+                .bind(merchant).bind(key).fetch_optional(p).await)?;
+            let Some(row) = row else { continue };
+            if row.created_at < now - RETENTION_MS {
+                on_conn!(self.writer(), p => sqlx::query(
+                    "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND created_at = $3")
+                    .bind(merchant).bind(key).bind(row.created_at).execute(p).await.map(|r| r.rows_affected()))?;
+                continue;
+            }
+            if row.request_hash != hash {
+                return Ok(ClaimOutcome::Reused);
+            }
+            if row.state == "completed" {
+                let status = row
+                    .response_status
+                    .and_then(|s| u16::try_from(s).ok())
+                    .unwrap_or(200);
+                return Ok(ClaimOutcome::Replay {
+                    status,
+                    body: row.response_body.unwrap_or_default(),
+                });
+            }
+            if row.created_at < now - ABANDONED_MS {
+                let taken = on_conn!(self.writer(), p => sqlx::query(
+                    "UPDATE idempotency_keys SET created_at = $1 \
+                     WHERE merchant_id = $2 AND key = $3 AND state = 'in_progress' AND created_at = $4")
+                    .bind(now).bind(merchant).bind(key).bind(row.created_at).execute(p).await.map(|r| r.rows_affected()))?;
+                if taken == 1 {
+                    return Ok(ClaimOutcome::Claimed(claim));
+                }
+                continue;
+            }
+            return Ok(ClaimOutcome::InProgress);
+        }
+        Ok(ClaimOutcome::InProgress)
+    }
+
+    /// Stores the reply of a request that wrote nothing (a validation error, say).
+    pub async fn complete_idempotency(
+        &self,
+        claim: &Claim,
+        status: u16,
+        body: &[u8],
+    ) -> Result<(), sqlx::Error> {
+        on_conn!(self.writer(), p => complete_query(claim, status, body).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Gives the key back after a failure, so the client's retry runs again.
+    pub async fn release_idempotency(&self, claim: &Claim) -> Result<(), sqlx::Error> {
+        on_conn!(self.writer(), p => sqlx::query(
+            "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND state = 'in_progress' AND created_at = $3")
+            .bind(claim.merchant_id).bind(&claim.key).bind(claim.claimed_at).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Deletes records past retention; returns how many.
+    pub async fn purge_idempotency(&self) -> Result<u64, sqlx::Error> {
+        let cutoff = now_ms() - RETENTION_MS;
+        let done = on_conn!(self.writer(), p => sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(cutoff).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(done)
+    }
+}
+
+fn complete_query<'q, DB: sqlx::Database>(
+    claim: &'q Claim,
+    status: u16,
+    body: &'q [u8],
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    sqlx::query(
+        "UPDATE idempotency_keys SET state = 'completed', response_status = $1, response_body = $2 \
+         WHERE merchant_id = $3 AND key = $4 AND created_at = $5 AND state = 'in_progress'",
+    )
+    .bind(i32::from(status))
+    .bind(body)
+    .bind(claim.merchant_id)
+    .bind(claim.key.as_str())
+    .bind(claim.claimed_at)
+}
+
+pub(super) async fn complete_in(
+    tx: &mut WriteTx<'_>,
+    claim: &Claim,
+    status: u16,
+    body: &[u8],
+) -> Result<(), sqlx::Error> {
+    on_tx!(tx, c => complete_query(claim, status, body).execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}

@@ -1,0 +1,328 @@
+//! Persistence on SQLite or PostgreSQL.
+//!
+//! Queries are written once: SQL uses `$N` placeholders, which both sqlx drivers
+//! accept, and portable column types (UUID/BLOB ids, BIGINT milliseconds, TEXT),
+//! and [`on_conn!`]/[`on_tx!`] expand each body once per backend with a concrete
+//! pool or transaction type. Only search differs per backend.
+//!
+//! Tenant isolation lives here: reads go through [`Scoped`] and writes through
+//! [`WriteTx`], both of which carry the authenticated merchant and hand it to
+//! every query; there is no API that reads or writes a merchant's data without one.
+
+pub mod customers;
+pub mod events;
+pub mod idempotency;
+pub mod merchants;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Postgres, Sqlite, Transaction};
+use uuid::Uuid;
+
+/// A merchant id that came from an authenticated API key (or the operator's CLI).
+/// Every store call takes one; handlers cannot make one up from request data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tenant(Uuid);
+
+impl Tenant {
+    /// Only authentication and the operator's command line mint tenants.
+    pub(crate) fn trusted(id: Uuid) -> Tenant {
+        Tenant(id)
+    }
+
+    pub fn id(&self) -> Uuid {
+        self.0
+    }
+}
+
+/// Who is writing: the tenant plus what the audit trail records.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub tenant: Tenant,
+    pub api_key_id: Option<Uuid>,
+    pub correlation_id: String,
+    /// The idempotency key this request claimed, completed in the same transaction as the work.
+    pub idempotency: Option<idempotency::Claim>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+enum Pools {
+    /// Many readers, one writer: SQLite admits one writer at a time anyway, and
+    /// queueing in the pool avoids `SQLITE_BUSY` on lock upgrades.
+    Sqlite {
+        read: SqlitePool,
+        write: SqlitePool,
+    },
+    Postgres(PgPool),
+}
+
+#[derive(Clone)]
+pub struct Db {
+    pools: Pools,
+}
+
+/// A pool of one backend, borrowed.
+pub enum Conn<'a> {
+    Sqlite(&'a SqlitePool),
+    Postgres(&'a PgPool),
+}
+
+/// Expands `$body` once per backend with `$p` bound to the concrete pool.
+macro_rules! on_conn {
+    ($conn:expr, $p:ident => $body:expr) => {
+        match $conn {
+            $crate::store::Conn::Sqlite($p) => $body,
+            $crate::store::Conn::Postgres($p) => $body,
+        }
+    };
+}
+pub(crate) use on_conn;
+
+/// Expands `$body` once per backend with `$c` bound to the open transaction's connection.
+macro_rules! on_tx {
+    ($tx:expr, $c:ident => $body:expr) => {
+        match &mut $tx.inner {
+            $crate::store::TxInner::Sqlite(t) => {
+                let $c = &mut **t;
+                $body
+            }
+            $crate::store::TxInner::Postgres(t) => {
+                let $c = &mut **t;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_tx;
+
+pub struct DbOptions {
+    pub max_connections: u32,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            max_connections: 16,
+        }
+    }
+}
+
+impl Db {
+    /// Opens the database named by `url`, creating a SQLite file (and its folder) when missing.
+    pub async fn connect(url: &str, opts: &DbOptions) -> anyhow::Result<Db> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let connect = PgConnectOptions::from_str(url).context("parsing the PostgreSQL URL")?;
+            let pool = PgPoolOptions::new()
+                .max_connections(opts.max_connections)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(connect)
+                .await
+                .context("connecting to PostgreSQL")?;
+            Ok(Db {
+                pools: Pools::Postgres(pool),
+            })
+        } else if url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(url)
+                .context("parsing the SQLite URL")?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a commit is on disk (WAL fsynced) before we answer 200.
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(5))
+                .pragma("cache_size", "-16000")
+                .pragma("temp_store", "memory");
+            if let Some(dir) = Path::new(connect.get_filename()).parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(connect.clone())
+                .await
+                .context("opening the SQLite database")?;
+            let read = SqlitePoolOptions::new()
+                .max_connections(opts.max_connections.max(2))
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(connect.read_only(true))
+                .await
+                .context("opening the SQLite database for reading")?;
+            Ok(Db {
+                pools: Pools::Sqlite { read, write },
+            })
+        } else {
+            anyhow::bail!("unsupported database URL (use sqlite://PATH or postgres://...)")
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pools {
+            Pools::Sqlite { .. } => Backend::Sqlite,
+            Pools::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies the embedded migrations of this backend.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match &self.pools {
+            Pools::Sqlite { write, .. } => sqlx::migrate!("migrations/sqlite").run(write).await?,
+            Pools::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await?,
+        }
+        Ok(())
+    }
+
+    pub(crate) fn reader(&self) -> Conn<'_> {
+        match &self.pools {
+            Pools::Sqlite { read, .. } => Conn::Sqlite(read),
+            Pools::Postgres(p) => Conn::Postgres(p),
+        }
+    }
+
+    pub(crate) fn writer(&self) -> Conn<'_> {
+        match &self.pools {
+            Pools::Sqlite { write, .. } => Conn::Sqlite(write),
+            Pools::Postgres(p) => Conn::Postgres(p),
+        }
+    }
+
+    /// Reads on behalf of one merchant.
+    pub fn scoped(&self, tenant: Tenant) -> Scoped<'_> {
+        Scoped { db: self, tenant }
+    }
+
+    /// Starts a write on behalf of `actor`; events and the idempotent reply are
+    /// written in the same transaction.
+    pub async fn begin<'a>(&'a self, actor: &'a Actor) -> Result<WriteTx<'a>, sqlx::Error> {
+        let inner = match &self.pools {
+            // IMMEDIATE takes the write lock up front, so a transaction that reads
+            // before it writes can never fail to upgrade its lock.
+            Pools::Sqlite { write, .. } => {
+                TxInner::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?)
+            }
+            Pools::Postgres(p) => TxInner::Postgres(p.begin().await?),
+        };
+        Ok(WriteTx {
+            inner,
+            actor,
+            now: now_ms(),
+        })
+    }
+
+    /// `SELECT 1`, for readiness.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        on_conn!(self.reader(), p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))
+    }
+
+    pub async fn close(&self) {
+        match &self.pools {
+            Pools::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            Pools::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// Reads of one merchant's data.
+pub struct Scoped<'a> {
+    pub(crate) db: &'a Db,
+    pub(crate) tenant: Tenant,
+}
+
+impl Scoped<'_> {
+    pub(crate) fn merchant(&self) -> Uuid {
+        self.tenant.id()
+    }
+
+    pub(crate) fn conn(&self) -> Conn<'_> {
+        self.db.reader()
+    }
+}
+
+pub(crate) enum TxInner {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// One write transaction on behalf of an [`Actor`].
+pub struct WriteTx<'a> {
+    pub(crate) inner: TxInner,
+    pub(crate) actor: &'a Actor,
+    /// The transaction's clock: every row it writes carries the same instant.
+    pub now: i64,
+}
+
+impl WriteTx<'_> {
+    pub(crate) fn merchant(&self) -> Uuid {
+        self.actor.tenant.id()
+    }
+
+    /// Records an audit event (ids only, never personal data) in this transaction.
+    pub async fn event(&mut self, kind: &str, entity_id: Uuid) -> Result<(), sqlx::Error> {
+        let merchant = self.merchant();
+        let (key, corr, now) = (
+            self.actor.api_key_id,
+            self.actor.correlation_id.clone(),
+            self.now,
+        );
+        on_tx!(self, c => sqlx::query(
+            "INSERT INTO events (merchant_id, id, type, entity_id, api_key_id, correlation_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(merchant).bind(Uuid::now_v7()).bind(kind).bind(entity_id).bind(key).bind(corr).bind(now)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Commits; when the request claimed an idempotency key, its reply is stored in
+    /// the same transaction, so the work and its replay record cannot part.
+    pub async fn commit_replying(mut self, status: u16, body: &[u8]) -> Result<(), sqlx::Error> {
+        if let Some(claim) = self.actor.idempotency.clone() {
+            idempotency::complete_in(&mut self, &claim, status, body).await?;
+        }
+        self.commit().await
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self.inner {
+            TxInner::Sqlite(t) => t.commit().await,
+            TxInner::Postgres(t) => t.commit().await,
+        }
+    }
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Whether an error is a unique-constraint violation (a conflict, not a failure).
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// What a write can fail with besides the database itself.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("version mismatch (current {current})")]
+    VersionMismatch { current: i64 },
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
