@@ -41,12 +41,8 @@ impl Scope {
     ];
 
     /// What a key gets when nobody says otherwise: everything but `reveal`.
-    pub const DEFAULT: [Scope; 4] = [
-        Scope::CustomersRead,
-        Scope::CustomersWrite,
-        Scope::PaymentMethodsWrite,
-        Scope::CreditWrite,
-    ];
+    pub const DEFAULT: [Scope; 4] =
+        [Scope::CustomersRead, Scope::CustomersWrite, Scope::PaymentMethodsWrite, Scope::CreditWrite];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -73,16 +69,9 @@ pub struct NewKey {
 pub fn generate_key() -> NewKey {
     let mut raw = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut raw);
-    let secret = format!(
-        "ck_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
-    );
+    let secret = format!("ck_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw));
     let hash = hash_key(&secret);
-    NewKey {
-        id: Uuid::now_v7(),
-        secret,
-        hash,
-    }
+    NewKey { id: Uuid::now_v7(), secret, hash }
 }
 
 pub fn hash_key(secret: &str) -> Vec<u8> {
@@ -90,11 +79,7 @@ pub fn hash_key(secret: &str) -> Vec<u8> {
 }
 
 pub fn scopes_string(scopes: &[Scope]) -> String {
-    scopes
-        .iter()
-        .map(|s| s.as_str())
-        .collect::<Vec<_>>()
-        .join(" ")
+    scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
 }
 
 /// Who the request is, as established by [`layer`].
@@ -106,22 +91,10 @@ pub struct AuthContext {
 }
 
 /// Authenticates every API route: a live key, or 401.
-pub async fn layer(
-    State(state): State<AppState>,
-    mut req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let header = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let Some(token) = header.and_then(|h| {
-        h.strip_prefix("Bearer ")
-            .or_else(|| h.strip_prefix("bearer "))
-    }) else {
-        return Err(ApiError::unauthorized(
-            "Send 'Authorization: Bearer <api key>'.",
-        ));
+pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
+    let header = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))) else {
+        return Err(ApiError::unauthorized("Send 'Authorization: Bearer <api key>'."));
     };
     let token = token.trim();
     if token.is_empty() || token.len() > 256 {
@@ -130,16 +103,8 @@ pub async fn layer(
     let Some(rec) = state.db().find_api_key(&hash_key(token)).await? else {
         return Err(ApiError::unauthorized("The API key is not valid."));
     };
-    let scopes = rec
-        .scopes
-        .split_whitespace()
-        .filter_map(Scope::parse)
-        .collect();
-    req.extensions_mut().insert(AuthContext {
-        tenant: Tenant::trusted(rec.merchant_id),
-        key_id: rec.id,
-        scopes,
-    });
+    let scopes = rec.scopes.split_whitespace().filter_map(Scope::parse).collect();
+    req.extensions_mut().insert(AuthContext { tenant: Tenant::trusted(rec.merchant_id), key_id: rec.id, scopes });
     Ok(next.run(req).await)
 }
 
@@ -195,11 +160,7 @@ impl<St: Send + Sync, S: RequiredScope> FromRequestParts<St> for Authed<S> {
             return Err(ApiError::forbidden(S::SCOPE.as_str()));
         }
         let claim = parts.extensions.get::<Claim>().cloned();
-        Ok(Authed {
-            ctx,
-            claim,
-            _scope: PhantomData,
-        })
+        Ok(Authed { ctx, claim, _scope: PhantomData })
     }
 }
 

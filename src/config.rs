@@ -20,53 +20,22 @@ pub enum LogFormat {
 #[serde(rename_all = "camelCase")]
 pub struct Config {
     /// Address to listen on.
-    #[arg(
-        long,
-        env = "CLIENTELE_LISTEN",
-        default_value = "127.0.0.1:8080",
-        global = true
-    )]
+    #[arg(long, env = "CLIENTELE_LISTEN", default_value = "127.0.0.1:8080", global = true)]
     pub listen: SocketAddr,
     /// `sqlite://PATH` (created with its folder when missing) or `postgres://...`.
-    #[arg(
-        long,
-        env = "CLIENTELE_DATABASE_URL",
-        default_value = "sqlite://./data/clientele.db",
-        global = true
-    )]
+    #[arg(long, env = "CLIENTELE_DATABASE_URL", default_value = "sqlite://./data/clientele.db", global = true)]
     pub database_url: String,
     /// Where the generated master key is kept when CLIENTELE_MASTER_KEY is not set.
-    #[arg(
-        long,
-        env = "CLIENTELE_DATA_DIR",
-        default_value = "./data",
-        global = true
-    )]
+    #[arg(long, env = "CLIENTELE_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
     /// Base64 of 32 random bytes; encrypts payment data at rest.
-    #[arg(
-        long,
-        env = "CLIENTELE_MASTER_KEY",
-        hide_env_values = true,
-        global = true
-    )]
+    #[arg(long, env = "CLIENTELE_MASTER_KEY", hide_env_values = true, global = true)]
     pub master_key: Option<SecretString>,
     /// Log lines as text or JSON.
-    #[arg(
-        long,
-        env = "CLIENTELE_LOG_FORMAT",
-        value_enum,
-        default_value = "text",
-        global = true
-    )]
+    #[arg(long, env = "CLIENTELE_LOG_FORMAT", value_enum, default_value = "text", global = true)]
     pub log_format: LogFormat,
     /// Database connections per pool.
-    #[arg(
-        long,
-        env = "CLIENTELE_DB_MAX_CONNECTIONS",
-        default_value_t = 16,
-        global = true
-    )]
+    #[arg(long, env = "CLIENTELE_DB_MAX_CONNECTIONS", default_value_t = 16, global = true)]
     pub db_max_connections: u32,
 }
 
@@ -101,13 +70,7 @@ mod tests {
 
     #[test]
     fn passwords_are_masked() {
-        assert_eq!(
-            mask_url_password("postgres://u:p4ss@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(
-            mask_url_password("sqlite://./data/x.db"),
-            "sqlite://./data/x.db"
-        );
+        assert_eq!(mask_url_password("postgres://u:p4ss@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(mask_url_password("sqlite://./data/x.db"), "sqlite://./data/x.db");
     }
 }

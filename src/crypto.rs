@@ -47,14 +47,11 @@ pub struct MasterKey(Zeroizing<[u8; 32]>);
 
 impl MasterKey {
     pub fn from_base64(text: &str) -> anyhow::Result<MasterKey> {
-        let bytes = Zeroizing::new(
-            STANDARD
-                .decode(text.trim())
-                .context("the master key is not valid base64")?,
-        );
-        let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-            anyhow::anyhow!("the master key must be 32 bytes (base64 of 32 random bytes)")
-        })?;
+        let bytes = Zeroizing::new(STANDARD.decode(text.trim()).context("the master key is not valid base64")?);
+        let key: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("the master key must be 32 bytes (base64 of 32 random bytes)"))?;
         Ok(MasterKey(Zeroizing::new(key)))
     }
 
@@ -71,24 +68,19 @@ impl fmt::Debug for MasterKey {
 
 /// `CLIENTELE_MASTER_KEY` when given; else `DATA_DIR/master.key`, generated
 /// (mode 0600, with a warning) on first start.
-pub fn load_master_key(
-    configured: Option<&SecretString>,
-    data_dir: &Path,
-) -> anyhow::Result<MasterKey> {
+pub fn load_master_key(configured: Option<&SecretString>, data_dir: &Path) -> anyhow::Result<MasterKey> {
     if let Some(s) = configured {
         return MasterKey::from_base64(s.expose()).context("CLIENTELE_MASTER_KEY");
     }
     let path = data_dir.join("master.key");
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            return MasterKey::from_base64(&text)
-                .with_context(|| format!("reading {}", path.display()));
+            return MasterKey::from_base64(&text).with_context(|| format!("reading {}", path.display()));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let mut key = Zeroizing::new([0u8; 32]);
     rand::rngs::OsRng.fill_bytes(key.as_mut());
     let text = Zeroizing::new(STANDARD.encode(key.as_ref()));
@@ -96,9 +88,7 @@ pub fn load_master_key(
     opts.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut file = opts
-        .open(&path)
-        .with_context(|| format!("creating {}", path.display()))?;
+    let mut file = opts.open(&path).with_context(|| format!("creating {}", path.display()))?;
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
     tracing::warn!(
@@ -122,10 +112,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("master.key"))
-                .unwrap()
-                .permissions()
-                .mode();
+            let mode = std::fs::metadata(dir.path().join("master.key")).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         assert_eq!(format!("{a:?}"), "MasterKey(***)");
@@ -136,12 +123,7 @@ mod tests {
         let short: SecretString = STANDARD.encode([1u8; 16]).parse().unwrap();
         assert!(load_master_key(Some(&short), Path::new("/nonexistent")).is_err());
         let ok: SecretString = STANDARD.encode([1u8; 32]).parse().unwrap();
-        assert_eq!(
-            load_master_key(Some(&ok), Path::new("/nonexistent"))
-                .unwrap()
-                .expose(),
-            &[1u8; 32]
-        );
+        assert_eq!(load_master_key(Some(&ok), Path::new("/nonexistent")).unwrap().expose(), &[1u8; 32]);
         assert_eq!(format!("{ok:?}"), "***");
     }
 }

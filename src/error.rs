@@ -52,12 +52,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(
-        status: StatusCode,
-        code: &'static str,
-        exception: &'static str,
-        details: impl Into<String>,
-    ) -> Self {
+    pub fn new(status: StatusCode, code: &'static str, exception: &'static str, details: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -71,29 +66,16 @@ impl ApiError {
     }
 
     /// A problem with one field (or `$`, the whole body).
-    pub fn field(
-        status: StatusCode,
-        code: &'static str,
-        path: &str,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn field(status: StatusCode, code: &'static str, path: &str, message: impl Into<String>) -> Self {
         let message = message.into();
-        let mut err = ApiError::new(
-            status,
-            code,
-            "ValidationException",
-            format!("Validation failed: \n -- {path}: {message}"),
-        );
+        let mut err =
+            ApiError::new(status, code, "ValidationException", format!("Validation failed: \n -- {path}: {message}"));
         err.errors.insert(path.to_owned(), vec![message]);
         err
     }
 
     pub fn validation(problems: Problems) -> Self {
-        let code = if problems.only_unknown_fields() {
-            "unknown_field"
-        } else {
-            "validation_failed"
-        };
+        let code = if problems.only_unknown_fields() { "unknown_field" } else { "validation_failed" };
         let mut details = String::from("Validation failed:");
         let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for p in problems.into_vec() {
@@ -103,15 +85,7 @@ impl ApiError {
             details.push_str(&p.message);
             errors.entry(p.path).or_default().push(p.message);
         }
-        ApiError {
-            errors,
-            ..ApiError::new(
-                StatusCode::BAD_REQUEST,
-                code,
-                "ValidationException",
-                details,
-            )
-        }
+        ApiError { errors, ..ApiError::new(StatusCode::BAD_REQUEST, code, "ValidationException", details) }
     }
 
     pub fn malformed_json(message: impl Into<String>) -> Self {
@@ -119,21 +93,11 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "NotFoundException",
-            format!("{what} was not found."),
-        )
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "NotFoundException", format!("{what} was not found."))
     }
 
     pub fn route_not_found() -> Self {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "route_not_found",
-            "NotFoundException",
-            "No route matches this path.",
-        )
+        ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "NotFoundException", "No route matches this path.")
     }
 
     pub fn method_not_allowed() -> Self {
@@ -146,12 +110,7 @@ impl ApiError {
     }
 
     pub fn unauthorized(details: &str) -> Self {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "UnauthorizedException",
-            details,
-        )
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "UnauthorizedException", details)
     }
 
     pub fn forbidden(scope: &str) -> Self {
@@ -163,15 +122,8 @@ impl ApiError {
         )
     }
 
-    pub fn conflict(
-        code: &'static str,
-        details: impl Into<String>,
-        entity_id: Option<String>,
-    ) -> Self {
-        ApiError {
-            entity_id,
-            ..ApiError::new(StatusCode::CONFLICT, code, "ConflictException", details)
-        }
+    pub fn conflict(code: &'static str, details: impl Into<String>, entity_id: Option<String>) -> Self {
+        ApiError { entity_id, ..ApiError::new(StatusCode::CONFLICT, code, "ConflictException", details) }
     }
 
     pub fn precondition_failed(current_version: i64) -> Self {
@@ -204,12 +156,7 @@ impl ApiError {
     pub fn unavailable(details: &str) -> Self {
         ApiError {
             retry_after: Some(1),
-            ..ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "ServiceUnavailableException",
-                details,
-            )
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "ServiceUnavailableException", details)
         }
     }
 
@@ -273,18 +220,10 @@ impl IntoResponse for ApiError {
             tracing::error!(correlation_id = %correlation::current(), error = format!("{cause:#}"), "internal error");
         }
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
-        let mut res = (
-            self.status,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            body,
-        )
-            .into_response();
+        let mut res =
+            (self.status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
         if let Some(secs) = self.retry_after {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         res
     }

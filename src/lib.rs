@@ -73,12 +73,10 @@ pub fn build_router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(routes::docs::ui(openapi.clone()))
         .fallback(|| async { ApiError::route_not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
-        .layer(CatchPanicLayer::custom(
-            |_panic: Box<dyn std::any::Any + Send>| {
-                // The payload is not logged: it could quote request data.
-                ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response()
-            },
-        ))
+        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
+            // The payload is not logged: it could quote request data.
+            ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response()
+        }))
         .layer(from_fn(http::observe::layer))
         .layer(from_fn(http::correlation::layer))
         .with_state(state);
@@ -87,13 +85,7 @@ pub fn build_router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
 
 impl App {
     pub async fn start(config: &Config) -> anyhow::Result<App> {
-        let db = Db::connect(
-            &config.database_url,
-            &DbOptions {
-                max_connections: config.db_max_connections,
-            },
-        )
-        .await?;
+        let db = Db::connect(&config.database_url, &DbOptions { max_connections: config.db_max_connections }).await?;
         db.migrate().await?;
         let master_key = crypto::load_master_key(config.master_key.as_ref(), &config.data_dir)?;
         let state = AppState {
@@ -105,11 +97,7 @@ impl App {
             }),
         };
         let (router, openapi) = build_router(state.clone());
-        Ok(App {
-            state,
-            router,
-            openapi,
-        })
+        Ok(App { state, router, openapi })
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
@@ -127,9 +115,7 @@ impl App {
             flag.inner.shutting_down.store(true, Ordering::Relaxed);
             tracing::info!("shutting down: finishing in-flight requests");
         };
-        axum::serve(listener, self.router)
-            .with_graceful_shutdown(signal)
-            .await?;
+        axum::serve(listener, self.router).with_graceful_shutdown(signal).await?;
         purge.abort();
         state.db().close().await;
         tracing::info!("stopped");

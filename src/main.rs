@@ -12,11 +12,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 #[derive(Parser)]
-#[command(
-    name = "clientele",
-    version,
-    about = "Self-hostable merchant Customer API"
-)]
+#[command(name = "clientele", version, about = "Self-hostable merchant Customer API")]
 struct Cli {
     #[command(flatten)]
     config: Config,
@@ -92,8 +88,7 @@ async fn open(config: &Config) -> anyhow::Result<Db> {
 /// Creates a key and returns (key id, secret).
 async fn new_key(db: &Db, tenant: Tenant, scopes: &[Scope]) -> anyhow::Result<(Uuid, String)> {
     let key = generate_key();
-    db.insert_api_key(tenant, key.id, &key.hash, &scopes_string(scopes))
-        .await?;
+    db.insert_api_key(tenant, key.id, &key.hash, &scopes_string(scopes)).await?;
     Ok((key.id, key.secret))
 }
 
@@ -121,14 +116,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
-        Command::Merchant {
-            action: MerchantCmd::Create { name },
-        } => {
+        Command::Merchant { action: MerchantCmd::Create { name } } => {
             let name = name.trim();
-            anyhow::ensure!(
-                !name.is_empty() && name.chars().count() <= 200,
-                "--name must be 1 to 200 characters"
-            );
+            anyhow::ensure!(!name.is_empty() && name.chars().count() <= 200, "--name must be 1 to 200 characters");
             let db = open(&config).await?;
             let tenant = db.create_merchant(name).await?;
             let (_, secret) = new_key(&db, tenant, &Scope::DEFAULT).await?;
@@ -136,31 +126,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await;
             Ok(())
         }
-        Command::ApiKey {
-            action: ApiKeyCmd::Create { merchant, scopes },
-        } => {
+        Command::ApiKey { action: ApiKeyCmd::Create { merchant, scopes } } => {
             let db = open(&config).await?;
-            let tenant = db
-                .find_merchant(merchant)
-                .await?
-                .with_context(|| format!("no merchant {merchant}"))?;
-            let scopes = if scopes.is_empty() {
-                Scope::DEFAULT.to_vec()
-            } else {
-                scopes
-            };
+            let tenant = db.find_merchant(merchant).await?.with_context(|| format!("no merchant {merchant}"))?;
+            let scopes = if scopes.is_empty() { Scope::DEFAULT.to_vec() } else { scopes };
             let (id, secret) = new_key(&db, tenant, &scopes).await?;
             let names: Vec<_> = scopes.iter().map(|s| s.as_str()).collect();
-            println!(
-                "{}",
-                json!({"keyId": id, "merchantId": merchant, "apiKey": secret, "scopes": names})
-            );
+            println!("{}", json!({"keyId": id, "merchantId": merchant, "apiKey": secret, "scopes": names}));
             db.close().await;
             Ok(())
         }
-        Command::ApiKey {
-            action: ApiKeyCmd::Revoke { key_id },
-        } => {
+        Command::ApiKey { action: ApiKeyCmd::Revoke { key_id } } => {
             let db = open(&config).await?;
             let revoked = db.revoke_api_key(key_id).await?;
             db.close().await;
@@ -168,9 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", json!({"keyId": key_id, "revoked": true}));
             Ok(())
         }
-        Command::Config {
-            action: ConfigCmd::Show,
-        } => {
+        Command::Config { action: ConfigCmd::Show } => {
             println!("{}", serde_json::to_string_pretty(&config.show())?);
             Ok(())
         }
@@ -180,10 +154,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init_logs(cli.config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e}");

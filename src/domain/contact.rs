@@ -21,19 +21,12 @@ impl Email {
         if t.is_empty() {
             return None;
         }
-        let opts = Options {
-            minimum_sub_domains: 2,
-            allow_domain_literal: false,
-            allow_display_text: false,
-        };
+        let opts = Options { minimum_sub_domains: 2, allow_domain_literal: false, allow_display_text: false };
         if t.len() > 254 || EmailAddress::parse_with_options(t, opts).is_err() {
             p.push(path, format!("'{path}' is not a valid email address."));
             return None;
         }
-        Some(Email {
-            value: t.to_owned(),
-            normalized: t.to_lowercase(),
-        })
+        Some(Email { value: t.to_owned(), normalized: t.to_lowercase() })
     }
 
     pub fn as_str(&self) -> &str {
@@ -64,15 +57,9 @@ impl Phone {
             return None;
         }
         let id = region.and_then(|r| phonenumber::country::Id::from_str(r).ok());
-        let parsed = if t.len() <= 40 {
-            phonenumber::parse(id, t).ok()
-        } else {
-            None
-        };
+        let parsed = if t.len() <= 40 { phonenumber::parse(id, t).ok() } else { None };
         match parsed {
-            Some(n) if phonenumber::is_valid(&n) => {
-                Some(Phone(n.format().mode(phonenumber::Mode::E164).to_string()))
-            }
+            Some(n) if phonenumber::is_valid(&n) => Some(Phone(n.format().mode(phonenumber::Mode::E164).to_string())),
             _ => {
                 let hint = if id.is_none() && !t.starts_with('+') {
                     " Give it in international form (+country code) or with an address country."
@@ -108,18 +95,8 @@ mod tests {
     #[test]
     fn phones() {
         let mut p = Problems::new();
-        assert_eq!(
-            Phone::parse("+1 415-555-2671", None, "x", &mut p)
-                .unwrap()
-                .as_str(),
-            "+14155552671"
-        );
-        assert_eq!(
-            Phone::parse("(416) 555-0199", Some("CA"), "x", &mut p)
-                .unwrap()
-                .as_str(),
-            "+14165550199"
-        );
+        assert_eq!(Phone::parse("+1 415-555-2671", None, "x", &mut p).unwrap().as_str(), "+14155552671");
+        assert_eq!(Phone::parse("(416) 555-0199", Some("CA"), "x", &mut p).unwrap().as_str(), "+14165550199");
         assert!(Phone::parse("4165550199", None, "x", &mut p).is_none());
         assert!(Phone::parse("12345678", Some("US"), "x", &mut p).is_none());
         assert!(p.iter().next().unwrap().message.contains("international"));

@@ -68,51 +68,27 @@ impl CustomerInput {
     }
 
     fn read(o: &mut Obj<'_>, mode: Mode, p: &mut Problems) -> Option<CustomerInput> {
-        let first_name = o
-            .required_string("firstName", p)
-            .and_then(|s| required_text(s, "firstName", 100, p));
-        let last_name = o
-            .required_string("lastName", p)
-            .and_then(|s| required_text(s, "lastName", 100, p));
-        let company_name = o
-            .string("companyName", p)
-            .and_then(|s| optional_text(s, "companyName", 200, p));
-        let email = o
-            .string("email", p)
-            .and_then(|s| Email::parse(s, "email", p));
-        let sms_enabled = o
-            .bool("isMobileNumberSmsNotificationsEnabled", p)
-            .unwrap_or(false);
+        let first_name = o.required_string("firstName", p).and_then(|s| required_text(s, "firstName", 100, p));
+        let last_name = o.required_string("lastName", p).and_then(|s| required_text(s, "lastName", 100, p));
+        let company_name = o.string("companyName", p).and_then(|s| optional_text(s, "companyName", 200, p));
+        let email = o.string("email", p).and_then(|s| Email::parse(s, "email", p));
+        let sms_enabled = o.bool("isMobileNumberSmsNotificationsEnabled", p).unwrap_or(false);
         let use_billing_as_shipping = o.bool("useBillingAsShippingAddress", p).unwrap_or(false);
-        let billing = o
-            .object("billingAddress", p)
-            .map(|a| Address::parse(a, p))
-            .filter(|a| !a.is_empty());
-        let shipping = o
-            .object("shippingAddress", p)
-            .map(|a| Address::parse(a, p))
-            .filter(|a| !a.is_empty());
+        let billing = o.object("billingAddress", p).map(|a| Address::parse(a, p)).filter(|a| !a.is_empty());
+        let shipping = o.object("shippingAddress", p).map(|a| Address::parse(a, p)).filter(|a| !a.is_empty());
         // A national phone number is read in the country of the customer's address.
-        let region = billing
-            .as_ref()
-            .or(shipping.as_ref())
-            .and_then(|a| a.country.as_deref());
-        let mobile_phone = o
-            .string("mobilePhoneNumber", p)
-            .and_then(|s| Phone::parse(s, region, "mobilePhoneNumber", p));
-        if sms_enabled && mobile_phone.is_none() && !p.iter().any(|x| x.path == "mobilePhoneNumber")
-        {
+        let region = billing.as_ref().or(shipping.as_ref()).and_then(|a| a.country.as_deref());
+        let mobile_phone =
+            o.string("mobilePhoneNumber", p).and_then(|s| Phone::parse(s, region, "mobilePhoneNumber", p));
+        if sms_enabled && mobile_phone.is_none() && !p.iter().any(|x| x.path == "mobilePhoneNumber") {
             p.push(
                 "isMobileNumberSmsNotificationsEnabled",
                 "'isMobileNumberSmsNotificationsEnabled' requires a 'mobilePhoneNumber'.",
             );
         }
-        let date_of_birth = o
-            .string("dateOfBirth", p)
-            .and_then(|s| parse_date_of_birth(s, "dateOfBirth", p));
-        let preferred_language = o
-            .string("preferredLanguage", p)
-            .and_then(|s| parse_language(s, "preferredLanguage", p));
+        let date_of_birth = o.string("dateOfBirth", p).and_then(|s| parse_date_of_birth(s, "dateOfBirth", p));
+        let preferred_language =
+            o.string("preferredLanguage", p).and_then(|s| parse_language(s, "preferredLanguage", p));
         if mode == Mode::Create {
             // The vault takes inline payment methods (SPEC section 3); until then only
             // an empty list is accepted, so nothing a client sends is silently dropped.
@@ -142,10 +118,7 @@ impl CustomerInput {
     /// Words of the names, folded: what a `search` word must be a prefix of.
     pub fn search_names(&self) -> String {
         let mut s = fold(&self.first_name);
-        for part in [Some(self.last_name.as_str()), self.company_name.as_deref()]
-            .into_iter()
-            .flatten()
-        {
+        for part in [Some(self.last_name.as_str()), self.company_name.as_deref()].into_iter().flatten() {
             let f = fold(part);
             if !f.is_empty() {
                 s.push(' ');
@@ -173,19 +146,13 @@ impl CustomerInput {
 
 pub fn parse_date_of_birth(raw: &str, path: &str, p: &mut Problems) -> Option<NaiveDate> {
     let Some(date) = parse_date(raw) else {
-        p.push(
-            path,
-            format!("'{path}' must be a date in the form YYYY-MM-DD."),
-        );
+        p.push(path, format!("'{path}' must be a date in the form YYYY-MM-DD."));
         return None;
     };
     let today = Utc::now().date_naive();
     let earliest = NaiveDate::from_ymd_opt(1900, 1, 1).expect("valid date");
     if date > today || date < earliest {
-        p.push(
-            path,
-            format!("'{path}' must be between 1900-01-01 and today."),
-        );
+        p.push(path, format!("'{path}' must be between 1900-01-01 and today."));
         return None;
     }
     Some(date)
@@ -197,9 +164,7 @@ pub fn parse_date(raw: &str) -> Option<NaiveDate> {
     let shape = b.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
     if !shape {
         return None;
     }
@@ -214,10 +179,7 @@ fn parse_language(raw: &str, path: &str, p: &mut Problems) -> Option<String> {
     match language_tags::LanguageTag::parse(t) {
         Ok(tag) if t.len() <= 35 && tag.validate().is_ok() => Some(tag.to_string()),
         _ => {
-            p.push(
-                path,
-                format!("'{path}' must be a BCP 47 language tag such as 'en-CA'."),
-            );
+            p.push(path, format!("'{path}' must be a BCP 47 language tag such as 'en-CA'."));
             None
         }
     }
@@ -241,12 +203,8 @@ mod tests {
             "billingAddress": {"line1": "55 University Ave", "city": "Toronto", "state": "on", "postalCode": "m5j2h7", "country": "ca"},
             "shippingAddress": null, "paymentMethodsCards": [], "paymentMethodsAchAccounts": null
         });
-        let c =
-            CustomerInput::parse(&body, Mode::Create).unwrap_or_else(|p| panic!("{:?}", paths(&p)));
-        assert_eq!(
-            c.billing.as_ref().unwrap().postal_code.as_deref(),
-            Some("M5J 2H7")
-        );
+        let c = CustomerInput::parse(&body, Mode::Create).unwrap_or_else(|p| panic!("{:?}", paths(&p)));
+        assert_eq!(c.billing.as_ref().unwrap().postal_code.as_deref(), Some("M5J 2H7"));
         assert_eq!(c.search_names(), "first last company name");
         assert_eq!(c.search_contacts(), "company@mail.com +14165550199");
     }
@@ -257,14 +215,7 @@ mod tests {
         let p = CustomerInput::parse(&body, Mode::Update).err().unwrap();
         assert_eq!(
             paths(&p),
-            [
-                "firstName",
-                "lastName",
-                "email",
-                "billingAddress.country",
-                "billingAddress.bogus",
-                "extra"
-            ]
+            ["firstName", "lastName", "email", "billingAddress.country", "billingAddress.bogus", "extra"]
         );
     }
 

@@ -29,20 +29,12 @@ impl Problems {
     }
 
     pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Problem {
-            path: path.into(),
-            message: message.into(),
-            kind: ProblemKind::Invalid,
-        });
+        self.0.push(Problem { path: path.into(), message: message.into(), kind: ProblemKind::Invalid });
     }
 
     pub fn unknown(&mut self, path: String) {
         let message = format!("'{path}' is not a known field.");
-        self.0.push(Problem {
-            path,
-            message,
-            kind: ProblemKind::UnknownField,
-        });
+        self.0.push(Problem { path, message, kind: ProblemKind::UnknownField });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -59,11 +51,7 @@ impl Problems {
 
     /// `Ok(value)` when nothing was wrong.
     pub fn check<T>(self, value: T) -> Result<T, Problems> {
-        if self.0.is_empty() {
-            Ok(value)
-        } else {
-            Err(self)
-        }
+        if self.0.is_empty() { Ok(value) } else { Err(self) }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Problem> {
@@ -73,11 +61,7 @@ impl Problems {
 
 /// Joins a parent path and a key: `billingAddress` + `city` → `billingAddress.city`.
 pub fn join(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{prefix}.{key}")
-    }
+    if prefix.is_empty() { key.to_owned() } else { format!("{prefix}.{key}") }
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -107,21 +91,10 @@ impl<'v> Obj<'v> {
     /// Any value at `path`, which must be an object.
     pub fn at(value: &'v Value, path: String, problems: &mut Problems) -> Option<Obj<'v>> {
         match value {
-            Value::Object(map) => Some(Obj {
-                map,
-                prefix: path,
-                known: Vec::new(),
-            }),
+            Value::Object(map) => Some(Obj { map, prefix: path, known: Vec::new() }),
             other => {
-                let shown = if path.is_empty() {
-                    "$".to_owned()
-                } else {
-                    path
-                };
-                problems.push(
-                    shown.clone(),
-                    format!("'{shown}' must be an object, not {}.", type_name(other)),
-                );
+                let shown = if path.is_empty() { "$".to_owned() } else { path };
+                problems.push(shown.clone(), format!("'{shown}' must be an object, not {}.", type_name(other)));
                 None
             }
         }
@@ -153,16 +126,20 @@ impl<'v> Obj<'v> {
         let out = f(v);
         if out.is_none() {
             let path = self.path(key);
-            p.push(
-                path.clone(),
-                format!("'{path}' must be {what}, not {}.", type_name(v)),
-            );
+            p.push(path.clone(), format!("'{path}' must be {what}, not {}.", type_name(v)));
         }
         out
     }
 
+    /// A string without NUL characters (no database column can hold one faithfully).
     pub fn string(&mut self, key: &'static str, p: &mut Problems) -> Option<&'v str> {
-        self.typed(key, "a string", p, Value::as_str)
+        let s = self.typed(key, "a string", p, Value::as_str)?;
+        if s.contains('\0') {
+            let path = self.path(key);
+            p.push(path.clone(), format!("'{path}' must not contain NUL characters."));
+            return None;
+        }
+        Some(s)
     }
 
     pub fn required_string(&mut self, key: &'static str, p: &mut Problems) -> Option<&'v str> {

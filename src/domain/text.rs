@@ -24,17 +24,11 @@ pub fn optional_text(raw: &str, path: &str, max: usize, p: &mut Problems) -> Opt
     }
     let mut ok = true;
     if t.chars().count() > max {
-        p.push(
-            path,
-            format!("'{path}' must be at most {max} characters long."),
-        );
+        p.push(path, format!("'{path}' must be at most {max} characters long."));
         ok = false;
     }
     if t.chars().any(char::is_control) {
-        p.push(
-            path,
-            format!("'{path}' must not contain control characters."),
-        );
+        p.push(path, format!("'{path}' must not contain control characters."));
         ok = false;
     }
     ok.then(|| t.to_owned())

@@ -17,21 +17,14 @@ pub const BODY_LIMIT: usize = 1 << 20;
 /// Whether a `Content-Type` is JSON (`application/json`, optionally with parameters, or `+json`).
 pub fn is_json(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return false };
-    let essence = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Reads the whole body, up to [`BODY_LIMIT`].
 pub async fn read_body(body: axum::body::Body) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if too_large {
             ApiError::payload_too_large(BODY_LIMIT)
         } else {
@@ -43,9 +36,7 @@ pub async fn read_body(body: axum::body::Body) -> Result<Bytes, ApiError> {
 /// Parses JSON text, reporting where it is broken.
 pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::malformed_json(
-            "The request body is empty; a JSON object is expected.",
-        ));
+        return Err(ApiError::malformed_json("The request body is empty; a JSON object is expected."));
     }
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError::malformed_json(format!(
@@ -63,10 +54,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
-        let ct = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
+        let ct = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
         if !is_json(ct) {
             return Err(ApiError::unsupported_media_type());
         }
@@ -117,25 +105,33 @@ pub struct QueryReader {
 }
 
 impl QueryReader {
-    pub fn new(raw: Option<&str>) -> QueryReader {
-        let pairs = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
-        QueryReader {
-            pairs,
-            known: Vec::new(),
+    /// Values with control characters (NUL included, which PostgreSQL text cannot
+    /// hold) are reported here, once per parameter, and then read as absent.
+    pub fn new(raw: Option<&str>, p: &mut Problems) -> QueryReader {
+        let mut pairs: Vec<(String, String)> =
+            form_urlencoded::parse(raw.unwrap_or("").as_bytes()).into_owned().collect();
+        let mut bad: Vec<String> = Vec::new();
+        pairs.retain(|(k, v)| {
+            let ok = !k.chars().chain(v.chars()).any(char::is_control);
+            if !ok {
+                let name: String = k.chars().filter(|c| !c.is_control()).collect();
+                if !bad.contains(&name) {
+                    bad.push(name);
+                }
+            }
+            ok
+        });
+        for k in bad {
+            let message = format!("'{k}' must not contain control characters.");
+            p.push(k, message);
         }
+        QueryReader { pairs, known: Vec::new() }
     }
 
     /// A single-valued parameter (empty reads as absent).
     pub fn one(&mut self, key: &'static str, p: &mut Problems) -> Option<&str> {
         self.known.push(key);
-        let mut values = self
-            .pairs
-            .iter()
-            .filter(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty());
+        let mut values = self.pairs.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
         let first = values.next();
         if values.next().is_some() {
             p.push(key, format!("'{key}' may be given only once."));
@@ -161,10 +157,7 @@ impl QueryReader {
         match raw.parse::<i64>() {
             Ok(n) if (min..=max).contains(&n) => Some(n),
             _ => {
-                p.push(
-                    key,
-                    format!("'{key}' must be a whole number from {min} to {max}."),
-                );
+                p.push(key, format!("'{key}' must be a whole number from {min} to {max}."));
                 None
             }
         }
@@ -205,12 +198,12 @@ mod tests {
 
     #[test]
     fn query_reader_reports_repeats_and_unknowns() {
-        let mut q = QueryReader::new(Some("page=2&page=3&x=1&ids=a,b&ids=c"));
         let mut p = Problems::new();
+        let mut q = QueryReader::new(Some("page=2&page=3&x=1&ids=a,b&ids=c&n=%00"), &mut p);
         assert_eq!(q.int("page", 1, 10, &mut p), None);
         assert_eq!(q.many("ids"), ["a", "b", "c"]);
         q.finish(&mut p);
         let paths: Vec<_> = p.iter().map(|x| x.path.as_str()).collect();
-        assert_eq!(paths, ["page", "x"]);
+        assert_eq!(paths, ["n", "page", "x"]);
     }
 }

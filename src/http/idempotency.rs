@@ -3,7 +3,7 @@
 //! a duplicate still running is `409 idempotency_key_in_progress`.
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{OriginalUri, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -22,9 +22,11 @@ pub const REPLAYED: &str = "idempotent-replayed";
 /// What identifies "the same request": method, path and body. A JSON body is
 /// compared by content (key order and spacing do not matter).
 fn request_hash(method: &Method, path: &str, body: &[u8]) -> Vec<u8> {
-    let canonical = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| serde_json::to_vec(&v).ok());
+    let canonical = serde_json::from_slice::<serde_json::Value>(body).ok().map(|v| {
+        let mut out = Vec::with_capacity(body.len());
+        write_canonical(&v, &mut out);
+        out
+    });
     let mut h = Sha256::new();
     h.update(method.as_str().as_bytes());
     h.update([0]);
@@ -34,11 +36,38 @@ fn request_hash(method: &Method, path: &str, body: &[u8]) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
-pub async fn layer(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+/// JSON with object keys sorted at every level, whatever serde_json's map order is.
+fn write_canonical(v: &serde_json::Value, out: &mut Vec<u8>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend(serde_json::to_vec(k).unwrap_or_default());
+                out.push(b':');
+                write_canonical(&map[k], out);
+            }
+            out.push(b'}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => out.extend(serde_json::to_vec(scalar).unwrap_or_default()),
+    }
+}
+
+pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
     if req.method() != Method::POST {
         return Ok(next.run(req).await);
     }
@@ -61,17 +90,18 @@ pub async fn layer(
     };
     let (mut parts, body) = req.into_parts();
     let bytes = read_body(body).await?;
-    let hash = request_hash(&parts.method, parts.uri.path(), &bytes);
+    // Nested routers see a path without their prefix; the original is the request's identity.
+    let path =
+        parts.extensions.get::<OriginalUri>().map_or_else(|| parts.uri.path().to_owned(), |u| u.path().to_owned());
+    let hash = request_hash(&parts.method, &path, &bytes);
     let db = state.db();
     let claim = match db.claim_idempotency(auth.tenant, &key, &hash).await? {
         ClaimOutcome::Claimed(c) => c,
         ClaimOutcome::Replay { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             let mut res = (status, body).into_response();
-            res.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            res.headers_mut()
-                .insert(REPLAYED, HeaderValue::from_static("true"));
+            res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            res.headers_mut().insert(REPLAYED, HeaderValue::from_static("true"));
             return Ok(res);
         }
         ClaimOutcome::Reused => {
@@ -90,9 +120,7 @@ pub async fn layer(
         }
     };
     parts.extensions.insert(claim.clone());
-    let res = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+    let res = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     let status = res.status();
     if status.is_server_error() {
         // Nothing was committed: let the client's retry run the request again.
@@ -106,8 +134,7 @@ pub async fn layer(
     let (res_parts, res_body) = res.into_parts();
     let res_bytes = read_body(res_body).await.unwrap_or_default();
     debug_assert!(res_bytes.len() <= BODY_LIMIT);
-    db.complete_idempotency(&claim, status.as_u16(), &res_bytes)
-        .await?;
+    db.complete_idempotency(&claim, status.as_u16(), &res_bytes).await?;
     Ok(Response::from_parts(res_parts, Body::from(res_bytes)))
 }
 

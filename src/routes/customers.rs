@@ -190,14 +190,7 @@ fn address(parts: [Option<String>; 6]) -> Option<AddressView> {
         return None;
     }
     let [line1, line2, city, state, postal_code, country] = parts;
-    Some(AddressView {
-        line1,
-        line2,
-        city,
-        state,
-        postal_code,
-        country,
-    })
+    Some(AddressView { line1, line2, city, state, postal_code, country })
 }
 
 impl From<CustomerRecord> for CustomerView {
@@ -254,31 +247,17 @@ impl From<CustomerRecord> for CustomerView {
 /// The resource with its `ETag`.
 fn with_etag(version: i64, reply: JsonReply) -> Response {
     let mut res = reply.into_response();
-    res.headers_mut().insert(
-        ETAG,
-        HeaderValue::from_str(&etag(version)).expect("digits and quotes"),
-    );
+    res.headers_mut().insert(ETAG, HeaderValue::from_str(&etag(version)).expect("digits and quotes"));
     res
 }
 
 fn detail(r: CustomerRecord) -> (i64, CustomerDetail) {
     let version = r.version;
-    (
-        version,
-        CustomerDetail {
-            customer: r.into(),
-            cards: Vec::new(),
-            ach_accounts: Vec::new(),
-        },
-    )
+    (version, CustomerDetail { customer: r.into(), cards: Vec::new(), ach_accounts: Vec::new() })
 }
 
 pub(crate) fn customer_id(params: &RawPathParams) -> ApiResult<Uuid> {
-    let raw = params
-        .iter()
-        .find(|(k, _)| *k == "customerId")
-        .map(|(_, v)| v)
-        .unwrap_or("");
+    let raw = params.iter().find(|(k, _)| *k == "customerId").map(|(_, v)| v).unwrap_or("");
     path_uuid(raw, "customerId")
 }
 
@@ -326,12 +305,8 @@ async fn get_customer(
     params: RawPathParams,
 ) -> ApiResult<Response> {
     let id = customer_id(&params)?;
-    let rec = state
-        .db()
-        .scoped(auth.tenant())
-        .get_customer(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("Customer"))?;
+    let rec =
+        state.db().scoped(auth.tenant()).get_customer(id).await?.ok_or_else(|| ApiError::not_found("Customer"))?;
     let (version, view) = detail(rec);
     Ok(with_etag(version, JsonReply::new(StatusCode::OK, &view)))
 }
@@ -385,10 +360,7 @@ async fn delete_customer(
     let mut tx = state.db().begin(&actor).await?;
     tx.delete_customer(id, if_match).await?;
     tx.commit().await?;
-    Ok(JsonReply::new(
-        StatusCode::OK,
-        &Deleted { id, deleted: true },
-    ))
+    Ok(JsonReply::new(StatusCode::OK, &Deleted { id, deleted: true }))
 }
 
 /// Activate or deactivate a customer
@@ -491,40 +463,27 @@ fn parse_instant(raw: &str, end_of_day: bool) -> Option<i64> {
         return Some(t.with_timezone(&Utc).timestamp_millis());
     }
     let d = parse_date(raw)?;
-    let t = if end_of_day {
-        NaiveTime::from_hms_milli_opt(23, 59, 59, 999)?
-    } else {
-        NaiveTime::MIN
-    };
+    let t = if end_of_day { NaiveTime::from_hms_milli_opt(23, 59, 59, 999)? } else { NaiveTime::MIN };
     Some(d.and_time(t).and_utc().timestamp_millis())
 }
 
 /// The part of an email or phone a search word stands for: a phone fragment as
 /// typed (`555-0199`, `(416)`) is reduced to its digits, anything else is lowercased.
 fn contact_fragment(word: &str) -> String {
-    let phone_like = word.bytes().any(|b| b.is_ascii_digit())
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b"+-.()/".contains(&b));
-    if phone_like {
-        word.chars().filter(char::is_ascii_digit).collect()
-    } else {
-        word.to_lowercase()
-    }
+    let phone_like =
+        word.bytes().any(|b| b.is_ascii_digit()) && word.bytes().all(|b| b.is_ascii_digit() || b"+-.()/".contains(&b));
+    if phone_like { word.chars().filter(char::is_ascii_digit).collect() } else { word.to_lowercase() }
 }
 
 pub fn parse_search(raw: Option<&str>) -> Result<CustomerSearch, Problems> {
     let mut p = Problems::new();
-    let mut q = QueryReader::new(raw);
+    let mut q = QueryReader::new(raw, &mut p);
     let page = q.int("page", 1, 1_000_000, &mut p).unwrap_or(1) as u32;
     let page_size = q.int("pageSize", 1, 100, &mut p).unwrap_or(20) as u32;
     let order_by = match q.one("orderBy", &mut p) {
         None => OrderBy::CreatedOn,
         Some(s) => OrderBy::parse(s).unwrap_or_else(|| {
-            p.push(
-                "orderBy",
-                format!("'orderBy' must be one of {}.", OrderBy::NAMES.join(", ")),
-            );
+            p.push("orderBy", format!("'orderBy' must be one of {}.", OrderBy::NAMES.join(", ")));
             OrderBy::CreatedOn
         }),
     };
@@ -532,10 +491,7 @@ pub fn parse_search(raw: Option<&str>) -> Result<CustomerSearch, Problems> {
     let mut words = Vec::new();
     if let Some(s) = q.one("search", &mut p) {
         if s.chars().count() > 200 || s.split_whitespace().count() > 10 {
-            p.push(
-                "search",
-                "'search' must be at most 200 characters and 10 words.",
-            );
+            p.push("search", "'search' must be at most 200 characters and 10 words.");
         } else {
             for w in s.split_whitespace() {
                 let names = Some(fold(w)).filter(|n| !n.is_empty());
@@ -556,10 +512,7 @@ pub fn parse_search(raw: Option<&str>) -> Result<CustomerSearch, Problems> {
             Ok(u) => customer_ids.push(u),
             Err(_) => p.push(
                 "customerIds",
-                format!(
-                    "'customerIds' must be UUIDs; '{}' is not.",
-                    s.chars().take(40).collect::<String>()
-                ),
+                format!("'customerIds' must be UUIDs; '{}' is not.", s.chars().take(40).collect::<String>()),
             ),
         }
     }
@@ -567,10 +520,7 @@ pub fn parse_search(raw: Option<&str>) -> Result<CustomerSearch, Problems> {
         let raw = q.one(key, p)?;
         let t = parse_instant(raw, end);
         if t.is_none() {
-            p.push(
-                key,
-                format!("'{key}' must be an RFC 3339 date-time or a YYYY-MM-DD date."),
-            );
+            p.push(key, format!("'{key}' must be an RFC 3339 date-time or a YYYY-MM-DD date."));
         }
         t
     };
@@ -582,10 +532,7 @@ pub fn parse_search(raw: Option<&str>) -> Result<CustomerSearch, Problems> {
     let date_of_birth = q.one("dateOfBirth", &mut p).and_then(|s| {
         let ok = parse_date(s).is_some();
         if !ok {
-            p.push(
-                "dateOfBirth",
-                "'dateOfBirth' must be a date in the form YYYY-MM-DD.",
-            );
+            p.push("dateOfBirth", "'dateOfBirth' must be a date in the form YYYY-MM-DD.");
         }
         ok.then(|| s.to_owned())
     });
@@ -632,15 +579,8 @@ async fn search_customers(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<JsonReply> {
     let search = parse_search(raw.as_deref())?;
-    let (items, total) = state
-        .db()
-        .scoped(auth.tenant())
-        .search_customers(&search)
-        .await?;
-    let page = CustomerPage {
-        items: items.into_iter().map(CustomerView::from).collect(),
-        total,
-    };
+    let (items, total) = state.db().scoped(auth.tenant()).search_customers(&search).await?;
+    let page = CustomerPage { items: items.into_iter().map(CustomerView::from).collect(), total };
     Ok(JsonReply::new(StatusCode::OK, &page))
 }
 
@@ -651,32 +591,18 @@ mod tests {
     #[test]
     fn search_defaults_and_errors() {
         let s = parse_search(None).unwrap();
-        assert_eq!(
-            (s.page, s.page_size, s.order_by, s.asc),
-            (1, 20, OrderBy::CreatedOn, false)
-        );
-        let p = parse_search(Some(
-            "page=0&pageSize=101&orderBy=x&asc=maybe&dateFrom=nope&status=gone&bogus=1",
-        ))
-        .err()
-        .unwrap();
+        assert_eq!((s.page, s.page_size, s.order_by, s.asc), (1, 20, OrderBy::CreatedOn, false));
+        let p = parse_search(Some("page=0&pageSize=101&orderBy=x&asc=maybe&dateFrom=nope&status=gone&bogus=1"))
+            .err()
+            .unwrap();
         let paths: Vec<_> = p.iter().map(|x| x.path.as_str()).collect();
-        assert_eq!(
-            paths,
-            [
-                "page", "pageSize", "orderBy", "asc", "dateFrom", "status", "bogus"
-            ]
-        );
+        assert_eq!(paths, ["page", "pageSize", "orderBy", "asc", "dateFrom", "status", "bogus"]);
     }
 
     #[test]
     fn search_words_split_into_name_and_contact_parts() {
         let s = parse_search(Some("search=Zo%C3%AB%20%2B1416%20jo%20555-01")).unwrap();
-        let w: Vec<_> = s
-            .words
-            .iter()
-            .map(|w| (w.names.clone(), w.contacts.clone()))
-            .collect();
+        let w: Vec<_> = s.words.iter().map(|w| (w.names.clone(), w.contacts.clone())).collect();
         assert_eq!(
             w,
             [

@@ -77,7 +77,7 @@ pub struct EventParams {
 
 fn parse(raw: Option<&str>) -> Result<EventFilter, Problems> {
     let mut p = Problems::new();
-    let mut q = QueryReader::new(raw);
+    let mut q = QueryReader::new(raw, &mut p);
     let kind = q.one("type", &mut p).map(str::to_owned);
     let mut uuid = |key: &'static str, p: &mut Problems| {
         let s = q.one(key, p)?;
@@ -91,12 +91,7 @@ fn parse(raw: Option<&str>) -> Result<EventFilter, Problems> {
     let after = uuid("after", &mut p);
     let limit = q.int("limit", 1, 500, &mut p).unwrap_or(100) as u32;
     q.finish(&mut p);
-    p.check(EventFilter {
-        kind,
-        entity_id,
-        after,
-        limit,
-    })
+    p.check(EventFilter { kind, entity_id, after, limit })
 }
 
 /// List events
@@ -115,19 +110,8 @@ async fn list_events(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<JsonReply> {
     let filter = parse(raw.as_deref())?;
-    let items = state
-        .db()
-        .scoped(auth.tenant())
-        .list_events(&filter)
-        .await?;
-    let next_cursor = if items.len() == filter.limit as usize {
-        items.last().map(|e| e.id)
-    } else {
-        None
-    };
-    let page = EventPage {
-        items: items.into_iter().map(EventView::from).collect(),
-        next_cursor,
-    };
+    let items = state.db().scoped(auth.tenant()).list_events(&filter).await?;
+    let next_cursor = if items.len() == filter.limit as usize { items.last().map(|e| e.id) } else { None };
+    let page = EventPage { items: items.into_iter().map(EventView::from).collect(), next_cursor };
     Ok(JsonReply::new(StatusCode::OK, &page))
 }

@@ -15,10 +15,7 @@ use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(healthz))
-        .routes(routes!(readyz))
-        .routes(routes!(metrics))
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -40,11 +37,7 @@ async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>, Api
     if state.inner.shutting_down.load(Ordering::Relaxed) {
         return Err(ApiError::unavailable("The service is shutting down."));
     }
-    state
-        .db()
-        .ping()
-        .await
-        .map_err(|_| ApiError::unavailable("The database is unreachable."))?;
+    state.db().ping().await.map_err(|_| ApiError::unavailable("The database is unreachable."))?;
     Ok(axum::Json(Health { status: "ok" }))
 }
 
@@ -52,9 +45,5 @@ async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>, Api
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        StatusCode::OK,
-        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.inner.metrics.render(),
-    )
+    (StatusCode::OK, [(CONTENT_TYPE, "text/plain; version=0.0.4")], state.inner.metrics.render())
 }

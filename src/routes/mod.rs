@@ -18,9 +18,7 @@ use crate::error::ErrorBody;
 
 /// RFC 3339 UTC with milliseconds, from epoch milliseconds.
 pub fn timestamp(ms: i64) -> String {
-    DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
+    DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// A JSON reply serialized once, so the bytes stored for idempotent replay are the bytes sent.
@@ -31,21 +29,13 @@ pub struct JsonReply {
 
 impl JsonReply {
     pub fn new<T: Serialize>(status: StatusCode, value: &T) -> JsonReply {
-        JsonReply {
-            status,
-            body: serde_json::to_vec(value).expect("views always serialize"),
-        }
+        JsonReply { status, body: serde_json::to_vec(value).expect("views always serialize") }
     }
 }
 
 impl IntoResponse for JsonReply {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            self.body,
-        )
-            .into_response()
+        (self.status, [(CONTENT_TYPE, HeaderValue::from_static("application/json"))], self.body).into_response()
     }
 }
 

@@ -89,9 +89,7 @@ const INPUT_COLUMNS: [&str; 28] = [
 /// `$1..$6` are merchant, id, version, status, created, modified.
 static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     let cols = INPUT_COLUMNS.join(", ");
-    let params: Vec<String> = (7..7 + INPUT_COLUMNS.len())
-        .map(|i| format!("${i}"))
-        .collect();
+    let params: Vec<String> = (7..7 + INPUT_COLUMNS.len()).map(|i| format!("${i}")).collect();
     format!(
         "INSERT INTO customers (merchant_id, id, version, status, created_at, modified_at, {cols}) \
          VALUES ($1, $2, $3, $4, $5, $6, {})",
@@ -101,20 +99,15 @@ static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
 
 /// `$1` merchant, `$2` id, `$3` modified; the request's columns from `$4`.
 static UPDATE_SQL: LazyLock<String> = LazyLock::new(|| {
-    let sets: Vec<String> = INPUT_COLUMNS
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("{c} = ${}", i + 4))
-        .collect();
+    let sets: Vec<String> = INPUT_COLUMNS.iter().enumerate().map(|(i, c)| format!("{c} = ${}", i + 4)).collect();
     format!(
         "UPDATE customers SET {}, version = version + 1, modified_at = $3 WHERE merchant_id = $1 AND id = $2",
         sets.join(", ")
     )
 });
 
-static GET_SQL: LazyLock<String> = LazyLock::new(|| {
-    format!("SELECT {SELECT_COLUMNS} FROM customers WHERE merchant_id = $1 AND id = $2")
-});
+static GET_SQL: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {SELECT_COLUMNS} FROM customers WHERE merchant_id = $1 AND id = $2"));
 
 /// The request's values in [`INPUT_COLUMNS`] order.
 struct InputValues<'a> {
@@ -157,21 +150,11 @@ impl<'a> InputValues<'a> {
             date_of_birth: c.date_of_birth.map(|d| d.format("%Y-%m-%d").to_string()),
             preferred_language: c.preferred_language.as_deref(),
             keys: [
-                c.email
-                    .as_ref()
-                    .map(|e| e.normalized().to_owned())
-                    .unwrap_or_default(),
+                c.email.as_ref().map(|e| e.normalized().to_owned()).unwrap_or_default(),
                 c.first_name.to_lowercase(),
                 c.last_name.to_lowercase(),
-                c.company_name
-                    .as_deref()
-                    .map(str::to_lowercase)
-                    .unwrap_or_default(),
-                c.billing
-                    .as_ref()
-                    .and_then(|b| b.postal_code.as_deref())
-                    .map(postal_key)
-                    .unwrap_or_default(),
+                c.company_name.as_deref().map(str::to_lowercase).unwrap_or_default(),
+                c.billing.as_ref().and_then(|b| b.postal_code.as_deref()).map(postal_key).unwrap_or_default(),
                 c.search_names(),
                 c.search_contacts(),
             ],
@@ -192,9 +175,7 @@ macro_rules! bind_input {
         for t in $v.billing.into_iter().chain($v.shipping) {
             q = q.bind(t);
         }
-        q = q
-            .bind($v.date_of_birth.as_deref())
-            .bind($v.preferred_language);
+        q = q.bind($v.date_of_birth.as_deref()).bind($v.preferred_language);
         for k in &$v.keys {
             q = q.bind(k.as_str());
         }
@@ -203,11 +184,7 @@ macro_rules! bind_input {
 }
 
 impl WriteTx<'_> {
-    pub async fn insert_customer(
-        &mut self,
-        id: Uuid,
-        input: &CustomerInput,
-    ) -> Result<(), StoreError> {
+    pub async fn insert_customer(&mut self, id: Uuid, input: &CustomerInput) -> Result<(), StoreError> {
         let v = InputValues::of(input);
         let (merchant, now) = (self.merchant(), self.now);
         on_tx!(self, c => bind_input!(sqlx::query(INSERT_SQL.as_str())
@@ -221,9 +198,7 @@ impl WriteTx<'_> {
     async fn customer_version(&mut self, id: Uuid) -> Result<i64, StoreError> {
         let merchant = self.merchant();
         let sql = match self.inner {
-            super::TxInner::Sqlite(_) => {
-                "SELECT version FROM customers WHERE merchant_id = $1 AND id = $2"
-            }
+            super::TxInner::Sqlite(_) => "SELECT version FROM customers WHERE merchant_id = $1 AND id = $2",
             super::TxInner::Postgres(_) => {
                 "SELECT version FROM customers WHERE merchant_id = $1 AND id = $2 FOR UPDATE"
             }
@@ -282,11 +257,7 @@ impl WriteTx<'_> {
     }
 
     /// Deletes the customer; its payment data goes with it in this transaction.
-    pub async fn delete_customer(
-        &mut self,
-        id: Uuid,
-        if_match: Option<i64>,
-    ) -> Result<(), StoreError> {
+    pub async fn delete_customer(&mut self, id: Uuid, if_match: Option<i64>) -> Result<(), StoreError> {
         self.check_version(id, if_match).await?;
         let merchant = self.merchant();
         on_tx!(self, c => sqlx::query("DELETE FROM customers WHERE merchant_id = $1 AND id = $2")
@@ -307,14 +278,7 @@ pub enum OrderBy {
 }
 
 impl OrderBy {
-    pub const NAMES: [&'static str; 6] = [
-        "createdOn",
-        "modifiedOn",
-        "firstName",
-        "lastName",
-        "email",
-        "companyName",
-    ];
+    pub const NAMES: [&'static str; 6] = ["createdOn", "modifiedOn", "firstName", "lastName", "email", "companyName"];
 
     pub fn parse(s: &str) -> Option<OrderBy> {
         Some(match s {
@@ -424,16 +388,9 @@ impl Scoped<'_> {
     }
 
     /// One page of matches and the number of all matches.
-    pub async fn search_customers(
-        &self,
-        q: &CustomerSearch,
-    ) -> Result<(Vec<CustomerRecord>, i64), sqlx::Error> {
+    pub async fn search_customers(&self, q: &CustomerSearch) -> Result<(Vec<CustomerRecord>, i64), sqlx::Error> {
         let sqlite = matches!(self.conn(), Conn::Sqlite(_));
-        let mut sql = Sql {
-            from: "customers".into(),
-            conditions: Vec::new(),
-            args: Vec::new(),
-        };
+        let mut sql = Sql { from: "customers".into(), conditions: Vec::new(), args: Vec::new() };
         let m = sql.arg(Arg::Id(self.merchant()));
         sql.conditions.push(format!("customers.merchant_id = {m}"));
         for (i, w) in q.words.iter().enumerate() {
@@ -441,19 +398,21 @@ impl Scoped<'_> {
                 let mut parts = Vec::new();
                 if let Some(n) = &w.names {
                     let a = sql.arg(Arg::Text(fts_phrase(n, true)));
-                    parts.push(format!("SELECT rowid AS seq FROM customer_names_fts WHERE customer_names_fts MATCH {a}"));
+                    parts.push(format!(
+                        "SELECT rowid AS seq FROM customer_names_fts WHERE customer_names_fts MATCH {a}"
+                    ));
                 }
                 if let Some(c) = &w.contacts {
                     let a = sql.arg(Arg::Text(fts_phrase(c, false)));
-                    parts.push(format!("SELECT rowid AS seq FROM customer_contacts_fts WHERE customer_contacts_fts MATCH {a}"));
+                    parts.push(format!(
+                        "SELECT rowid AS seq FROM customer_contacts_fts WHERE customer_contacts_fts MATCH {a}"
+                    ));
                 }
                 let hits = parts.join(" UNION ");
                 if i == 0 {
                     // The index drives: CROSS JOIN fixes the matches as the outer loop, so
                     // the planner never walks the merchant's customers testing each one.
-                    sql.from = format!(
-                        "({hits}) AS hits CROSS JOIN customers ON customers.seq = hits.seq"
-                    );
+                    sql.from = format!("({hits}) AS hits CROSS JOIN customers ON customers.seq = hits.seq");
                 } else {
                     sql.conditions.push(format!("customers.seq IN ({hits})"));
                 }
@@ -472,13 +431,8 @@ impl Scoped<'_> {
             }
         }
         if !q.customer_ids.is_empty() {
-            let list: Vec<String> = q
-                .customer_ids
-                .iter()
-                .map(|id| sql.arg(Arg::Id(*id)))
-                .collect();
-            sql.conditions
-                .push(format!("customers.id IN ({})", list.join(", ")));
+            let list: Vec<String> = q.customer_ids.iter().map(|id| sql.arg(Arg::Id(*id))).collect();
+            sql.conditions.push(format!("customers.id IN ({})", list.join(", ")));
         }
         if let Some(t) = q.created_from {
             let a = sql.arg(Arg::Int(t));
@@ -512,8 +466,7 @@ impl Scoped<'_> {
         let offset = sql.arg(Arg::Int(i64::from(q.page - 1) * i64::from(q.page_size)));
         let page_sql = format!(
             "SELECT {cols} {filter} ORDER BY {col} {dir}, customers.id {dir} LIMIT {limit} OFFSET {offset}",
-            cols =
-                SELECT_COLUMNS.replace("merchant_id, id,", "customers.merchant_id, customers.id,"),
+            cols = SELECT_COLUMNS.replace("merchant_id, id,", "customers.merchant_id, customers.id,"),
             col = q.order_by.column(),
         );
         let n_filter_args = sql.args.len() - 2;

@@ -44,12 +44,7 @@ struct KeyRow {
 }
 
 impl Db {
-    pub async fn claim_idempotency(
-        &self,
-        tenant: Tenant,
-        key: &str,
-        hash: &[u8],
-    ) -> Result<ClaimOutcome, sqlx::Error> {
+    pub async fn claim_idempotency(&self, tenant: Tenant, key: &str, hash: &[u8]) -> Result<ClaimOutcome, sqlx::Error> {
         let merchant = tenant.id();
         // A few rounds at most: each lost race means another request moved the row on.
         for _ in 0..4 {
@@ -58,11 +53,7 @@ impl Db {
                 "INSERT INTO idempotency_keys (merchant_id, key, request_hash, state, created_at) \
                  VALUES ($1, $2, $3, 'in_progress', $4) ON CONFLICT DO NOTHING")
                 .bind(merchant).bind(key).bind(hash).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
-            let claim = Claim {
-                merchant_id: merchant,
-                key: key.to_owned(),
-                claimed_at: now,
-            };
+            let claim = Claim { merchant_id: merchant, key: key.to_owned(), claimed_at: now };
             if inserted == 1 {
                 return Ok(ClaimOutcome::Claimed(claim));
             }
@@ -81,14 +72,8 @@ impl Db {
                 return Ok(ClaimOutcome::Reused);
             }
             if row.state == "completed" {
-                let status = row
-                    .response_status
-                    .and_then(|s| u16::try_from(s).ok())
-                    .unwrap_or(200);
-                return Ok(ClaimOutcome::Replay {
-                    status,
-                    body: row.response_body.unwrap_or_default(),
-                });
+                let status = row.response_status.and_then(|s| u16::try_from(s).ok()).unwrap_or(200);
+                return Ok(ClaimOutcome::Replay { status, body: row.response_body.unwrap_or_default() });
             }
             if row.created_at < now - ABANDONED_MS {
                 let taken = on_conn!(self.writer(), p => sqlx::query(
@@ -106,12 +91,7 @@ impl Db {
     }
 
     /// Stores the reply of a request that wrote nothing (a validation error, say).
-    pub async fn complete_idempotency(
-        &self,
-        claim: &Claim,
-        status: u16,
-        body: &[u8],
-    ) -> Result<(), sqlx::Error> {
+    pub async fn complete_idempotency(&self, claim: &Claim, status: u16, body: &[u8]) -> Result<(), sqlx::Error> {
         on_conn!(self.writer(), p => complete_query(claim, status, body).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(())
     }

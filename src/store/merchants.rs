@@ -28,7 +28,8 @@ impl Db {
     }
 
     pub async fn count_merchants(&self) -> Result<i64, sqlx::Error> {
-        let (n,): (i64,) = on_conn!(self.reader(), p => sqlx::query_as("SELECT COUNT(*) FROM merchants").fetch_one(p).await)?;
+        let (n,): (i64,) =
+            on_conn!(self.reader(), p => sqlx::query_as("SELECT COUNT(*) FROM merchants").fetch_one(p).await)?;
         Ok(n)
     }
 

@@ -20,9 +20,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Postgres, Sqlite, Transaction};
 use uuid::Uuid;
 
@@ -114,9 +112,7 @@ pub struct DbOptions {
 
 impl Default for DbOptions {
     fn default() -> Self {
-        DbOptions {
-            max_connections: 16,
-        }
+        DbOptions { max_connections: 16 }
     }
 }
 
@@ -131,9 +127,7 @@ impl Db {
                 .connect_with(connect)
                 .await
                 .context("connecting to PostgreSQL")?;
-            Ok(Db {
-                pools: Pools::Postgres(pool),
-            })
+            Ok(Db { pools: Pools::Postgres(pool) })
         } else if url.starts_with("sqlite:") {
             let connect = SqliteConnectOptions::from_str(url)
                 .context("parsing the SQLite URL")?
@@ -148,8 +142,7 @@ impl Db {
             if let Some(dir) = Path::new(connect.get_filename()).parent()
                 && !dir.as_os_str().is_empty()
             {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             }
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
@@ -163,9 +156,7 @@ impl Db {
                 .connect_with(connect.read_only(true))
                 .await
                 .context("opening the SQLite database for reading")?;
-            Ok(Db {
-                pools: Pools::Sqlite { read, write },
-            })
+            Ok(Db { pools: Pools::Sqlite { read, write } })
         } else {
             anyhow::bail!("unsupported database URL (use sqlite://PATH or postgres://...)")
         }
@@ -212,16 +203,10 @@ impl Db {
         let inner = match &self.pools {
             // IMMEDIATE takes the write lock up front, so a transaction that reads
             // before it writes can never fail to upgrade its lock.
-            Pools::Sqlite { write, .. } => {
-                TxInner::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?)
-            }
+            Pools::Sqlite { write, .. } => TxInner::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?),
             Pools::Postgres(p) => TxInner::Postgres(p.begin().await?),
         };
-        Ok(WriteTx {
-            inner,
-            actor,
-            now: now_ms(),
-        })
+        Ok(WriteTx { inner, actor, now: now_ms() })
     }
 
     /// `SELECT 1`, for readiness.
@@ -277,11 +262,7 @@ impl WriteTx<'_> {
     /// Records an audit event (ids only, never personal data) in this transaction.
     pub async fn event(&mut self, kind: &str, entity_id: Uuid) -> Result<(), sqlx::Error> {
         let merchant = self.merchant();
-        let (key, corr, now) = (
-            self.actor.api_key_id,
-            self.actor.correlation_id.clone(),
-            self.now,
-        );
+        let (key, corr, now) = (self.actor.api_key_id, self.actor.correlation_id.clone(), self.now);
         on_tx!(self, c => sqlx::query(
             "INSERT INTO events (merchant_id, id, type, entity_id, api_key_id, correlation_id, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)")

@@ -1,0 +1,82 @@
+//! The event feed: one event per change, ids only, in order, with a cursor.
+
+use serde_json::{Value, json};
+
+use crate::both;
+use crate::helpers::full_customer;
+
+fn types(v: &Value) -> Vec<String> {
+    v["items"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap().to_owned()).collect()
+}
+
+both! {
+    async fn every_mutation_writes_an_event(app: TestApp) {
+        let id = app.create(full_customer()).await;
+        app.put(&format!("/customers/{id}"), json!({"firstName": "X", "lastName": "Y"})).await.expect(200);
+        app.put(&format!("/customers/{id}/status"), json!({"status": "inactive"})).await.expect(200);
+        app.put(&format!("/customers/{id}/status"), json!({"status": "inactive"})).await.expect(200);
+        app.delete(&format!("/customers/{id}")).await.expect(200);
+        app.post("/customers", json!({"firstName": ""})).await.expect(400);
+        let r = app.send(reqwest::Method::GET, "/events", Some(&app.key), None, &[("X-Correlation-Id", "feed-read")]).await;
+        let b = r.expect(200);
+        assert_eq!(types(b), ["customer.created", "customer.updated", "customer.status_changed", "customer.deleted"]);
+        for e in b["items"].as_array().unwrap() {
+            assert_eq!(e["entityId"], id);
+            assert_eq!(e["merchantId"], app.merchant.to_string());
+            assert_eq!(e["apiKeyId"], app.key_id.to_string());
+            assert!(e["correlationId"].as_str().is_some_and(|c| !c.is_empty()));
+            assert!(e["createdOn"].as_str().unwrap().ends_with('Z'));
+            let keys: Vec<&String> = e.as_object().unwrap().keys().collect();
+            assert_eq!(keys.len(), 7, "ids only: {e}");
+        }
+        let text = b.to_string().to_lowercase();
+        for pii in ["zoe", "obrien", "example.com", "4165550199", "toronto", "1974"] {
+            assert!(!text.contains(pii), "event feed leaks {pii}");
+        }
+        assert_eq!(b["nextCursor"], json!(null));
+    }
+
+    async fn correlation_id_of_the_request_is_recorded(app: TestApp) {
+        let r = app.send(reqwest::Method::POST, "/customers", Some(&app.key), Some(json!({"firstName": "A", "lastName": "B"})), &[("X-Correlation-Id", "order-7")]).await;
+        let id = r.expect(200)["id"].as_str().unwrap().to_owned();
+        let e = app.get(&format!("/events?entityId={id}")).await;
+        assert_eq!(e.expect(200)["items"][0]["correlationId"], "order-7");
+    }
+
+    async fn cursor_and_filters(app: TestApp) {
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            ids.push(app.create_named(&format!("N{i}"), "E").await);
+        }
+        app.put(&format!("/customers/{}/status", ids[2]), json!({"status": "inactive"})).await.expect(200);
+        let p1 = app.get("/events?limit=2").await;
+        let b1 = p1.expect(200).clone();
+        assert_eq!(b1["items"].as_array().unwrap().len(), 2);
+        let cursor = b1["nextCursor"].as_str().unwrap().to_owned();
+        assert_eq!(cursor, b1["items"][1]["id"]);
+        let mut seen: Vec<String> = b1["items"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
+        let mut after = cursor;
+        loop {
+            let p = app.get(&format!("/events?limit=2&after={after}")).await;
+            let b = p.expect(200).clone();
+            seen.extend(b["items"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()));
+            match b["nextCursor"].as_str() {
+                Some(c) => after = c.to_owned(),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 6, "every event exactly once");
+        let mut sorted = seen.clone();
+        sorted.sort();
+        assert_eq!(seen, sorted, "in order");
+        let by_type = app.get("/events?type=customer.status_changed").await;
+        assert_eq!(by_type.expect(200)["items"][0]["entityId"], ids[2]);
+        assert_eq!(by_type.body["items"].as_array().unwrap().len(), 1);
+        let by_entity = app.get(&format!("/events?entityId={}", ids[2])).await;
+        assert_eq!(types(by_entity.expect(200)), ["customer.created", "customer.status_changed"]);
+        for bad in ["limit=0", "limit=501", "after=x", "entityId=1", "kind=x"] {
+            let r = app.get(&format!("/events?{bad}")).await;
+            assert_eq!(r.status, 400, "{bad}");
+        }
+    }
+}

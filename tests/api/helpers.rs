@@ -1,0 +1,340 @@
+//! The test harness: a real server on port 0 with a fresh database per test,
+//! SQLite always and PostgreSQL when `TEST_POSTGRES_URL` is set (CI always sets it).
+
+use std::time::Duration;
+
+use clientele::App;
+use clientele::auth::{Scope, generate_key, scopes_string};
+use clientele::config::{Config, LogFormat};
+use clientele::store::{Backend, Db, DbOptions, Tenant};
+use reqwest::Method;
+use serde_json::{Value, json};
+use sqlx::Connection;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// Runs each listed test once per backend: `mod name { fn sqlite(); fn postgres(); }`.
+#[macro_export]
+macro_rules! both {
+    ($(async fn $name:ident($app:ident: TestApp) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+                async fn run($app: $crate::helpers::TestApp) $body
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    run($crate::helpers::TestApp::spawn(clientele::store::Backend::Sqlite).await.expect("sqlite app")).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(app) = $crate::helpers::TestApp::spawn(clientele::store::Backend::Postgres).await {
+                        run(app).await
+                    }
+                }
+            }
+        )*
+    };
+}
+
+/// The admin URL of the PostgreSQL server tests create their databases on.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("TEST_POSTGRES_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must set TEST_POSTGRES_URL: the PostgreSQL half may not be skipped"
+            );
+            eprintln!("TEST_POSTGRES_URL is not set: skipping the PostgreSQL variant");
+            None
+        }
+    }
+}
+
+/// `postgres://u@h:5432/admin` → `postgres://u@h:5432/{db}`.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let prefix = base.rsplit_once('/').map_or(base, |(p, _)| p);
+    match query {
+        Some(q) => format!("{prefix}/{db}?{q}"),
+        None => format!("{prefix}/{db}"),
+    }
+}
+
+/// A throwaway PostgreSQL database, dropped when the test ends.
+pub struct PgDatabase {
+    admin_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    pub async fn create(admin_url: &str) -> PgDatabase {
+        let name = format!("clientele_test_{}", Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(admin_url).await.expect("connect to TEST_POSTGRES_URL");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+        let _ = conn.close().await;
+        PgDatabase { admin_url: admin_url.to_owned(), url: with_database(admin_url, &name), name }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs inside the test's runtime; a thread with its own runtime does the async work.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A database of either backend for a test (a temp folder for SQLite).
+pub struct TestDb {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    _pg: Option<PgDatabase>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Option<TestDb> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match backend {
+            Backend::Sqlite => {
+                Some(TestDb { url: format!("sqlite://{}", dir.path().join("clientele.db").display()), dir, _pg: None })
+            }
+            Backend::Postgres => {
+                let pg = PgDatabase::create(&postgres_url()?).await;
+                Some(TestDb { url: pg.url.clone(), dir, _pg: Some(pg) })
+            }
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            database_url: self.url.clone(),
+            data_dir: self.dir.path().to_path_buf(),
+            master_key: Some(
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".parse().unwrap(), // fixed test key
+            ),
+            log_format: LogFormat::Text,
+            db_max_connections: 8,
+        }
+    }
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts the status, printing the body when it differs.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Value {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.body);
+        &self.body
+    }
+
+    /// Asserts an error of the contract's shape with this status and code.
+    #[track_caller]
+    pub fn expect_error(&self, status: u16, code: &str) -> &Value {
+        self.expect(status);
+        let b = &self.body;
+        assert_eq!(b["errorCode"], code, "body: {b}");
+        assert_eq!(b["statusCode"], status, "body: {b}");
+        assert_eq!(b["source"], "clientele");
+        assert!(b["errors"].is_object() && b["details"].is_string() && b["exceptionType"].is_string(), "body: {b}");
+        assert!(b.get("entityId").is_some());
+        assert_eq!(Some(b["correlationId"].as_str().unwrap()), self.header("x-correlation-id"));
+        b
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub key: String,
+    pub key_id: Uuid,
+    pub merchant: Uuid,
+    pub db: Db,
+    pub test_db: TestDb,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        let test_db = TestDb::new(backend).await?;
+        let app = App::start(&test_db.config()).await.expect("app starts");
+        let db = app.state.db().clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.serve(listener, async {
+            let _ = rx.await;
+        }));
+        let tenant = db.create_merchant("Test merchant").await.unwrap();
+        let (key_id, key) = issue_key(&db, tenant, &Scope::DEFAULT).await;
+        Some(TestApp {
+            base,
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            key,
+            key_id,
+            merchant: tenant.id(),
+            db,
+            test_db,
+            shutdown: Some(tx),
+            server: Some(server),
+        })
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(s) = self.server.take() {
+            s.await.unwrap().unwrap();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with('/')
+            && !path.starts_with("/pay-api")
+            && !path.starts_with("/healthz")
+            && !path.starts_with("/readyz")
+            && !path.starts_with("/metrics")
+            && !path.starts_with("/openapi")
+            && !path.starts_with("/docs")
+        {
+            format!("{}/pay-api/v1{path}", self.base)
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
+    /// A second merchant with its own key.
+    pub async fn other_merchant(&self) -> (Uuid, String) {
+        let tenant = self.db.create_merchant("Other merchant").await.unwrap();
+        let (_, key) = issue_key(&self.db, tenant, &Scope::DEFAULT).await;
+        (tenant.id(), key)
+    }
+
+    /// A key of this merchant with exactly these scopes.
+    pub async fn key_with(&self, scopes: &[Scope]) -> (Uuid, String) {
+        issue_key(&self.db, tenant_of(self.merchant, &self.db).await, scopes).await
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap();
+        let body =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        assert_ne!(status, 500, "no input may produce a 500: {body}");
+        Resp { status, headers, body }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(Method::GET, path, Some(&self.key), None, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.send(Method::POST, path, Some(&self.key), Some(body), &[]).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Resp {
+        self.send(Method::PUT, path, Some(&self.key), Some(body), &[]).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.send(Method::DELETE, path, Some(&self.key), None, &[]).await
+    }
+
+    /// Creates a customer and returns its id.
+    pub async fn create(&self, body: Value) -> String {
+        let r = self.post("/customers", body).await;
+        r.expect(200)["id"].as_str().expect("id").to_owned()
+    }
+
+    pub async fn create_named(&self, first: &str, last: &str) -> String {
+        self.create(json!({"firstName": first, "lastName": last})).await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub async fn tenant_of(id: Uuid, db: &Db) -> Tenant {
+    db.find_merchant(id).await.unwrap().expect("merchant exists")
+}
+
+pub async fn issue_key(db: &Db, tenant: Tenant, scopes: &[Scope]) -> (Uuid, String) {
+    let key = generate_key();
+    db.insert_api_key(tenant, key.id, &key.hash, &scopes_string(scopes)).await.unwrap();
+    (key.id, key.secret)
+}
+
+/// Opens another handle on a test database (as a second API node would).
+#[allow(dead_code)]
+pub async fn open_db(url: &str) -> Db {
+    Db::connect(url, &DbOptions::default()).await.unwrap()
+}
+
+/// A full, valid customer body.
+pub fn full_customer() -> Value {
+    json!({
+        "firstName": "Zoë",
+        "lastName": "O'Brien",
+        "companyName": "Acme Jewellers",
+        "email": "Zoe.OBrien@Example.com",
+        "mobilePhoneNumber": "(416) 555-0199",
+        "isMobileNumberSmsNotificationsEnabled": true,
+        "useBillingAsShippingAddress": false,
+        "billingAddress": {"line1": "55 University Ave", "line2": "Suite 100", "city": "Toronto", "state": "on", "postalCode": "m5j2h7", "country": "ca"},
+        "shippingAddress": {"line1": "1 Main St", "city": "Buffalo", "state": "NY", "postalCode": "14201", "country": "US"},
+        "dateOfBirth": "1974-05-15",
+        "preferredLanguage": "en-CA",
+        "paymentMethodsCards": [],
+        "paymentMethodsAchAccounts": null
+    })
+}

@@ -1,0 +1,13 @@
+//! The API conformance suite: every test runs against the real HTTP server, once
+//! on SQLite and once on PostgreSQL.
+
+mod helpers;
+
+mod auth;
+mod customers;
+mod errors;
+mod events;
+mod idempotency;
+mod ops;
+mod process;
+mod search;

@@ -1,0 +1,183 @@
+//! Operations: health, readiness, metrics, the OpenAPI document and the docs UI.
+
+use std::collections::BTreeSet;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::both;
+use crate::helpers::TestApp;
+
+both! {
+    async fn health_and_readiness(app: TestApp) {
+        let h = app.send(Method::GET, "/healthz", None, None, &[]).await;
+        assert_eq!(h.expect(200), &json!({"status": "ok"}));
+        let r = app.send(Method::GET, "/readyz", None, None, &[]).await;
+        assert_eq!(r.expect(200), &json!({"status": "ok"}));
+        assert!(r.header("x-correlation-id").is_some());
+    }
+
+    async fn metrics_count_requests_by_route_and_status(app: TestApp) {
+        app.get("/customers").await.expect(200);
+        app.get("/customers/not-a-uuid").await.expect(400);
+        let r = app.client.get(app.url("/metrics")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        assert!(text.contains(r#"http_requests_total{method="GET",route="/pay-api/v1/customers",status="200"}"#), "{text}");
+        assert!(text.contains(r#"route="/pay-api/v1/customers/{customerId}",status="400""#));
+        assert!(text.contains("http_request_duration_seconds_bucket"));
+        assert!(!text.contains("not-a-uuid"), "routes are templates, never raw paths");
+    }
+
+    async fn docs_are_served_from_the_binary(app: TestApp) {
+        let r = app.client.get(app.url("/docs/")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let html = r.text().await.unwrap();
+        assert!(html.contains("swagger-ui"), "{html}");
+        assert!(!html.contains("cdn.") && !html.contains("unpkg"), "no CDN");
+        let js = app.client.get(app.url("/docs/swagger-ui-bundle.js")).send().await.unwrap();
+        assert_eq!(js.status(), 200);
+        assert!(js.text().await.unwrap().len() > 100_000);
+    }
+
+    async fn graceful_stop_closes_cleanly(app: TestApp) {
+        let mut app = app;
+        let id = app.create_named("Before", "Stop").await;
+        app.stop().await;
+        assert!(app.client.get(app.url("/healthz")).send().await.is_err(), "no longer accepting");
+        let db = crate::helpers::open_db(&app.test_db.url).await;
+        let tenant = crate::helpers::tenant_of(app.merchant, &db).await;
+        let found = db.scoped(tenant).get_customer(uuid::Uuid::parse_str(&id).unwrap()).await.unwrap();
+        assert!(found.is_some());
+    }
+}
+
+async fn openapi_doc() -> Value {
+    let app = TestApp::spawn(clientele::store::Backend::Sqlite).await.unwrap();
+    let r = app.client.get(app.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn openapi_document_snapshot() {
+    let doc = openapi_doc().await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    insta::assert_json_snapshot!("openapi", doc);
+}
+
+#[tokio::test]
+async fn openapi_lists_every_route_with_errors_and_security() {
+    let doc = openapi_doc().await;
+    let paths = doc["paths"].as_object().unwrap();
+    let listed: BTreeSet<String> = paths
+        .iter()
+        .flat_map(|(p, item)| item.as_object().unwrap().keys().map(move |m| format!("{} {p}", m.to_uppercase())))
+        .collect();
+    let expected: BTreeSet<String> = [
+        "POST /pay-api/v1/customers",
+        "GET /pay-api/v1/customers",
+        "GET /pay-api/v1/customers/{customerId}",
+        "PUT /pay-api/v1/customers/{customerId}",
+        "DELETE /pay-api/v1/customers/{customerId}",
+        "PUT /pay-api/v1/customers/{customerId}/status",
+        "GET /pay-api/v1/events",
+        "GET /healthz",
+        "GET /readyz",
+        "GET /metrics",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(listed, expected);
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            if !path.starts_with("/pay-api") {
+                continue;
+            }
+            let responses = op["responses"].as_object().unwrap();
+            for code in ["200", "400", "401", "403", "404", "500"] {
+                assert!(responses.contains_key(code), "{method} {path} documents {code}");
+            }
+            assert_eq!(
+                responses["400"]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/ErrorBody"
+            );
+            assert!(op["security"].is_array(), "{method} {path} names its scope");
+            if method != "get" {
+                for code in ["409", "412", "413", "415"] {
+                    assert!(responses.contains_key(code), "{method} {path} documents {code}");
+                }
+            }
+        }
+    }
+}
+
+/// The documented request bodies and query parameters are exactly what the parsers accept.
+#[tokio::test]
+async fn openapi_matches_the_parsers() {
+    let doc = openapi_doc().await;
+    let schemas = &doc["components"]["schemas"];
+    let props = |name: &str| -> BTreeSet<String> {
+        let s = &schemas[name];
+        let mut out: BTreeSet<String> =
+            s["properties"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+        for part in s["allOf"].as_array().into_iter().flatten() {
+            let target = part
+                .get("$ref")
+                .and_then(Value::as_str)
+                .map(|r| &schemas[r.rsplit('/').next().unwrap()])
+                .unwrap_or(part);
+            out.extend(target["properties"].as_object().unwrap().keys().cloned());
+        }
+        out
+    };
+    let accepted = |body: Value| -> BTreeSet<String> {
+        // A key the parser does not know comes back as unknown_field; every documented key must not.
+        body.as_object().unwrap().keys().cloned().collect()
+    };
+    let app = TestApp::spawn(clientele::store::Backend::Sqlite).await.unwrap();
+    for (schema, path, method) in
+        [("CustomerCreateRequest", "/customers", Method::POST), ("CustomerUpdateRequest", "/customers/ID", Method::PUT)]
+    {
+        let id = app.create_named("A", "B").await;
+        let documented = props(schema);
+        assert!(documented.contains("firstName") && documented.contains("billingAddress"), "{schema}: {documented:?}");
+        let mut body = serde_json::Map::new();
+        for k in &documented {
+            body.insert(k.clone(), Value::Null);
+        }
+        let r =
+            app.send(method, &path.replace("ID", &id), Some(&app.key), Some(Value::Object(body.clone())), &[]).await;
+        let unknown: Vec<_> = r.body["errors"]
+            .as_object()
+            .map(|e| e.keys().filter(|k| e[*k][0].as_str().unwrap().contains("not a known")).cloned().collect())
+            .unwrap_or_default();
+        assert!(unknown.is_empty(), "{schema} documents fields the parser rejects: {unknown:?}");
+        assert_eq!(accepted(Value::Object(body)), documented);
+    }
+    let address = props("AddressRequest");
+    assert_eq!(address, clientele::domain::address::ADDRESS_FIELDS.iter().map(|s| s.to_string()).collect());
+    let params: BTreeSet<String> = doc["paths"]["/pay-api/v1/customers"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    let parser: BTreeSet<String> = clientele::routes::customers::SEARCH_PARAMS.iter().map(|s| s.to_string()).collect();
+    assert_eq!(params, parser);
+}
+
+#[test]
+fn migration_folders_have_the_same_versions() {
+    let versions = |dir: &str| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(format!("{}/migrations/{dir}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(versions("sqlite"), versions("postgres"));
+    assert!(!versions("sqlite").is_empty());
+}

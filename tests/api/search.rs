@@ -1,0 +1,186 @@
+//! Customer search: words, exact filters, ordering, paging, read-after-write.
+
+use serde_json::{Value, json};
+
+use crate::both;
+use crate::helpers::TestApp;
+
+fn names(v: &Value) -> Vec<String> {
+    v["items"].as_array().unwrap().iter().map(|c| c["firstName"].as_str().unwrap().to_owned()).collect()
+}
+
+async fn seed(app: &TestApp) {
+    let people = [
+        json!({"firstName": "John", "lastName": "Smith", "email": "john.smith@example.com", "mobilePhoneNumber": "+1 416 555 0101",
+               "billingAddress": {"postalCode": "M5J 2H7", "country": "CA"}, "dateOfBirth": "1974-05-15"}),
+        json!({"firstName": "Johanna", "lastName": "Jones", "companyName": "Acme Restorations", "email": "jo@acme.io"}),
+        json!({"firstName": "Émile", "lastName": "Zola", "email": "EMILE@Example.org", "mobilePhoneNumber": "+33 1 42 68 53 00"}),
+        json!({"firstName": "Mary", "lastName": "O'Brien-Smith", "email": "mary@brien.net"}),
+    ];
+    for p in people {
+        app.create(p).await;
+    }
+}
+
+both! {
+    async fn read_after_write(app: TestApp) {
+        for i in 0..5 {
+            let name = format!("Fresh{i}");
+            let id = app.create(json!({"firstName": name, "lastName": "Write"})).await;
+            let r = app.get(&format!("/customers?search={}", name.to_lowercase())).await;
+            assert_eq!(r.expect(200)["items"][0]["id"], id, "found by the very next search");
+        }
+    }
+
+    async fn words_match_name_prefixes_and_contact_parts(app: TestApp) {
+        seed(&app).await;
+        let cases: &[(&str, &[&str])] = &[
+            ("jo", &["John", "Johanna"]),
+            ("JOHN", &["John"]),
+            ("smi", &["Mary", "John"]),
+            ("brien", &["Mary"]),
+            ("o'brien", &["Mary"]),
+            ("emile", &["Émile"]),
+            ("émile", &["Émile"]),
+            ("acme", &["Johanna"]),
+            ("rest", &["Johanna"]),
+            ("example", &["Émile", "John"]),
+            ("example.org", &["Émile"]),
+            ("ith@exa", &["John"]),
+            ("555-0101", &["John"]),
+            ("4165550", &["John"]),
+            ("+3314268", &["Émile"]),
+            ("john smith", &["John"]),
+            ("jo jones", &["Johanna"]),
+            ("mith", &["John"]),
+            ("nobody", &[]),
+            ("john zola", &[]),
+        ];
+        for (q, want) in cases {
+            let r = app.get(&format!("/customers?search={}&orderBy=firstName&asc=false", urlencode(q))).await;
+            let b = r.expect(200);
+            assert_eq!(names(b), *want, "search={q}");
+            assert_eq!(b["total"], want.len(), "search={q}");
+        }
+    }
+
+    async fn exact_filters(app: TestApp) {
+        seed(&app).await;
+        let cases: &[(&str, &[&str])] = &[
+            ("email=JOHN.SMITH@example.com", &["John"]),
+            ("email=john", &[]),
+            ("firstName=john", &["John"]),
+            ("firstName=jo", &[]),
+            ("lastName=ZOLA", &["Émile"]),
+            ("dateOfBirth=1974-05-15", &["John"]),
+            ("postalCode=m5j2h7", &["John"]),
+            ("postalCode=M5J%202H7", &["John"]),
+            ("status=active&lastName=jones", &["Johanna"]),
+            ("status=inactive", &[]),
+            ("search=jo&email=jo@acme.io", &["Johanna"]),
+        ];
+        for (q, want) in cases {
+            let r = app.get(&format!("/customers?{q}")).await;
+            assert_eq!(names(r.expect(200)), *want, "{q}");
+        }
+    }
+
+    async fn paging_and_ordering(app: TestApp) {
+        for i in 0..25 {
+            app.create(json!({"firstName": format!("P{i:02}"), "lastName": "Page"})).await;
+        }
+        let first = app.get("/customers").await;
+        let b = first.expect(200);
+        assert_eq!(b["total"], 25);
+        assert_eq!(b["items"].as_array().unwrap().len(), 20, "default page size 20");
+        assert_eq!(b["items"][0]["firstName"], "P24", "newest first by default");
+        assert!(b["items"][0].get("cards").is_none(), "search items have no cards");
+        let second = app.get("/customers?page=2").await;
+        assert_eq!(names(second.expect(200)), ["P04", "P03", "P02", "P01", "P00"]);
+        let beyond = app.get("/customers?page=9").await;
+        let b = beyond.expect(200);
+        assert_eq!(b["items"], json!([]));
+        assert_eq!(b["total"], 25, "total counts all matches even past the end");
+        let asc = app.get("/customers?orderBy=firstName&asc=true&pageSize=3").await;
+        assert_eq!(names(asc.expect(200)), ["P00", "P01", "P02"]);
+        let max = app.get("/customers?pageSize=100").await;
+        assert_eq!(max.expect(200)["items"].as_array().unwrap().len(), 25);
+        for bad in ["pageSize=101", "pageSize=0", "page=0", "page=-1", "page=abc", "orderBy=dateOfBirth", "asc=yes", "pageSize=1&pageSize=2"] {
+            let r = app.get(&format!("/customers?{bad}")).await;
+            r.expect_error(400, "validation_failed");
+        }
+        app.get("/customers?sort=firstName").await.expect_error(400, "unknown_field");
+    }
+
+    async fn order_by_each_field(app: TestApp) {
+        app.create(json!({"firstName": "b", "lastName": "Z", "email": "c@x.io", "companyName": "Alpha"})).await;
+        app.create(json!({"firstName": "A", "lastName": "y", "email": "B@x.io"})).await;
+        app.create(json!({"firstName": "c", "lastName": "X", "email": "a@x.io", "companyName": "beta"})).await;
+        let cases: &[(&str, &[&str])] = &[
+            ("firstName", &["A", "b", "c"]),
+            ("lastName", &["c", "A", "b"]),
+            ("email", &["c", "A", "b"]),
+            ("companyName", &["A", "b", "c"]),
+            ("createdOn", &["b", "A", "c"]),
+            ("modifiedOn", &["b", "A", "c"]),
+        ];
+        for (field, want) in cases {
+            let r = app.get(&format!("/customers?orderBy={field}&asc=true")).await;
+            assert_eq!(names(r.expect(200)), *want, "orderBy={field}");
+            let r = app.get(&format!("/customers?orderBy={field}")).await;
+            let mut rev = want.to_vec();
+            rev.reverse();
+            assert_eq!(names(r.expect(200)), rev, "orderBy={field} desc");
+        }
+    }
+
+    async fn customer_ids_and_dates(app: TestApp) {
+        let pause = || tokio::time::sleep(std::time::Duration::from_millis(5));
+        let a = app.create_named("A", "One").await;
+        pause().await;
+        let b = app.create_named("B", "Two").await;
+        pause().await;
+        let _c = app.create_named("C", "Three").await;
+        let r = app.get(&format!("/customers?customerIds={a}&customerIds={b}&asc=true")).await;
+        assert_eq!(names(r.expect(200)), ["A", "B"]);
+        let r = app.get(&format!("/customers?customerIds={a},{b}")).await;
+        assert_eq!(r.expect(200)["total"], 2);
+        app.get("/customers?customerIds=nope").await.expect_error(400, "validation_failed");
+        let created = app.get(&format!("/customers/{b}")).await.body["createdOn"].as_str().unwrap().to_owned();
+        let r = app.get(&format!("/customers?dateFrom={created}&dateTo={created}")).await;
+        assert_eq!(names(r.expect(200)), ["B"], "bounds are inclusive");
+        let today = &created[..10];
+        let r = app.get(&format!("/customers?dateFrom={today}&dateTo={today}")).await;
+        assert_eq!(r.expect(200)["total"], 3, "a date means the whole day");
+        let r = app.get("/customers?dateTo=2000-01-01").await;
+        assert_eq!(r.expect(200)["total"], 0);
+        app.get("/customers?dateFrom=yesterday").await.expect_error(400, "validation_failed");
+    }
+
+    async fn duplicates_and_updates_are_searchable(app: TestApp) {
+        let id = app.create(json!({"firstName": "Old", "lastName": "Name", "email": "old@x.io"})).await;
+        app.create(json!({"firstName": "Old", "lastName": "Name", "email": "old@x.io"})).await;
+        assert_eq!(app.get("/customers?email=old@x.io").await.body["total"], 2);
+        app.put(&format!("/customers/{id}"), json!({"firstName": "New", "lastName": "Name", "email": "new@x.io"})).await.expect(200);
+        assert_eq!(app.get("/customers?search=old").await.body["total"], 1);
+        assert_eq!(app.get("/customers?search=new").await.body["items"][0]["id"], id);
+        assert_eq!(app.get("/customers?email=new@x.io").await.body["total"], 1);
+        app.put(&format!("/customers/{id}/status"), json!({"status": "inactive"})).await.expect(200);
+        assert_eq!(app.get("/customers?status=inactive").await.body["items"][0]["id"], id);
+    }
+
+    async fn hostile_search_text_is_just_text(app: TestApp) {
+        app.create(json!({"firstName": "Robert", "lastName": "Tables", "email": "bobby@tables.io"})).await;
+        for q in ["\"", "'; DROP TABLE customers; --", "NEAR(a b)", "a OR b", "*", "%", "_", "\\", "^bob", "bob*", "\"bob\"", "-bob", "(", "AND", "名前"] {
+            let r = app.get(&format!("/customers?search={}", urlencode(q))).await;
+            r.expect(200);
+        }
+        assert_eq!(app.get("/customers?search=%25%25%25").await.body["total"], 0, "LIKE wildcards are literals");
+        assert_eq!(app.get("/customers?search=___").await.body["total"], 0);
+        assert_eq!(app.get("/customers?search=bob").await.body["total"], 1);
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
