@@ -38,8 +38,12 @@ pub struct ErrorBody {
     pub error_code: &'static str,
 }
 
+/// An API error; boxed so `Result<T, ApiError>` stays one pointer wide on the happy path.
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<ErrorParts>);
+
+#[derive(Debug)]
+pub struct ErrorParts {
     pub status: StatusCode,
     pub code: &'static str,
     pub exception: &'static str,
@@ -53,7 +57,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, exception: &'static str, details: impl Into<String>) -> Self {
-        ApiError {
+        ApiError(Box::new(ErrorParts {
             status,
             code,
             exception,
@@ -62,7 +66,16 @@ impl ApiError {
             entity_id: None,
             retry_after: None,
             cause: None,
-        }
+        }))
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.0.status
+    }
+
+    fn with(mut self, f: impl FnOnce(&mut ErrorParts)) -> Self {
+        f(&mut self.0);
+        self
     }
 
     /// A problem with one field (or `$`, the whole body).
@@ -70,7 +83,7 @@ impl ApiError {
         let message = message.into();
         let mut err =
             ApiError::new(status, code, "ValidationException", format!("Validation failed: \n -- {path}: {message}"));
-        err.errors.insert(path.to_owned(), vec![message]);
+        err.0.errors.insert(path.to_owned(), vec![message]);
         err
     }
 
@@ -85,7 +98,7 @@ impl ApiError {
             details.push_str(&p.message);
             errors.entry(p.path).or_default().push(p.message);
         }
-        ApiError { errors, ..ApiError::new(StatusCode::BAD_REQUEST, code, "ValidationException", details) }
+        ApiError::new(StatusCode::BAD_REQUEST, code, "ValidationException", details).with(|e| e.errors = errors)
     }
 
     pub fn malformed_json(message: impl Into<String>) -> Self {
@@ -123,7 +136,7 @@ impl ApiError {
     }
 
     pub fn conflict(code: &'static str, details: impl Into<String>, entity_id: Option<String>) -> Self {
-        ApiError { entity_id, ..ApiError::new(StatusCode::CONFLICT, code, "ConflictException", details) }
+        ApiError::new(StatusCode::CONFLICT, code, "ConflictException", details).with(|e| e.entity_id = entity_id)
     }
 
     pub fn precondition_failed(current_version: i64) -> Self {
@@ -154,35 +167,33 @@ impl ApiError {
     }
 
     pub fn unavailable(details: &str) -> Self {
-        ApiError {
-            retry_after: Some(1),
-            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "ServiceUnavailableException", details)
-        }
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "ServiceUnavailableException", details)
+            .with(|e| e.retry_after = Some(1))
     }
 
     /// An unexpected failure: the cause is logged, the client sees only the correlation id.
     pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
-        ApiError {
-            cause: Some(cause.into()),
-            ..ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "InternalServerException",
-                "An unexpected error occurred; quote the correlation id when reporting it.",
-            )
-        }
+        let cause = cause.into();
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "InternalServerException",
+            "An unexpected error occurred; quote the correlation id when reporting it.",
+        )
+        .with(|e| e.cause = Some(cause))
     }
 
     pub fn body(&self) -> ErrorBody {
+        let e = &self.0;
         ErrorBody {
-            errors: self.errors.clone(),
-            details: self.details.clone(),
-            status_code: self.status.as_u16(),
+            errors: e.errors.clone(),
+            details: e.details.clone(),
+            status_code: e.status.as_u16(),
             source: "clientele",
-            exception_type: self.exception,
+            exception_type: e.exception,
             correlation_id: correlation::current(),
-            entity_id: self.entity_id.clone(),
-            error_code: self.code,
+            entity_id: e.entity_id.clone(),
+            error_code: e.code,
         }
     }
 }
@@ -216,13 +227,13 @@ impl From<anyhow::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Some(cause) = &self.cause {
+        if let Some(cause) = &self.0.cause {
             tracing::error!(correlation_id = %correlation::current(), error = format!("{cause:#}"), "internal error");
         }
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
-        let mut res =
-            (self.status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
-        if let Some(secs) = self.retry_after {
+        let mut res = (self.0.status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body)
+            .into_response();
+        if let Some(secs) = self.0.retry_after {
             res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         res
