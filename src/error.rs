@@ -216,6 +216,12 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+impl From<crate::store::WriteAborted> for ApiError {
+    fn from(e: crate::store::WriteAborted) -> Self {
+        ApiError::internal(e)
+    }
+}
+
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
         match e.downcast::<sqlx::Error>() {

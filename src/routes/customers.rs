@@ -37,6 +37,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::not_found(what),
             StoreError::VersionMismatch { current } => ApiError::precondition_failed(current),
             StoreError::Db(e) => ApiError::from(e),
+            StoreError::Aborted(e) => ApiError::from(e),
         }
     }
 }
@@ -281,11 +282,15 @@ async fn create_customer(
 ) -> ApiResult<JsonReply> {
     let input = CustomerInput::parse(&body, Mode::Create)?;
     let id = Uuid::now_v7();
-    let actor = auth.actor();
-    let mut tx = state.db().begin(&actor).await?;
-    tx.insert_customer(id, &input).await?;
-    let reply = JsonReply::new(StatusCode::OK, &Created { id });
-    tx.commit_replying(200, &reply.body).await?;
+    let reply = state
+        .db()
+        .write(auth.actor(), move |mut tx| async move {
+            tx.insert_customer(id, &input).await?;
+            let reply = JsonReply::new(StatusCode::OK, &Created { id });
+            tx.commit_replying(200, &reply.body).await?;
+            Ok::<_, StoreError>(reply)
+        })
+        .await?;
     Ok(reply)
 }
 
@@ -331,10 +336,14 @@ async fn update_customer(
 ) -> ApiResult<Response> {
     let id = customer_id(&params)?;
     let input = CustomerInput::parse(&body, Mode::Update)?;
-    let actor = auth.actor();
-    let mut tx = state.db().begin(&actor).await?;
-    let rec = tx.update_customer(id, &input, if_match).await?;
-    tx.commit().await?;
+    let rec = state
+        .db()
+        .write(auth.actor(), move |mut tx| async move {
+            let rec = tx.update_customer(id, &input, if_match).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(rec)
+        })
+        .await?;
     let (version, view) = detail(rec);
     Ok(with_etag(version, JsonReply::new(StatusCode::OK, &view)))
 }
@@ -356,10 +365,14 @@ async fn delete_customer(
     IfMatch(if_match): IfMatch,
 ) -> ApiResult<JsonReply> {
     let id = customer_id(&params)?;
-    let actor = auth.actor();
-    let mut tx = state.db().begin(&actor).await?;
-    tx.delete_customer(id, if_match).await?;
-    tx.commit().await?;
+    state
+        .db()
+        .write(auth.actor(), move |mut tx| async move {
+            tx.delete_customer(id, if_match).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(())
+        })
+        .await?;
     Ok(JsonReply::new(StatusCode::OK, &Deleted { id, deleted: true }))
 }
 
@@ -395,10 +408,14 @@ async fn set_customer_status(
         None => None,
     };
     let status = p.check(status)?.expect("checked");
-    let actor = auth.actor();
-    let mut tx = state.db().begin(&actor).await?;
-    let rec = tx.set_customer_status(id, status, if_match).await?;
-    tx.commit().await?;
+    let rec = state
+        .db()
+        .write(auth.actor(), move |mut tx| async move {
+            let rec = tx.set_customer_status(id, status, if_match).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(rec)
+        })
+        .await?;
     let (version, view) = detail(rec);
     Ok(with_etag(version, JsonReply::new(StatusCode::OK, &view)))
 }

@@ -183,7 +183,7 @@ macro_rules! bind_input {
     }};
 }
 
-impl WriteTx<'_> {
+impl WriteTx {
     pub async fn insert_customer(&mut self, id: Uuid, input: &CustomerInput) -> Result<(), StoreError> {
         let v = InputValues::of(input);
         let (merchant, now) = (self.merchant(), self.now);

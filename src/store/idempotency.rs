@@ -136,12 +136,7 @@ where
     .bind(claim.claimed_at)
 }
 
-pub(super) async fn complete_in(
-    tx: &mut WriteTx<'_>,
-    claim: &Claim,
-    status: u16,
-    body: &[u8],
-) -> Result<(), sqlx::Error> {
+pub(super) async fn complete_in(tx: &mut WriteTx, claim: &Claim, status: u16, body: &[u8]) -> Result<(), sqlx::Error> {
     on_tx!(tx, c => complete_query(claim, status, body).execute(c).await.map(|r| r.rows_affected()))?;
     Ok(())
 }

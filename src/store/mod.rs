@@ -14,6 +14,7 @@ pub mod events;
 pub mod idempotency;
 pub mod merchants;
 
+use std::future::Future;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -197,9 +198,32 @@ impl Db {
         Scoped { db: self, tenant }
     }
 
-    /// Starts a write on behalf of `actor`; events and the idempotent reply are
-    /// written in the same transaction.
-    pub async fn begin<'a>(&'a self, actor: &'a Actor) -> Result<WriteTx<'a>, sqlx::Error> {
+    /// Runs one unit of work in a write transaction on behalf of `actor`; events and
+    /// the idempotent reply are written in the same transaction.
+    ///
+    /// The work runs in a task of its own, so a client that disconnects cannot cancel
+    /// it halfway: every transaction begun here ends in a commit or a rollback on the
+    /// task that began it (a future dropped mid-`BEGIN` can otherwise leave a pooled
+    /// connection inside a transaction nobody owns).
+    pub async fn write<T, E, F, Fut>(&self, actor: Actor, work: F) -> Result<T, E>
+    where
+        F: FnOnce(WriteTx) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: From<sqlx::Error> + From<WriteAborted> + Send + 'static,
+    {
+        let db = self.clone();
+        let task = tokio::spawn(async move {
+            let tx = db.begin(actor).await?;
+            work(tx).await
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(e) => Err(E::from(WriteAborted(e.to_string()))),
+        }
+    }
+
+    async fn begin(&self, actor: Actor) -> Result<WriteTx, sqlx::Error> {
         let inner = match &self.pools {
             // IMMEDIATE takes the write lock up front, so a transaction that reads
             // before it writes can never fail to upgrade its lock.
@@ -247,14 +271,14 @@ pub(crate) enum TxInner {
 }
 
 /// One write transaction on behalf of an [`Actor`].
-pub struct WriteTx<'a> {
+pub struct WriteTx {
     pub(crate) inner: TxInner,
-    pub(crate) actor: &'a Actor,
+    pub(crate) actor: Actor,
     /// The transaction's clock: every row it writes carries the same instant.
     pub now: i64,
 }
 
-impl WriteTx<'_> {
+impl WriteTx {
     pub(crate) fn merchant(&self) -> Uuid {
         self.actor.tenant.id()
     }
@@ -297,6 +321,11 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
+/// A write task that panicked or was cancelled; nothing it did was committed.
+#[derive(Debug, thiserror::Error)]
+#[error("write task aborted: {0}")]
+pub struct WriteAborted(pub String);
+
 /// What a write can fail with besides the database itself.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -306,4 +335,6 @@ pub enum StoreError {
     VersionMismatch { current: i64 },
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Aborted(#[from] WriteAborted),
 }

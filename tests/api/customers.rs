@@ -195,3 +195,31 @@ both! {
         assert_eq!(app.get(&format!("/customers/{id}")).await.body["mobilePhoneNumber"], "+442079460958");
     }
 }
+
+both! {
+    async fn clients_hanging_up_mid_write_do_not_wedge_the_database(app: TestApp) {
+        // Clients that give up after a few hundred microseconds drop their requests at
+        // every stage of a write (before BEGIN, inside it, during COMMIT).
+        let mut tasks = Vec::new();
+        for t in 0..16u64 {
+            let url = app.url("/customers");
+            let key = app.key.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..40u64 {
+                    let client = reqwest::Client::builder()
+                        .timeout(std::time::Duration::from_micros(200 + (t * 131 + i * 97) % 3000))
+                        .build()
+                        .unwrap();
+                    let _ = client.post(&url).bearer_auth(&key).json(&json!({"firstName": "Hang", "lastName": "Up"})).send().await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        for _ in 0..20 {
+            app.create_named("Still", "Writable").await;
+        }
+        assert_eq!(app.get("/customers?search=writable").await.expect(200)["total"], 20);
+    }
+}
