@@ -75,7 +75,7 @@ CREATE INDEX customers_last_name ON customers (merchant_id, last_name_key, id);
 CREATE INDEX customers_company ON customers (merchant_id, company_key, id);
 CREATE INDEX customers_dob ON customers (merchant_id, date_of_birth);
 CREATE INDEX customers_postal ON customers (merchant_id, postal_key);
-CREATE INDEX customers_status ON customers (merchant_id, status, created_at);
+CREATE INDEX customers_status ON customers (merchant_id, status, created_at, id);
 -- Trigram indexes serve both `LIKE 'word%'`/`LIKE '% word%'` (name prefixes) and
 -- `LIKE '%part%'` (any part of an email or phone).
 CREATE INDEX customers_search_names ON customers USING gin (search_names gin_trgm_ops);

@@ -76,7 +76,7 @@ CREATE INDEX customers_last_name ON customers (merchant_id, last_name_key, id);
 CREATE INDEX customers_company ON customers (merchant_id, company_key, id);
 CREATE INDEX customers_dob ON customers (merchant_id, date_of_birth);
 CREATE INDEX customers_postal ON customers (merchant_id, postal_key);
-CREATE INDEX customers_status ON customers (merchant_id, status, created_at);
+CREATE INDEX customers_status ON customers (merchant_id, status, created_at, id);
 
 -- Names: word prefixes. Contacts: any part of an email or phone (trigrams).
 CREATE VIRTUAL TABLE customer_names_fts USING fts5 (

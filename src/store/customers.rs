@@ -381,6 +381,101 @@ fn like_escape(s: &str) -> String {
     out
 }
 
+/// The count and page queries of a search, with their arguments (the page query
+/// takes two more: limit and offset).
+struct SearchSql {
+    count: String,
+    page: String,
+    args: Vec<Arg>,
+}
+
+fn search_sql(sqlite: bool, merchant: Uuid, q: &CustomerSearch) -> SearchSql {
+    let mut sql = Sql { from: "customers".into(), conditions: Vec::new(), args: Vec::new() };
+    let m = sql.arg(Arg::Id(merchant));
+    sql.conditions.push(format!("customers.merchant_id = {m}"));
+    for (i, w) in q.words.iter().enumerate() {
+        if sqlite {
+            let mut parts = Vec::new();
+            if let Some(n) = &w.names {
+                let a = sql.arg(Arg::Text(fts_phrase(n, true)));
+                parts.push(format!("SELECT rowid AS seq FROM customer_names_fts WHERE customer_names_fts MATCH {a}"));
+            }
+            if let Some(c) = &w.contacts {
+                let a = sql.arg(Arg::Text(fts_phrase(c, false)));
+                parts.push(format!(
+                    "SELECT rowid AS seq FROM customer_contacts_fts WHERE customer_contacts_fts MATCH {a}"
+                ));
+            }
+            let hits = parts.join(" UNION ");
+            if i == 0 {
+                // The index drives: CROSS JOIN fixes the matches as the outer loop, so
+                // the planner never walks the merchant's customers testing each one.
+                sql.from = format!("({hits}) AS hits CROSS JOIN customers ON customers.seq = hits.seq");
+            } else {
+                sql.conditions.push(format!("customers.seq IN ({hits})"));
+            }
+        } else {
+            let mut parts = Vec::new();
+            if let Some(n) = &w.names {
+                let a = sql.arg(Arg::Text(format!("{n}%")));
+                let b = sql.arg(Arg::Text(format!("% {n}%")));
+                parts.push(format!("search_names LIKE {a} OR search_names LIKE {b}"));
+            }
+            if let Some(c) = &w.contacts {
+                let a = sql.arg(Arg::Text(format!("%{}%", like_escape(c))));
+                parts.push(format!("search_contacts LIKE {a}"));
+            }
+            sql.conditions.push(format!("({})", parts.join(" OR ")));
+        }
+    }
+    if !q.customer_ids.is_empty() {
+        let list: Vec<String> = q.customer_ids.iter().map(|id| sql.arg(Arg::Id(*id))).collect();
+        sql.conditions.push(format!("customers.id IN ({})", list.join(", ")));
+    }
+    if let Some(t) = q.created_from {
+        let a = sql.arg(Arg::Int(t));
+        sql.conditions.push(format!("created_at >= {a}"));
+    }
+    if let Some(t) = q.created_to {
+        let a = sql.arg(Arg::Int(t));
+        sql.conditions.push(format!("created_at <= {a}"));
+    }
+    let exact = [
+        ("email_key", q.email.as_ref()),
+        ("first_name_key", q.first_name.as_ref()),
+        ("last_name_key", q.last_name.as_ref()),
+        ("date_of_birth", q.date_of_birth.as_ref()),
+        ("postal_key", q.postal_code.as_ref()),
+    ];
+    for (col, val) in exact {
+        if let Some(v) = val {
+            let a = sql.arg(Arg::Text(v.clone()));
+            sql.conditions.push(format!("{col} = {a}"));
+        }
+    }
+    if let Some(s) = q.status {
+        let a = sql.arg(Arg::Text(s.as_str().to_owned()));
+        sql.conditions.push(format!("status = {a}"));
+    }
+    let filter = format!("FROM {} WHERE {}", sql.from, sql.conditions.join(" AND "));
+    let count_sql = format!("SELECT COUNT(*) {filter}");
+    let dir = if q.asc { "ASC" } else { "DESC" };
+    let limit = sql.arg(Arg::Int(i64::from(q.page_size)));
+    let offset = sql.arg(Arg::Int(i64::from(q.page - 1) * i64::from(q.page_size)));
+    // With a selective filter, SQLite must drive from that filter's index; without
+    // statistics it would rather walk the merchant's rows in sort order to skip a
+    // sort. A unary `+` makes the sort key unusable from an index, so it cannot.
+    let selective = !q.customer_ids.is_empty()
+        || [&q.email, &q.first_name, &q.last_name, &q.date_of_birth, &q.postal_code].iter().any(|f| f.is_some());
+    let plus = if sqlite && selective && q.words.is_empty() { "+" } else { "" };
+    let page_sql = format!(
+        "SELECT {cols} {filter} ORDER BY {plus}{col} {dir}, {plus}customers.id {dir} LIMIT {limit} OFFSET {offset}",
+        cols = SELECT_COLUMNS.replace("merchant_id, id,", "customers.merchant_id, customers.id,"),
+        col = q.order_by.column(),
+    );
+    SearchSql { count: count_sql, page: page_sql, args: sql.args }
+}
+
 impl Scoped<'_> {
     pub async fn get_customer(&self, id: Uuid) -> Result<Option<CustomerRecord>, sqlx::Error> {
         on_conn!(self.conn(), p => sqlx::query_as::<_, CustomerRecord>(GET_SQL.as_str())
@@ -389,95 +484,145 @@ impl Scoped<'_> {
 
     /// One page of matches and the number of all matches.
     pub async fn search_customers(&self, q: &CustomerSearch) -> Result<(Vec<CustomerRecord>, i64), sqlx::Error> {
-        let sqlite = matches!(self.conn(), Conn::Sqlite(_));
-        let mut sql = Sql { from: "customers".into(), conditions: Vec::new(), args: Vec::new() };
-        let m = sql.arg(Arg::Id(self.merchant()));
-        sql.conditions.push(format!("customers.merchant_id = {m}"));
-        for (i, w) in q.words.iter().enumerate() {
-            if sqlite {
-                let mut parts = Vec::new();
-                if let Some(n) = &w.names {
-                    let a = sql.arg(Arg::Text(fts_phrase(n, true)));
-                    parts.push(format!(
-                        "SELECT rowid AS seq FROM customer_names_fts WHERE customer_names_fts MATCH {a}"
-                    ));
-                }
-                if let Some(c) = &w.contacts {
-                    let a = sql.arg(Arg::Text(fts_phrase(c, false)));
-                    parts.push(format!(
-                        "SELECT rowid AS seq FROM customer_contacts_fts WHERE customer_contacts_fts MATCH {a}"
-                    ));
-                }
-                let hits = parts.join(" UNION ");
-                if i == 0 {
-                    // The index drives: CROSS JOIN fixes the matches as the outer loop, so
-                    // the planner never walks the merchant's customers testing each one.
-                    sql.from = format!("({hits}) AS hits CROSS JOIN customers ON customers.seq = hits.seq");
-                } else {
-                    sql.conditions.push(format!("customers.seq IN ({hits})"));
-                }
-            } else {
-                let mut parts = Vec::new();
-                if let Some(n) = &w.names {
-                    let a = sql.arg(Arg::Text(format!("{n}%")));
-                    let b = sql.arg(Arg::Text(format!("% {n}%")));
-                    parts.push(format!("search_names LIKE {a} OR search_names LIKE {b}"));
-                }
-                if let Some(c) = &w.contacts {
-                    let a = sql.arg(Arg::Text(format!("%{}%", like_escape(c))));
-                    parts.push(format!("search_contacts LIKE {a}"));
-                }
-                sql.conditions.push(format!("({})", parts.join(" OR ")));
-            }
-        }
-        if !q.customer_ids.is_empty() {
-            let list: Vec<String> = q.customer_ids.iter().map(|id| sql.arg(Arg::Id(*id))).collect();
-            sql.conditions.push(format!("customers.id IN ({})", list.join(", ")));
-        }
-        if let Some(t) = q.created_from {
-            let a = sql.arg(Arg::Int(t));
-            sql.conditions.push(format!("created_at >= {a}"));
-        }
-        if let Some(t) = q.created_to {
-            let a = sql.arg(Arg::Int(t));
-            sql.conditions.push(format!("created_at <= {a}"));
-        }
-        let exact = [
-            ("email_key", q.email.as_ref()),
-            ("first_name_key", q.first_name.as_ref()),
-            ("last_name_key", q.last_name.as_ref()),
-            ("date_of_birth", q.date_of_birth.as_ref()),
-            ("postal_key", q.postal_code.as_ref()),
-        ];
-        for (col, val) in exact {
-            if let Some(v) = val {
-                let a = sql.arg(Arg::Text(v.clone()));
-                sql.conditions.push(format!("{col} = {a}"));
-            }
-        }
-        if let Some(s) = q.status {
-            let a = sql.arg(Arg::Text(s.as_str().to_owned()));
-            sql.conditions.push(format!("status = {a}"));
-        }
-        let filter = format!("FROM {} WHERE {}", sql.from, sql.conditions.join(" AND "));
-        let count_sql = format!("SELECT COUNT(*) {filter}");
-        let dir = if q.asc { "ASC" } else { "DESC" };
-        let limit = sql.arg(Arg::Int(i64::from(q.page_size)));
-        let offset = sql.arg(Arg::Int(i64::from(q.page - 1) * i64::from(q.page_size)));
-        let page_sql = format!(
-            "SELECT {cols} {filter} ORDER BY {col} {dir}, customers.id {dir} LIMIT {limit} OFFSET {offset}",
-            cols = SELECT_COLUMNS.replace("merchant_id, id,", "customers.merchant_id, customers.id,"),
-            col = q.order_by.column(),
-        );
+        let sql = search_sql(matches!(self.conn(), Conn::Sqlite(_)), self.merchant(), q);
+        let (count_sql, page_sql) = (&sql.count, &sql.page);
+
         let n_filter_args = sql.args.len() - 2;
         on_conn!(self.conn(), p => {
-            let (total,): (i64,) = bind_args!(sqlx::query_as(&count_sql), &sql.args[..n_filter_args]).fetch_one(p).await?;
+            let (total,): (i64,) = bind_args!(sqlx::query_as(count_sql), &sql.args[..n_filter_args]).fetch_one(p).await?;
             let items = if total > 0 {
-                bind_args!(sqlx::query_as::<_, CustomerRecord>(&page_sql), &sql.args).fetch_all(p).await?
+                bind_args!(sqlx::query_as::<_, CustomerRecord>(page_sql), &sql.args).fetch_all(p).await?
             } else {
                 Vec::new()
             };
             Ok((items, total))
         })
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+    use crate::store::{Db, DbOptions};
+
+    fn base() -> CustomerSearch {
+        CustomerSearch {
+            page: 1,
+            page_size: 20,
+            order_by: OrderBy::CreatedOn,
+            asc: false,
+            words: Vec::new(),
+            customer_ids: Vec::new(),
+            created_from: None,
+            created_to: None,
+            email: None,
+            first_name: None,
+            last_name: None,
+            date_of_birth: None,
+            postal_code: None,
+            status: None,
+        }
+    }
+
+    async fn plan(p: &sqlx::SqlitePool, sql: &str, args: &[Arg]) -> String {
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let rows: Vec<(i64, i64, i64, String)> = bind_args!(sqlx::query_as(&explain), args).fetch_all(p).await.unwrap();
+        rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join(" | ")
+    }
+
+    /// Every search shape is served from an index that matches its filter; none
+    /// walks the merchant's customers (SQLite; PostgreSQL plans by statistics).
+    #[tokio::test]
+    async fn every_search_shape_uses_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("p.db").display()), &DbOptions::default())
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let Conn::Sqlite(pool) = db.reader() else { unreachable!() };
+        let word = |n: &str, c: Option<&str>| SearchWord { names: Some(n.into()), contacts: c.map(String::from) };
+        let s = |f: &dyn Fn(&mut CustomerSearch)| {
+            let mut q = base();
+            f(&mut q);
+            q
+        };
+        let cases: Vec<(&str, CustomerSearch, &str)> = vec![
+            ("list", base(), "INDEX customers_created (merchant_id=?)"),
+            ("email", s(&|q| q.email = Some("a@b.co".into())), "customers_email (merchant_id=? AND email_key=?)"),
+            (
+                "firstName",
+                s(&|q| q.first_name = Some("a".into())),
+                "customers_first_name (merchant_id=? AND first_name_key=?)",
+            ),
+            (
+                "lastName",
+                s(&|q| q.last_name = Some("a".into())),
+                "customers_last_name (merchant_id=? AND last_name_key=?)",
+            ),
+            (
+                "dateOfBirth",
+                s(&|q| q.date_of_birth = Some("2000-01-01".into())),
+                "customers_dob (merchant_id=? AND date_of_birth=?)",
+            ),
+            (
+                "postalCode",
+                s(&|q| q.postal_code = Some("M5J2H7".into())),
+                "customers_postal (merchant_id=? AND postal_key=?)",
+            ),
+            (
+                "status",
+                s(&|q| q.status = Some(CustomerStatus::Inactive)),
+                "customers_status (merchant_id=? AND status=?)",
+            ),
+            (
+                "customerIds",
+                s(&|q| q.customer_ids = vec![Uuid::nil(), Uuid::max()]),
+                "customers_key (merchant_id=? AND id=?)",
+            ),
+            ("dates", s(&|q| q.created_from = Some(1)), "customers_created (merchant_id=? AND created_at>?)"),
+            ("search", s(&|q| q.words = vec![word("jo", None)]), "customer_names_fts VIRTUAL TABLE"),
+            (
+                "search two words",
+                s(&|q| q.words = vec![word("john", Some("john")), word("smi", Some("smi"))]),
+                "customer_contacts_fts VIRTUAL TABLE",
+            ),
+            (
+                "search and email, by name",
+                s(&|q| {
+                    q.words = vec![word("jo", None)];
+                    q.email = Some("a@b.co".into());
+                    q.order_by = OrderBy::FirstName;
+                }),
+                "customer_names_fts VIRTUAL TABLE",
+            ),
+            (
+                "email ordered by first name",
+                s(&|q| {
+                    q.email = Some("a@b.co".into());
+                    q.order_by = OrderBy::FirstName;
+                    q.asc = true;
+                }),
+                "customers_email (merchant_id=? AND email_key=?)",
+            ),
+        ];
+        for (name, q, want) in cases {
+            let sql = search_sql(true, Uuid::now_v7(), &q);
+            let n = sql.args.len() - 2; // the page query adds limit and offset
+            let page = plan(pool, &sql.page, &sql.args).await;
+            let count = plan(pool, &sql.count, &sql.args[..n]).await;
+            for (which, p) in [("page", &page), ("count", &count)] {
+                assert!(!p.contains("SCAN customers"), "{name} ({which}) scans customers: {p}");
+                // Counting everything may read any index that starts with the merchant.
+                let want = if name == "list" && which == "count" { "(merchant_id=?)" } else { want };
+                assert!(p.contains(want), "{name} ({which}) should use {want}: {p}");
+            }
+        }
+        let unfiltered = plan(
+            pool,
+            &search_sql(true, Uuid::now_v7(), &base()).page,
+            &[Arg::Id(Uuid::nil()), Arg::Int(20), Arg::Int(0)],
+        )
+        .await;
+        assert!(!unfiltered.contains("TEMP B-TREE"), "the default listing is read in index order: {unfiltered}");
     }
 }
