@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use super::extract::{BODY_LIMIT, read_body};
+use super::extract::read_body;
 use crate::AppState;
 use crate::auth::AuthContext;
 use crate::error::ApiError;
@@ -132,8 +132,8 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     // A write already stored its reply with its own commit; this stores the reply
     // of requests that wrote nothing (validation errors, 404s), which replay too.
     let (res_parts, res_body) = res.into_parts();
-    let res_bytes = read_body(res_body).await.unwrap_or_default();
-    debug_assert!(res_bytes.len() <= BODY_LIMIT);
+    // Our own replies are already in memory; the request limit does not apply to them.
+    let res_bytes = axum::body::to_bytes(res_body, usize::MAX).await.map_err(ApiError::internal)?;
     db.complete_idempotency(&claim, status.as_u16(), &res_bytes).await?;
     Ok(Response::from_parts(res_parts, Body::from(res_bytes)))
 }
