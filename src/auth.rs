@@ -123,6 +123,8 @@ macro_rules! scope_marker {
 }
 scope_marker!(CustomersRead, Scope::CustomersRead);
 scope_marker!(CustomersWrite, Scope::CustomersWrite);
+scope_marker!(PaymentMethodsWrite, Scope::PaymentMethodsWrite);
+scope_marker!(PaymentMethodsReveal, Scope::PaymentMethodsReveal);
 
 /// An authenticated caller holding scope `S`; the only way a handler gets a tenant.
 pub struct Authed<S: RequiredScope> {

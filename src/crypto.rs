@@ -127,3 +127,233 @@ mod tests {
         assert_eq!(format!("{ok:?}"), "***");
     }
 }
+
+// ---- the vault: data keys, encryption at rest, fingerprints ----
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+const NONCE_LEN: usize = 12;
+const VERSION_LEN: usize = 4;
+
+/// A ciphertext that does not open: wrong key, wrong row, or damaged.
+#[derive(Debug, thiserror::Error)]
+#[error("ciphertext could not be decrypted ({0})")]
+pub struct DecryptError(&'static str);
+
+/// Envelope encryption for secrets at rest.
+///
+/// Each *data key* is 32 random bytes, stored in `encryption_keys` wrapped
+/// (AES-256-GCM) by the master key. Secrets are sealed with a data key as
+/// `key_version (4 bytes, big-endian) || nonce (12) || ciphertext+tag`, with the
+/// row's identity as associated data so a ciphertext cannot be moved to another
+/// row or field. Rotation adds a data key version and re-encrypts rows; old
+/// versions open until then. Fingerprints use an HMAC key derived from the master
+/// key, separate from every encryption key.
+pub struct Vault {
+    master: MasterKey,
+    fingerprint_key: Zeroizing<[u8; 32]>,
+    keys: RwLock<HashMap<u32, Arc<Aes256Gcm>>>,
+}
+
+impl fmt::Debug for Vault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Vault(***)")
+    }
+}
+
+fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    for p in parts {
+        mac.update(&(p.len() as u32).to_be_bytes());
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+fn wrap_aad(version: u32) -> Vec<u8> {
+    format!("clientele/data-key/v{version}").into_bytes()
+}
+
+impl Vault {
+    pub fn new(master: MasterKey) -> Vault {
+        let fingerprint_key = Zeroizing::new(hmac(master.expose(), &[b"clientele/fingerprint/v1"]));
+        Vault { master, fingerprint_key, keys: RwLock::new(HashMap::new()) }
+    }
+
+    fn master_cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new_from_slice(self.master.expose()).expect("32-byte key")
+    }
+
+    /// A new random data key for `version`, wrapped by the master key.
+    pub fn new_wrapped_key(&self, version: u32) -> Vec<u8> {
+        let mut dek = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(dek.as_mut());
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let sealed = self
+            .master_cipher()
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: dek.as_ref(), aad: &wrap_aad(version) })
+            .expect("AES-GCM encryption does not fail");
+        [nonce.as_slice(), &sealed].concat()
+    }
+
+    /// Loads wrapped data keys; fails when the master key is not the one they were wrapped with.
+    pub fn install(&self, wrapped: &[(u32, Vec<u8>)]) -> anyhow::Result<()> {
+        let cipher = self.master_cipher();
+        let mut keys = self.keys.write().expect("key map lock");
+        for (version, blob) in wrapped {
+            if keys.contains_key(version) {
+                continue;
+            }
+            anyhow::ensure!(blob.len() > NONCE_LEN, "data key {version} is damaged");
+            let (nonce, sealed) = blob.split_at(NONCE_LEN);
+            let dek = Zeroizing::new(
+                cipher
+                    .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: &wrap_aad(*version) })
+                    .map_err(|_| anyhow::anyhow!("data key {version} does not open with this master key: is CLIENTELE_MASTER_KEY the one this database was created with?"))?,
+            );
+            keys.insert(
+                *version,
+                Arc::new(
+                    Aes256Gcm::new_from_slice(&dek)
+                        .map_err(|_| anyhow::anyhow!("data key {version} has a bad length"))?,
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    pub fn has_version(&self, version: u32) -> bool {
+        self.keys.read().expect("key map lock").contains_key(&version)
+    }
+
+    fn key(&self, version: u32) -> Option<Arc<Aes256Gcm>> {
+        self.keys.read().expect("key map lock").get(&version).cloned()
+    }
+
+    /// Seals `plaintext` under data key `version`, bound to `aad`.
+    pub fn seal(&self, version: u32, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, DecryptError> {
+        let key = self.key(version).ok_or(DecryptError("unknown key version"))?;
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let sealed = key
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+            .map_err(|_| DecryptError("encryption failed"))?;
+        let mut out = Vec::with_capacity(VERSION_LEN + NONCE_LEN + sealed.len());
+        out.extend_from_slice(&version.to_be_bytes());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// The key version a sealed blob names.
+    pub fn version_of(blob: &[u8]) -> Option<u32> {
+        blob.get(..VERSION_LEN).map(|v| u32::from_be_bytes(v.try_into().expect("4 bytes")))
+    }
+
+    /// Opens a sealed blob; the key it names must be installed.
+    pub fn open(&self, blob: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
+        if blob.len() < VERSION_LEN + NONCE_LEN + 16 {
+            return Err(DecryptError("too short"));
+        }
+        let version = Vault::version_of(blob).ok_or(DecryptError("too short"))?;
+        let key = self.key(version).ok_or(DecryptError("unknown key version"))?;
+        let (nonce, sealed) = blob[VERSION_LEN..].split_at(NONCE_LEN);
+        key.decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad })
+            .map(Zeroizing::new)
+            .map_err(|_| DecryptError("authentication failed"))
+    }
+
+    /// A stable, non-reversible identifier of a secret within one merchant:
+    /// the same card gives the same value for a merchant, different merchants differ.
+    pub fn fingerprint(&self, merchant: uuid::Uuid, kind: &str, secret: &[u8]) -> String {
+        let mac = hmac(self.fingerprint_key.as_ref(), &[merchant.as_bytes(), kind.as_bytes(), secret]);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&mac[..20])
+    }
+}
+
+#[cfg(test)]
+mod vault_tests {
+    use super::*;
+
+    fn vault(seed: u8) -> Vault {
+        let v = Vault::new(MasterKey(Zeroizing::new([seed; 32])));
+        let wrapped = v.new_wrapped_key(1);
+        v.install(&[(1, wrapped)]).unwrap();
+        v
+    }
+
+    #[test]
+    fn seal_and_open_bound_to_the_row() {
+        let v = vault(7);
+        let blob = v.seal(1, b"row-a", b"4111111111111111").unwrap();
+        assert_eq!(Vault::version_of(&blob), Some(1));
+        assert_eq!(v.open(&blob, b"row-a").unwrap().as_slice(), b"4111111111111111");
+        assert!(v.open(&blob, b"row-b").is_err(), "moved to another row, it does not open");
+        let mut damaged = blob.clone();
+        *damaged.last_mut().unwrap() ^= 1;
+        assert!(v.open(&damaged, b"row-a").is_err());
+        assert!(!blob.windows(4).any(|w| w == b"4111"), "no clear digits in the blob");
+    }
+
+    #[test]
+    fn data_keys_need_the_right_master_key() {
+        let a = Vault::new(MasterKey(Zeroizing::new([1; 32])));
+        let wrapped = a.new_wrapped_key(1);
+        let b = Vault::new(MasterKey(Zeroizing::new([2; 32])));
+        assert!(b.install(&[(1, wrapped.clone())]).is_err());
+        assert!(a.install(&[(2, wrapped)]).is_err(), "a data key is bound to its version");
+    }
+
+    #[test]
+    fn fingerprints_are_per_merchant() {
+        let v = vault(3);
+        let (m1, m2) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        assert_eq!(v.fingerprint(m1, "card", b"4111111111111111"), v.fingerprint(m1, "card", b"4111111111111111"));
+        assert_ne!(v.fingerprint(m1, "card", b"4111111111111111"), v.fingerprint(m2, "card", b"4111111111111111"));
+        assert_ne!(v.fingerprint(m1, "card", b"4111111111111111"), v.fingerprint(m1, "card", b"4012888888881881"));
+        assert_ne!(
+            vault(4).fingerprint(m1, "card", b"4111111111111111"),
+            v.fingerprint(m1, "card", b"4111111111111111")
+        );
+    }
+
+    mod properties {
+        use super::*;
+        use crate::domain::card::{Pan, luhn_valid};
+        use proptest::prelude::*;
+
+        fn luhn_pan() -> impl Strategy<Value = String> {
+            (11usize..=18).prop_flat_map(|n| proptest::collection::vec(0u8..10, n)).prop_map(|digits| {
+                let partial: String = digits.iter().map(|d| char::from(b'0' + d)).collect();
+                (0..10).map(|c| format!("{partial}{c}")).find(|s| luhn_valid(s)).expect("one check digit fits")
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn any_luhn_valid_pan_round_trips_and_masks(pan in luhn_pan(), row in any::<[u8; 16]>()) {
+                let v = vault(9);
+                let parsed = Pan::parse(&pan).unwrap();
+                let blob = v.seal(1, &row, parsed.expose().as_bytes()).unwrap();
+                let opened = v.open(&blob, &row).unwrap();
+                prop_assert_eq!(opened.as_slice(), pan.as_bytes());
+                let masked = parsed.masked();
+                prop_assert_eq!(masked.len(), pan.len());
+                let shown: Vec<(usize, char)> = masked.char_indices().filter(|(_, c)| *c != '*').collect();
+                prop_assert!(shown.len() <= 10);
+                for (i, c) in shown {
+                    prop_assert!(i < 6 || i >= pan.len() - 4, "digit {} shown", i);
+                    prop_assert_eq!(c, pan.as_bytes()[i] as char);
+                }
+                prop_assert_eq!(format!("{parsed:?}"), format!("Pan({masked})"));
+            }
+        }
+    }
+}

@@ -27,7 +27,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::Config;
-use crate::crypto::MasterKey;
+use crate::crypto::Vault;
 use crate::error::ApiError;
 use crate::store::{Db, DbOptions};
 
@@ -40,13 +40,16 @@ pub(crate) struct Inner {
     db: Db,
     metrics: PrometheusHandle,
     shutting_down: AtomicBool,
-    #[allow(dead_code)] // the vault's key ring (SPEC section 3) is derived from it
-    master_key: MasterKey,
+    vault: Arc<Vault>,
 }
 
 impl AppState {
     pub fn db(&self) -> &Db {
         &self.inner.db
+    }
+
+    pub fn vault(&self) -> Arc<Vault> {
+        self.inner.vault.clone()
     }
 }
 
@@ -61,6 +64,7 @@ pub struct App {
 pub fn build_router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let api = OpenApiRouter::new()
         .merge(routes::customers::router())
+        .merge(routes::payment_methods::router())
         .merge(routes::events::router())
         // Layers run outside-in from the last one added: authenticate, then idempotency.
         .route_layer(from_fn_with_state(state.clone(), http::idempotency::layer))
@@ -87,13 +91,14 @@ impl App {
     pub async fn start(config: &Config) -> anyhow::Result<App> {
         let db = Db::connect(&config.database_url, &DbOptions { max_connections: config.db_max_connections }).await?;
         db.migrate().await?;
-        let master_key = crypto::load_master_key(config.master_key.as_ref(), &config.data_dir)?;
+        let vault = Arc::new(Vault::new(crypto::load_master_key(config.master_key.as_ref(), &config.data_dir)?));
+        db.load_keys(&vault).await?;
         let state = AppState {
             inner: Arc::new(Inner {
                 db,
                 metrics: telemetry::metrics_handle(),
                 shutting_down: AtomicBool::new(false),
-                master_key,
+                vault,
             }),
         };
         let (router, openapi) = build_router(state.clone());

@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use clientele::auth::{Scope, generate_key, scopes_string};
 use clientele::config::Config;
+use clientele::crypto::{Vault, load_master_key};
 use clientele::store::{Db, DbOptions, Tenant};
 use clientele::{App, shutdown_signal, telemetry};
 use serde_json::json;
@@ -36,6 +37,11 @@ enum Command {
         #[command(subcommand)]
         action: ApiKeyCmd,
     },
+    /// Encryption keys of the vault.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCmd,
+    },
     /// Configuration.
     Config {
         #[command(subcommand)]
@@ -64,6 +70,13 @@ enum ApiKeyCmd {
     },
     /// Revoke a key by its id.
     Revoke { key_id: Uuid },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Add a new data key version and re-encrypt every stored secret with it
+    /// (safe while servers run); prints {"version", "reencrypted"}.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -142,6 +155,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await;
             anyhow::ensure!(revoked, "no live API key {key_id}");
             println!("{}", json!({"keyId": key_id, "revoked": true}));
+            Ok(())
+        }
+        Command::Keys { action: KeysCmd::Rotate } => {
+            let db = open(&config).await?;
+            let vault = Vault::new(load_master_key(config.master_key.as_ref(), &config.data_dir)?);
+            let report = db.rotate_keys(&vault).await?;
+            db.close().await;
+            println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
         Command::Config { action: ConfigCmd::Show } => {

@@ -38,6 +38,15 @@ impl Email {
     }
 }
 
+/// PII stays out of logs: `a***@example.com`.
+impl std::fmt::Debug for Email {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (local, domain) = self.value.split_once('@').unwrap_or(("", ""));
+        let first: String = local.chars().take(1).collect();
+        write!(f, "Email({first}***@{domain})")
+    }
+}
+
 /// Lowercase form used for the exact `email` filter.
 pub fn normalize_email(s: &str) -> String {
     s.trim().to_lowercase()
@@ -77,6 +86,13 @@ impl Phone {
     }
 }
 
+/// PII stays out of logs: only the last 4 digits.
+impl std::fmt::Debug for Phone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Phone(***{})", &self.0[self.0.len().saturating_sub(4)..])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +103,7 @@ mod tests {
         let e = Email::parse(" Company@Mail.com ", "email", &mut p).unwrap();
         assert_eq!(e.as_str(), "Company@Mail.com");
         assert_eq!(e.normalized(), "company@mail.com");
+        assert_eq!(format!("{e:?}"), "Email(C***@Mail.com)");
         for bad in ["nope", "a@b", "a@@b.com", "a b@c.com", "<a@b.com>"] {
             assert!(Email::parse(bad, "email", &mut p).is_none(), "{bad}");
         }
@@ -95,7 +112,9 @@ mod tests {
     #[test]
     fn phones() {
         let mut p = Problems::new();
-        assert_eq!(Phone::parse("+1 415-555-2671", None, "x", &mut p).unwrap().as_str(), "+14155552671");
+        let ph = Phone::parse("+1 415-555-2671", None, "x", &mut p).unwrap();
+        assert_eq!(ph.as_str(), "+14155552671");
+        assert_eq!(format!("{ph:?}"), "Phone(***2671)");
         assert_eq!(Phone::parse("(416) 555-0199", Some("CA"), "x", &mut p).unwrap().as_str(), "+14165550199");
         assert!(Phone::parse("4165550199", None, "x", &mut p).is_none());
         assert!(Phone::parse("12345678", Some("US"), "x", &mut p).is_none());

@@ -4,6 +4,8 @@ use chrono::{NaiveDate, Utc};
 use serde_json::Value;
 
 use super::address::Address;
+use super::bank::AchInput;
+use super::card::CardInput;
 use super::contact::{Email, Phone};
 use super::text::{fold, optional_text, required_text};
 use super::{Obj, Problems};
@@ -31,14 +33,7 @@ impl CustomerStatus {
     }
 }
 
-/// Which body is being read: create also takes inline payment methods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Create,
-    Update,
-}
-
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct CustomerInput {
     pub first_name: String,
     pub last_name: String,
@@ -53,13 +48,20 @@ pub struct CustomerInput {
     pub preferred_language: Option<String>,
 }
 
+/// A create: the customer and the payment methods that come with it (all or nothing).
+#[derive(Debug)]
+pub struct NewCustomer {
+    pub customer: CustomerInput,
+    pub cards: Vec<CardInput>,
+    pub ach_accounts: Vec<AchInput>,
+}
+
 impl CustomerInput {
-    pub fn parse(body: &Value, mode: Mode) -> Result<CustomerInput, Problems> {
+    /// An update body (no payment methods).
+    pub fn parse_update(body: &Value) -> Result<CustomerInput, Problems> {
         let mut p = Problems::new();
-        let Some(mut o) = Obj::root(body, &mut p) else {
-            return Err(p);
-        };
-        let input = Self::read(&mut o, mode, &mut p);
+        let Some(mut o) = Obj::root(body, &mut p) else { return Err(p) };
+        let input = Self::read(&mut o, &mut p);
         o.finish(&mut p);
         match input {
             Some(input) => p.check(input),
@@ -67,7 +69,54 @@ impl CustomerInput {
         }
     }
 
-    fn read(o: &mut Obj<'_>, mode: Mode, p: &mut Problems) -> Option<CustomerInput> {
+    /// A create body, with `paymentMethodsCards` and `paymentMethodsAchAccounts`;
+    /// a problem in an item is reported under its path (`paymentMethodsCards[1].pan`).
+    pub fn parse_create(body: &Value) -> Result<NewCustomer, Problems> {
+        let mut p = Problems::new();
+        let Some(mut o) = Obj::root(body, &mut p) else { return Err(p) };
+        let customer = Self::read(&mut o, &mut p);
+        let mut cards: Vec<(usize, CardInput)> = Vec::new();
+        for (i, item) in o.array("paymentMethodsCards", &mut p).into_iter().flatten().enumerate() {
+            let path = format!("paymentMethodsCards[{i}]");
+            if let Some(card) = Obj::at(item, path.clone(), &mut p).and_then(|c| CardInput::read(c, &mut p)) {
+                if let Some((first, _)) = cards.iter().find(|(_, c)| c.pan.expose() == card.pan.expose()) {
+                    p.push(
+                        format!("{path}.pan"),
+                        format!("'{path}.pan' is the same card as paymentMethodsCards[{first}]."),
+                    );
+                }
+                cards.push((i, card));
+            }
+        }
+        let mut ach_accounts: Vec<(usize, AchInput)> = Vec::new();
+        for (i, item) in o.array("paymentMethodsAchAccounts", &mut p).into_iter().flatten().enumerate() {
+            let path = format!("paymentMethodsAchAccounts[{i}]");
+            if let Some(ach) = Obj::at(item, path.clone(), &mut p).and_then(|a| AchInput::read(a, &mut p)) {
+                let same = |other: &AchInput| {
+                    other.routing_number == ach.routing_number
+                        && matches!((&other.account_number, &ach.account_number), (Some(a), Some(b)) if a.expose() == b.expose())
+                };
+                if let Some((first, _)) = ach_accounts.iter().find(|(_, other)| same(other)) {
+                    p.push(
+                        format!("{path}.accountNumber"),
+                        format!("'{path}.accountNumber' is the same account as paymentMethodsAchAccounts[{first}]."),
+                    );
+                }
+                ach_accounts.push((i, ach));
+            }
+        }
+        o.finish(&mut p);
+        match customer {
+            Some(customer) => p.check(NewCustomer {
+                customer,
+                cards: cards.into_iter().map(|(_, c)| c).collect(),
+                ach_accounts: ach_accounts.into_iter().map(|(_, a)| a).collect(),
+            }),
+            None => Err(p),
+        }
+    }
+
+    fn read(o: &mut Obj<'_>, p: &mut Problems) -> Option<CustomerInput> {
         let first_name = o.required_string("firstName", p).and_then(|s| required_text(s, "firstName", 100, p));
         let last_name = o.required_string("lastName", p).and_then(|s| required_text(s, "lastName", 100, p));
         let company_name = o.string("companyName", p).and_then(|s| optional_text(s, "companyName", 200, p));
@@ -89,17 +138,6 @@ impl CustomerInput {
         let date_of_birth = o.string("dateOfBirth", p).and_then(|s| parse_date_of_birth(s, "dateOfBirth", p));
         let preferred_language =
             o.string("preferredLanguage", p).and_then(|s| parse_language(s, "preferredLanguage", p));
-        if mode == Mode::Create {
-            // The vault takes inline payment methods (SPEC section 3); until then only
-            // an empty list is accepted, so nothing a client sends is silently dropped.
-            for key in ["paymentMethodsCards", "paymentMethodsAchAccounts"] {
-                if let Some(items) = o.array(key, p)
-                    && !items.is_empty()
-                {
-                    p.push(key, format!("'{key}' is not accepted by this version yet; add payment methods after the customer is created."));
-                }
-            }
-        }
         Some(CustomerInput {
             first_name: first_name?,
             last_name: last_name?,
@@ -203,7 +241,7 @@ mod tests {
             "billingAddress": {"line1": "55 University Ave", "city": "Toronto", "state": "on", "postalCode": "m5j2h7", "country": "ca"},
             "shippingAddress": null, "paymentMethodsCards": [], "paymentMethodsAchAccounts": null
         });
-        let c = CustomerInput::parse(&body, Mode::Create).unwrap_or_else(|p| panic!("{:?}", paths(&p)));
+        let c = CustomerInput::parse_create(&body).unwrap_or_else(|p| panic!("{:?}", paths(&p))).customer;
         assert_eq!(c.billing.as_ref().unwrap().postal_code.as_deref(), Some("M5J 2H7"));
         assert_eq!(c.search_names(), "first last company name");
         assert_eq!(c.search_contacts(), "company@mail.com +14165550199");
@@ -212,7 +250,7 @@ mod tests {
     #[test]
     fn all_problems_are_reported() {
         let body = json!({"firstName": "", "lastName": 3, "email": "x", "billingAddress": {"country": "ZZ", "bogus": 1}, "extra": true});
-        let p = CustomerInput::parse(&body, Mode::Update).err().unwrap();
+        let p = CustomerInput::parse_update(&body).err().unwrap();
         assert_eq!(
             paths(&p),
             ["firstName", "lastName", "email", "billingAddress.country", "billingAddress.bogus", "extra"]
@@ -222,7 +260,7 @@ mod tests {
     #[test]
     fn update_does_not_take_payment_methods() {
         let body = json!({"firstName": "a", "lastName": "b", "paymentMethodsCards": []});
-        let p = CustomerInput::parse(&body, Mode::Update).err().unwrap();
+        let p = CustomerInput::parse_update(&body).err().unwrap();
         assert!(p.only_unknown_fields());
     }
 

@@ -3,6 +3,8 @@
 //! re-checks what a type already guarantees.
 
 pub mod address;
+pub mod bank;
+pub mod card;
 pub mod contact;
 pub mod customer;
 pub mod input;

@@ -19,6 +19,11 @@ use crate::store::idempotency::ClaimOutcome;
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED: &str = "idempotent-replayed";
 
+/// Marks a reply that must never be stored (it carries a revealed secret): the
+/// key is released instead, so a retry runs the request again.
+#[derive(Debug, Clone, Copy)]
+pub struct SensitiveReply;
+
 /// What identifies "the same request": method, path and body. A JSON body is
 /// compared by content (key order and spacing do not matter).
 fn request_hash(method: &Method, path: &str, body: &[u8]) -> Vec<u8> {
@@ -34,6 +39,11 @@ fn request_hash(method: &Method, path: &str, body: &[u8]) -> Vec<u8> {
     h.update([0]);
     h.update(canonical.as_deref().unwrap_or(body));
     h.finalize().to_vec()
+}
+
+/// What is stored of an `Idempotency-Key`: its SHA-256, hex.
+pub fn key_digest(key: &str) -> String {
+    Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// JSON with object keys sorted at every level, whatever serde_json's map order is.
@@ -88,6 +98,8 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     let Some(auth) = req.extensions().get::<AuthContext>().cloned() else {
         return Ok(next.run(req).await);
     };
+    // Keys are the client's free text (an order number, or worse); only a digest is stored.
+    let key = key_digest(&key);
     let (mut parts, body) = req.into_parts();
     let bytes = read_body(body).await?;
     // Nested routers see a path without their prefix; the original is the request's identity.
@@ -122,7 +134,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     parts.extensions.insert(claim.clone());
     let res = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     let status = res.status();
-    if status.is_server_error() {
+    if status.is_server_error() || res.extensions().get::<SensitiveReply>().is_some() {
         // Nothing was committed: let the client's retry run the request again.
         if let Err(e) = db.release_idempotency(&claim).await {
             tracing::warn!(error = %e, "could not release an idempotency key");

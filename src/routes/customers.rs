@@ -11,18 +11,19 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::payment_methods::{AchRequest, AchView, CardRequest, CardView, split};
 use super::{Created, Deleted, JsonReply, ReadErrors, WriteErrors, timestamp};
 use crate::AppState;
-use crate::auth::{Authed, CustomersRead, CustomersWrite};
+use crate::auth::{Authed, CustomersRead, CustomersWrite, Scope};
 use crate::domain::contact::normalize_email;
-use crate::domain::customer::{CustomerInput, CustomerStatus, Mode, parse_date};
+use crate::domain::customer::{CustomerInput, CustomerStatus, parse_date};
 use crate::domain::money::Money;
 use crate::domain::text::fold;
 use crate::domain::{Obj, Problems, address::postal_key};
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{IfMatch, JsonBody, QueryReader, etag, path_uuid};
-use crate::store::StoreError;
 use crate::store::customers::{CustomerRecord, CustomerSearch, OrderBy, SearchWord};
+use crate::store::{StoreError, Tenant};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -38,6 +39,13 @@ impl From<StoreError> for ApiError {
             StoreError::VersionMismatch { current } => ApiError::precondition_failed(current),
             StoreError::Db(e) => ApiError::from(e),
             StoreError::Aborted(e) => ApiError::from(e),
+            StoreError::Duplicate { existing } => ApiError::conflict(
+                "duplicate_payment_method",
+                "This payment method is already on file for this customer.",
+                Some(existing.to_string()),
+            ),
+            StoreError::Conflict { code, message } => ApiError::conflict(code, message, None),
+            StoreError::Crypto(e) => ApiError::internal(anyhow::anyhow!(e)),
         }
     }
 }
@@ -106,10 +114,11 @@ pub struct CustomerUpdateRequest {
 pub struct CustomerCreateRequest {
     #[serde(flatten)]
     fields: CustomerUpdateRequest,
-    /// Cards to add with the customer (only an empty list is accepted by this version).
-    payment_methods_cards: Option<Vec<serde_json::Value>>,
-    /// Bank accounts to add with the customer (only an empty list is accepted by this version).
-    payment_methods_ach_accounts: Option<Vec<serde_json::Value>>,
+    /// Cards to add with the customer, in the same transaction (all or nothing;
+    /// problems are named by item, `paymentMethodsCards[1].pan`). Needs `payment_methods:write`.
+    payment_methods_cards: Option<Vec<CardRequest>>,
+    /// Bank accounts to add with the customer, in the same transaction. Needs `payment_methods:write`.
+    payment_methods_ach_accounts: Option<Vec<AchRequest>>,
 }
 
 #[allow(dead_code)]
@@ -174,9 +183,9 @@ pub struct CustomerDetail {
     #[serde(flatten)]
     pub customer: CustomerView,
     /// The customer's cards (masked).
-    pub cards: Vec<serde_json::Value>,
+    pub cards: Vec<CardView>,
     /// The customer's bank accounts (masked).
-    pub ach_accounts: Vec<serde_json::Value>,
+    pub ach_accounts: Vec<AchView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -246,15 +255,18 @@ impl From<CustomerRecord> for CustomerView {
 }
 
 /// The resource with its `ETag`.
-fn with_etag(version: i64, reply: JsonReply) -> Response {
+pub(crate) fn with_etag(version: i64, reply: JsonReply) -> Response {
     let mut res = reply.into_response();
     res.headers_mut().insert(ETAG, HeaderValue::from_str(&etag(version)).expect("digits and quotes"));
     res
 }
 
-fn detail(r: CustomerRecord) -> (i64, CustomerDetail) {
+/// The customer with its payment methods, read after `r` was.
+async fn detail(state: &AppState, tenant: Tenant, r: CustomerRecord) -> ApiResult<Response> {
+    let (cards, ach_accounts) = split(state.db().scoped(tenant).methods_of(r.id).await?);
     let version = r.version;
-    (version, CustomerDetail { customer: r.into(), cards: Vec::new(), ach_accounts: Vec::new() })
+    let view = CustomerDetail { customer: r.into(), cards, ach_accounts };
+    Ok(with_etag(version, JsonReply::new(StatusCode::OK, &view)))
 }
 
 pub(crate) fn customer_id(params: &RawPathParams) -> ApiResult<Uuid> {
@@ -280,12 +292,23 @@ async fn create_customer(
     auth: Authed<CustomersWrite>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<JsonReply> {
-    let input = CustomerInput::parse(&body, Mode::Create)?;
+    let new = CustomerInput::parse_create(&body)?;
+    if (!new.cards.is_empty() || !new.ach_accounts.is_empty()) && !auth.ctx.scopes.contains(&Scope::PaymentMethodsWrite)
+    {
+        return Err(ApiError::forbidden(Scope::PaymentMethodsWrite.as_str()));
+    }
     let id = Uuid::now_v7();
+    let vault = state.vault();
     let reply = state
         .db()
         .write(auth.actor(), move |mut tx| async move {
-            tx.insert_customer(id, &input).await?;
+            tx.insert_customer(id, &new.customer).await?;
+            for card in &new.cards {
+                tx.add_card(&vault, id, Uuid::now_v7(), card).await?;
+            }
+            for ach in &new.ach_accounts {
+                tx.add_ach(&vault, id, Uuid::now_v7(), ach).await?;
+            }
             let reply = JsonReply::new(StatusCode::OK, &Created { id });
             tx.commit_replying(200, &reply.body).await?;
             Ok::<_, StoreError>(reply)
@@ -312,8 +335,7 @@ async fn get_customer(
     let id = customer_id(&params)?;
     let rec =
         state.db().scoped(auth.tenant()).get_customer(id).await?.ok_or_else(|| ApiError::not_found("Customer"))?;
-    let (version, view) = detail(rec);
-    Ok(with_etag(version, JsonReply::new(StatusCode::OK, &view)))
+    detail(&state, auth.tenant(), rec).await
 }
 
 /// Update a customer
@@ -335,7 +357,7 @@ async fn update_customer(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     let id = customer_id(&params)?;
-    let input = CustomerInput::parse(&body, Mode::Update)?;
+    let input = CustomerInput::parse_update(&body)?;
     let rec = state
         .db()
         .write(auth.actor(), move |mut tx| async move {
@@ -344,8 +366,7 @@ async fn update_customer(
             Ok::<_, StoreError>(rec)
         })
         .await?;
-    let (version, view) = detail(rec);
-    Ok(with_etag(version, JsonReply::new(StatusCode::OK, &view)))
+    detail(&state, auth.tenant(), rec).await
 }
 
 /// Delete a customer
@@ -392,22 +413,7 @@ async fn set_customer_status(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     let id = customer_id(&params)?;
-    let mut p = Problems::new();
-    let status = match Obj::root(&body, &mut p) {
-        Some(mut o) => {
-            let s = o.required_string("status", &mut p).and_then(|s| {
-                let st = CustomerStatus::parse(s);
-                if st.is_none() {
-                    p.push("status", "'status' must be 'active' or 'inactive'.");
-                }
-                st
-            });
-            o.finish(&mut p);
-            s
-        }
-        None => None,
-    };
-    let status = p.check(status)?.expect("checked");
+    let status = parse_status_body(&body)?;
     let rec = state
         .db()
         .write(auth.actor(), move |mut tx| async move {
@@ -416,8 +422,27 @@ async fn set_customer_status(
             Ok::<_, StoreError>(rec)
         })
         .await?;
-    let (version, view) = detail(rec);
-    Ok(with_etag(version, JsonReply::new(StatusCode::OK, &view)))
+    detail(&state, auth.tenant(), rec).await
+}
+
+/// `{"status": "active" | "inactive"}`.
+pub(crate) fn parse_status_body(body: &serde_json::Value) -> Result<CustomerStatus, Problems> {
+    let mut p = Problems::new();
+    let status = Obj::root(body, &mut p).and_then(|mut o| {
+        let s = o.required_string("status", &mut p).and_then(|s| {
+            let st = CustomerStatus::parse(s);
+            if st.is_none() {
+                p.push("status", "'status' must be 'active' or 'inactive'.");
+            }
+            st
+        });
+        o.finish(&mut p);
+        s
+    });
+    match status {
+        Some(s) => p.check(s),
+        None => Err(p),
+    }
 }
 
 /// The query parameters of customer search.
@@ -475,7 +500,7 @@ pub const SEARCH_PARAMS: [&str; 14] = [
     "status",
 ];
 
-fn parse_instant(raw: &str, end_of_day: bool) -> Option<i64> {
+pub(crate) fn parse_instant(raw: &str, end_of_day: bool) -> Option<i64> {
     if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
         return Some(t.with_timezone(&Utc).timestamp_millis());
     }

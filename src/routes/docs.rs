@@ -17,6 +17,7 @@ use utoipa_swagger_ui::SwaggerUi;
     modifiers(&Security),
     tags(
         (name = "customers", description = "Create, search, update and delete a merchant's customers."),
+        (name = "payment methods", description = "The vault: cards and bank accounts, encrypted at rest, masked in every response."),
         (name = "events", description = "The change feed."),
         (name = "operations", description = "Health, readiness and metrics.")
     )

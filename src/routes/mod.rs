@@ -6,6 +6,7 @@ pub mod customers;
 pub mod docs;
 pub mod events;
 pub mod health;
+pub mod payment_methods;
 
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};

@@ -370,7 +370,7 @@ fn fts_phrase(s: &str, prefix: bool) -> String {
     if prefix { format!("{quoted}*") } else { quoted }
 }
 
-fn like_escape(s: &str) -> String {
+pub(crate) fn like_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     for ch in s.chars() {
         if matches!(ch, '%' | '_' | '\\') {

@@ -12,7 +12,9 @@
 pub mod customers;
 pub mod events;
 pub mod idempotency;
+pub mod keys;
 pub mod merchants;
+pub mod payment_methods;
 
 use std::future::Future;
 use std::path::Path;
@@ -139,6 +141,8 @@ impl Db {
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(5))
                 .pragma("cache_size", "-16000")
+                // Deleted rows (ciphertext included) are overwritten, not left in free pages.
+                .pragma("secure_delete", "on")
                 .pragma("temp_store", "memory");
             if let Some(dir) = Path::new(connect.get_filename()).parent()
                 && !dir.as_os_str().is_empty()
@@ -337,4 +341,13 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error(transparent)]
     Aborted(#[from] WriteAborted),
+    /// The same card or bank account is already on file for this customer.
+    #[error("duplicate of {existing}")]
+    Duplicate { existing: Uuid },
+    /// A state that forbids the change (an inactive method made default, ...).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: &'static str },
+    /// A secret could not be sealed or opened (wrong master key, damaged data).
+    #[error("vault: {0}")]
+    Crypto(String),
 }

@@ -338,3 +338,15 @@ pub fn full_customer() -> Value {
         "paymentMethodsAchAccounts": null
     })
 }
+
+/// Runs a query returning two integer columns straight against a test database
+/// (to inspect what the service stored, bypassing it).
+pub async fn int_pairs(url: &str, sql: &str) -> Vec<(i64, i64)> {
+    if url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&mut c).await.unwrap()
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&mut c).await.unwrap()
+    }
+}

@@ -76,7 +76,7 @@ both! {
             h.update(serde_json::to_vec(&body).unwrap());
             h.finalize().to_vec()
         };
-        app.db.claim_idempotency(tenant, "slow", &hash).await.unwrap();
+        app.db.claim_idempotency(tenant, &clientele::http::idempotency::key_digest("slow"), &hash).await.unwrap();
         let r = app.send(Method::POST, "/customers", Some(&app.key), Some(body), &h).await;
         r.expect_error(409, "idempotency_key_in_progress");
     }

@@ -11,3 +11,4 @@ mod idempotency;
 mod ops;
 mod process;
 mod search;
+mod vault;

@@ -82,6 +82,15 @@ async fn openapi_lists_every_route_with_errors_and_security() {
         "DELETE /pay-api/v1/customers/{customerId}",
         "PUT /pay-api/v1/customers/{customerId}/status",
         "GET /pay-api/v1/events",
+        "POST /pay-api/v1/customers/{customerId}/payment-methods/cards",
+        "POST /pay-api/v1/customers/{customerId}/payment-methods/ach",
+        "GET /pay-api/v1/customers/{customerId}/payment-methods",
+        "GET /pay-api/v1/customers/{customerId}/payment-methods/{paymentMethodId}",
+        "PUT /pay-api/v1/customers/{customerId}/payment-methods/{paymentMethodId}",
+        "DELETE /pay-api/v1/customers/{customerId}/payment-methods/{paymentMethodId}",
+        "PUT /pay-api/v1/customers/{customerId}/payment-methods/{paymentMethodId}/make-default",
+        "PUT /pay-api/v1/customers/{customerId}/payment-methods/{paymentMethodId}/status",
+        "POST /pay-api/v1/customers/{customerId}/payment-methods/{paymentMethodId}/reveal",
         "GET /healthz",
         "GET /readyz",
         "GET /metrics",
@@ -166,6 +175,26 @@ async fn openapi_matches_the_parsers() {
         .collect();
     let parser: BTreeSet<String> = clientele::routes::customers::SEARCH_PARAMS.iter().map(|s| s.to_string()).collect();
     assert_eq!(params, parser);
+    let params: BTreeSet<String> =
+        doc["paths"]["/pay-api/v1/customers/{customerId}/payment-methods"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .filter(|n| n != "customerId")
+            .collect();
+    let parser: BTreeSet<String> =
+        clientele::routes::payment_methods::LIST_PARAMS.iter().map(|s| s.to_string()).collect();
+    assert_eq!(params, parser);
+    // Secrets are write-only in the schema.
+    for (schema, field) in [
+        ("CardRequest", "pan"),
+        ("CardRequest", "securityCode"),
+        ("AchRequest", "accountNumber"),
+        ("AchRequest", "taxId"),
+    ] {
+        assert_eq!(schemas[schema]["properties"][field]["writeOnly"], true, "{schema}.{field}");
+    }
 }
 
 #[test]

@@ -106,7 +106,9 @@ both_processes!(
     first_start_bootstraps_a_merchant,
     cli_administers_a_running_server,
     logs_are_structured_and_free_of_pii,
-    acknowledged_creates_survive_kill_9
+    acknowledged_creates_survive_kill_9,
+    no_file_holds_a_clear_number,
+    keys_rotate_while_the_server_runs
 );
 
 async fn first_start_bootstraps_a_merchant(db: TestDb) {
@@ -294,4 +296,204 @@ async fn acknowledged_creates_survive_kill_9(db: TestDb) {
     assert!(r["total"].as_i64().unwrap() >= acked.len() as i64);
     eprintln!("kill -9: {} acknowledged creates, all present after restart", acked.len());
     assert!(sigterm(&mut again.child).await.success());
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(files_under(&p)) } else { out.push(p) }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Cards, bank accounts and tax ids go in; then every byte the service wrote
+/// (database, WAL, key file, logs) is searched for them in clear.
+async fn no_file_holds_a_clear_number(db: TestDb) {
+    let data = db.dir.path().join("data");
+    let mut server = start(&db, &data).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let boot: Value = serde_json::from_str(&server.stdout.lock().await[0]).unwrap();
+    let key = boot["apiKey"].as_str().unwrap().to_owned();
+    let merchant = boot["merchantId"].as_str().unwrap().to_owned();
+    let (ok, reveal, _) =
+        cli(&db, &data, &["api-key", "create", "--merchant", &merchant, "--scope", "payment_methods:reveal"]).await;
+    assert!(ok);
+    let reveal_key = reveal["apiKey"].as_str().unwrap().to_owned();
+    let http = client();
+    let pans = ["4111111111111111", "5555555555554444", "378282246310005", "6011000990139424", "3566002020360505"];
+    let accounts = ["000123456789", "98765432101234"];
+    let tax_ids = ["987654321", "123456780"];
+    let body = json!({
+        "firstName": "Vault", "lastName": "Scan",
+        "paymentMethodsCards": [{"pan": "4111 1111 1111 1111", "expirationMonth": 12, "expirationYear": 2035, "securityCode": "737"}],
+        "paymentMethodsAchAccounts": [{"name": "A", "accountNumber": accounts[0], "routingNumber": "021000021", "accountType": 1, "accountHolderType": 2, "taxId": "987-65-4321"}]
+    });
+    let r = http
+        .post(format!("{}/customers", server.base))
+        .bearer_auth(&key)
+        .header("Idempotency-Key", "scan-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let customer = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    for pan in &pans[1..] {
+        let code = if pan.starts_with('3') && pan.len() == 15 { "7373" } else { "737" };
+        let r = http
+            .post(format!("{}/customers/{customer}/payment-methods/cards", server.base))
+            .bearer_auth(&key)
+            .header("Idempotency-Key", format!("card-{pan}"))
+            .json(&json!({"pan": pan, "expirationMonth": 1, "expirationYear": 2036, "securityCode": code}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let r = http.post(format!("{}/customers/{customer}/payment-methods/ach", server.base)).bearer_auth(&key)
+        .json(&json!({"name": "B", "accountNumber": accounts[1], "routingNumber": "011000015", "accountType": 2, "accountHolderType": 1, "taxId": tax_ids[1]}))
+        .send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // Failed attempts must not leave the number behind either (errors, logs).
+    let r = http
+        .post(format!("{}/customers/{customer}/payment-methods/cards", server.base))
+        .bearer_auth(&key)
+        .json(&json!({"pan": "4111111111111111", "expirationMonth": 13, "expirationYear": 2036}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(!r.text().await.unwrap().contains("4111111111111111"));
+    let list: Value = http
+        .get(format!("{}/customers/{customer}/payment-methods", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for item in list["items"].as_array().unwrap() {
+        let r = http
+            .post(format!(
+                "{}/customers/{customer}/payment-methods/{}/reveal",
+                server.base,
+                item["id"].as_str().unwrap()
+            ))
+            .bearer_auth(&reveal_key)
+            .header("Idempotency-Key", format!("reveal-{}", item["id"]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let text = list.to_string();
+    for secret in pans.iter().chain(&accounts).chain(&tax_ids) {
+        assert!(!text.contains(secret), "a list response shows {secret}");
+    }
+    // Read the files while the server still runs (the WAL is not yet checkpointed), then after it stops.
+    for phase in ["running", "stopped"] {
+        if phase == "stopped" {
+            assert!(sigterm(&mut server.child).await.success());
+        }
+        let mut blobs: Vec<(String, Vec<u8>)> = files_under(db.dir.path())
+            .into_iter()
+            .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+            .collect();
+        blobs.push(("server log".into(), server.logs.lock().await.join("\n").into_bytes()));
+        if db.url.starts_with("sqlite") {
+            assert!(blobs.iter().any(|(n, _)| n.ends_with("clientele.db")), "the database file was scanned");
+        }
+        for (name, bytes) in &blobs {
+            for secret in pans.iter().chain(&accounts).chain(&tax_ids).chain(&["737"]).filter(|s| s.len() > 3) {
+                assert!(!contains(bytes, secret.as_bytes()), "{name} ({phase}) holds {secret} in clear");
+            }
+        }
+    }
+    if db.url.starts_with("postgres") {
+        // PostgreSQL's files are the server's; read the rows themselves instead.
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+        for table in ["payment_methods", "customers", "events", "idempotency_keys", "api_keys"] {
+            let rows: Vec<(String,)> =
+                sqlx::query_as(&format!("SELECT CAST(t AS TEXT) FROM {table} t")).fetch_all(&mut conn).await.unwrap();
+            let dump = rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join("\n");
+            for secret in pans.iter().chain(&accounts).chain(&tax_ids) {
+                assert!(!dump.contains(secret), "{table} holds {secret} in clear");
+            }
+        }
+    }
+}
+
+async fn keys_rotate_while_the_server_runs(db: TestDb) {
+    let data = db.dir.path().join("data");
+    let mut server = start(&db, &data).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let boot: Value = serde_json::from_str(&server.stdout.lock().await[0]).unwrap();
+    let key = boot["apiKey"].as_str().unwrap().to_owned();
+    let (_, reveal, _) = cli(
+        &db,
+        &data,
+        &["api-key", "create", "--merchant", boot["merchantId"].as_str().unwrap(), "--scope", "payment_methods:reveal"],
+    )
+    .await;
+    let reveal_key = reveal["apiKey"].as_str().unwrap().to_owned();
+    let http = client();
+    let r: Value = http.post(format!("{}/customers", server.base)).bearer_auth(&key)
+        .json(&json!({"firstName": "R", "lastName": "K", "paymentMethodsCards": [{"pan": "4111111111111111", "expirationMonth": 12, "expirationYear": 2035}]}))
+        .send().await.unwrap().json().await.unwrap();
+    let customer = r["id"].as_str().unwrap().to_owned();
+    let (ok, report, err) = cli(&db, &data, &["keys", "rotate"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(report, json!({"version": 2, "reencrypted": 1}));
+    let r = http
+        .post(format!("{}/customers/{customer}/payment-methods/cards", server.base))
+        .bearer_auth(&key)
+        .json(&json!({"pan": "5555555555554444", "expirationMonth": 12, "expirationYear": 2035}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the server picks up the new key version");
+    let list: Value = http
+        .get(format!("{}/customers/{customer}/payment-methods?asc=true", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut pans = Vec::new();
+    for item in list["items"].as_array().unwrap() {
+        let r: Value = http
+            .post(format!(
+                "{}/customers/{customer}/payment-methods/{}/reveal",
+                server.base,
+                item["id"].as_str().unwrap()
+            ))
+            .bearer_auth(&reveal_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        pans.push(r["pan"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(pans, ["4111111111111111", "5555555555554444"]);
+    assert_eq!(
+        crate::helpers::int_pairs(&db.url, "SELECT key_version, COUNT(*) FROM payment_methods GROUP BY key_version")
+            .await,
+        vec![(2, 2)]
+    );
+    // A different master key cannot open this database's key ring.
+    let (ok, _, err) =
+        cli(&db, &data, &["keys", "rotate", "--master-key", "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI="]).await;
+    assert!(!ok && err.contains("master key"), "{err}");
+    assert!(sigterm(&mut server.child).await.success());
 }

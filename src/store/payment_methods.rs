@@ -1,0 +1,491 @@
+//! Payment methods (cards and bank accounts) and the customer's defaults.
+//!
+//! Secrets are sealed before they reach SQL and only opened by `reveal` and key
+//! rotation; ordinary reads never select them.
+
+use uuid::Uuid;
+
+use super::keys::secret_aad;
+use super::{Scoped, StoreError, TxInner, WriteTx, on_conn, on_tx};
+use crate::crypto::Vault;
+use crate::domain::bank::AchInput;
+use crate::domain::card::CardInput;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MethodKind {
+    Card,
+    Ach,
+}
+
+impl MethodKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MethodKind::Card => "card",
+            MethodKind::Ach => "ach",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MethodKind> {
+        match s {
+            "card" => Some(MethodKind::Card),
+            "ach" => Some(MethodKind::Ach),
+            _ => None,
+        }
+    }
+
+    /// The customer column holding this kind's default.
+    fn default_column(self) -> &'static str {
+        match self {
+            MethodKind::Card => "default_payment_method_id",
+            MethodKind::Ach => "default_ach_payment_method_id",
+        }
+    }
+}
+
+/// A payment method as stored, without its secrets.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MethodRecord {
+    pub merchant_id: Uuid,
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub name: Option<String>,
+    pub status: String,
+    pub version: i64,
+    pub fingerprint: Option<String>,
+    pub brand: Option<String>,
+    pub bin: Option<String>,
+    pub last4: Option<String>,
+    pub pan_length: Option<i64>,
+    pub exp_month: Option<i64>,
+    pub exp_year: Option<i64>,
+    pub routing_number: Option<String>,
+    pub account_last4: Option<String>,
+    pub tax_id_last4: Option<String>,
+    pub account_type: Option<i64>,
+    pub account_holder_type: Option<i64>,
+    pub created_at: i64,
+    pub modified_at: i64,
+    pub is_default: bool,
+}
+
+impl MethodRecord {
+    pub fn kind(&self) -> MethodKind {
+        MethodKind::parse(&self.kind).unwrap_or(MethodKind::Card)
+    }
+}
+
+const COLUMNS: &str = "pm.merchant_id, pm.id, pm.customer_id, pm.type, pm.name, pm.status, pm.version, pm.fingerprint, \
+    pm.brand, pm.bin, pm.last4, pm.pan_length, pm.exp_month, pm.exp_year, pm.routing_number, pm.account_last4, \
+    pm.tax_id_last4, pm.account_type, pm.account_holder_type, pm.created_at, pm.modified_at, \
+    COALESCE(c.default_payment_method_id = pm.id OR c.default_ach_payment_method_id = pm.id, FALSE) AS is_default";
+
+const FROM: &str = "payment_methods pm JOIN customers c ON c.merchant_id = pm.merchant_id AND c.id = pm.customer_id";
+
+/// The clear secrets of one method, for `reveal`.
+pub struct Revealed {
+    pub record: MethodRecord,
+    pub secret: Option<zeroize::Zeroizing<String>>,
+    pub tax_id: Option<zeroize::Zeroizing<String>>,
+}
+
+/// What an update may change; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct MethodUpdate {
+    /// `Some(None)` clears the name.
+    pub name: Option<Option<String>>,
+    pub expiry: Option<(i64, i64)>,
+    pub account_type: Option<i64>,
+    pub account_holder_type: Option<i64>,
+}
+
+/// A new method, sealed and ready to insert.
+struct NewMethod<'a> {
+    kind: MethodKind,
+    name: Option<&'a str>,
+    fingerprint: Option<String>,
+    brand: Option<&'a str>,
+    bin: Option<&'a str>,
+    last4: Option<&'a str>,
+    pan_length: Option<i64>,
+    exp_month: Option<i64>,
+    exp_year: Option<i64>,
+    routing_number: Option<&'a str>,
+    account_last4: Option<&'a str>,
+    tax_id_last4: Option<&'a str>,
+    account_type: Option<i64>,
+    account_holder_type: Option<i64>,
+    secret: Option<Vec<u8>>,
+    tax_id_secret: Option<Vec<u8>>,
+    key_version: u32,
+    search_text: String,
+}
+
+impl WriteTx {
+    /// The customer, locked for this transaction (so defaults and duplicates are decided once).
+    async fn lock_customer(&mut self, customer_id: Uuid) -> Result<(), StoreError> {
+        let merchant = self.merchant();
+        let sql = match self.inner {
+            TxInner::Sqlite(_) => "SELECT 1 FROM customers WHERE merchant_id = $1 AND id = $2",
+            TxInner::Postgres(_) => "SELECT 1 FROM customers WHERE merchant_id = $1 AND id = $2 FOR UPDATE",
+        };
+        let row: Option<(i32,)> =
+            on_tx!(self, c => sqlx::query_as(sql).bind(merchant).bind(customer_id).fetch_optional(c).await)?;
+        row.map(|_| ()).ok_or(StoreError::NotFound("Customer"))
+    }
+
+    pub async fn add_card(
+        &mut self,
+        vault: &Vault,
+        customer_id: Uuid,
+        id: Uuid,
+        card: &CardInput,
+    ) -> Result<(), StoreError> {
+        self.lock_customer(customer_id).await?;
+        let version = self.active_key_version(vault).await?;
+        let merchant = self.merchant();
+        let pan = card.pan.expose();
+        let aad = secret_aad(merchant, id, "secret");
+        let sealed = vault.seal(version, &aad, pan.as_bytes()).map_err(|e| StoreError::Crypto(e.to_string()))?;
+        let brand = card.pan.brand().as_str();
+        let m = NewMethod {
+            kind: MethodKind::Card,
+            name: card.name.as_deref(),
+            fingerprint: Some(vault.fingerprint(merchant, "card", pan.as_bytes())),
+            brand: Some(brand),
+            bin: Some(card.pan.bin()),
+            last4: Some(card.pan.last4()),
+            pan_length: Some(pan.len() as i64),
+            exp_month: Some(i64::from(card.expiry.month)),
+            exp_year: Some(i64::from(card.expiry.year)),
+            routing_number: None,
+            account_last4: None,
+            tax_id_last4: None,
+            account_type: None,
+            account_holder_type: None,
+            secret: Some(sealed),
+            tax_id_secret: None,
+            key_version: version,
+            search_text: format!("{} {brand} {}", card.name.as_deref().unwrap_or("").to_lowercase(), card.pan.last4()),
+        };
+        self.insert_method(customer_id, id, m).await
+    }
+
+    pub async fn add_ach(
+        &mut self,
+        vault: &Vault,
+        customer_id: Uuid,
+        id: Uuid,
+        ach: &AchInput,
+    ) -> Result<(), StoreError> {
+        self.lock_customer(customer_id).await?;
+        let version = self.active_key_version(vault).await?;
+        let merchant = self.merchant();
+        let seal = |field: &str, clear: &str| {
+            vault
+                .seal(version, &secret_aad(merchant, id, field), clear.as_bytes())
+                .map_err(|e| StoreError::Crypto(e.to_string()))
+        };
+        let secret = ach.account_number.as_ref().map(|a| seal("secret", a.expose())).transpose()?;
+        let tax_id_secret = ach.tax_id.as_ref().map(|t| seal("tax_id", t.expose())).transpose()?;
+        // The same account is the same routing number and account number.
+        let fingerprint = ach.account_number.as_ref().map(|a| {
+            let key = format!("{}:{}", ach.routing_number.as_str(), a.expose());
+            vault.fingerprint(merchant, "ach", key.as_bytes())
+        });
+        let account_last4 = ach.account_number.as_ref().map(|a| a.last4());
+        let m = NewMethod {
+            kind: MethodKind::Ach,
+            name: Some(&ach.name),
+            fingerprint,
+            brand: None,
+            bin: None,
+            last4: None,
+            pan_length: None,
+            exp_month: None,
+            exp_year: None,
+            routing_number: Some(ach.routing_number.as_str()),
+            account_last4,
+            tax_id_last4: ach.tax_id.as_ref().map(|t| t.last4()),
+            account_type: Some(ach.account_type),
+            account_holder_type: Some(ach.account_holder_type),
+            secret,
+            tax_id_secret,
+            key_version: version,
+            search_text: format!(
+                "{} ach {} {}",
+                ach.name.to_lowercase(),
+                ach.routing_number.as_str(),
+                account_last4.unwrap_or("")
+            ),
+        };
+        self.insert_method(customer_id, id, m).await
+    }
+
+    async fn insert_method(&mut self, customer_id: Uuid, id: Uuid, m: NewMethod<'_>) -> Result<(), StoreError> {
+        let (merchant, now) = (self.merchant(), self.now);
+        if let Some(fp) = &m.fingerprint {
+            let existing: Option<(Uuid,)> = on_tx!(self, c => sqlx::query_as(
+                "SELECT id FROM payment_methods WHERE merchant_id = $1 AND customer_id = $2 AND fingerprint = $3")
+                .bind(merchant).bind(customer_id).bind(fp.as_str()).fetch_optional(c).await)?;
+            if let Some((existing,)) = existing {
+                return Err(StoreError::Duplicate { existing });
+            }
+        }
+        on_tx!(self, c => sqlx::query(
+            "INSERT INTO payment_methods (merchant_id, id, customer_id, type, name, status, version, fingerprint, brand, bin, \
+             last4, pan_length, exp_month, exp_year, routing_number, account_last4, tax_id_last4, account_type, \
+             account_holder_type, secret, tax_id_secret, key_version, search_text, created_at, modified_at) \
+             VALUES ($1, $2, $3, $4, $5, 'active', 1, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $22)")
+            .bind(merchant).bind(id).bind(customer_id).bind(m.kind.as_str()).bind(m.name).bind(m.fingerprint.as_deref())
+            .bind(m.brand).bind(m.bin).bind(m.last4).bind(m.pan_length).bind(m.exp_month).bind(m.exp_year)
+            .bind(m.routing_number).bind(m.account_last4).bind(m.tax_id_last4).bind(m.account_type).bind(m.account_holder_type)
+            .bind(m.secret).bind(m.tax_id_secret).bind(i64::from(m.key_version)).bind(m.search_text).bind(now)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        self.event("payment_method.created", id).await?;
+        // A customer's first active method of a kind becomes its default.
+        let col = m.kind.default_column();
+        let set = on_tx!(self, c => sqlx::query(&format!(
+            "UPDATE customers SET {col} = $1, version = version + 1, modified_at = $2 \
+             WHERE merchant_id = $3 AND id = $4 AND {col} IS NULL"))
+            .bind(id).bind(now).bind(merchant).bind(customer_id).execute(c).await.map(|r| r.rows_affected()))?;
+        if set == 1 {
+            self.event("payment_method.default_changed", id).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn get_method(&mut self, customer_id: Uuid, id: Uuid) -> Result<MethodRecord, StoreError> {
+        let merchant = self.merchant();
+        let sql =
+            format!("SELECT {COLUMNS} FROM {FROM} WHERE pm.merchant_id = $1 AND pm.customer_id = $2 AND pm.id = $3");
+        let row = on_tx!(self, c => sqlx::query_as::<_, MethodRecord>(&sql)
+            .bind(merchant).bind(customer_id).bind(id).fetch_optional(c).await)?;
+        row.ok_or(StoreError::NotFound("Payment method"))
+    }
+
+    async fn checked_method(
+        &mut self,
+        customer_id: Uuid,
+        id: Uuid,
+        if_match: Option<i64>,
+    ) -> Result<MethodRecord, StoreError> {
+        self.lock_customer(customer_id).await?;
+        let rec = self.get_method(customer_id, id).await?;
+        match if_match {
+            Some(v) if v != rec.version => Err(StoreError::VersionMismatch { current: rec.version }),
+            _ => Ok(rec),
+        }
+    }
+
+    pub async fn update_method(
+        &mut self,
+        customer_id: Uuid,
+        id: Uuid,
+        u: &MethodUpdate,
+        if_match: Option<i64>,
+    ) -> Result<MethodRecord, StoreError> {
+        let rec = self.checked_method(customer_id, id, if_match).await?;
+        let (merchant, now) = (self.merchant(), self.now);
+        let name = match &u.name {
+            Some(n) => n.clone(),
+            None => rec.name.clone(),
+        };
+        let (month, year) = u.expiry.map_or((rec.exp_month, rec.exp_year), |(m, y)| (Some(m), Some(y)));
+        let account_type = u.account_type.or(rec.account_type);
+        let holder_type = u.account_holder_type.or(rec.account_holder_type);
+        let search_text = match rec.kind() {
+            MethodKind::Card => format!(
+                "{} {} {}",
+                name.as_deref().unwrap_or("").to_lowercase(),
+                rec.brand.as_deref().unwrap_or(""),
+                rec.last4.as_deref().unwrap_or("")
+            ),
+            MethodKind::Ach => format!(
+                "{} ach {} {}",
+                name.as_deref().unwrap_or("").to_lowercase(),
+                rec.routing_number.as_deref().unwrap_or(""),
+                rec.account_last4.as_deref().unwrap_or("")
+            ),
+        };
+        on_tx!(self, c => sqlx::query(
+            "UPDATE payment_methods SET name = $1, exp_month = $2, exp_year = $3, account_type = $4, account_holder_type = $5, \
+             search_text = $6, version = version + 1, modified_at = $7 WHERE merchant_id = $8 AND id = $9")
+            .bind(name).bind(month).bind(year).bind(account_type).bind(holder_type).bind(search_text).bind(now)
+            .bind(merchant).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+        self.event("payment_method.updated", id).await?;
+        self.get_method(customer_id, id).await
+    }
+
+    /// Points the customer's default of this method's kind at it; an inactive method cannot be default.
+    pub async fn make_default(&mut self, customer_id: Uuid, id: Uuid) -> Result<MethodRecord, StoreError> {
+        let rec = self.checked_method(customer_id, id, None).await?;
+        if rec.status != "active" {
+            return Err(StoreError::Conflict {
+                code: "payment_method_inactive",
+                message: "An inactive payment method cannot be the default; activate it first.",
+            });
+        }
+        if !rec.is_default {
+            let (merchant, now) = (self.merchant(), self.now);
+            let col = rec.kind().default_column();
+            on_tx!(self, c => sqlx::query(&format!(
+                "UPDATE customers SET {col} = $1, version = version + 1, modified_at = $2 WHERE merchant_id = $3 AND id = $4"))
+                .bind(id).bind(now).bind(merchant).bind(customer_id).execute(c).await.map(|r| r.rows_affected()))?;
+            self.event("payment_method.default_changed", id).await?;
+        }
+        self.get_method(customer_id, id).await
+    }
+
+    async fn clear_default(&mut self, customer_id: Uuid, rec: &MethodRecord) -> Result<(), StoreError> {
+        if !rec.is_default {
+            return Ok(());
+        }
+        let (merchant, now) = (self.merchant(), self.now);
+        let col = rec.kind().default_column();
+        on_tx!(self, c => sqlx::query(&format!(
+            "UPDATE customers SET {col} = NULL, version = version + 1, modified_at = $1 WHERE merchant_id = $2 AND id = $3 AND {col} = $4"))
+            .bind(now).bind(merchant).bind(customer_id).bind(rec.id).execute(c).await.map(|r| r.rows_affected()))?;
+        self.event("payment_method.default_changed", rec.id).await?;
+        Ok(())
+    }
+
+    /// Activates or deactivates; deactivating the default clears the default.
+    pub async fn set_method_status(
+        &mut self,
+        customer_id: Uuid,
+        id: Uuid,
+        active: bool,
+        if_match: Option<i64>,
+    ) -> Result<MethodRecord, StoreError> {
+        let rec = self.checked_method(customer_id, id, if_match).await?;
+        let status = if active { "active" } else { "inactive" };
+        if rec.status != status {
+            if !active {
+                self.clear_default(customer_id, &rec).await?;
+            }
+            let (merchant, now) = (self.merchant(), self.now);
+            on_tx!(self, c => sqlx::query(
+                "UPDATE payment_methods SET status = $1, version = version + 1, modified_at = $2 WHERE merchant_id = $3 AND id = $4")
+                .bind(status).bind(now).bind(merchant).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+            self.event("payment_method.updated", id).await?;
+        }
+        self.get_method(customer_id, id).await
+    }
+
+    /// Deletes the method and its ciphertext, clearing the default it held.
+    pub async fn delete_method(
+        &mut self,
+        customer_id: Uuid,
+        id: Uuid,
+        if_match: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let rec = self.checked_method(customer_id, id, if_match).await?;
+        self.clear_default(customer_id, &rec).await?;
+        let merchant = self.merchant();
+        on_tx!(self, c => sqlx::query("DELETE FROM payment_methods WHERE merchant_id = $1 AND id = $2")
+            .bind(merchant).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+        self.event("payment_method.deleted", id).await?;
+        Ok(())
+    }
+
+    /// Opens the method's secrets and records that they were revealed.
+    pub async fn reveal_method(&mut self, vault: &Vault, customer_id: Uuid, id: Uuid) -> Result<Revealed, StoreError> {
+        let record = self.get_method(customer_id, id).await?;
+        let merchant = self.merchant();
+        let (secret, tax): (Option<Vec<u8>>, Option<Vec<u8>>) = on_tx!(self, c => sqlx::query_as(
+            "SELECT secret, tax_id_secret FROM payment_methods WHERE merchant_id = $1 AND id = $2")
+            .bind(merchant).bind(id).fetch_one(c).await)?;
+        let open = |field: &str, blob: &[u8]| -> Result<zeroize::Zeroizing<String>, StoreError> {
+            let clear =
+                vault.open(blob, &secret_aad(merchant, id, field)).map_err(|e| StoreError::Crypto(e.to_string()))?;
+            Ok(zeroize::Zeroizing::new(String::from_utf8_lossy(&clear).into_owned()))
+        };
+        for blob in [&secret, &tax].into_iter().flatten() {
+            if let Some(v) = Vault::version_of(blob) {
+                self.ensure_key(vault, v).await?;
+            }
+        }
+        let secret = secret.as_deref().map(|b| open("secret", b)).transpose()?;
+        let tax_id = tax.as_deref().map(|b| open("tax_id", b)).transpose()?;
+        self.event("payment_method.revealed", id).await?;
+        Ok(Revealed { record, secret, tax_id })
+    }
+}
+
+/// Filters of the payment-method list.
+#[derive(Debug, Clone)]
+pub struct MethodQuery {
+    pub page: u32,
+    pub page_size: u32,
+    pub order_by: &'static str,
+    pub asc: bool,
+    pub kind: Option<MethodKind>,
+    pub words: Vec<String>,
+    pub created_from: Option<i64>,
+    pub created_to: Option<i64>,
+}
+
+impl Scoped<'_> {
+    /// Every method of a customer, oldest first (for the customer view).
+    pub async fn methods_of(&self, customer_id: Uuid) -> Result<Vec<MethodRecord>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM {FROM} WHERE pm.merchant_id = $1 AND pm.customer_id = $2 ORDER BY pm.created_at, pm.id"
+        );
+        on_conn!(self.conn(), p => sqlx::query_as::<_, MethodRecord>(&sql).bind(self.merchant()).bind(customer_id).fetch_all(p).await)
+    }
+
+    pub async fn get_method(&self, customer_id: Uuid, id: Uuid) -> Result<Option<MethodRecord>, sqlx::Error> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM {FROM} WHERE pm.merchant_id = $1 AND pm.customer_id = $2 AND pm.id = $3");
+        on_conn!(self.conn(), p => sqlx::query_as::<_, MethodRecord>(&sql).bind(self.merchant()).bind(customer_id).bind(id).fetch_optional(p).await)
+    }
+
+    /// One page of a customer's methods and the number of all matches.
+    pub async fn list_methods(
+        &self,
+        customer_id: Uuid,
+        q: &MethodQuery,
+    ) -> Result<(Vec<MethodRecord>, i64), sqlx::Error> {
+        let mut conditions = vec!["pm.merchant_id = $1".to_owned(), "pm.customer_id = $2".to_owned()];
+        let mut texts: Vec<String> = Vec::new();
+        let mut ints: Vec<i64> = Vec::new();
+        let mut n = 2;
+        if let Some(k) = q.kind {
+            n += 1;
+            conditions.push(format!("pm.type = ${n}"));
+            texts.push(k.as_str().to_owned());
+        }
+        for w in &q.words {
+            n += 1;
+            conditions.push(format!("pm.search_text LIKE ${n} ESCAPE '\\'"));
+            texts.push(format!("%{}%", super::customers::like_escape(&w.to_lowercase())));
+        }
+        for (bound, op) in [(q.created_from, ">="), (q.created_to, "<=")] {
+            if let Some(t) = bound {
+                n += 1;
+                conditions.push(format!("pm.created_at {op} ${n}"));
+                ints.push(t);
+            }
+        }
+        let filter = format!("FROM {FROM} WHERE {}", conditions.join(" AND "));
+        let dir = if q.asc { "ASC" } else { "DESC" };
+        let page_sql = format!(
+            "SELECT {COLUMNS} {filter} ORDER BY pm.{} {dir}, pm.id {dir} LIMIT {} OFFSET {}",
+            q.order_by,
+            q.page_size,
+            u64::from(q.page - 1) * u64::from(q.page_size)
+        );
+        let count_sql = format!("SELECT COUNT(*) {filter}");
+        on_conn!(self.conn(), p => {
+            let mut count = sqlx::query_as::<_, (i64,)>(&count_sql).bind(self.merchant()).bind(customer_id);
+            let mut page = sqlx::query_as::<_, MethodRecord>(&page_sql).bind(self.merchant()).bind(customer_id);
+            for t in &texts { count = count.bind(t.as_str()); page = page.bind(t.as_str()); }
+            for i in &ints { count = count.bind(*i); page = page.bind(*i); }
+            let (total,) = count.fetch_one(p).await?;
+            let items = if total > 0 { page.fetch_all(p).await? } else { Vec::new() };
+            Ok((items, total))
+        })
+    }
+}
