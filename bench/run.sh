@@ -55,6 +55,21 @@ for page in $(seq 1 10); do
 done > "$WORK/ids"
 export BENCH_IDS=$WORK/ids
 measure get "$BASE/pay-api/v1/customers/x" bench/get.lua
+measure add-card "$BASE/pay-api/v1/customers/x" bench/add_card.lua
+# 200 customers with exactly 3 cards each, for the read path of the vault.
+for i in $(seq 1 200); do
+  body='{"firstName":"Three","lastName":"Cards","paymentMethodsCards":['
+  for k in 1 2 3; do
+    pan=$(python3 -c "p='5$(printf '%02d' "$k")$(printf '%012d' "$i")'
+print(next(p+str(d) for d in range(10) if sum((int(c)*2-9 if int(c)*2>9 else int(c)*2) if j%2 else int(c) for j,c in enumerate(reversed(p+str(d))))%10==0))")
+    body+="{\"pan\":\"$pan\",\"expirationMonth\":12,\"expirationYear\":2035}"
+    [ "$k" -lt 3 ] && body+=','
+  done
+  body+=']}'
+  curl -sf -H "Authorization: Bearer $BENCH_KEY" -H 'Content-Type: application/json' -d "$body" "$BASE/pay-api/v1/customers" \
+    | cut -d'"' -f4
+done > "$WORK/ids3"
+BENCH_IDS=$WORK/ids3 measure get-with-3-cards "$BASE/pay-api/v1/customers/x" bench/get.lua
 measure healthz-again "$BASE/healthz"
 RSS=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER/status")
 echo
