@@ -65,14 +65,17 @@ pub fn build_router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let api = OpenApiRouter::new()
         .merge(routes::customers::router())
         .merge(routes::payment_methods::router())
+        .merge(routes::custom_parameters::router())
+        .merge(routes::providers::router())
         .merge(routes::events::router())
         // Layers run outside-in from the last one added: authenticate, then idempotency.
         .route_layer(from_fn_with_state(state.clone(), http::idempotency::layer))
         .route_layer(from_fn_with_state(state.clone(), auth::layer));
-    let (router, openapi) = OpenApiRouter::with_openapi(routes::docs::base())
+    let (router, mut openapi) = OpenApiRouter::with_openapi(routes::docs::base())
         .nest("/pay-api/v1", api)
         .merge(routes::health::router())
         .split_for_parts();
+    routes::docs::finish(&mut openapi);
     let router = router
         .merge(routes::docs::ui(openapi.clone()))
         .fallback(|| async { ApiError::route_not_found() })

@@ -7,6 +7,7 @@ use super::address::Address;
 use super::bank::AchInput;
 use super::card::CardInput;
 use super::contact::{Email, Phone};
+use super::custom::{CustomValue, Declaration, read_values};
 use super::text::{fold, optional_text, required_text};
 use super::{Obj, Problems};
 
@@ -46,6 +47,8 @@ pub struct CustomerInput {
     pub shipping: Option<Address>,
     pub date_of_birth: Option<NaiveDate>,
     pub preferred_language: Option<String>,
+    /// Values of the merchant's declared custom parameters.
+    pub custom: Vec<CustomValue>,
 }
 
 /// A create: the customer and the payment methods that come with it (all or nothing).
@@ -58,10 +61,10 @@ pub struct NewCustomer {
 
 impl CustomerInput {
     /// An update body (no payment methods).
-    pub fn parse_update(body: &Value) -> Result<CustomerInput, Problems> {
+    pub fn parse_update(body: &Value, declarations: &[Declaration]) -> Result<CustomerInput, Problems> {
         let mut p = Problems::new();
         let Some(mut o) = Obj::root(body, &mut p) else { return Err(p) };
-        let input = Self::read(&mut o, &mut p);
+        let input = Self::read(&mut o, declarations, &mut p);
         o.finish(&mut p);
         match input {
             Some(input) => p.check(input),
@@ -71,10 +74,10 @@ impl CustomerInput {
 
     /// A create body, with `paymentMethodsCards` and `paymentMethodsAchAccounts`;
     /// a problem in an item is reported under its path (`paymentMethodsCards[1].pan`).
-    pub fn parse_create(body: &Value) -> Result<NewCustomer, Problems> {
+    pub fn parse_create(body: &Value, declarations: &[Declaration]) -> Result<NewCustomer, Problems> {
         let mut p = Problems::new();
         let Some(mut o) = Obj::root(body, &mut p) else { return Err(p) };
-        let customer = Self::read(&mut o, &mut p);
+        let customer = Self::read(&mut o, declarations, &mut p);
         let mut cards: Vec<(usize, CardInput)> = Vec::new();
         for (i, item) in o.array("paymentMethodsCards", &mut p).into_iter().flatten().enumerate() {
             let path = format!("paymentMethodsCards[{i}]");
@@ -116,7 +119,7 @@ impl CustomerInput {
         }
     }
 
-    fn read(o: &mut Obj<'_>, p: &mut Problems) -> Option<CustomerInput> {
+    fn read(o: &mut Obj<'_>, declarations: &[Declaration], p: &mut Problems) -> Option<CustomerInput> {
         let first_name = o.required_string("firstName", p).and_then(|s| required_text(s, "firstName", 100, p));
         let last_name = o.required_string("lastName", p).and_then(|s| required_text(s, "lastName", 100, p));
         let company_name = o.string("companyName", p).and_then(|s| optional_text(s, "companyName", 200, p));
@@ -138,6 +141,7 @@ impl CustomerInput {
         let date_of_birth = o.string("dateOfBirth", p).and_then(|s| parse_date_of_birth(s, "dateOfBirth", p));
         let preferred_language =
             o.string("preferredLanguage", p).and_then(|s| parse_language(s, "preferredLanguage", p));
+        let custom = read_values(o, declarations, p);
         Some(CustomerInput {
             first_name: first_name?,
             last_name: last_name?,
@@ -150,6 +154,7 @@ impl CustomerInput {
             shipping,
             date_of_birth,
             preferred_language,
+            custom,
         })
     }
 
@@ -241,7 +246,7 @@ mod tests {
             "billingAddress": {"line1": "55 University Ave", "city": "Toronto", "state": "on", "postalCode": "m5j2h7", "country": "ca"},
             "shippingAddress": null, "paymentMethodsCards": [], "paymentMethodsAchAccounts": null
         });
-        let c = CustomerInput::parse_create(&body).unwrap_or_else(|p| panic!("{:?}", paths(&p))).customer;
+        let c = CustomerInput::parse_create(&body, &[]).unwrap_or_else(|p| panic!("{:?}", paths(&p))).customer;
         assert_eq!(c.billing.as_ref().unwrap().postal_code.as_deref(), Some("M5J 2H7"));
         assert_eq!(c.search_names(), "first last company name");
         assert_eq!(c.search_contacts(), "company@mail.com +14165550199");
@@ -250,7 +255,7 @@ mod tests {
     #[test]
     fn all_problems_are_reported() {
         let body = json!({"firstName": "", "lastName": 3, "email": "x", "billingAddress": {"country": "ZZ", "bogus": 1}, "extra": true});
-        let p = CustomerInput::parse_update(&body).err().unwrap();
+        let p = CustomerInput::parse_update(&body, &[]).err().unwrap();
         assert_eq!(
             paths(&p),
             ["firstName", "lastName", "email", "billingAddress.country", "billingAddress.bogus", "extra"]
@@ -260,7 +265,7 @@ mod tests {
     #[test]
     fn update_does_not_take_payment_methods() {
         let body = json!({"firstName": "a", "lastName": "b", "paymentMethodsCards": []});
-        let p = CustomerInput::parse_update(&body).err().unwrap();
+        let p = CustomerInput::parse_update(&body, &[]).err().unwrap();
         assert!(p.only_unknown_fields());
     }
 

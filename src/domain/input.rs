@@ -80,6 +80,7 @@ pub struct Obj<'v> {
     map: &'v Map<String, Value>,
     prefix: String,
     known: Vec<&'static str>,
+    dynamic: Vec<String>,
 }
 
 impl<'v> Obj<'v> {
@@ -91,7 +92,7 @@ impl<'v> Obj<'v> {
     /// Any value at `path`, which must be an object.
     pub fn at(value: &'v Value, path: String, problems: &mut Problems) -> Option<Obj<'v>> {
         match value {
-            Value::Object(map) => Some(Obj { map, prefix: path, known: Vec::new() }),
+            Value::Object(map) => Some(Obj { map, prefix: path, known: Vec::new(), dynamic: Vec::new() }),
             other => {
                 let shown = if path.is_empty() { "$".to_owned() } else { path };
                 problems.push(shown.clone(), format!("'{shown}' must be an object, not {}.", type_name(other)));
@@ -107,6 +108,12 @@ impl<'v> Obj<'v> {
     /// The raw value; `null` reads as absent.
     pub fn get(&mut self, key: &'static str) -> Option<&'v Value> {
         self.known.push(key);
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    /// A value under a name known only at run time (a declared custom parameter).
+    pub fn get_dynamic(&mut self, key: &str) -> Option<&'v Value> {
+        self.dynamic.push(key.to_owned());
         self.map.get(key).filter(|v| !v.is_null())
     }
 
@@ -169,7 +176,7 @@ impl<'v> Obj<'v> {
     /// Reports every key that no reader asked for.
     pub fn finish(self, p: &mut Problems) {
         for key in self.map.keys() {
-            if !self.known.iter().any(|k| k == key) {
+            if !self.known.iter().any(|k| k == key) && !self.dynamic.iter().any(|k| k == key) {
                 p.unknown(join(&self.prefix, key));
             }
         }

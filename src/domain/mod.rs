@@ -6,9 +6,11 @@ pub mod address;
 pub mod bank;
 pub mod card;
 pub mod contact;
+pub mod custom;
 pub mod customer;
 pub mod input;
 pub mod money;
+pub mod provider;
 pub mod text;
 
 pub use input::{Obj, Problems};

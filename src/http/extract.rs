@@ -140,6 +140,15 @@ impl QueryReader {
         first
     }
 
+    /// Every `(key, value)` whose key starts with `prefix` (a dynamic family such as
+    /// `custom.<name>`); they count as known.
+    pub fn take_prefixed(&mut self, prefix: &str) -> Vec<(String, String)> {
+        let (taken, rest): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.pairs).into_iter().partition(|(k, _)| k.starts_with(prefix));
+        self.pairs = rest;
+        taken
+    }
+
     /// A repeatable parameter; each value may also be a comma-separated list.
     pub fn many(&mut self, key: &'static str) -> Vec<&str> {
         self.known.push(key);

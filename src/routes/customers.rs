@@ -16,6 +16,7 @@ use super::{Created, Deleted, JsonReply, ReadErrors, WriteErrors, timestamp};
 use crate::AppState;
 use crate::auth::{Authed, CustomersRead, CustomersWrite, Scope};
 use crate::domain::contact::normalize_email;
+use crate::domain::custom::{Declaration, ParamType, typed_value};
 use crate::domain::customer::{CustomerInput, CustomerStatus, parse_date};
 use crate::domain::money::Money;
 use crate::domain::text::fold;
@@ -174,6 +175,10 @@ pub struct CustomerView {
     pub transactions_volume: Money,
     pub last_transaction_amount: Option<Money>,
     pub number_of_subscriptions: i64,
+    /// The merchant's custom parameters, at the top level; secret ones obfuscated.
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub custom: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// One customer with its payment methods.
@@ -250,6 +255,7 @@ impl From<CustomerRecord> for CustomerView {
             transactions_volume: Money(r.transactions_volume),
             last_transaction_amount: r.last_transaction_amount.map(Money),
             number_of_subscriptions: r.subscriptions_count,
+            custom: Default::default(),
         }
     }
 }
@@ -263,9 +269,13 @@ pub(crate) fn with_etag(version: i64, reply: JsonReply) -> Response {
 
 /// The customer with its payment methods, read after `r` was.
 async fn detail(state: &AppState, tenant: Tenant, r: CustomerRecord) -> ApiResult<Response> {
-    let (cards, ach_accounts) = split(state.db().scoped(tenant).methods_of(r.id).await?);
+    let db = state.db().scoped(tenant);
+    let (cards, ach_accounts) = split(db.methods_of(r.id).await?);
+    let custom = db.custom_values(&[r.id]).await?.remove(&r.id).unwrap_or_default();
     let version = r.version;
-    let view = CustomerDetail { customer: r.into(), cards, ach_accounts };
+    let mut customer = CustomerView::from(r);
+    customer.custom = custom;
+    let view = CustomerDetail { customer, cards, ach_accounts };
     Ok(with_etag(version, JsonReply::new(StatusCode::OK, &view)))
 }
 
@@ -292,7 +302,8 @@ async fn create_customer(
     auth: Authed<CustomersWrite>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<JsonReply> {
-    let new = CustomerInput::parse_create(&body)?;
+    let declarations = state.db().scoped(auth.tenant()).declarations().await?;
+    let new = CustomerInput::parse_create(&body, &declarations)?;
     if (!new.cards.is_empty() || !new.ach_accounts.is_empty()) && !auth.ctx.scopes.contains(&Scope::PaymentMethodsWrite)
     {
         return Err(ApiError::forbidden(Scope::PaymentMethodsWrite.as_str()));
@@ -303,6 +314,7 @@ async fn create_customer(
         .db()
         .write(auth.actor(), move |mut tx| async move {
             tx.insert_customer(id, &new.customer).await?;
+            tx.write_custom_values(&vault, id, &[], &new.customer.custom).await?;
             for card in &new.cards {
                 tx.add_card(&vault, id, Uuid::now_v7(), card).await?;
             }
@@ -357,11 +369,15 @@ async fn update_customer(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     let id = customer_id(&params)?;
-    let input = CustomerInput::parse_update(&body)?;
+    let declarations = state.db().scoped(auth.tenant()).declarations().await?;
+    let input = CustomerInput::parse_update(&body, &declarations)?;
+    let active: Vec<String> = declarations.into_iter().filter(|d| !d.retired).map(|d| d.name).collect();
+    let vault = state.vault();
     let rec = state
         .db()
         .write(auth.actor(), move |mut tx| async move {
             let rec = tx.update_customer(id, &input, if_match).await?;
+            tx.write_custom_values(&vault, id, &active, &input.custom).await?;
             tx.commit().await?;
             Ok::<_, StoreError>(rec)
         })
@@ -517,9 +533,27 @@ fn contact_fragment(word: &str) -> String {
     if phone_like { word.chars().filter(char::is_ascii_digit).collect() } else { word.to_lowercase() }
 }
 
-pub fn parse_search(raw: Option<&str>) -> Result<CustomerSearch, Problems> {
+pub fn parse_search(raw: Option<&str>, declarations: &[Declaration]) -> Result<CustomerSearch, Problems> {
     let mut p = Problems::new();
     let mut q = QueryReader::new(raw, &mut p);
+    let mut custom = Vec::new();
+    for (key, value) in q.take_prefixed("custom.") {
+        let name = &key["custom.".len()..];
+        match declarations.iter().find(|d| d.name == name) {
+            None => p.push(key.clone(), format!("'{name}' is not a declared custom parameter.")),
+            Some(d) if d.secret => p.push(key.clone(), format!("'{name}' is secret and cannot be searched.")),
+            Some(d) => {
+                let json = match d.kind {
+                    ParamType::String | ParamType::Date => serde_json::Value::String(value.clone()),
+                    _ => serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value.clone())),
+                };
+                match typed_value(d.kind, &json) {
+                    Ok((_, canonical)) => custom.push((d.name.clone(), canonical)),
+                    Err(why) => p.push(key.clone(), format!("'{key}' {why}.")),
+                }
+            }
+        }
+    }
     let page = q.int("page", 1, 1_000_000, &mut p).unwrap_or(1) as u32;
     let page_size = q.int("pageSize", 1, 100, &mut p).unwrap_or(20) as u32;
     let order_by = match q.one("orderBy", &mut p) {
@@ -602,6 +636,7 @@ pub fn parse_search(raw: Option<&str>) -> Result<CustomerSearch, Problems> {
         date_of_birth,
         postal_code,
         status,
+        custom,
     })
 }
 
@@ -620,9 +655,24 @@ async fn search_customers(
     auth: Authed<CustomersRead>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<JsonReply> {
-    let search = parse_search(raw.as_deref())?;
-    let (items, total) = state.db().scoped(auth.tenant()).search_customers(&search).await?;
-    let page = CustomerPage { items: items.into_iter().map(CustomerView::from).collect(), total };
+    let db = state.db().scoped(auth.tenant());
+    // Declarations are read only when a `custom.<name>` filter needs them.
+    let declarations =
+        if raw.as_deref().is_some_and(|q| q.contains("custom.")) { db.declarations().await? } else { Vec::new() };
+    let search = parse_search(raw.as_deref(), &declarations)?;
+    let (items, total) = db.search_customers(&search).await?;
+    let ids: Vec<Uuid> = items.iter().map(|c| c.id).collect();
+    let mut custom = db.custom_values(&ids).await?;
+    let items = items
+        .into_iter()
+        .map(|r| {
+            let values = custom.remove(&r.id).unwrap_or_default();
+            let mut view = CustomerView::from(r);
+            view.custom = values;
+            view
+        })
+        .collect();
+    let page = CustomerPage { items, total };
     Ok(JsonReply::new(StatusCode::OK, &page))
 }
 
@@ -630,11 +680,15 @@ async fn search_customers(
 mod tests {
     use super::*;
 
+    fn parse_search_test(raw: Option<&str>) -> Result<CustomerSearch, Problems> {
+        parse_search(raw, &[])
+    }
+
     #[test]
     fn search_defaults_and_errors() {
-        let s = parse_search(None).unwrap();
+        let s = parse_search(None, &[]).unwrap();
         assert_eq!((s.page, s.page_size, s.order_by, s.asc), (1, 20, OrderBy::CreatedOn, false));
-        let p = parse_search(Some("page=0&pageSize=101&orderBy=x&asc=maybe&dateFrom=nope&status=gone&bogus=1"))
+        let p = parse_search_test(Some("page=0&pageSize=101&orderBy=x&asc=maybe&dateFrom=nope&status=gone&bogus=1"))
             .err()
             .unwrap();
         let paths: Vec<_> = p.iter().map(|x| x.path.as_str()).collect();
@@ -643,7 +697,7 @@ mod tests {
 
     #[test]
     fn search_words_split_into_name_and_contact_parts() {
-        let s = parse_search(Some("search=Zo%C3%AB%20%2B1416%20jo%20555-01")).unwrap();
+        let s = parse_search_test(Some("search=Zo%C3%AB%20%2B1416%20jo%20555-01")).unwrap();
         let w: Vec<_> = s.words.iter().map(|w| (w.names.clone(), w.contacts.clone())).collect();
         assert_eq!(
             w,
@@ -658,7 +712,7 @@ mod tests {
 
     #[test]
     fn date_bounds_are_inclusive_days() {
-        let s = parse_search(Some("dateFrom=2026-11-21&dateTo=2026-11-21")).unwrap();
+        let s = parse_search_test(Some("dateFrom=2026-11-21&dateTo=2026-11-21")).unwrap();
         assert_eq!(s.created_to.unwrap() - s.created_from.unwrap(), 86_399_999);
     }
 }

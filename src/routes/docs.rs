@@ -1,8 +1,9 @@
 //! The OpenAPI document, generated from the route annotations, and the docs UI
 //! (Swagger UI, vendored into the binary: no CDN).
 
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{OpenApi, ServerBuilder};
+use utoipa::openapi::{OpenApi, RefOr, ServerBuilder};
 use utoipa::{Modify, OpenApi as _};
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -18,6 +19,8 @@ use utoipa_swagger_ui::SwaggerUi;
     tags(
         (name = "customers", description = "Create, search, update and delete a merchant's customers."),
         (name = "payment methods", description = "The vault: cards and bank accounts, encrypted at rest, masked in every response."),
+        (name = "custom parameters", description = "The merchant's own customer fields, sent and returned at the top level of customers."),
+        (name = "providers", description = "Payment providers linked to customers; credentials obfuscated."),
         (name = "events", description = "The change feed."),
         (name = "operations", description = "Health, readiness and metrics.")
     )
@@ -38,6 +41,40 @@ impl Modify for Security {
                     .build(),
             ),
         );
+    }
+}
+
+/// Marks a schema (or the object part of an `allOf`) as taking additional
+/// properties: the merchant's custom parameters, typed by their declaration.
+fn allow_custom_parameters(schema: &mut Schema) {
+    let extra = || {
+        let described = ObjectBuilder::new().description(Some(
+            "A custom parameter the merchant declared (PUT /custom-parameters/{name}), typed by its declaration; \
+             secret ones are write-only and come back obfuscated (`****` + last 4).",
+        ));
+        Some(Box::new(AdditionalProperties::RefOr(RefOr::T(Schema::Object(described.build())))))
+    };
+    match schema {
+        Schema::Object(o) => o.additional_properties = extra(),
+        Schema::AllOf(all) => {
+            for item in &mut all.items {
+                if let RefOr::T(Schema::Object(o)) = item {
+                    o.additional_properties = extra();
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Completes the document once every route has added its schemas: a merchant's
+/// declared custom parameters travel at the top level of customers.
+pub fn finish(api: &mut OpenApi) {
+    let Some(components) = api.components.as_mut() else { return };
+    for name in ["CustomerView", "CustomerUpdateRequest", "CustomerCreateRequest"] {
+        if let Some(RefOr::T(schema)) = components.schemas.get_mut(name) {
+            allow_custom_parameters(schema);
+        }
     }
 }
 

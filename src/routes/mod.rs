@@ -2,11 +2,13 @@
 //! a view out. Every route is registered through `utoipa_axum::routes!`, so the
 //! OpenAPI document lists exactly what the router serves.
 
+pub mod custom_parameters;
 pub mod customers;
 pub mod docs;
 pub mod events;
 pub mod health;
 pub mod payment_methods;
+pub mod providers;
 
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};

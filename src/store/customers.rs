@@ -330,6 +330,8 @@ pub struct CustomerSearch {
     pub date_of_birth: Option<String>,
     pub postal_code: Option<String>,
     pub status: Option<CustomerStatus>,
+    /// `custom.<name>=value` filters: declared name and canonical value.
+    pub custom: Vec<(String, String)>,
 }
 
 enum Arg {
@@ -453,6 +455,12 @@ fn search_sql(sqlite: bool, merchant: Uuid, q: &CustomerSearch) -> SearchSql {
             sql.conditions.push(format!("{col} = {a}"));
         }
     }
+    for (name, value) in &q.custom {
+        let (n, v) = (sql.arg(Arg::Text(name.clone())), sql.arg(Arg::Text(value.clone())));
+        sql.conditions.push(format!(
+            "customers.id IN (SELECT customer_id FROM customer_custom_values WHERE merchant_id = {m} AND name = {n} AND value_key = {v})"
+        ));
+    }
     if let Some(s) = q.status {
         let a = sql.arg(Arg::Text(s.as_str().to_owned()));
         sql.conditions.push(format!("status = {a}"));
@@ -466,6 +474,7 @@ fn search_sql(sqlite: bool, merchant: Uuid, q: &CustomerSearch) -> SearchSql {
     // statistics it would rather walk the merchant's rows in sort order to skip a
     // sort. A unary `+` makes the sort key unusable from an index, so it cannot.
     let selective = !q.customer_ids.is_empty()
+        || !q.custom.is_empty()
         || [&q.email, &q.first_name, &q.last_name, &q.date_of_birth, &q.postal_code].iter().any(|f| f.is_some());
     let plus = if sqlite && selective && q.words.is_empty() { "+" } else { "" };
     let page_sql = format!(
@@ -521,6 +530,7 @@ mod plan_tests {
             date_of_birth: None,
             postal_code: None,
             status: None,
+            custom: Vec::new(),
         }
     }
 

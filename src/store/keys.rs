@@ -79,7 +79,69 @@ impl Db {
                 reencrypted += done;
             }
         }
+        reencrypted += self.rotate_custom_values(vault, version).await?;
+        reencrypted += self.rotate_provider_credentials(vault, version).await?;
         Ok(RotationReport { version, reencrypted })
+    }
+
+    /// Opens `blob` (loading its key if needed) and seals it again under `version`.
+    async fn reseal(&self, vault: &Vault, version: u32, aad: &[u8], blob: &[u8]) -> anyhow::Result<Vec<u8>> {
+        if let Some(old) = Vault::version_of(blob) {
+            self.ensure_key(vault, old).await?;
+        }
+        let clear = vault.open(blob, aad)?;
+        Ok(vault.seal(version, aad, &clear)?)
+    }
+
+    async fn rotate_custom_values(&self, vault: &Vault, version: u32) -> anyhow::Result<u64> {
+        let mut n = 0;
+        loop {
+            let batch: Vec<(Uuid, Uuid, String, i64, Vec<u8>)> = on_conn!(self.writer(), p => sqlx::query_as(
+                "SELECT merchant_id, customer_id, name, key_version, secret FROM customer_custom_values \
+                 WHERE secret IS NOT NULL AND key_version < $1 LIMIT 500")
+                .bind(i64::from(version)).fetch_all(p).await)?;
+            if batch.is_empty() {
+                return Ok(n);
+            }
+            for (merchant, customer, name, old, blob) in batch {
+                let sealed =
+                    self.reseal(vault, version, &super::custom::custom_aad(merchant, customer, &name), &blob).await?;
+                n += on_conn!(self.writer(), p => sqlx::query(
+                    "UPDATE customer_custom_values SET secret = $1, key_version = $2 \
+                     WHERE merchant_id = $3 AND customer_id = $4 AND name = $5 AND key_version = $6")
+                    .bind(sealed).bind(i64::from(version)).bind(merchant).bind(customer).bind(name.as_str()).bind(old)
+                    .execute(p).await.map(|r| r.rows_affected()))?;
+            }
+        }
+    }
+
+    async fn rotate_provider_credentials(&self, vault: &Vault, version: u32) -> anyhow::Result<u64> {
+        use super::providers::CREDENTIAL_FIELDS;
+        let mut n = 0;
+        loop {
+            let batch: Vec<ProviderSecrets> = on_conn!(self.writer(), p => sqlx::query_as(
+                "SELECT merchant_id, id, key_version, api_key_secret, pp_key_secret, pp_hmac_secret FROM customer_providers \
+                 WHERE key_version < $1 LIMIT 500")
+                .bind(i64::from(version)).fetch_all(p).await)?;
+            if batch.is_empty() {
+                return Ok(n);
+            }
+            for (merchant, id, old, a, k, h) in batch {
+                let mut sealed = Vec::new();
+                for (blob, (_, field)) in [a, k, h].into_iter().zip(CREDENTIAL_FIELDS) {
+                    sealed.push(match blob {
+                        Some(b) => Some(self.reseal(vault, version, &secret_aad(merchant, id, field), &b).await?),
+                        None => None,
+                    });
+                }
+                let [a, k, h]: [Option<Vec<u8>>; 3] = sealed.try_into().expect("three credentials");
+                n += on_conn!(self.writer(), p => sqlx::query(
+                    "UPDATE customer_providers SET api_key_secret = $1, pp_key_secret = $2, pp_hmac_secret = $3, key_version = $4 \
+                     WHERE merchant_id = $5 AND id = $6 AND key_version = $7")
+                    .bind(a).bind(k).bind(h).bind(i64::from(version)).bind(merchant).bind(id).bind(old)
+                    .execute(p).await.map(|r| r.rows_affected()))?;
+            }
+        }
     }
 }
 
@@ -89,6 +151,9 @@ pub struct RotationReport {
     pub version: u32,
     pub reencrypted: u64,
 }
+
+/// merchant, link id, key version, and the three sealed credentials.
+type ProviderSecrets = (Uuid, Uuid, i64, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
 
 #[derive(sqlx::FromRow)]
 struct SecretRow {

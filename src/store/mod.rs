@@ -9,12 +9,14 @@
 //! [`WriteTx`], both of which carry the authenticated merchant and hand it to
 //! every query; there is no API that reads or writes a merchant's data without one.
 
+pub mod custom;
 pub mod customers;
 pub mod events;
 pub mod idempotency;
 pub mod keys;
 pub mod merchants;
 pub mod payment_methods;
+pub mod providers;
 
 use std::future::Future;
 use std::path::Path;

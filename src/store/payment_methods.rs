@@ -124,7 +124,7 @@ struct NewMethod<'a> {
 
 impl WriteTx {
     /// The customer, locked for this transaction (so defaults and duplicates are decided once).
-    async fn lock_customer(&mut self, customer_id: Uuid) -> Result<(), StoreError> {
+    pub(crate) async fn lock_customer(&mut self, customer_id: Uuid) -> Result<(), StoreError> {
         let merchant = self.merchant();
         let sql = match self.inner {
             TxInner::Sqlite(_) => "SELECT 1 FROM customers WHERE merchant_id = $1 AND id = $2",

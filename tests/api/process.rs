@@ -225,6 +225,13 @@ async fn logs_are_structured_and_free_of_pii(db: TestDb) {
         .unwrap();
     assert_eq!(r.status(), 400);
     assert!(sigterm(&mut server.child).await.success());
+    // The process has exited; let the reader drain what is left in the pipe.
+    for _ in 0..50 {
+        if server.logs.lock().await.iter().any(|l| l.contains("\"stopped\"")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let logs = server.logs.lock().await.join("\n");
     for secret in ["secret-domain", "Privatefirst", "Privatelast", "4165550123", "privatebad", &key] {
         assert!(!logs.contains(secret), "logs contain {secret}");
@@ -329,6 +336,9 @@ async fn no_file_holds_a_clear_number(db: TestDb) {
     let pans = ["4111111111111111", "5555555555554444", "378282246310005", "6011000990139424", "3566002020360505"];
     let accounts = ["000123456789", "98765432101234"];
     let tax_ids = ["987654321", "123456780"];
+    let custom_secret = "NID-7777-3333-1111";
+    let provider_secrets = ["ak_live_9f8e7d6c5b4a", "sk_live_1a2b3c4d5e6f7a8b", "hmac_0f1e2d3c4b5a"];
+    let others: Vec<&str> = std::iter::once(custom_secret).chain(provider_secrets).collect();
     let body = json!({
         "firstName": "Vault", "lastName": "Scan",
         "paymentMethodsCards": [{"pan": "4111 1111 1111 1111", "expirationMonth": 12, "expirationYear": 2035, "securityCode": "737"}],
@@ -358,6 +368,28 @@ async fn no_file_holds_a_clear_number(db: TestDb) {
     }
     let r = http.post(format!("{}/customers/{customer}/payment-methods/ach", server.base)).bearer_auth(&key)
         .json(&json!({"name": "B", "accountNumber": accounts[1], "routingNumber": "011000015", "accountType": 2, "accountHolderType": 1, "taxId": tax_ids[1]}))
+        .send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // Seed 002's secrets: a secret custom parameter and provider credentials.
+    let r = http
+        .put(format!("{}/custom-parameters/nationalId", server.base))
+        .bearer_auth(&key)
+        .json(&json!({"type": "string", "secret": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .put(format!("{}/customers/{customer}", server.base))
+        .bearer_auth(&key)
+        .json(&json!({"firstName": "Vault", "lastName": "Scan", "nationalId": custom_secret}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http.post(format!("{}/customers/{customer}/providers", server.base)).bearer_auth(&key)
+        .json(&json!({"apiKey": provider_secrets[0], "providerConfigId": "c", "provider": "p",
+            "paymentProvider": {"key": provider_secrets[1], "hmacKey": provider_secrets[2], "availableCurrencies": ["CAD"]}}))
         .send().await.unwrap();
     assert_eq!(r.status(), 200);
     // Failed attempts must not leave the number behind either (errors, logs).
@@ -393,8 +425,27 @@ async fn no_file_holds_a_clear_number(db: TestDb) {
             .unwrap();
         assert_eq!(r.status(), 200);
     }
-    let text = list.to_string();
-    for secret in pans.iter().chain(&accounts).chain(&tax_ids) {
+    let detail: Value = http
+        .get(format!("{}/customers/{customer}", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let providers: Value = http
+        .get(format!("{}/customers/{customer}/providers", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["nationalId"], "****1111");
+    let text = format!("{list}{detail}{providers}");
+    for secret in pans.iter().chain(&accounts).chain(&tax_ids).chain(&others) {
         assert!(!text.contains(secret), "a list response shows {secret}");
     }
     // Read the files while the server still runs (the WAL is not yet checkpointed), then after it stops.
@@ -411,7 +462,7 @@ async fn no_file_holds_a_clear_number(db: TestDb) {
             assert!(blobs.iter().any(|(n, _)| n.ends_with("clientele.db")), "the database file was scanned");
         }
         for (name, bytes) in &blobs {
-            for secret in pans.iter().chain(&accounts).chain(&tax_ids).chain(&["737"]).filter(|s| s.len() > 3) {
+            for secret in pans.iter().chain(&accounts).chain(&tax_ids).chain(&others) {
                 assert!(!contains(bytes, secret.as_bytes()), "{name} ({phase}) holds {secret} in clear");
             }
         }
@@ -419,11 +470,19 @@ async fn no_file_holds_a_clear_number(db: TestDb) {
     if db.url.starts_with("postgres") {
         // PostgreSQL's files are the server's; read the rows themselves instead.
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
-        for table in ["payment_methods", "customers", "events", "idempotency_keys", "api_keys"] {
+        for table in [
+            "payment_methods",
+            "customers",
+            "events",
+            "idempotency_keys",
+            "api_keys",
+            "customer_custom_values",
+            "customer_providers",
+        ] {
             let rows: Vec<(String,)> =
                 sqlx::query_as(&format!("SELECT CAST(t AS TEXT) FROM {table} t")).fetch_all(&mut conn).await.unwrap();
             let dump = rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join("\n");
-            for secret in pans.iter().chain(&accounts).chain(&tax_ids) {
+            for secret in pans.iter().chain(&accounts).chain(&tax_ids).chain(&others) {
                 assert!(!dump.contains(secret), "{table} holds {secret} in clear");
             }
         }

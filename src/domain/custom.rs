@@ -1,0 +1,251 @@
+//! Custom parameters (seed 002): fields a merchant declares and then sends and
+//! reads at the top level of its customers.
+
+use rust_decimal::Decimal;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::customer::parse_date;
+use super::text::optional_text;
+use super::{Obj, Problems};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    String,
+    Number,
+    Boolean,
+    Date,
+}
+
+impl ParamType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParamType::String => "string",
+            ParamType::Number => "number",
+            ParamType::Boolean => "boolean",
+            ParamType::Date => "date",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ParamType> {
+        Some(match s {
+            "string" => ParamType::String,
+            "number" => ParamType::Number,
+            "boolean" => ParamType::Boolean,
+            "date" => ParamType::Date,
+            _ => return None,
+        })
+    }
+}
+
+/// A declared parameter.
+#[derive(Debug, Clone)]
+pub struct Declaration {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: ParamType,
+    pub required: bool,
+    pub secret: bool,
+    pub description: Option<String>,
+    pub retired: bool,
+}
+
+/// The body of `PUT /custom-parameters/{name}`.
+#[derive(Debug, Clone)]
+pub struct DeclarationInput {
+    pub kind: ParamType,
+    pub required: bool,
+    pub secret: bool,
+    pub description: Option<String>,
+}
+
+/// Names a custom parameter may not take: every field of the customer contract
+/// (compared without regard to case), so a parameter can never shadow one.
+pub const RESERVED: [&str; 31] = [
+    "id",
+    "merchantId",
+    "firstName",
+    "lastName",
+    "companyName",
+    "email",
+    "mobilePhoneNumber",
+    "isMobileNumberSmsNotificationsEnabled",
+    "useBillingAsShippingAddress",
+    "billingAddress",
+    "shippingAddress",
+    "dateOfBirth",
+    "preferredLanguage",
+    "status",
+    "defaultPaymentMethodId",
+    "defaultAchPaymentMethodId",
+    "createdOn",
+    "modifiedOn",
+    "version",
+    "lastTransactionDate",
+    "transactionsCount",
+    "transactionsVolume",
+    "lastTransactionAmount",
+    "numberOfSubscriptions",
+    "cards",
+    "achAccounts",
+    "paymentMethodsCards",
+    "paymentMethodsAchAccounts",
+    "providers",
+    "externalReference",
+    "custom",
+];
+
+/// The naming rule: a letter, then letters, digits or `_`; at most 64 characters;
+/// not a field of the customer contract.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let b = name.as_bytes();
+    let shape = !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphabetic()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_');
+    if !shape {
+        return Err(
+            "A custom parameter name starts with a letter and has only letters, digits and '_' (at most 64).".into()
+        );
+    }
+    if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+        return Err(format!("'{name}' is a field of the customer and cannot be a custom parameter."));
+    }
+    Ok(())
+}
+
+impl DeclarationInput {
+    pub fn parse(body: &Value) -> Result<DeclarationInput, Problems> {
+        let mut p = Problems::new();
+        let Some(mut o) = Obj::root(body, &mut p) else { return Err(p) };
+        let kind = o.required_string("type", &mut p).and_then(|s| {
+            let k = ParamType::parse(s);
+            if k.is_none() {
+                p.push("type", "'type' must be one of string, number, boolean, date.");
+            }
+            k
+        });
+        let required = o.bool("required", &mut p).unwrap_or(false);
+        let secret = o.bool("secret", &mut p).unwrap_or(false);
+        let description = o.string("description", &mut p).and_then(|s| optional_text(s, "description", 500, &mut p));
+        o.finish(&mut p);
+        match kind {
+            Some(kind) => p.check(DeclarationInput { kind, required, secret, description }),
+            None => Err(p),
+        }
+    }
+}
+
+/// A value sent for a declared parameter, type-checked.
+#[derive(Debug, Clone)]
+pub struct CustomValue {
+    pub name: String,
+    pub secret: bool,
+    /// The value as stored and shown (numbers normalized).
+    pub json: Value,
+    /// Canonical text for exact filtering: strings as sent, numbers normalized
+    /// (`10.50` → `10.5`), booleans `true`/`false`, dates `YYYY-MM-DD`.
+    pub key: String,
+}
+
+impl CustomValue {
+    /// What responses show of a secret: `****` and the last 4 characters when the
+    /// value has at least 12, otherwise `****` alone.
+    pub fn hint(&self) -> String {
+        obfuscate(&self.key)
+    }
+}
+
+pub fn obfuscate(secret: &str) -> String {
+    let n = secret.chars().count();
+    if n >= 12 {
+        let tail: String = secret.chars().skip(n - 4).collect();
+        format!("****{tail}")
+    } else {
+        "****".to_owned()
+    }
+}
+
+/// Checks `v` against `kind`; returns the value to store and its canonical key.
+pub fn typed_value(kind: ParamType, v: &Value) -> Result<(Value, String), &'static str> {
+    match (kind, v) {
+        (ParamType::String, Value::String(s)) => {
+            if s.chars().count() > 1000 || s.contains('\0') {
+                Err("must be a string of at most 1000 characters")
+            } else {
+                Ok((v.clone(), s.clone()))
+            }
+        }
+        (ParamType::Number, Value::Number(n)) => {
+            let d = Decimal::from_str_exact(&n.to_string())
+                .or_else(|_| Decimal::from_scientific(&n.to_string()))
+                .map_err(|_| "must be a number with at most 28 significant digits")?
+                .normalize();
+            let text = d.to_string();
+            let json: Value = serde_json::from_str(&text).map_err(|_| "must be a number")?;
+            Ok((json, text))
+        }
+        (ParamType::Boolean, Value::Bool(b)) => Ok((v.clone(), b.to_string())),
+        (ParamType::Date, Value::String(s)) if parse_date(s).is_some() => Ok((v.clone(), s.clone())),
+        (ParamType::String, _) => Err("must be a string"),
+        (ParamType::Number, _) => Err("must be a number"),
+        (ParamType::Boolean, _) => Err("must be true or false"),
+        (ParamType::Date, _) => Err("must be a date in the form YYYY-MM-DD"),
+    }
+}
+
+/// Reads every active declared parameter from a customer body: type-checked,
+/// `required` enforced. Undeclared keys stay unread, so `finish` reports them.
+pub fn read_values(o: &mut Obj<'_>, declarations: &[Declaration], p: &mut Problems) -> Vec<CustomValue> {
+    let mut out = Vec::new();
+    for d in declarations.iter().filter(|d| !d.retired) {
+        match o.get_dynamic(&d.name) {
+            None => {
+                if d.required {
+                    p.push(d.name.clone(), format!("'{}' is required.", d.name));
+                }
+            }
+            Some(v) => match typed_value(d.kind, v) {
+                Ok((json, key)) => out.push(CustomValue { name: d.name.clone(), secret: d.secret, json, key }),
+                Err(why) => p.push(d.name.clone(), format!("'{}' {why}.", d.name)),
+            },
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn names() {
+        for ok in ["loyaltyTier", "a", "x_1", &"a".repeat(64)] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "1abc", "_x", "a-b", "a b", "é", &"a".repeat(65), "email", "EMAIL", "FirstName", "cards"] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn values_by_type() {
+        assert_eq!(typed_value(ParamType::Number, &json!(10.50)).unwrap(), (json!(10.5), "10.5".into()));
+        assert_eq!(typed_value(ParamType::Number, &json!(3)).unwrap().1, "3");
+        assert!(typed_value(ParamType::Number, &json!("3")).is_err());
+        assert_eq!(typed_value(ParamType::Boolean, &json!(true)).unwrap().1, "true");
+        assert!(typed_value(ParamType::Boolean, &json!("true")).is_err());
+        assert!(typed_value(ParamType::Date, &json!("2026-02-30")).is_err());
+        assert_eq!(typed_value(ParamType::Date, &json!("2026-02-28")).unwrap().1, "2026-02-28");
+        assert!(typed_value(ParamType::String, &json!(5)).is_err());
+    }
+
+    #[test]
+    fn obfuscation() {
+        assert_eq!(obfuscate("sk_live_1234567890"), "****7890");
+        assert_eq!(obfuscate("123456789012"), "****9012");
+        assert_eq!(obfuscate("12345678901"), "****");
+        assert_eq!(obfuscate(""), "****");
+    }
+}

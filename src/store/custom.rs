@@ -1,0 +1,185 @@
+//! Custom parameter declarations and the values customers hold for them.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::keys::secret_aad;
+use super::{Scoped, StoreError, WriteTx, on_conn, on_tx};
+use crate::crypto::Vault;
+use crate::domain::custom::{CustomValue, Declaration, DeclarationInput, ParamType};
+
+#[derive(sqlx::FromRow)]
+struct DeclRow {
+    id: Uuid,
+    name: String,
+    #[sqlx(rename = "type")]
+    kind: String,
+    required: bool,
+    secret: bool,
+    description: Option<String>,
+    retired_at: Option<i64>,
+}
+
+impl From<DeclRow> for Declaration {
+    fn from(r: DeclRow) -> Self {
+        Declaration {
+            id: r.id,
+            name: r.name,
+            kind: ParamType::parse(&r.kind).unwrap_or(ParamType::String),
+            required: r.required,
+            secret: r.secret,
+            description: r.description,
+            retired: r.retired_at.is_some(),
+        }
+    }
+}
+
+const DECL_COLUMNS: &str = "id, name, type, required, secret, description, retired_at";
+
+/// The AAD of a secret custom value: merchant, customer and parameter name.
+pub fn custom_aad(merchant: Uuid, customer: Uuid, name: &str) -> Vec<u8> {
+    secret_aad(merchant, customer, &format!("custom:{name}"))
+}
+
+impl Scoped<'_> {
+    /// Every declaration of the merchant, retired ones included, by name.
+    pub async fn declarations(&self) -> Result<Vec<Declaration>, sqlx::Error> {
+        let sql = format!("SELECT {DECL_COLUMNS} FROM custom_parameters WHERE merchant_id = $1 ORDER BY name");
+        let rows =
+            on_conn!(self.conn(), p => sqlx::query_as::<_, DeclRow>(&sql).bind(self.merchant()).fetch_all(p).await)?;
+        Ok(rows.into_iter().map(Declaration::from).collect())
+    }
+
+    /// The custom values of these customers, as responses show them (secrets obfuscated).
+    pub async fn custom_values(
+        &self,
+        customers: &[Uuid],
+    ) -> Result<HashMap<Uuid, BTreeMap<String, Value>>, sqlx::Error> {
+        let mut out: HashMap<Uuid, BTreeMap<String, Value>> = HashMap::new();
+        if customers.is_empty() {
+            return Ok(out);
+        }
+        let list: Vec<String> = (0..customers.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT customer_id, name, value, hint FROM customer_custom_values WHERE merchant_id = $1 AND customer_id IN ({})",
+            list.join(", ")
+        );
+        let rows: Vec<(Uuid, String, Option<String>, Option<String>)> = on_conn!(self.conn(), p => {
+            let mut q = sqlx::query_as(&sql).bind(self.merchant());
+            for c in customers { q = q.bind(*c); }
+            q.fetch_all(p).await
+        })?;
+        for (customer, name, value, hint) in rows {
+            let shown = match (value, hint) {
+                (Some(v), _) => serde_json::from_str(&v).unwrap_or(Value::Null),
+                (None, Some(h)) => Value::String(h),
+                (None, None) => Value::Null,
+            };
+            out.entry(customer).or_default().insert(name, shown);
+        }
+        Ok(out)
+    }
+}
+
+impl WriteTx {
+    /// Declares or changes a parameter. Its type and secrecy are fixed once declared
+    /// (stored values were checked and sealed by them); `required` and the
+    /// description may change, and declaring a retired name again revives it.
+    pub async fn declare(&mut self, name: &str, input: &DeclarationInput) -> Result<Declaration, StoreError> {
+        let (merchant, now) = (self.merchant(), self.now);
+        let sql = format!("SELECT {DECL_COLUMNS} FROM custom_parameters WHERE merchant_id = $1 AND name = $2");
+        let existing =
+            on_tx!(self, c => sqlx::query_as::<_, DeclRow>(&sql).bind(merchant).bind(name).fetch_optional(c).await)?;
+        let id = match existing.map(Declaration::from) {
+            Some(d) => {
+                if d.kind != input.kind || d.secret != input.secret {
+                    return Err(StoreError::Conflict {
+                        code: "custom_parameter_conflict",
+                        message: "A custom parameter keeps its type and secrecy; declare a new name instead.",
+                    });
+                }
+                on_tx!(self, c => sqlx::query(
+                    "UPDATE custom_parameters SET required = $1, description = $2, modified_at = $3, retired_at = NULL \
+                     WHERE merchant_id = $4 AND name = $5")
+                    .bind(input.required).bind(input.description.as_deref()).bind(now).bind(merchant).bind(name)
+                    .execute(c).await.map(|r| r.rows_affected()))?;
+                d.id
+            }
+            None => {
+                let id = Uuid::now_v7();
+                on_tx!(self, c => sqlx::query(
+                    "INSERT INTO custom_parameters (merchant_id, name, id, type, required, secret, description, created_at, modified_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)")
+                    .bind(merchant).bind(name).bind(id).bind(input.kind.as_str()).bind(input.required).bind(input.secret)
+                    .bind(input.description.as_deref()).bind(now).execute(c).await.map(|r| r.rows_affected()))?;
+                id
+            }
+        };
+        self.event("custom_parameter.declared", id).await?;
+        Ok(Declaration {
+            id,
+            name: name.to_owned(),
+            kind: input.kind,
+            required: input.required,
+            secret: input.secret,
+            description: input.description.clone(),
+            retired: false,
+        })
+    }
+
+    /// Retires a parameter: no longer accepted, stored values stay readable.
+    pub async fn retire(&mut self, name: &str) -> Result<Uuid, StoreError> {
+        let (merchant, now) = (self.merchant(), self.now);
+        let row: Option<(Uuid,)> = on_tx!(self, c => sqlx::query_as(
+            "UPDATE custom_parameters SET retired_at = $1, modified_at = $1 WHERE merchant_id = $2 AND name = $3 AND retired_at IS NULL RETURNING id")
+            .bind(now).bind(merchant).bind(name).fetch_optional(c).await)?;
+        let (id,) = row.ok_or(StoreError::NotFound("Custom parameter"))?;
+        self.event("custom_parameter.retired", id).await?;
+        Ok(id)
+    }
+
+    /// Replaces the customer's values of the active parameters `active`; values
+    /// of retired parameters are left as they are.
+    pub async fn write_custom_values(
+        &mut self,
+        vault: &Vault,
+        customer: Uuid,
+        active: &[String],
+        values: &[CustomValue],
+    ) -> Result<(), StoreError> {
+        let merchant = self.merchant();
+        if !active.is_empty() {
+            let list: Vec<String> = (0..active.len()).map(|i| format!("${}", i + 3)).collect();
+            let sql = format!(
+                "DELETE FROM customer_custom_values WHERE merchant_id = $1 AND customer_id = $2 AND name IN ({})",
+                list.join(", ")
+            );
+            on_tx!(self, c => {
+                let mut q = sqlx::query(&sql).bind(merchant).bind(customer);
+                for n in active { q = q.bind(n.as_str()); }
+                q.execute(c).await.map(|r| r.rows_affected())
+            })?;
+        }
+        let version = if values.iter().any(|v| v.secret) { Some(self.active_key_version(vault).await?) } else { None };
+        for v in values {
+            let (value, key, sealed, hint) = if v.secret {
+                let aad = custom_aad(merchant, customer, &v.name);
+                let clear = serde_json::to_vec(&v.json).unwrap_or_default();
+                let sealed =
+                    vault.seal(version.unwrap_or(1), &aad, &clear).map_err(|e| StoreError::Crypto(e.to_string()))?;
+                (None, None, Some(sealed), Some(v.hint()))
+            } else {
+                (Some(v.json.to_string()), Some(v.key.as_str()), None, None)
+            };
+            let kv = v.secret.then(|| i64::from(version.unwrap_or(1)));
+            on_tx!(self, c => sqlx::query(
+                "INSERT INTO customer_custom_values (merchant_id, customer_id, name, value, value_key, secret, hint, key_version) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                .bind(merchant).bind(customer).bind(v.name.as_str()).bind(value).bind(key).bind(sealed).bind(hint).bind(kv)
+                .execute(c).await.map(|r| r.rows_affected()))?;
+        }
+        Ok(())
+    }
+}
