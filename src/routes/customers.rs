@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::payment_methods::{AchRequest, AchView, CardRequest, CardView, split};
-use super::{Created, Deleted, JsonReply, ReadErrors, WriteErrors, timestamp};
+use super::{Created, Deleted, JsonReply, ReadErrors, WriteErrors, commit_created, timestamp};
 use crate::AppState;
 use crate::auth::{Authed, CustomersRead, CustomersWrite, Scope};
 use crate::domain::contact::normalize_email;
@@ -321,9 +321,7 @@ async fn create_customer(
             for ach in &new.ach_accounts {
                 tx.add_ach(&vault, id, Uuid::now_v7(), ach).await?;
             }
-            let reply = JsonReply::new(StatusCode::OK, &Created { id });
-            tx.commit_replying(200, &reply.body).await?;
-            Ok::<_, StoreError>(reply)
+            commit_created(tx, id).await
         })
         .await?;
     Ok(reply)

@@ -42,6 +42,14 @@ impl IntoResponse for JsonReply {
     }
 }
 
+/// Commits a create and answers `{"id": ...}`, storing that exact reply for
+/// `Idempotency-Key` replay in the same transaction.
+pub async fn commit_created(tx: crate::store::WriteTx, id: uuid::Uuid) -> Result<JsonReply, crate::store::StoreError> {
+    let reply = JsonReply::new(StatusCode::OK, &Created { id });
+    tx.commit_replying(200, &reply.body).await?;
+    Ok(reply)
+}
+
 /// `{"id": ...}`, the reply to every create.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Created {

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::customers::{customer_id, parse_instant, with_etag};
-use super::{Created, Deleted, JsonReply, ReadErrors, WriteErrors, timestamp};
+use super::{Created, Deleted, JsonReply, ReadErrors, WriteErrors, commit_created, timestamp};
 use crate::AppState;
 use crate::auth::{Authed, CustomersRead, PaymentMethodsReveal, PaymentMethodsWrite};
 use crate::domain::bank::{AchInput, check_account_type, check_holder_type};
@@ -277,10 +277,6 @@ fn method_id(params: &RawPathParams) -> ApiResult<Uuid> {
     path_uuid(raw, "paymentMethodId")
 }
 
-fn body_obj<'v>(body: &'v serde_json::Value, p: &mut Problems) -> Option<Obj<'v>> {
-    Obj::root(body, p)
-}
-
 // ---- handlers ----
 
 /// Add a card
@@ -303,16 +299,14 @@ async fn add_card(
 ) -> ApiResult<JsonReply> {
     let customer = customer_id(&params)?;
     let mut p = Problems::new();
-    let card = body_obj(&body, &mut p).and_then(|o| CardInput::read(o, &mut p));
+    let card = Obj::root(&body, &mut p).and_then(|o| CardInput::read(o, &mut p));
     let card = p.check(card)?.ok_or_else(|| ApiError::malformed_json("A card object is expected."))?;
     let (id, vault) = (Uuid::now_v7(), state.vault());
     Ok(state
         .db()
         .write(auth.actor(), move |mut tx| async move {
             tx.add_card(&vault, customer, id, &card).await?;
-            let reply = JsonReply::new(StatusCode::OK, &Created { id });
-            tx.commit_replying(200, &reply.body).await?;
-            Ok::<_, StoreError>(reply)
+            commit_created(tx, id).await
         })
         .await?)
 }
@@ -338,16 +332,14 @@ async fn add_ach(
 ) -> ApiResult<JsonReply> {
     let customer = customer_id(&params)?;
     let mut p = Problems::new();
-    let ach = body_obj(&body, &mut p).and_then(|o| AchInput::read(o, &mut p));
+    let ach = Obj::root(&body, &mut p).and_then(|o| AchInput::read(o, &mut p));
     let ach = p.check(ach)?.ok_or_else(|| ApiError::malformed_json("A bank account object is expected."))?;
     let (id, vault) = (Uuid::now_v7(), state.vault());
     Ok(state
         .db()
         .write(auth.actor(), move |mut tx| async move {
             tx.add_ach(&vault, customer, id, &ach).await?;
-            let reply = JsonReply::new(StatusCode::OK, &Created { id });
-            tx.commit_replying(200, &reply.body).await?;
-            Ok::<_, StoreError>(reply)
+            commit_created(tx, id).await
         })
         .await?)
 }

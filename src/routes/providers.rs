@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::customers::customer_id;
-use super::{Created, Deleted, JsonReply, ReadErrors, WriteErrors, timestamp};
+use super::{Created, Deleted, JsonReply, ReadErrors, WriteErrors, commit_created, timestamp};
 use crate::AppState;
 use crate::auth::{Authed, CustomersRead, CustomersWrite};
 use crate::domain::Problems;
@@ -150,9 +150,7 @@ async fn link_provider(
         .db()
         .write(auth.actor(), move |mut tx| async move {
             tx.link_provider(&vault, customer, id, &input).await?;
-            let reply = JsonReply::new(StatusCode::OK, &Created { id });
-            tx.commit_replying(200, &reply.body).await?;
-            Ok::<_, StoreError>(reply)
+            commit_created(tx, id).await
         })
         .await?)
 }
