@@ -67,6 +67,7 @@ pub fn build_router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(routes::payment_methods::router())
         .merge(routes::custom_parameters::router())
         .merge(routes::providers::router())
+        .merge(routes::identity::router())
         .merge(routes::events::router())
         // Layers run outside-in from the last one added: authenticate, then idempotency.
         .route_layer(from_fn_with_state(state.clone(), http::idempotency::layer))

@@ -2,6 +2,7 @@
 //! with every problem collected under its JSON path; nothing downstream
 //! re-checks what a type already guarantees.
 
+pub mod aamva;
 pub mod address;
 pub mod bank;
 pub mod card;

@@ -7,6 +7,7 @@ pub mod customers;
 pub mod docs;
 pub mod events;
 pub mod health;
+pub mod identity;
 pub mod payment_methods;
 pub mod providers;
 

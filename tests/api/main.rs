@@ -9,6 +9,7 @@ mod customers;
 mod errors;
 mod events;
 mod idempotency;
+mod identity;
 mod ops;
 mod process;
 mod search;

@@ -99,6 +99,7 @@ async fn openapi_lists_every_route_with_errors_and_security() {
         "GET /pay-api/v1/customers/{customerId}/providers/{providerId}",
         "PUT /pay-api/v1/customers/{customerId}/providers/{providerId}",
         "DELETE /pay-api/v1/customers/{customerId}/providers/{providerId}",
+        "POST /pay-api/v1/identity-documents/decode",
         "GET /healthz",
         "GET /readyz",
         "GET /metrics",
@@ -209,6 +210,7 @@ async fn openapi_matches_the_parsers() {
         ("LinkRequest", "apiKey"),
         ("PaymentProviderRequest", "key"),
         ("PaymentProviderRequest", "hmacKey"),
+        ("DecodeRequest", "code"),
     ] {
         assert_eq!(schemas[schema]["properties"][field]["writeOnly"], true, "{schema}.{field}");
     }
