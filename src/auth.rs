@@ -125,6 +125,7 @@ scope_marker!(CustomersRead, Scope::CustomersRead);
 scope_marker!(CustomersWrite, Scope::CustomersWrite);
 scope_marker!(PaymentMethodsWrite, Scope::PaymentMethodsWrite);
 scope_marker!(PaymentMethodsReveal, Scope::PaymentMethodsReveal);
+scope_marker!(CreditWrite, Scope::CreditWrite);
 
 /// An authenticated caller holding scope `S`; the only way a handler gets a tenant.
 pub struct Authed<S: RequiredScope> {

@@ -7,6 +7,7 @@ pub mod address;
 pub mod bank;
 pub mod card;
 pub mod contact;
+pub mod credit;
 pub mod custom;
 pub mod customer;
 pub mod input;

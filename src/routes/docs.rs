@@ -21,7 +21,7 @@ use utoipa_swagger_ui::SwaggerUi;
         (name = "payment methods", description = "The vault: cards and bank accounts, encrypted at rest, masked in every response."),
         (name = "custom parameters", description = "The merchant's own customer fields, sent and returned at the top level of customers."),
         (name = "providers", description = "Payment providers linked to customers; credentials obfuscated."),
-        (name = "point of sale", description = "What a cashier's terminal needs: licence decoding (credit accounts to follow)."),
+        (name = "point of sale", description = "What a cashier's terminal needs: financing plans, credit accounts, instalment quotes, licence decoding."),
         (name = "events", description = "The change feed."),
         (name = "operations", description = "Health, readiness and metrics.")
     )

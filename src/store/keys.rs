@@ -81,6 +81,7 @@ impl Db {
         }
         reencrypted += self.rotate_custom_values(vault, version).await?;
         reencrypted += self.rotate_provider_credentials(vault, version).await?;
+        reencrypted += self.rotate_virtual_cards(vault, version).await?;
         Ok(RotationReport { version, reencrypted })
     }
 
@@ -110,6 +111,25 @@ impl Db {
                     "UPDATE customer_custom_values SET secret = $1, key_version = $2 \
                      WHERE merchant_id = $3 AND customer_id = $4 AND name = $5 AND key_version = $6")
                     .bind(sealed).bind(i64::from(version)).bind(merchant).bind(customer).bind(name.as_str()).bind(old)
+                    .execute(p).await.map(|r| r.rows_affected()))?;
+            }
+        }
+    }
+
+    async fn rotate_virtual_cards(&self, vault: &Vault, version: u32) -> anyhow::Result<u64> {
+        let mut n = 0;
+        loop {
+            let batch: Vec<(Uuid, String, i64, Vec<u8>)> = on_conn!(self.writer(), p => sqlx::query_as(
+                "SELECT merchant_id, account_number, key_version, vcc_secret FROM credit_accounts WHERE key_version < $1 LIMIT 500")
+                .bind(i64::from(version)).fetch_all(p).await)?;
+            if batch.is_empty() {
+                return Ok(n);
+            }
+            for (merchant, number, old, blob) in batch {
+                let sealed = self.reseal(vault, version, &super::credit::vcc_aad(merchant, &number), &blob).await?;
+                n += on_conn!(self.writer(), p => sqlx::query(
+                    "UPDATE credit_accounts SET vcc_secret = $1, key_version = $2 WHERE merchant_id = $3 AND account_number = $4 AND key_version = $5")
+                    .bind(sealed).bind(i64::from(version)).bind(merchant).bind(number.as_str()).bind(old)
                     .execute(p).await.map(|r| r.rows_affected()))?;
             }
         }

@@ -9,6 +9,7 @@
 //! [`WriteTx`], both of which carry the authenticated merchant and hand it to
 //! every query; there is no API that reads or writes a merchant's data without one.
 
+pub mod credit;
 pub mod custom;
 pub mod customers;
 pub mod events;

@@ -350,3 +350,14 @@ pub async fn int_pairs(url: &str, sql: &str) -> Vec<(i64, i64)> {
         sqlx::query_as(sql).fetch_all(&mut c).await.unwrap()
     }
 }
+
+/// One BLOB/BYTEA value straight from a test database.
+pub async fn blob(url: &str, sql: &str) -> Vec<u8> {
+    if url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+    }
+}

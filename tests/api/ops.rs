@@ -100,6 +100,15 @@ async fn openapi_lists_every_route_with_errors_and_security() {
         "PUT /pay-api/v1/customers/{customerId}/providers/{providerId}",
         "DELETE /pay-api/v1/customers/{customerId}/providers/{providerId}",
         "POST /pay-api/v1/identity-documents/decode",
+        "GET /pay-api/v1/financing-plans",
+        "GET /pay-api/v1/financing-plans/{planId}",
+        "PUT /pay-api/v1/financing-plans/{planId}",
+        "DELETE /pay-api/v1/financing-plans/{planId}",
+        "POST /pay-api/v1/customers/{customerId}/credit-accounts",
+        "GET /pay-api/v1/credit-accounts/search",
+        "GET /pay-api/v1/credit-accounts/lookup",
+        "POST /pay-api/v1/credit-accounts/{accountNumber}/close",
+        "POST /pay-api/v1/credit-accounts/{accountNumber}/calculate-interest",
         "GET /healthz",
         "GET /readyz",
         "GET /metrics",
@@ -211,6 +220,7 @@ async fn openapi_matches_the_parsers() {
         ("PaymentProviderRequest", "key"),
         ("PaymentProviderRequest", "hmacKey"),
         ("DecodeRequest", "code"),
+        ("SecurityQuestionRequest", "answer"),
     ] {
         assert_eq!(schemas[schema]["properties"][field]["writeOnly"], true, "{schema}.{field}");
     }

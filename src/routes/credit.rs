@@ -1,0 +1,689 @@
+//! Point-of-sale credit (SPEC section 5, seed 004): financing plans, opening,
+//! finding and closing credit accounts, and instalment quotes.
+
+use axum::extract::{RawPathParams, RawQuery, State};
+use axum::http::StatusCode;
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::customers::customer_id;
+use super::{JsonReply, ReadErrors, WriteErrors};
+use crate::AppState;
+use crate::auth::{Authed, CreditWrite, CustomersRead};
+use crate::domain::credit::{AccountInput, PlanInput, mask_email, mask_phone, monthly_payment, parse_amount};
+use crate::domain::customer::parse_date;
+use crate::domain::money::Money;
+use crate::domain::{Obj, Problems};
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::{JsonBody, QueryReader};
+use crate::store::StoreError;
+use crate::store::credit::{AccountKey, AccountRecord, PlanRecord};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_plans))
+        .routes(routes!(get_plan, put_plan, delete_plan))
+        .routes(routes!(open_account))
+        .routes(routes!(search_accounts))
+        .routes(routes!(lookup_account))
+        .routes(routes!(close_account))
+        .routes(routes!(calculate_interest))
+}
+
+// ---- financing plans ----
+
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TermRequest {
+    /// Months, 1–120.
+    term: u32,
+    /// Financed with the purchase; not charged to customers in Quebec.
+    admin_fee: Option<f64>,
+}
+
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanRequest {
+    #[schema(example = "EMP - Regular Interest")]
+    plan_name: String,
+    #[schema(example = "equal_billing")]
+    offer_category: String,
+    /// Annual rate, `0.0999` for 9.99 %.
+    apr: f64,
+    terms: Vec<TermRequest>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TermView {
+    pub term: u32,
+    pub admin_fee: Money,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanView {
+    pub plan_id: i64,
+    pub plan_name: String,
+    pub offer_category: String,
+    pub apr: f64,
+    pub terms: Vec<TermView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanList {
+    pub items: Vec<PlanView>,
+    pub total: i64,
+}
+
+fn rate(s: &str) -> f64 {
+    s.parse::<Decimal>().ok().and_then(|d| d.to_f64()).unwrap_or(0.0)
+}
+
+impl From<PlanRecord> for PlanView {
+    fn from(p: PlanRecord) -> Self {
+        PlanView {
+            plan_id: p.plan_id,
+            terms: p.terms().into_iter().map(|t| TermView { term: t.months, admin_fee: Money(t.admin_fee) }).collect(),
+            plan_name: p.name,
+            offer_category: p.offer_category,
+            apr: rate(&p.apr),
+        }
+    }
+}
+
+fn plan_id(params: &RawPathParams) -> ApiResult<i64> {
+    let raw = params.iter().find(|(k, _)| *k == "planId").map(|(_, v)| v).unwrap_or("");
+    raw.parse::<i64>().ok().filter(|n| (1..=999).contains(n)).ok_or_else(|| {
+        let mut p = Problems::new();
+        p.push("planId", "'planId' must be a number from 1 to 999.");
+        ApiError::validation(p)
+    })
+}
+
+/// List financing plans
+#[utoipa::path(get, path = "/financing-plans", tag = "point of sale",
+    responses((status = 200, description = "The merchant's plans", body = PlanList), ReadErrors),
+    security(("bearer" = ["customers:read"])))]
+async fn list_plans(State(state): State<AppState>, auth: Authed<CustomersRead>) -> ApiResult<JsonReply> {
+    let items: Vec<PlanView> =
+        state.db().scoped(auth.tenant()).plans().await?.into_iter().map(PlanView::from).collect();
+    Ok(JsonReply::new(StatusCode::OK, &PlanList { total: items.len() as i64, items }))
+}
+
+/// Get a financing plan
+#[utoipa::path(get, path = "/financing-plans/{planId}", tag = "point of sale", params(("planId" = i64, Path)),
+    responses((status = 200, description = "The plan", body = PlanView), ReadErrors),
+    security(("bearer" = ["customers:read"])))]
+async fn get_plan(
+    State(state): State<AppState>,
+    auth: Authed<CustomersRead>,
+    params: RawPathParams,
+) -> ApiResult<JsonReply> {
+    let id = plan_id(&params)?;
+    let plan = state.db().scoped(auth.tenant()).plan(id).await?.ok_or_else(|| ApiError::not_found("Financing plan"))?;
+    Ok(JsonReply::new(StatusCode::OK, &PlanView::from(plan)))
+}
+
+/// Create or replace a financing plan
+///
+/// Terms of 1–120 months, each with an admin fee that is financed with the purchase.
+#[utoipa::path(put, path = "/financing-plans/{planId}", tag = "point of sale", params(("planId" = i64, Path)),
+    request_body = PlanRequest,
+    responses((status = 200, description = "The plan", body = PlanView), WriteErrors),
+    security(("bearer" = ["credit:write"])))]
+async fn put_plan(
+    State(state): State<AppState>,
+    auth: Authed<CreditWrite>,
+    params: RawPathParams,
+    JsonBody(body): JsonBody,
+) -> ApiResult<JsonReply> {
+    let id = plan_id(&params)?;
+    let plan = PlanInput::parse(&body)?;
+    let rec = state
+        .db()
+        .write(auth.actor(), move |mut tx| async move {
+            let r = tx.put_plan(id, &plan).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(r)
+        })
+        .await?;
+    Ok(JsonReply::new(StatusCode::OK, &PlanView::from(rec)))
+}
+
+/// Delete a financing plan
+#[utoipa::path(delete, path = "/financing-plans/{planId}", tag = "point of sale", params(("planId" = i64, Path)),
+    responses((status = 200, description = "Deleted", body = PlanDeleted), WriteErrors),
+    security(("bearer" = ["credit:write"])))]
+async fn delete_plan(
+    State(state): State<AppState>,
+    auth: Authed<CreditWrite>,
+    params: RawPathParams,
+) -> ApiResult<JsonReply> {
+    let id = plan_id(&params)?;
+    state
+        .db()
+        .write(auth.actor(), move |mut tx| async move {
+            tx.delete_plan(id).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(())
+        })
+        .await?;
+    Ok(JsonReply::new(StatusCode::OK, &PlanDeleted { plan_id: id, deleted: true }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanDeleted {
+    pub plan_id: i64,
+    pub deleted: bool,
+}
+
+// ---- accounts ----
+
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityQuestionRequest {
+    id: u32,
+    text: String,
+    /// Stored as an argon2 hash; compared without regard to case or spacing.
+    #[schema(write_only)]
+    answer: String,
+}
+
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenAccountRequest {
+    /// `consumer` or `business`.
+    account_type: String,
+    credit_limit: f64,
+    /// Annual rate, `0.3099` for 30.99 %.
+    account_interest_rate: f64,
+    /// One capital letter: `L` low, `M` medium, `H` high.
+    risk_rating: String,
+    preferred_language: Option<String>,
+    tos_agreement: Option<bool>,
+    payment_protection: Option<bool>,
+    security_questions: Option<Vec<SecurityQuestionRequest>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenedAccount {
+    /// Numeric, 12 digits.
+    pub account_number: String,
+    /// The last 4 digits of the virtual card issued with the account.
+    pub card_ending_in: String,
+}
+
+/// Open a credit account
+///
+/// Issues a 12-digit account number and a Luhn-valid 16-digit virtual card
+/// under the merchant's IIN (default 990000; `clientele merchant configure
+/// --vcc-bin`), encrypted like card data; only its last 4 digits are ever shown.
+#[utoipa::path(post, path = "/customers/{customerId}/credit-accounts", tag = "point of sale",
+    params(("customerId" = Uuid, Path)),
+    request_body = OpenAccountRequest,
+    responses((status = 200, description = "Opened", body = OpenedAccount), WriteErrors),
+    security(("bearer" = ["credit:write"])))]
+async fn open_account(
+    State(state): State<AppState>,
+    auth: Authed<CreditWrite>,
+    params: RawPathParams,
+    JsonBody(body): JsonBody,
+) -> ApiResult<JsonReply> {
+    let customer = customer_id(&params)?;
+    let input = AccountInput::parse(&body)?;
+    let (bin, _) = state.db().merchant_settings(auth.tenant()).await?;
+    let vault = state.vault();
+    Ok(state
+        .db()
+        .write(auth.actor(), move |mut tx| async move {
+            let (account_number, card_ending_in) = tx.open_account(&vault, customer, &input, &bin).await?;
+            let reply = JsonReply::new(StatusCode::OK, &OpenedAccount { account_number, card_ending_in });
+            tx.commit_replying(200, &reply.body).await?;
+            Ok::<_, StoreError>(reply)
+        })
+        .await?)
+}
+
+/// A search result: seed 004's search fields in camelCase.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountSummary {
+    pub customer_id: Uuid,
+    /// `open` or `closed`.
+    pub account_status: String,
+    pub account_status_reason_code: String,
+    pub tos_agreement: bool,
+    pub risk_rating: String,
+    pub account_number: String,
+    pub customer_account_type: String,
+    pub credit_limit: Money,
+    pub available_credit: Money,
+    pub originating_merchant_id: Uuid,
+    pub originating_merchant_name: String,
+    /// `YYYY-MM-DD`.
+    pub creation_date: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub card_ending_in: String,
+    pub preferred_language: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountPage {
+    pub items: Vec<AccountSummary>,
+    pub total: i64,
+}
+
+fn available(a: &AccountRecord) -> Money {
+    Money((a.credit_limit - a.outstanding).max(0))
+}
+
+fn summary(a: AccountRecord, merchant: Uuid) -> AccountSummary {
+    AccountSummary {
+        customer_id: a.customer_id,
+        available_credit: available(&a),
+        account_status: a.status,
+        account_status_reason_code: a.status_reason,
+        tos_agreement: a.tos_agreement,
+        risk_rating: a.risk_rating,
+        account_number: a.account_number,
+        customer_account_type: a.account_type,
+        credit_limit: Money(a.credit_limit),
+        originating_merchant_id: merchant,
+        originating_merchant_name: a.merchant_name,
+        creation_date: super::timestamp(a.created_at)[..10].to_owned(),
+        first_name: a.first_name,
+        last_name: a.last_name,
+        card_ending_in: a.vcc_last4,
+        preferred_language: a.preferred_language,
+    }
+}
+
+/// Search credit accounts by customer
+///
+/// `firstName`, `lastName` (both case-insensitive) and `dob` are required;
+/// `postalCode` narrows (billing address; case, spaces and dashes ignored).
+#[utoipa::path(get, path = "/credit-accounts/search", tag = "point of sale",
+    params(("firstName" = String, Query), ("lastName" = String, Query), ("dob" = String, Query, description = "YYYY-MM-DD"),
+        ("postalCode" = Option<String>, Query)),
+    responses((status = 200, description = "Matching accounts", body = AccountPage), ReadErrors),
+    security(("bearer" = ["customers:read"])))]
+async fn search_accounts(
+    State(state): State<AppState>,
+    auth: Authed<CustomersRead>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<JsonReply> {
+    let mut p = Problems::new();
+    let mut q = QueryReader::new(raw.as_deref(), &mut p);
+    let mut required = |key: &'static str, p: &mut Problems| {
+        let v = q.one(key, p).map(|s| s.trim().to_lowercase());
+        if v.is_none() && !p.iter().any(|x| x.path == key) {
+            p.push(key, format!("'{key}' is required."));
+        }
+        v
+    };
+    let first = required("firstName", &mut p);
+    let last = required("lastName", &mut p);
+    let dob = required("dob", &mut p);
+    if let Some(d) = &dob
+        && parse_date(d).is_none()
+    {
+        p.push("dob", "'dob' must be a date in the form YYYY-MM-DD.");
+    }
+    let postal = q.one("postalCode", &mut p).map(crate::domain::address::postal_key);
+    q.finish(&mut p);
+    p.check(())?;
+    let (first, last, dob) = (first.unwrap_or_default(), last.unwrap_or_default(), dob.unwrap_or_default());
+    let tenant = auth.tenant();
+    let rows = state.db().scoped(tenant).search_accounts(&first, &last, &dob, postal.as_deref()).await?;
+    let items: Vec<AccountSummary> = rows.into_iter().map(|a| summary(a, tenant.id())).collect();
+    Ok(JsonReply::new(StatusCode::OK, &AccountPage { total: items.len() as i64, items }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecurityQuestionView {
+    pub id: i64,
+    pub text: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OfferType {
+    pub plan_name: String,
+    pub plan_id: i64,
+    pub offer_category: String,
+    pub term_options: Vec<String>,
+}
+
+/// Seed 004's lookup answer in camelCase.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountLookup {
+    pub available_credit: Money,
+    pub account_number: String,
+    pub customer_id: Uuid,
+    pub first_name: String,
+    pub last_name: String,
+    pub security_qid: Vec<SecurityQuestionView>,
+    /// Masked: `a***t@example.com`.
+    pub email: Option<String>,
+    /// Masked: `***-***-2222`.
+    pub phone_number: Option<String>,
+    pub address1: Option<String>,
+    pub address2: Option<String>,
+    pub city: Option<String>,
+    pub postal_code: Option<String>,
+    pub province: Option<String>,
+    pub payment_protection: bool,
+    pub risk_rating: String,
+    pub offer_types: Vec<OfferType>,
+    pub card_ending_in: String,
+    pub preferred_language: Option<String>,
+    pub account_type: String,
+    pub account_status: String,
+}
+
+/// Look up a credit account
+///
+/// By exactly one of `vccNumber` (the virtual card), `accountNumber` or
+/// `customerId` (the customer's open account, else its newest).
+#[utoipa::path(get, path = "/credit-accounts/lookup", tag = "point of sale",
+    params(("vccNumber" = Option<String>, Query), ("accountNumber" = Option<String>, Query), ("customerId" = Option<Uuid>, Query)),
+    responses((status = 200, description = "The account", body = AccountLookup), ReadErrors),
+    security(("bearer" = ["customers:read"])))]
+async fn lookup_account(
+    State(state): State<AppState>,
+    auth: Authed<CustomersRead>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<JsonReply> {
+    let mut p = Problems::new();
+    let mut q = QueryReader::new(raw.as_deref(), &mut p);
+    let vcc = q.one("vccNumber", &mut p).map(str::to_owned);
+    let number = q.one("accountNumber", &mut p).map(str::to_owned);
+    let customer = q.one("customerId", &mut p).map(str::to_owned);
+    q.finish(&mut p);
+    let given = [vcc.is_some(), number.is_some(), customer.is_some()].iter().filter(|x| **x).count();
+    if given != 1 {
+        p.push("$", "Give exactly one of vccNumber, accountNumber, customerId.");
+    }
+    p.check(())?;
+    let key = if let Some(v) = vcc {
+        let digits: String = v.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+        AccountKey::VccFingerprint(state.vault().fingerprint(auth.tenant().id(), "vcc", digits.as_bytes()))
+    } else if let Some(n) = number {
+        AccountKey::Number(n)
+    } else {
+        let id = Uuid::parse_str(customer.as_deref().unwrap_or("")).map_err(|_| {
+            let mut p = Problems::new();
+            p.push("customerId", "'customerId' must be a UUID.");
+            ApiError::validation(p)
+        })?;
+        AccountKey::Customer(id)
+    };
+    let db = state.db().scoped(auth.tenant());
+    let a = db.account(&key).await?.ok_or_else(|| ApiError::not_found("Credit account"))?;
+    let questions = db.security_questions(&a.account_number).await?;
+    let offer_types = db
+        .plans()
+        .await?
+        .into_iter()
+        .map(|plan| OfferType {
+            term_options: plan.terms().iter().map(|t| t.months.to_string()).collect(),
+            plan_name: plan.name,
+            plan_id: plan.plan_id,
+            offer_category: plan.offer_category,
+        })
+        .collect();
+    let view = AccountLookup {
+        available_credit: available(&a),
+        account_number: a.account_number,
+        customer_id: a.customer_id,
+        first_name: a.first_name,
+        last_name: a.last_name,
+        security_qid: questions.into_iter().map(|(id, text)| SecurityQuestionView { id, text }).collect(),
+        email: a.email.as_deref().map(mask_email),
+        phone_number: a.mobile_phone.as_deref().map(mask_phone),
+        address1: a.billing_line1,
+        address2: a.billing_line2,
+        city: a.billing_city,
+        postal_code: a.billing_postal_code,
+        province: a.billing_state,
+        payment_protection: a.payment_protection,
+        risk_rating: a.risk_rating,
+        offer_types,
+        card_ending_in: a.vcc_last4,
+        preferred_language: a.preferred_language,
+        account_type: a.account_type,
+        account_status: a.status,
+    };
+    Ok(JsonReply::new(StatusCode::OK, &view))
+}
+
+fn account_number(params: &RawPathParams) -> ApiResult<String> {
+    let raw = params.iter().find(|(k, _)| *k == "accountNumber").map(|(_, v)| v).unwrap_or("");
+    if raw.is_empty() || raw.len() > 14 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        let mut p = Problems::new();
+        p.push("accountNumber", "'accountNumber' must be up to 14 digits.");
+        return Err(ApiError::validation(p));
+    }
+    Ok(raw.to_owned())
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Closed {
+    pub account_number: String,
+    pub account_status: &'static str,
+}
+
+/// Close a credit account
+///
+/// Final: a closed account cannot verify, buy or be quoted.
+#[utoipa::path(post, path = "/credit-accounts/{accountNumber}/close", tag = "point of sale",
+    params(("accountNumber" = String, Path)),
+    responses((status = 200, description = "Closed", body = Closed), WriteErrors),
+    security(("bearer" = ["credit:write"])))]
+async fn close_account(
+    State(state): State<AppState>,
+    auth: Authed<CreditWrite>,
+    params: RawPathParams,
+) -> ApiResult<JsonReply> {
+    let number = account_number(&params)?;
+    Ok(state
+        .db()
+        .write(auth.actor(), move |mut tx| async move {
+            tx.close_account(&number).await?;
+            let reply = JsonReply::new(StatusCode::OK, &Closed { account_number: number, account_status: "closed" });
+            tx.commit_replying(200, &reply.body).await?;
+            Ok::<_, StoreError>(reply)
+        })
+        .await?)
+}
+
+// ---- calculate interest ----
+
+const FEE_MESSAGE: &str = "Although your administrative fee may be represented as a monthly or annual amount, the fee is due in full if the account is paid off early. See terms and conditions for full details.";
+const RATE_MESSAGE: &str = "Promotional annual interest rate applies during the promotional period and is included in your estimated monthly payments. Account annual interest rate is charged if the promo is cancelled or expires without full payment and applies when promos are not in effect.";
+
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+pub struct InterestRequest {
+    /// More than 0, at most 2 decimals.
+    amount: f64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuoteCustomer {
+    /// The account's annual interest rate.
+    pub air: f64,
+    pub available_credit: Money,
+    pub first_name: String,
+    pub last_name: String,
+    /// `preferred` for low-risk (`L`) accounts, otherwise `standard`.
+    pub category_type: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Fee {
+    pub description: &'static str,
+    pub amount: Money,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub message: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegularPurchase {
+    pub term_amount: Money,
+    pub air: f64,
+    pub fees: Vec<Fee>,
+    pub verify: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnnualRate {
+    pub description: &'static str,
+    pub rate: f64,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub message: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TermQuote {
+    pub term: u32,
+    /// The monthly payment, admin fee financed.
+    pub term_amount: Money,
+    pub fees: Vec<Fee>,
+    pub annual_rates: AnnualRate,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionalPurchase {
+    pub plan_id: i64,
+    pub plan_name: String,
+    pub terms: Vec<TermQuote>,
+}
+
+/// Seed 004's calculate-interest answer in camelCase.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InterestQuote {
+    pub account_number: String,
+    pub account_type: String,
+    pub amount: Money,
+    pub customer: QuoteCustomer,
+    pub regular_purchase: RegularPurchase,
+    pub promotional_purchase: Vec<PromotionalPurchase>,
+}
+
+fn to_money(d: Decimal) -> Money {
+    Money((d * Decimal::from(100)).round().to_i64().unwrap_or(0))
+}
+
+/// Quote a purchase
+///
+/// The regular purchase at the account's rate, and each of the merchant's plans:
+/// a term's payment is `P·r / (1 − (1+r)^−n)` with `r = APR/12` and `P` the amount
+/// plus the term's admin fee, rounded half-up to cents (`P/n` at APR 0). No admin
+/// fee is charged to customers in Quebec (billing state `QC`).
+#[utoipa::path(post, path = "/credit-accounts/{accountNumber}/calculate-interest", tag = "point of sale",
+    params(("accountNumber" = String, Path)),
+    request_body = InterestRequest,
+    responses((status = 200, description = "The options", body = InterestQuote), WriteErrors),
+    security(("bearer" = ["customers:read"])))]
+async fn calculate_interest(
+    State(state): State<AppState>,
+    auth: Authed<CustomersRead>,
+    params: RawPathParams,
+    JsonBody(body): JsonBody,
+) -> ApiResult<JsonReply> {
+    let number = account_number(&params)?;
+    let mut p = Problems::new();
+    let amount = Obj::root(&body, &mut p).and_then(|mut o| {
+        let a = match o.get("amount") {
+            Some(v) => parse_amount(v, "amount", &mut p),
+            None => {
+                p.push("amount", "'amount' is required.");
+                None
+            }
+        };
+        o.finish(&mut p);
+        a
+    });
+    let amount = p.check(amount)?.unwrap_or_default();
+    let db = state.db().scoped(auth.tenant());
+    let a = db.account(&AccountKey::Number(number)).await?.ok_or_else(|| ApiError::not_found("Credit account"))?;
+    if a.status != "open" {
+        return Err(ApiError::conflict("account_closed", "A closed account cannot be quoted.", None));
+    }
+    let quebec = a.billing_state.as_deref() == Some("QC");
+    let plans = db.plans().await?;
+    let promotional_purchase = plans
+        .into_iter()
+        .map(|plan| {
+            let apr = plan.apr.parse::<Decimal>().unwrap_or_default();
+            let terms = plan
+                .terms()
+                .into_iter()
+                .map(|t| {
+                    let fee = if quebec { Decimal::ZERO } else { Decimal::new(t.admin_fee, 2) };
+                    let fees = if fee.is_zero() {
+                        Vec::new()
+                    } else {
+                        vec![Fee {
+                            description: "Administrative fees:",
+                            amount: to_money(fee),
+                            kind: "admin_total",
+                            message: FEE_MESSAGE,
+                        }]
+                    };
+                    TermQuote {
+                        term: t.months,
+                        term_amount: to_money(monthly_payment(amount + fee, apr, t.months)),
+                        fees,
+                        annual_rates: AnnualRate {
+                            description: "Annual Promotional Interest Rate:",
+                            rate: apr.to_f64().unwrap_or(0.0),
+                            kind: "APR",
+                            message: RATE_MESSAGE,
+                        },
+                    }
+                })
+                .collect();
+            PromotionalPurchase { plan_id: plan.plan_id, plan_name: plan.name, terms }
+        })
+        .collect();
+    let air = rate(&a.interest_rate);
+    let quote = InterestQuote {
+        customer: QuoteCustomer {
+            air,
+            available_credit: available(&a),
+            category_type: if a.risk_rating == "L" { "preferred" } else { "standard" },
+            first_name: a.first_name,
+            last_name: a.last_name,
+        },
+        account_number: a.account_number,
+        account_type: a.account_type,
+        amount: to_money(amount),
+        regular_purchase: RegularPurchase { term_amount: to_money(amount), air, fees: Vec::new(), verify: true },
+        promotional_purchase,
+    };
+    Ok(JsonReply::new(StatusCode::OK, &quote))
+}

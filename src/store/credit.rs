@@ -1,0 +1,322 @@
+//! Financing plans and credit accounts.
+
+use rand::Rng;
+use uuid::Uuid;
+
+use super::{Db, Scoped, StoreError, Tenant, TxInner, WriteTx, on_conn, on_tx};
+use crate::crypto::Vault;
+use crate::domain::credit::{AccountInput, PlanInput, Term, normalize_answer};
+
+/// The IIN virtual card numbers are issued under when a merchant sets none
+/// (`clientele merchant configure --vcc-bin`): 990000, outside the card networks.
+pub const DEFAULT_VCC_BIN: &str = "990000";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PlanRecord {
+    pub plan_id: i64,
+    pub name: String,
+    pub offer_category: String,
+    pub apr: String,
+    pub terms: String,
+}
+
+impl PlanRecord {
+    pub fn terms(&self) -> Vec<Term> {
+        serde_json::from_str::<Vec<(u32, i64)>>(&self.terms)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(months, admin_fee)| Term { months, admin_fee })
+            .collect()
+    }
+}
+
+/// An account with the customer fields the point of sale shows.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AccountRecord {
+    pub id: Uuid,
+    pub account_number: String,
+    pub customer_id: Uuid,
+    pub account_type: String,
+    pub credit_limit: i64,
+    pub outstanding: i64,
+    pub interest_rate: String,
+    pub risk_rating: String,
+    pub preferred_language: Option<String>,
+    pub tos_agreement: bool,
+    pub payment_protection: bool,
+    pub status: String,
+    pub status_reason: String,
+    pub vcc_last4: String,
+    pub created_at: i64,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: Option<String>,
+    pub mobile_phone: Option<String>,
+    pub billing_line1: Option<String>,
+    pub billing_line2: Option<String>,
+    pub billing_city: Option<String>,
+    pub billing_state: Option<String>,
+    pub billing_postal_code: Option<String>,
+    pub merchant_name: String,
+}
+
+const ACCOUNT_COLUMNS: &str = "a.id, a.account_number, a.customer_id, a.account_type, a.credit_limit, a.outstanding, \
+    a.interest_rate, a.risk_rating, a.preferred_language, a.tos_agreement, a.payment_protection, a.status, a.status_reason, \
+    a.vcc_last4, a.created_at, c.first_name, c.last_name, c.email, c.mobile_phone, c.billing_line1, c.billing_line2, \
+    c.billing_city, c.billing_state, c.billing_postal_code, m.name AS merchant_name";
+
+const ACCOUNT_FROM: &str = "credit_accounts a JOIN customers c ON c.merchant_id = a.merchant_id AND c.id = a.customer_id \
+    JOIN merchants m ON m.id = a.merchant_id";
+
+/// How an account is looked up.
+pub enum AccountKey {
+    Number(String),
+    VccFingerprint(String),
+    Customer(Uuid),
+}
+
+/// The AAD of a virtual card number: merchant and account number.
+pub fn vcc_aad(merchant: Uuid, account_number: &str) -> Vec<u8> {
+    let mut aad = merchant.as_bytes().to_vec();
+    aad.extend_from_slice(account_number.as_bytes());
+    aad.extend_from_slice(b"vcc");
+    aad
+}
+
+/// `bin` + random digits + the Luhn check digit: 16 digits.
+pub fn issue_vcc(bin: &str) -> String {
+    let mut rng = rand::thread_rng();
+    let mut s: String = bin.to_owned();
+    while s.len() < 15 {
+        s.push(char::from(b'0' + rng.gen_range(0..10u8)));
+    }
+    (0..10).map(|d| format!("{s}{d}")).find(|c| crate::domain::card::luhn_valid(c)).expect("one check digit fits")
+}
+
+fn hash_answer(answer: &str) -> Result<String, StoreError> {
+    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+    let salt = SaltString::generate(&mut OsRng);
+    argon2::Argon2::default()
+        .hash_password(normalize_answer(answer).as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| StoreError::Crypto(e.to_string()))
+}
+
+impl Db {
+    /// The merchant's IIN for virtual cards and whether it may override verification.
+    pub async fn merchant_settings(&self, tenant: Tenant) -> Result<(String, bool), sqlx::Error> {
+        let (bin, allow): (Option<String>, bool) = on_conn!(self.reader(), p => sqlx::query_as(
+            "SELECT vcc_bin, allow_merchant_override FROM merchants WHERE id = $1").bind(tenant.id()).fetch_one(p).await)?;
+        Ok((bin.unwrap_or_else(|| DEFAULT_VCC_BIN.to_owned()), allow))
+    }
+
+    /// Operator settings of a merchant (`clientele merchant configure`).
+    pub async fn configure_merchant(
+        &self,
+        tenant: Tenant,
+        vcc_bin: Option<&str>,
+        allow_override: Option<bool>,
+    ) -> Result<(), sqlx::Error> {
+        on_conn!(self.writer(), p => sqlx::query(
+            "UPDATE merchants SET vcc_bin = COALESCE($1, vcc_bin), allow_merchant_override = COALESCE($2, allow_merchant_override) WHERE id = $3")
+            .bind(vcc_bin).bind(allow_override).bind(tenant.id()).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+}
+
+impl WriteTx {
+    pub async fn put_plan(&mut self, plan_id: i64, plan: &PlanInput) -> Result<PlanRecord, StoreError> {
+        let (merchant, now) = (self.merchant(), self.now);
+        let terms = serde_json::to_string(&plan.terms.iter().map(|t| (t.months, t.admin_fee)).collect::<Vec<_>>())
+            .unwrap_or_default();
+        let existing: Option<(Uuid,)> = on_tx!(self, c => sqlx::query_as("SELECT id FROM financing_plans WHERE merchant_id = $1 AND plan_id = $2")
+            .bind(merchant).bind(plan_id).fetch_optional(c).await)?;
+        let id = match existing {
+            Some((id,)) => {
+                on_tx!(self, c => sqlx::query(
+                    "UPDATE financing_plans SET name = $1, offer_category = $2, apr = $3, terms = $4, modified_at = $5 WHERE merchant_id = $6 AND plan_id = $7")
+                    .bind(plan.name.as_str()).bind(plan.offer_category.as_str()).bind(plan.apr.to_string()).bind(&terms).bind(now)
+                    .bind(merchant).bind(plan_id).execute(c).await.map(|r| r.rows_affected()))?;
+                id
+            }
+            None => {
+                let id = Uuid::now_v7();
+                on_tx!(self, c => sqlx::query(
+                    "INSERT INTO financing_plans (merchant_id, plan_id, id, name, offer_category, apr, terms, created_at, modified_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)")
+                    .bind(merchant).bind(plan_id).bind(id).bind(plan.name.as_str()).bind(plan.offer_category.as_str())
+                    .bind(plan.apr.to_string()).bind(&terms).bind(now).execute(c).await.map(|r| r.rows_affected()))?;
+                id
+            }
+        };
+        self.event("financing_plan.updated", id).await?;
+        Ok(PlanRecord {
+            plan_id,
+            name: plan.name.clone(),
+            offer_category: plan.offer_category.clone(),
+            apr: plan.apr.to_string(),
+            terms,
+        })
+    }
+
+    pub async fn delete_plan(&mut self, plan_id: i64) -> Result<(), StoreError> {
+        let merchant = self.merchant();
+        let row: Option<(Uuid,)> = on_tx!(self, c => sqlx::query_as("DELETE FROM financing_plans WHERE merchant_id = $1 AND plan_id = $2 RETURNING id")
+            .bind(merchant).bind(plan_id).fetch_optional(c).await)?;
+        let (id,) = row.ok_or(StoreError::NotFound("Financing plan"))?;
+        self.event("financing_plan.deleted", id).await?;
+        Ok(())
+    }
+
+    /// Opens an account with a fresh account number and virtual card; returns both.
+    pub async fn open_account(
+        &mut self,
+        vault: &Vault,
+        customer: Uuid,
+        a: &AccountInput,
+        bin: &str,
+    ) -> Result<(String, String), StoreError> {
+        self.lock_customer(customer).await?;
+        let version = self.active_key_version(vault).await?;
+        let (merchant, now) = (self.merchant(), self.now);
+        // Random numbers; a collision (vanishingly rare) just draws again.
+        let mut number = String::new();
+        for _ in 0..10 {
+            let candidate = format!("{}", rand::thread_rng().gen_range(100_000_000_000u64..1_000_000_000_000));
+            let taken: Option<(i32,)> = on_tx!(self, c => sqlx::query_as("SELECT 1 FROM credit_accounts WHERE merchant_id = $1 AND account_number = $2")
+                .bind(merchant).bind(candidate.as_str()).fetch_optional(c).await)?;
+            if taken.is_none() {
+                number = candidate;
+                break;
+            }
+        }
+        let mut vcc = String::new();
+        let mut fingerprint = String::new();
+        for _ in 0..10 {
+            let candidate = issue_vcc(bin);
+            let fp = vault.fingerprint(merchant, "vcc", candidate.as_bytes());
+            let taken: Option<(i32,)> = on_tx!(self, c => sqlx::query_as("SELECT 1 FROM credit_accounts WHERE merchant_id = $1 AND vcc_fingerprint = $2")
+                .bind(merchant).bind(fp.as_str()).fetch_optional(c).await)?;
+            if taken.is_none() {
+                (vcc, fingerprint) = (candidate, fp);
+                break;
+            }
+        }
+        if number.is_empty() || vcc.is_empty() {
+            return Err(StoreError::Conflict {
+                code: "numbers_exhausted",
+                message: "No free account or card number was found; try again.",
+            });
+        }
+        let sealed = vault
+            .seal(version, &vcc_aad(merchant, &number), vcc.as_bytes())
+            .map_err(|e| StoreError::Crypto(e.to_string()))?;
+        let last4 = vcc[vcc.len() - 4..].to_owned();
+        let id = Uuid::now_v7();
+        on_tx!(self, c => sqlx::query(
+            "INSERT INTO credit_accounts (merchant_id, account_number, id, customer_id, account_type, credit_limit, interest_rate, \
+             risk_rating, preferred_language, tos_agreement, payment_protection, status, status_reason, vcc_secret, vcc_last4, \
+             vcc_fingerprint, key_version, version, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'open', 'NNOR', $12, $13, $14, $15, 1, $16)")
+            .bind(merchant).bind(number.as_str()).bind(id).bind(customer).bind(a.account_type.as_str()).bind(a.credit_limit)
+            .bind(a.interest_rate.to_string()).bind(a.risk_rating.as_str()).bind(a.preferred_language.as_deref())
+            .bind(a.tos_agreement).bind(a.payment_protection).bind(sealed).bind(last4.as_str()).bind(fingerprint.as_str())
+            .bind(i64::from(version)).bind(now).execute(c).await.map(|r| r.rows_affected()))?;
+        for (qid, text, answer) in &a.questions {
+            let hash = hash_answer(answer)?;
+            on_tx!(self, c => sqlx::query(
+                "INSERT INTO credit_security_questions (merchant_id, account_number, question_id, text, answer_hash) VALUES ($1, $2, $3, $4, $5)")
+                .bind(merchant).bind(number.as_str()).bind(*qid).bind(text.as_str()).bind(hash).execute(c).await.map(|r| r.rows_affected()))?;
+        }
+        self.event("credit_account.opened", id).await?;
+        Ok((number, last4))
+    }
+
+    /// Closes an account for good.
+    pub async fn close_account(&mut self, number: &str) -> Result<(), StoreError> {
+        let (merchant, now) = (self.merchant(), self.now);
+        let sql = match self.inner {
+            TxInner::Sqlite(_) => {
+                "SELECT id, status FROM credit_accounts WHERE merchant_id = $1 AND account_number = $2"
+            }
+            TxInner::Postgres(_) => {
+                "SELECT id, status FROM credit_accounts WHERE merchant_id = $1 AND account_number = $2 FOR UPDATE"
+            }
+        };
+        let row: Option<(Uuid, String)> =
+            on_tx!(self, c => sqlx::query_as(sql).bind(merchant).bind(number).fetch_optional(c).await)?;
+        let (id, status) = row.ok_or(StoreError::NotFound("Credit account"))?;
+        if status == "closed" {
+            return Err(StoreError::Conflict { code: "account_closed", message: "The account is already closed." });
+        }
+        on_tx!(self, c => sqlx::query(
+            "UPDATE credit_accounts SET status = 'closed', status_reason = 'CLSD', closed_at = $1, version = version + 1 WHERE merchant_id = $2 AND account_number = $3")
+            .bind(now).bind(merchant).bind(number).execute(c).await.map(|r| r.rows_affected()))?;
+        self.event("credit_account.closed", id).await?;
+        Ok(())
+    }
+}
+
+impl Scoped<'_> {
+    pub async fn plans(&self) -> Result<Vec<PlanRecord>, sqlx::Error> {
+        on_conn!(self.conn(), p => sqlx::query_as::<_, PlanRecord>(
+            "SELECT plan_id, name, offer_category, apr, terms FROM financing_plans WHERE merchant_id = $1 ORDER BY plan_id")
+            .bind(self.merchant()).fetch_all(p).await)
+    }
+
+    pub async fn plan(&self, plan_id: i64) -> Result<Option<PlanRecord>, sqlx::Error> {
+        on_conn!(self.conn(), p => sqlx::query_as::<_, PlanRecord>(
+            "SELECT plan_id, name, offer_category, apr, terms FROM financing_plans WHERE merchant_id = $1 AND plan_id = $2")
+            .bind(self.merchant()).bind(plan_id).fetch_optional(p).await)
+    }
+
+    /// Accounts of customers with this name and date of birth (and postal code).
+    pub async fn search_accounts(
+        &self,
+        first: &str,
+        last: &str,
+        dob: &str,
+        postal: Option<&str>,
+    ) -> Result<Vec<AccountRecord>, sqlx::Error> {
+        let mut sql = format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM {ACCOUNT_FROM} WHERE a.merchant_id = $1 AND c.last_name_key = $2 AND c.first_name_key = $3 AND c.date_of_birth = $4"
+        );
+        if postal.is_some() {
+            sql.push_str(" AND c.postal_key = $5");
+        }
+        sql.push_str(" ORDER BY a.created_at, a.account_number");
+        on_conn!(self.conn(), p => {
+            let mut q = sqlx::query_as::<_, AccountRecord>(&sql).bind(self.merchant()).bind(last).bind(first).bind(dob);
+            if let Some(pc) = postal { q = q.bind(pc); }
+            q.fetch_all(p).await
+        })
+    }
+
+    /// One account (the newest open one for a customer).
+    pub async fn account(&self, key: &AccountKey) -> Result<Option<AccountRecord>, sqlx::Error> {
+        let (cond, order) = match key {
+            AccountKey::Number(_) => ("a.account_number = $2", ""),
+            AccountKey::VccFingerprint(_) => ("a.vcc_fingerprint = $2", ""),
+            AccountKey::Customer(_) => {
+                ("a.customer_id = $2", " ORDER BY a.status = 'open' DESC, a.created_at DESC LIMIT 1")
+            }
+        };
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM {ACCOUNT_FROM} WHERE a.merchant_id = $1 AND {cond}{order}");
+        on_conn!(self.conn(), p => {
+            let q = sqlx::query_as::<_, AccountRecord>(&sql).bind(self.merchant());
+            let q = match key {
+                AccountKey::Number(n) => q.bind(n.as_str()),
+                AccountKey::VccFingerprint(f) => q.bind(f.as_str()),
+                AccountKey::Customer(c) => q.bind(*c),
+            };
+            q.fetch_optional(p).await
+        })
+    }
+
+    /// The security questions of an account (ids and texts, never answers).
+    pub async fn security_questions(&self, number: &str) -> Result<Vec<(i64, String)>, sqlx::Error> {
+        on_conn!(self.conn(), p => sqlx::query_as(
+            "SELECT question_id, text FROM credit_security_questions WHERE merchant_id = $1 AND account_number = $2 ORDER BY question_id")
+            .bind(self.merchant()).bind(number).fetch_all(p).await)
+    }
+}
