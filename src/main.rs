@@ -56,6 +56,17 @@ enum MerchantCmd {
         #[arg(long)]
         name: String,
     },
+    /// Point-of-sale settings: the IIN virtual cards are issued under, and whether
+    /// the merchant may override customer verification; prints the settings.
+    Configure {
+        #[arg(long)]
+        merchant: Uuid,
+        /// 6 digits (default 990000).
+        #[arg(long, value_parser = parse_bin)]
+        vcc_bin: Option<String>,
+        #[arg(long)]
+        allow_merchant_override: Option<bool>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -83,6 +94,14 @@ enum KeysCmd {
 enum ConfigCmd {
     /// Print the effective configuration, secrets masked.
     Show,
+}
+
+fn parse_bin(s: &str) -> Result<String, String> {
+    if s.len() == 6 && s.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(s.to_owned())
+    } else {
+        Err("an IIN is 6 digits".into())
+    }
 }
 
 fn parse_scope(s: &str) -> Result<Scope, String> {
@@ -136,6 +155,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let tenant = db.create_merchant(name).await?;
             let (_, secret) = new_key(&db, tenant, &Scope::DEFAULT).await?;
             println!("{}", json!({"merchantId": tenant.id(), "apiKey": secret}));
+            db.close().await;
+            Ok(())
+        }
+        Command::Merchant { action: MerchantCmd::Configure { merchant, vcc_bin, allow_merchant_override } } => {
+            let db = open(&config).await?;
+            let tenant = db.find_merchant(merchant).await?.with_context(|| format!("no merchant {merchant}"))?;
+            db.configure_merchant(tenant, vcc_bin.as_deref(), allow_merchant_override).await?;
+            let (bin, allow) = db.merchant_settings(tenant).await?;
+            println!("{}", json!({"merchantId": merchant, "vccBin": bin, "allowMerchantOverride": allow}));
             db.close().await;
             Ok(())
         }

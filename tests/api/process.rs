@@ -185,6 +185,16 @@ async fn cli_administers_a_running_server(db: TestDb) {
     assert!(!ok && err.contains("unknown scope"));
     let (ok, _, _) = cli(&db, &data, &["api-key", "create", "--merchant", &uuid::Uuid::now_v7().to_string()]).await;
     assert!(!ok);
+    let (ok, settings, err) = cli(
+        &db,
+        &data,
+        &["merchant", "configure", "--merchant", &merchant, "--vcc-bin", "601234", "--allow-merchant-override", "true"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(settings, json!({"merchantId": merchant, "vccBin": "601234", "allowMerchantOverride": true}));
+    let (ok, _, err) = cli(&db, &data, &["merchant", "configure", "--merchant", &merchant, "--vcc-bin", "12ab"]).await;
+    assert!(!ok && err.contains("6 digits"), "{err}");
     let (ok, shown, _) =
         cli(&db, &data, &["config", "show", "--master-key", "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI="]).await;
     assert!(ok);
