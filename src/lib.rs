@@ -69,6 +69,7 @@ pub fn build_router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(routes::providers::router())
         .merge(routes::identity::router())
         .merge(routes::credit::router())
+        .merge(routes::transactions::router())
         .merge(routes::events::router())
         // Layers run outside-in from the last one added: authenticate, then idempotency.
         .route_layer(from_fn_with_state(state.clone(), http::idempotency::layer))

@@ -11,6 +11,7 @@ pub mod health;
 pub mod identity;
 pub mod payment_methods;
 pub mod providers;
+pub mod transactions;
 
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};

@@ -18,6 +18,7 @@ pub mod keys;
 pub mod merchants;
 pub mod payment_methods;
 pub mod providers;
+pub mod transactions;
 
 use std::future::Future;
 use std::path::Path;

@@ -14,4 +14,5 @@ mod identity;
 mod ops;
 mod process;
 mod search;
+mod transactions;
 mod vault;

@@ -109,6 +109,7 @@ async fn openapi_lists_every_route_with_errors_and_security() {
         "GET /pay-api/v1/credit-accounts/lookup",
         "POST /pay-api/v1/credit-accounts/{accountNumber}/close",
         "POST /pay-api/v1/credit-accounts/{accountNumber}/calculate-interest",
+        "POST /pay-api/v1/customers/{customerId}/transactions",
         "GET /healthz",
         "GET /readyz",
         "GET /metrics",

@@ -1,0 +1,145 @@
+//! Recorded purchases and refunds.
+
+use uuid::Uuid;
+
+use super::{StoreError, TxInner, WriteTx, on_tx};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxKind {
+    Purchase,
+    Refund,
+}
+
+impl TxKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxKind::Purchase => "purchase",
+            TxKind::Refund => "refund",
+        }
+    }
+}
+
+/// A transaction to record, validated.
+#[derive(Debug, Clone)]
+pub struct NewTransaction {
+    pub external_id: String,
+    pub kind: TxKind,
+    /// Minor units, > 0.
+    pub amount: i64,
+    pub currency: String,
+    pub occurred_at: i64,
+    pub payment_method_id: Option<Uuid>,
+    pub credit_account_number: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Existing {
+    id: Uuid,
+    customer_id: Uuid,
+    #[sqlx(rename = "type")]
+    kind: String,
+    amount: i64,
+    currency: String,
+    occurred_at: i64,
+    payment_method_id: Option<Uuid>,
+    credit_account_number: Option<String>,
+}
+
+/// What recording did.
+pub enum Recorded {
+    New(Uuid),
+    /// The same `externalId` with the same content: the first record's id.
+    Replay(Uuid),
+}
+
+impl WriteTx {
+    /// Records a transaction: the customer's statistics follow, and a purchase
+    /// charged to a credit account takes from its available credit, refused
+    /// (409) when it would go over; the check and the charge are one statement, so
+    /// concurrent purchases cannot overdraw.
+    pub async fn record_transaction(&mut self, customer: Uuid, t: &NewTransaction) -> Result<Recorded, StoreError> {
+        self.lock_customer(customer).await?;
+        let (merchant, now) = (self.merchant(), self.now);
+        let existing = on_tx!(self, c => sqlx::query_as::<_, Existing>(
+            "SELECT id, customer_id, type, amount, currency, occurred_at, payment_method_id, credit_account_number \
+             FROM transactions WHERE merchant_id = $1 AND external_id = $2")
+            .bind(merchant).bind(t.external_id.as_str()).fetch_optional(c).await)?;
+        if let Some(e) = existing {
+            let same = e.customer_id == customer
+                && e.kind == t.kind.as_str()
+                && e.amount == t.amount
+                && e.currency == t.currency
+                && e.occurred_at == t.occurred_at
+                && e.payment_method_id == t.payment_method_id
+                && e.credit_account_number == t.credit_account_number;
+            return if same {
+                Ok(Recorded::Replay(e.id))
+            } else {
+                Err(StoreError::Conflict {
+                    code: "external_id_reused",
+                    message: "A different transaction was already recorded with this externalId.",
+                })
+            };
+        }
+        if let Some(pm) = t.payment_method_id {
+            let found: Option<(i32,)> = on_tx!(self, c => sqlx::query_as(
+                "SELECT 1 FROM payment_methods WHERE merchant_id = $1 AND customer_id = $2 AND id = $3")
+                .bind(merchant).bind(customer).bind(pm).fetch_optional(c).await)?;
+            if found.is_none() {
+                return Err(StoreError::NotFound("Payment method"));
+            }
+        }
+        if let Some(number) = &t.credit_account_number {
+            let sql = match self.inner {
+                TxInner::Sqlite(_) => {
+                    "SELECT status, customer_id FROM credit_accounts WHERE merchant_id = $1 AND account_number = $2"
+                }
+                TxInner::Postgres(_) => {
+                    "SELECT status, customer_id FROM credit_accounts WHERE merchant_id = $1 AND account_number = $2 FOR UPDATE"
+                }
+            };
+            let acct: Option<(String, Uuid)> =
+                on_tx!(self, c => sqlx::query_as(sql).bind(merchant).bind(number.as_str()).fetch_optional(c).await)?;
+            let (status, owner) = acct.ok_or(StoreError::NotFound("Credit account"))?;
+            if owner != customer {
+                return Err(StoreError::NotFound("Credit account"));
+            }
+            if status != "open" {
+                return Err(StoreError::Conflict { code: "account_closed", message: "A closed account cannot buy." });
+            }
+            let changed = match t.kind {
+                TxKind::Purchase => on_tx!(self, c => sqlx::query(
+                    "UPDATE credit_accounts SET outstanding = outstanding + $1 \
+                     WHERE merchant_id = $2 AND account_number = $3 AND credit_limit - outstanding >= $1")
+                    .bind(t.amount).bind(merchant).bind(number.as_str()).execute(c).await.map(|r| r.rows_affected()))?,
+                TxKind::Refund => on_tx!(self, c => sqlx::query(
+                    "UPDATE credit_accounts SET outstanding = CASE WHEN outstanding > $1 THEN outstanding - $1 ELSE 0 END \
+                     WHERE merchant_id = $2 AND account_number = $3")
+                    .bind(t.amount).bind(merchant).bind(number.as_str()).execute(c).await.map(|r| r.rows_affected()))?,
+            };
+            if changed == 0 {
+                return Err(StoreError::Conflict {
+                    code: "insufficient_credit",
+                    message: "The purchase is above the account's available credit.",
+                });
+            }
+        }
+        let id = Uuid::now_v7();
+        on_tx!(self, c => sqlx::query(
+            "INSERT INTO transactions (merchant_id, id, external_id, customer_id, type, amount, currency, occurred_at, \
+             payment_method_id, credit_account_number, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+            .bind(merchant).bind(id).bind(t.external_id.as_str()).bind(customer).bind(t.kind.as_str()).bind(t.amount)
+            .bind(t.currency.as_str()).bind(t.occurred_at).bind(t.payment_method_id).bind(t.credit_account_number.as_deref()).bind(now)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        // Statistics: refunds count and reduce the volume; the last transaction is the latest by time.
+        let signed = if t.kind == TxKind::Refund { -t.amount } else { t.amount };
+        on_tx!(self, c => sqlx::query(
+            "UPDATE customers SET transactions_count = transactions_count + 1, transactions_volume = transactions_volume + $1, \
+             last_transaction_amount = CASE WHEN last_transaction_at IS NULL OR last_transaction_at <= $2 THEN $1 ELSE last_transaction_amount END, \
+             last_transaction_at = CASE WHEN last_transaction_at IS NULL OR last_transaction_at <= $2 THEN $2 ELSE last_transaction_at END \
+             WHERE merchant_id = $3 AND id = $4")
+            .bind(signed).bind(t.occurred_at).bind(merchant).bind(customer).execute(c).await.map(|r| r.rows_affected()))?;
+        self.event("transaction.recorded", id).await?;
+        Ok(Recorded::New(id))
+    }
+}

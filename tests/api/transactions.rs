@@ -1,0 +1,109 @@
+//! Recorded purchases and refunds: statistics, available credit, no overdraft.
+
+use serde_json::{Value, json};
+
+use crate::both;
+use crate::helpers::TestApp;
+
+fn tx(external: &str, kind: &str, amount: f64) -> Value {
+    json!({"externalId": external, "type": kind, "amount": amount, "currency": "CAD", "occurredAt": "2026-11-20T10:00:00Z"})
+}
+
+async fn account(app: &TestApp, customer: &str, limit: f64) -> String {
+    let body =
+        json!({"accountType": "consumer", "creditLimit": limit, "accountInterestRate": 0.3099, "riskRating": "L"});
+    app.post(&format!("/customers/{customer}/credit-accounts"), body).await.expect(200)["accountNumber"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn available(app: &TestApp, number: &str) -> f64 {
+    app.get(&format!("/credit-accounts/lookup?accountNumber={number}")).await.expect(200)["availableCredit"]
+        .as_f64()
+        .unwrap()
+}
+
+both! {
+    async fn statistics_follow_transactions(app: TestApp) {
+        let c = app.create_named("Stat", "Istics").await;
+        let path = format!("/customers/{c}/transactions");
+        let first = app.post(&path, tx("ord-1", "purchase", 100.25)).await.expect(200)["id"].clone();
+        let mut later = tx("ord-2", "purchase", 59.26);
+        later["occurredAt"] = json!("2026-11-21T09:00:00Z");
+        app.post(&path, later).await.expect(200);
+        let mut refund = tx("ref-1", "refund", 0.51);
+        refund["occurredAt"] = json!("2026-11-19T09:00:00Z");
+        app.post(&path, refund).await.expect(200);
+        let v = app.get(&format!("/customers/{c}")).await.expect(200).clone();
+        assert_eq!(v["transactionsCount"], 3);
+        assert_eq!(v["transactionsVolume"], 159.0);
+        assert_eq!(v["lastTransactionAmount"], 59.26, "the latest by time, not by arrival");
+        assert_eq!(v["lastTransactionDate"], "2026-11-21T09:00:00.000Z");
+        // The same externalId replays; other content conflicts.
+        assert_eq!(app.post(&path, tx("ord-1", "purchase", 100.25)).await.expect(200)["id"], first);
+        app.post(&path, tx("ord-1", "purchase", 100.26)).await.expect_error(409, "external_id_reused");
+        assert_eq!(app.get(&format!("/customers/{c}")).await.body["transactionsCount"], 3);
+        for (field, value) in [("type", json!("sale")), ("amount", json!(0)), ("amount", json!(1.001)), ("currency", json!("cad")),
+            ("currency", json!("XXX")), ("occurredAt", json!("yesterday")), ("externalId", json!(""))] {
+            let mut body = tx("bad", "purchase", 1.0);
+            body[field] = value;
+            let r = app.post(&path, body).await;
+            assert!(r.expect_error(400, "validation_failed")["errors"][field].is_array(), "{field}");
+        }
+        let unknown = uuid::Uuid::now_v7();
+        app.post(&format!("/customers/{unknown}/transactions"), tx("x", "purchase", 1.0)).await.expect_error(404, "not_found");
+        let mut with_pm = tx("pm-1", "purchase", 1.0);
+        with_pm["paymentMethodId"] = json!(unknown.to_string());
+        app.post(&path, with_pm).await.expect_error(404, "not_found");
+    }
+
+    async fn credit_purchases_and_refunds(app: TestApp) {
+        let c = app.create_named("Cred", "It").await;
+        let number = account(&app, &c, 1000.0).await;
+        let path = format!("/customers/{c}/transactions");
+        let mut buy = tx("b-1", "purchase", 340.49);
+        buy["creditAccountNumber"] = json!(number);
+        app.post(&path, buy).await.expect(200);
+        assert_eq!(available(&app, &number).await, 659.51);
+        let mut too_much = tx("b-2", "purchase", 659.52);
+        too_much["creditAccountNumber"] = json!(number);
+        app.post(&path, too_much).await.expect_error(409, "insufficient_credit");
+        assert_eq!(available(&app, &number).await, 659.51, "nothing charged");
+        assert_eq!(app.get(&format!("/customers/{c}")).await.body["transactionsCount"], 1, "nothing recorded");
+        let mut refund = tx("r-1", "refund", 40.49);
+        refund["creditAccountNumber"] = json!(number);
+        app.post(&path, refund).await.expect(200);
+        assert_eq!(available(&app, &number).await, 700.0);
+        let other = app.create_named("Other", "Customer").await;
+        let mut not_theirs = tx("b-3", "purchase", 1.0);
+        not_theirs["creditAccountNumber"] = json!(number);
+        app.post(&format!("/customers/{other}/transactions"), not_theirs).await.expect_error(404, "not_found");
+        app.post(&format!("/credit-accounts/{number}/close"), json!({})).await.expect(200);
+        let mut after_close = tx("b-4", "purchase", 1.0);
+        after_close["creditAccountNumber"] = json!(number);
+        app.post(&path, after_close).await.expect_error(409, "account_closed");
+    }
+
+    async fn concurrent_purchases_never_overdraw(app: TestApp) {
+        let c = app.create_named("Race", "Condition").await;
+        let number = account(&app, &c, 1000.0).await;
+        let mut tasks = Vec::new();
+        for i in 0..24 {
+            let (url, key, number) = (app.url(&format!("/customers/{c}/transactions")), app.key.clone(), number.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut body = tx(&format!("race-{i}"), "purchase", 100.0);
+                body["creditAccountNumber"] = json!(number);
+                reqwest::Client::new().post(url).bearer_auth(key).json(&body).send().await.unwrap().status().as_u16()
+            }));
+        }
+        let mut statuses = Vec::new();
+        for t in tasks {
+            statuses.push(t.await.unwrap());
+        }
+        assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 10, "{statuses:?}");
+        assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 14, "{statuses:?}");
+        assert_eq!(available(&app, &number).await, 0.0);
+        assert_eq!(app.get(&format!("/customers/{c}")).await.body["transactionsVolume"], 1000.0);
+    }
+}
