@@ -40,7 +40,7 @@ pub struct ErrorBody {
 
 /// An API error; boxed so `Result<T, ApiError>` stays one pointer wide on the happy path.
 #[derive(Debug)]
-pub struct ApiError(Box<ErrorParts>);
+pub struct ApiError(pub(crate) Box<ErrorParts>);
 
 #[derive(Debug)]
 pub struct ErrorParts {
@@ -181,6 +181,10 @@ impl ApiError {
             "An unexpected error occurred; quote the correlation id when reporting it.",
         )
         .with(|e| e.cause = Some(cause))
+    }
+
+    pub fn set_retry_after(&mut self, secs: u64) {
+        self.0.retry_after = Some(secs);
     }
 
     pub fn body(&self) -> ErrorBody {

@@ -21,8 +21,11 @@ use crate::domain::money::Money;
 use crate::domain::{Obj, Problems};
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{JsonBody, QueryReader};
+use crate::http::idempotency::SensitiveReply;
 use crate::store::StoreError;
 use crate::store::credit::{AccountKey, AccountRecord, PlanRecord};
+use crate::store::verification::{Format, Outcome, VerifyRequest};
+use axum::response::{IntoResponse, Response};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -33,6 +36,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(lookup_account))
         .routes(routes!(close_account))
         .routes(routes!(calculate_interest))
+        .routes(routes!(verify))
+        .routes(routes!(confirm))
 }
 
 // ---- financing plans ----
@@ -686,4 +691,194 @@ async fn calculate_interest(
         promotional_purchase,
     };
     Ok(JsonReply::new(StatusCode::OK, &quote))
+}
+
+// ---- verification ----
+
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyBody {
+    /// `sms`, `email`, `security_question`, `merchant_override` or `regular_purchase_bypass`.
+    format: String,
+    /// Required for `security_question`.
+    security_qid: Option<u32>,
+    /// Required for `security_question`; compared without regard to case or spacing.
+    #[schema(write_only)]
+    security_answer: Option<String>,
+    /// The terminal's request id (≤ 40 characters).
+    request_id: Option<String>,
+    /// When given, must be this account's virtual card.
+    #[schema(write_only)]
+    vcc_number: Option<String>,
+}
+
+/// `"verification_sent_to_sms"`, `"verification_sent_to_email"`, or the code itself.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyReply {
+    #[schema(value_type = Object, example = json!(482913))]
+    pub verification_code: serde_json::Value,
+}
+
+fn parse_verify(body: &serde_json::Value) -> Result<VerifyRequest, Problems> {
+    let mut p = Problems::new();
+    let Some(mut o) = Obj::root(body, &mut p) else { return Err(p) };
+    let format = o.required_string("format", &mut p).and_then(|s| {
+        let f = Format::parse(s);
+        if f.is_none() {
+            p.push(
+                "format",
+                "'format' must be sms, email, security_question, merchant_override or regular_purchase_bypass.",
+            );
+        }
+        f
+    });
+    let qid = crate::domain::card::read_int(&mut o, "securityQid", &mut p);
+    let answer = o.string("securityAnswer", &mut p).map(str::to_owned);
+    let request_id =
+        o.string("requestId", &mut p).and_then(|s| crate::domain::text::optional_text(s, "requestId", 40, &mut p));
+    let vcc_number =
+        o.string("vccNumber", &mut p).map(|s| s.chars().filter(|c| !matches!(c, ' ' | '-')).collect::<String>());
+    o.finish(&mut p);
+    let question = match (format, qid, answer) {
+        (Some(Format::SecurityQuestion), Some(q), Some(a)) if !a.trim().is_empty() && a.len() <= 100 => Some((q, a)),
+        (Some(Format::SecurityQuestion), q, a) => {
+            if q.is_none() {
+                p.push("securityQid", "'securityQid' is required for security_question.");
+            }
+            if a.as_deref().is_none_or(|a| a.trim().is_empty() || a.len() > 100) {
+                p.push(
+                    "securityAnswer",
+                    "'securityAnswer' is required for security_question (at most 100 characters).",
+                );
+            }
+            None
+        }
+        _ => None,
+    };
+    match format {
+        Some(format) => p.check(VerifyRequest { format, question, request_id, vcc_number }),
+        None => Err(p),
+    }
+}
+
+fn failed(locked: bool) -> ApiError {
+    if locked {
+        StoreError::Locked { until: crate::store::now_ms() + crate::store::verification::LOCK_MS }.into()
+    } else {
+        let mut p = Problems::new();
+        p.push("$", "The answer or code does not match.");
+        let mut e = ApiError::validation(p);
+        e.0.code = "verification_failed";
+        e
+    }
+}
+
+/// Verify a customer
+///
+/// `sms` and `email` send a fresh 6-digit code through the notification outbox
+/// and answer `verification_sent_to_sms` / `_email`; `security_question` (a right
+/// answer), `merchant_override` (merchants allowed to, see `clientele merchant
+/// configure`) and `regular_purchase_bypass` (open, low-risk accounts with credit
+/// left and no failed attempt pending) answer the code itself. Codes expire after
+/// 10 minutes and are stored only as keyed hashes. Five wrong answers or codes
+/// lock verification for 30 minutes (429 with `Retry-After`). Replies are never
+/// stored for replay.
+#[utoipa::path(post, path = "/credit-accounts/{accountNumber}/verify", tag = "point of sale",
+    params(("accountNumber" = String, Path)),
+    request_body = VerifyBody,
+    responses((status = 200, description = "Sent, or the code", body = VerifyReply), WriteErrors,
+        (status = 429, description = "Verification locked", body = crate::error::ErrorBody)),
+    security(("bearer" = ["credit:write"])))]
+async fn verify(
+    State(state): State<AppState>,
+    auth: Authed<CreditWrite>,
+    params: RawPathParams,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let number = account_number(&params)?;
+    let req = parse_verify(&body)?;
+    let (_, allow_override) = state.db().merchant_settings(auth.tenant()).await?;
+    let vault = state.vault();
+    let outcome = state
+        .db()
+        .write(auth.actor(), move |mut tx| async move {
+            let o = tx.verify(&vault, &number, &req, allow_override).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(o)
+        })
+        .await?;
+    let code = match outcome {
+        Outcome::Sent(channel) => serde_json::Value::String(format!("verification_sent_to_{channel}")),
+        Outcome::Code(c) => serde_json::Value::from(c),
+        Outcome::Failed { locked } => return Err(failed(locked)),
+        Outcome::Confirmed => serde_json::Value::Null,
+    };
+    let mut res = JsonReply::new(StatusCode::OK, &VerifyReply { verification_code: code }).into_response();
+    res.extensions_mut().insert(SensitiveReply);
+    Ok(res)
+}
+
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+pub struct ConfirmBody {
+    /// The 6-digit code.
+    #[schema(write_only)]
+    code: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Confirmed {
+    pub verified: bool,
+}
+
+/// Confirm a verification code
+///
+/// A code that was sent or given, unused and less than 10 minutes old. A wrong
+/// code counts toward the lock.
+#[utoipa::path(post, path = "/credit-accounts/{accountNumber}/verify/confirm", tag = "point of sale",
+    params(("accountNumber" = String, Path)),
+    request_body = ConfirmBody,
+    responses((status = 200, description = "Verified", body = Confirmed), WriteErrors,
+        (status = 429, description = "Verification locked", body = crate::error::ErrorBody)),
+    security(("bearer" = ["credit:write"])))]
+async fn confirm(
+    State(state): State<AppState>,
+    auth: Authed<CreditWrite>,
+    params: RawPathParams,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let number = account_number(&params)?;
+    let mut p = Problems::new();
+    let code = Obj::root(&body, &mut p).and_then(|mut o| {
+        let code = o.get("code").and_then(|v| match v {
+            serde_json::Value::String(s) => s.trim().parse::<u32>().ok(),
+            serde_json::Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+            _ => None,
+        });
+        if code.is_none() {
+            p.push("code", "'code' must be the 4 to 6 digit code.");
+        }
+        o.finish(&mut p);
+        code
+    });
+    let code = p.check(code)?.unwrap_or_default();
+    let vault = state.vault();
+    let outcome = state
+        .db()
+        .write(auth.actor(), move |mut tx| async move {
+            let o = tx.confirm_code(&vault, &number, code).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(o)
+        })
+        .await?;
+    match outcome {
+        Outcome::Failed { locked } => Err(failed(locked)),
+        _ => {
+            let mut res = JsonReply::new(StatusCode::OK, &Confirmed { verified: true }).into_response();
+            res.extensions_mut().insert(SensitiveReply);
+            Ok(res)
+        }
+    }
 }

@@ -46,6 +46,20 @@ impl From<StoreError> for ApiError {
                 Some(existing.to_string()),
             ),
             StoreError::Conflict { code, message } => ApiError::conflict(code, message, None),
+            StoreError::Forbidden { code, message } => {
+                ApiError::new(StatusCode::FORBIDDEN, code, "ForbiddenException", message)
+            }
+            StoreError::Locked { until } => {
+                let secs = ((until - crate::store::now_ms()) / 1000).max(1) as u64;
+                let mut e = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "verification_locked",
+                    "TooManyRequestsException",
+                    "Too many failed verifications: verification is locked for this account for 30 minutes.",
+                );
+                e.set_retry_after(secs);
+                e
+            }
             StoreError::Crypto(e) => ApiError::internal(anyhow::anyhow!(e)),
         }
     }

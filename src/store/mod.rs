@@ -19,6 +19,7 @@ pub mod merchants;
 pub mod payment_methods;
 pub mod providers;
 pub mod transactions;
+pub mod verification;
 
 use std::future::Future;
 use std::path::Path;
@@ -351,6 +352,12 @@ pub enum StoreError {
     /// A state that forbids the change (an inactive method made default, ...).
     #[error("{message}")]
     Conflict { code: &'static str, message: &'static str },
+    /// Verification is locked until this instant (ms).
+    #[error("locked")]
+    Locked { until: i64 },
+    /// The merchant may not do this.
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: &'static str },
     /// A secret could not be sealed or opened (wrong master key, damaged data).
     #[error("vault: {0}")]
     Crypto(String),

@@ -16,3 +16,4 @@ mod process;
 mod search;
 mod transactions;
 mod vault;
+mod verification;

@@ -110,6 +110,8 @@ async fn openapi_lists_every_route_with_errors_and_security() {
         "POST /pay-api/v1/credit-accounts/{accountNumber}/close",
         "POST /pay-api/v1/credit-accounts/{accountNumber}/calculate-interest",
         "POST /pay-api/v1/customers/{customerId}/transactions",
+        "POST /pay-api/v1/credit-accounts/{accountNumber}/verify",
+        "POST /pay-api/v1/credit-accounts/{accountNumber}/verify/confirm",
         "GET /healthz",
         "GET /readyz",
         "GET /metrics",
@@ -222,6 +224,8 @@ async fn openapi_matches_the_parsers() {
         ("PaymentProviderRequest", "hmacKey"),
         ("DecodeRequest", "code"),
         ("SecurityQuestionRequest", "answer"),
+        ("VerifyBody", "securityAnswer"),
+        ("ConfirmBody", "code"),
     ] {
         assert_eq!(schemas[schema]["properties"][field]["writeOnly"], true, "{schema}.{field}");
     }

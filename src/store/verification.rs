@@ -1,0 +1,279 @@
+//! Verifying a customer at the point of sale, and the notification outbox.
+//!
+//! Counters and locks live on the account row, read under the account's lock, so
+//! every API node agrees. Failures are committed even though the request fails:
+//! the store reports them as outcomes, not errors, and the handler commits.
+
+use rand::Rng;
+use uuid::Uuid;
+
+use super::keys::secret_aad;
+use super::{StoreError, TxInner, WriteTx, on_tx};
+use crate::crypto::Vault;
+use crate::domain::credit::normalize_answer;
+
+/// Codes live 10 minutes.
+pub const CODE_TTL_MS: i64 = 10 * 60 * 1000;
+/// Five wrong answers or codes lock verification for 30 minutes.
+pub const MAX_FAILURES: i64 = 5;
+pub const LOCK_MS: i64 = 30 * 60 * 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Sms,
+    Email,
+    SecurityQuestion,
+    MerchantOverride,
+    RegularPurchaseBypass,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Format> {
+        Some(match s {
+            "sms" => Format::Sms,
+            "email" => Format::Email,
+            "security_question" => Format::SecurityQuestion,
+            "merchant_override" => Format::MerchantOverride,
+            "regular_purchase_bypass" => Format::RegularPurchaseBypass,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Sms => "sms",
+            Format::Email => "email",
+            Format::SecurityQuestion => "security_question",
+            Format::MerchantOverride => "merchant_override",
+            Format::RegularPurchaseBypass => "regular_purchase_bypass",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct VerifyRequest {
+    pub format: Format,
+    pub question: Option<(i64, String)>,
+    pub request_id: Option<String>,
+    pub vcc_number: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    /// A code went to the outbox for this channel.
+    Sent(&'static str),
+    /// The code itself, for the cashier.
+    Code(u32),
+    /// A wrong answer or code, counted; `locked` when it was the fifth.
+    Failed { locked: bool },
+    /// A code was confirmed.
+    Confirmed,
+}
+
+#[derive(sqlx::FromRow)]
+struct AccountState {
+    id: Uuid,
+    status: String,
+    risk_rating: String,
+    credit_limit: i64,
+    outstanding: i64,
+    verify_failures: i64,
+    verify_locked_until: Option<i64>,
+    vcc_fingerprint: String,
+    email: Option<String>,
+    mobile_phone: Option<String>,
+    merchant_name: String,
+}
+
+fn code_hash(vault: &Vault, merchant: Uuid, number: &str, code: u32) -> String {
+    vault.fingerprint(merchant, &format!("verify:{number}"), code.to_string().as_bytes())
+}
+
+impl WriteTx {
+    async fn verifiable_account(&mut self, number: &str) -> Result<AccountState, StoreError> {
+        let merchant = self.merchant();
+        let lock = if matches!(self.inner, TxInner::Postgres(_)) { " FOR UPDATE OF a" } else { "" };
+        let sql = format!(
+            "SELECT a.id, a.status, a.risk_rating, a.credit_limit, a.outstanding, a.verify_failures, a.verify_locked_until, \
+             a.vcc_fingerprint, c.email, c.mobile_phone, m.name AS merchant_name \
+             FROM credit_accounts a JOIN customers c ON c.merchant_id = a.merchant_id AND c.id = a.customer_id \
+             JOIN merchants m ON m.id = a.merchant_id WHERE a.merchant_id = $1 AND a.account_number = $2{lock}"
+        );
+        let a = on_tx!(self, c => sqlx::query_as::<_, AccountState>(&sql).bind(merchant).bind(number).fetch_optional(c).await)?;
+        let a = a.ok_or(StoreError::NotFound("Credit account"))?;
+        if a.status != "open" {
+            return Err(StoreError::Conflict {
+                code: "account_closed",
+                message: "A closed account cannot be verified.",
+            });
+        }
+        if let Some(until) = a.verify_locked_until.filter(|u| *u > self.now) {
+            return Err(StoreError::Locked { until });
+        }
+        Ok(a)
+    }
+
+    async fn record_failure(&mut self, number: &str, a: &AccountState) -> Result<Outcome, StoreError> {
+        let (merchant, now) = (self.merchant(), self.now);
+        let failures = a.verify_failures + 1;
+        let locked = failures >= MAX_FAILURES;
+        let (failures, until) = if locked { (0, Some(now + LOCK_MS)) } else { (failures, None) };
+        on_tx!(self, c => sqlx::query(
+            "UPDATE credit_accounts SET verify_failures = $1, verify_locked_until = $2 WHERE merchant_id = $3 AND account_number = $4")
+            .bind(failures).bind(until).bind(merchant).bind(number).execute(c).await.map(|r| r.rows_affected()))?;
+        self.event(
+            if locked { "credit_account.verification_locked" } else { "credit_account.verification_failed" },
+            a.id,
+        )
+        .await?;
+        Ok(Outcome::Failed { locked })
+    }
+
+    async fn record_success(&mut self, number: &str) -> Result<(), StoreError> {
+        let merchant = self.merchant();
+        on_tx!(self, c => sqlx::query(
+            "UPDATE credit_accounts SET verify_failures = 0, verify_locked_until = NULL WHERE merchant_id = $1 AND account_number = $2")
+            .bind(merchant).bind(number).execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// A fresh 6-digit code, stored as its keyed hash with a 10-minute expiry.
+    async fn new_code(
+        &mut self,
+        vault: &Vault,
+        number: &str,
+        format: Format,
+        request_id: Option<&str>,
+    ) -> Result<u32, StoreError> {
+        let (merchant, now) = (self.merchant(), self.now);
+        let code: u32 = rand::thread_rng().gen_range(100_000..1_000_000);
+        on_tx!(self, c => sqlx::query(
+            "INSERT INTO credit_verifications (merchant_id, id, account_number, format, request_id, code_hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(merchant).bind(Uuid::now_v7()).bind(number).bind(format.as_str()).bind(request_id)
+            .bind(code_hash(vault, merchant, number, code)).bind(now).bind(now + CODE_TTL_MS)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(code)
+    }
+
+    /// Puts a message in the outbox, recipient and text sealed.
+    pub async fn enqueue(
+        &mut self,
+        vault: &Vault,
+        channel: &str,
+        recipient: &str,
+        body: &str,
+    ) -> Result<(), StoreError> {
+        let version = self.active_key_version(vault).await?;
+        let (merchant, now, id) = (self.merchant(), self.now, Uuid::now_v7());
+        let seal = |field: &str, clear: &str| {
+            vault
+                .seal(version, &secret_aad(merchant, id, field), clear.as_bytes())
+                .map_err(|e| StoreError::Crypto(e.to_string()))
+        };
+        let (r, b) = (seal("outbox:recipient", recipient)?, seal("outbox:body", body)?);
+        on_tx!(self, c => sqlx::query(
+            "INSERT INTO notification_outbox (merchant_id, id, channel, recipient, body, key_version, status, next_attempt_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7)")
+            .bind(merchant).bind(id).bind(channel).bind(r).bind(b).bind(i64::from(version)).bind(now)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// `POST /credit-accounts/{n}/verify`.
+    pub async fn verify(
+        &mut self,
+        vault: &Vault,
+        number: &str,
+        req: &VerifyRequest,
+        allow_override: bool,
+    ) -> Result<Outcome, StoreError> {
+        let a = self.verifiable_account(number).await?;
+        let merchant = self.merchant();
+        if let Some(vcc) = &req.vcc_number
+            && vault.fingerprint(merchant, "vcc", vcc.as_bytes()) != a.vcc_fingerprint
+        {
+            return Err(StoreError::Conflict {
+                code: "vcc_mismatch",
+                message: "vccNumber is not this account's card.",
+            });
+        }
+        let request_id = req.request_id.as_deref();
+        let outcome = match req.format {
+            Format::Sms | Format::Email => {
+                let (channel, recipient) = match req.format {
+                    Format::Sms => ("sms", a.mobile_phone.clone()),
+                    _ => ("email", a.email.clone()),
+                };
+                let Some(recipient) = recipient else {
+                    return Err(StoreError::Conflict {
+                        code: "no_contact_on_file",
+                        message: "The customer has no phone number or email address on file for this format.",
+                    });
+                };
+                let code = self.new_code(vault, number, req.format, request_id).await?;
+                let text = format!("Your {} verification code is {code}. It expires in 10 minutes.", a.merchant_name);
+                self.enqueue(vault, channel, &recipient, &text).await?;
+                Outcome::Sent(channel)
+            }
+            Format::SecurityQuestion => {
+                let (qid, answer) = req.question.clone().unwrap_or_default();
+                let row: Option<(String,)> = on_tx!(self, c => sqlx::query_as(
+                    "SELECT answer_hash FROM credit_security_questions WHERE merchant_id = $1 AND account_number = $2 AND question_id = $3")
+                    .bind(merchant).bind(number).bind(qid).fetch_optional(c).await)?;
+                let Some((hash,)) = row else { return Err(StoreError::NotFound("Security question")) };
+                if !answer_matches(&hash, &answer) {
+                    return self.record_failure(number, &a).await;
+                }
+                self.record_success(number).await?;
+                Outcome::Code(self.new_code(vault, number, req.format, request_id).await?)
+            }
+            Format::MerchantOverride => {
+                if !allow_override {
+                    return Err(StoreError::Forbidden {
+                        code: "merchant_override_not_allowed",
+                        message: "This merchant may not override customer verification.",
+                    });
+                }
+                Outcome::Code(self.new_code(vault, number, req.format, request_id).await?)
+            }
+            Format::RegularPurchaseBypass => {
+                // Open (checked above), low risk, credit left, and no failed attempt pending.
+                let qualifies = a.risk_rating == "L" && a.credit_limit > a.outstanding && a.verify_failures == 0;
+                if !qualifies {
+                    return Err(StoreError::Conflict {
+                        code: "bypass_not_allowed",
+                        message: "Only open, low-risk accounts with credit left and no failed verification may bypass it.",
+                    });
+                }
+                Outcome::Code(self.new_code(vault, number, req.format, request_id).await?)
+            }
+        };
+        self.event("credit_account.verification_requested", a.id).await?;
+        Ok(outcome)
+    }
+
+    /// `POST /credit-accounts/{n}/verify/confirm`: a code sent or given, unused and unexpired.
+    pub async fn confirm_code(&mut self, vault: &Vault, number: &str, code: u32) -> Result<Outcome, StoreError> {
+        let a = self.verifiable_account(number).await?;
+        let (merchant, now) = (self.merchant(), self.now);
+        let hash = code_hash(vault, merchant, number, code);
+        let found: Option<(Uuid,)> = on_tx!(self, c => sqlx::query_as(
+            "SELECT id FROM credit_verifications WHERE merchant_id = $1 AND account_number = $2 AND code_hash = $3 \
+             AND used_at IS NULL AND expires_at > $4 ORDER BY created_at DESC LIMIT 1")
+            .bind(merchant).bind(number).bind(hash.as_str()).bind(now).fetch_optional(c).await)?;
+        let Some((id,)) = found else { return self.record_failure(number, &a).await };
+        on_tx!(self, c => sqlx::query("UPDATE credit_verifications SET used_at = $1 WHERE merchant_id = $2 AND id = $3")
+            .bind(now).bind(merchant).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+        self.record_success(number).await?;
+        self.event("credit_account.verified", a.id).await?;
+        Ok(Outcome::Confirmed)
+    }
+}
+
+fn answer_matches(hash: &str, answer: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(hash)
+        .map(|h| argon2::Argon2::default().verify_password(normalize_answer(answer).as_bytes(), &h).is_ok())
+        .unwrap_or(false)
+}
