@@ -37,6 +37,21 @@ pub struct Config {
     /// Database connections per pool.
     #[arg(long, env = "CLIENTELE_DB_MAX_CONNECTIONS", default_value_t = 16, global = true)]
     pub db_max_connections: u32,
+    /// Email channel of the notification outbox: `smtp://host:port`, `smtp://…?tls=required` or `smtps://user:pass@host`.
+    #[arg(long, env = "CLIENTELE_SMTP_URL", global = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of notification emails.
+    #[arg(long, env = "CLIENTELE_SMTP_FROM", default_value = "Clientele <no-reply@localhost>", global = true)]
+    pub smtp_from: String,
+    /// SMS channel: receives `POST {"to", "message"}`; any 2xx counts as delivered.
+    #[arg(long, env = "CLIENTELE_SMS_WEBHOOK_URL", global = true)]
+    pub sms_webhook_url: Option<String>,
+    /// How often the outbox is polled, in milliseconds.
+    #[arg(long, env = "CLIENTELE_OUTBOX_POLL_MS", default_value_t = 1000, global = true)]
+    pub outbox_poll_ms: u64,
+    /// The first retry of a failed delivery waits this long (ms); each next one twice as long.
+    #[arg(long, env = "CLIENTELE_OUTBOX_RETRY_MS", default_value_t = 2000, global = true)]
+    pub outbox_retry_ms: u64,
 }
 
 impl Config {
@@ -45,6 +60,9 @@ impl Config {
         let mut v = serde_json::to_value(self).unwrap_or_default();
         if let Some(url) = v.get_mut("databaseUrl") {
             *url = serde_json::Value::String(mask_url_password(&self.database_url));
+        }
+        if let (Some(url), Some(smtp)) = (v.get_mut("smtpUrl"), &self.smtp_url) {
+            *url = serde_json::Value::String(mask_url_password(smtp));
         }
         v
     }

@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod notify;
 pub mod routes;
 pub mod store;
 pub mod telemetry;
@@ -56,6 +57,7 @@ impl AppState {
 /// A started application: database open and migrated, router built.
 pub struct App {
     pub state: AppState,
+    notifier: notify::Notifier,
     pub router: Router,
     pub openapi: utoipa::openapi::OpenApi,
 }
@@ -108,7 +110,15 @@ impl App {
             }),
         };
         let (router, openapi) = build_router(state.clone());
-        Ok(App { state, router, openapi })
+        let channels = notify::Channels {
+            smtp_url: config.smtp_url.clone(),
+            smtp_from: config.smtp_from.clone(),
+            sms_webhook: config.sms_webhook_url.clone(),
+            poll: Duration::from_millis(config.outbox_poll_ms.max(10)),
+            retry_base: Duration::from_millis(config.outbox_retry_ms.max(10)),
+        };
+        let notifier = notify::Notifier::new(state.db().clone(), state.vault(), channels)?;
+        Ok(App { state, notifier, router, openapi })
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
@@ -120,6 +130,7 @@ impl App {
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let purge = tokio::spawn(purge_idempotency_keys(state.clone()));
+        let outbox = tokio::spawn(self.notifier.run());
         let flag = state.clone();
         let signal = async move {
             shutdown.await;
@@ -128,6 +139,7 @@ impl App {
         };
         axum::serve(listener, self.router).with_graceful_shutdown(signal).await?;
         purge.abort();
+        outbox.abort();
         state.db().close().await;
         tracing::info!("stopped");
         Ok(())

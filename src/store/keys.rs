@@ -82,6 +82,7 @@ impl Db {
         reencrypted += self.rotate_custom_values(vault, version).await?;
         reencrypted += self.rotate_provider_credentials(vault, version).await?;
         reencrypted += self.rotate_virtual_cards(vault, version).await?;
+        reencrypted += self.rotate_outbox(vault, version).await?;
         Ok(RotationReport { version, reencrypted })
     }
 
@@ -111,6 +112,26 @@ impl Db {
                     "UPDATE customer_custom_values SET secret = $1, key_version = $2 \
                      WHERE merchant_id = $3 AND customer_id = $4 AND name = $5 AND key_version = $6")
                     .bind(sealed).bind(i64::from(version)).bind(merchant).bind(customer).bind(name.as_str()).bind(old)
+                    .execute(p).await.map(|r| r.rows_affected()))?;
+            }
+        }
+    }
+
+    async fn rotate_outbox(&self, vault: &Vault, version: u32) -> anyhow::Result<u64> {
+        let mut n = 0;
+        loop {
+            let batch: Vec<OutboxSecrets> = on_conn!(self.writer(), p => sqlx::query_as(
+                "SELECT merchant_id, id, key_version, recipient, body FROM notification_outbox WHERE key_version < $1 LIMIT 500")
+                .bind(i64::from(version)).fetch_all(p).await)?;
+            if batch.is_empty() {
+                return Ok(n);
+            }
+            for (merchant, id, old, recipient, body) in batch {
+                let r = self.reseal(vault, version, &secret_aad(merchant, id, "outbox:recipient"), &recipient).await?;
+                let b = self.reseal(vault, version, &secret_aad(merchant, id, "outbox:body"), &body).await?;
+                n += on_conn!(self.writer(), p => sqlx::query(
+                    "UPDATE notification_outbox SET recipient = $1, body = $2, key_version = $3 WHERE merchant_id = $4 AND id = $5 AND key_version = $6")
+                    .bind(r).bind(b).bind(i64::from(version)).bind(merchant).bind(id).bind(old)
                     .execute(p).await.map(|r| r.rows_affected()))?;
             }
         }
@@ -171,6 +192,9 @@ pub struct RotationReport {
     pub version: u32,
     pub reencrypted: u64,
 }
+
+/// merchant, message id, key version, sealed recipient and text.
+type OutboxSecrets = (Uuid, Uuid, i64, Vec<u8>, Vec<u8>);
 
 /// merchant, link id, key version, and the three sealed credentials.
 type ProviderSecrets = (Uuid, Uuid, i64, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);

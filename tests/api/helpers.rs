@@ -129,6 +129,11 @@ impl TestDb {
             ),
             log_format: LogFormat::Text,
             db_max_connections: 8,
+            smtp_url: None,
+            smtp_from: "Clientele <no-reply@localhost>".into(),
+            sms_webhook_url: None,
+            outbox_poll_ms: 50,
+            outbox_retry_ms: 50,
         }
     }
 }
@@ -202,6 +207,20 @@ impl TestApp {
             shutdown: Some(tx),
             server: Some(server),
         })
+    }
+
+    /// Starts a server on this app's database with `cfg` (the old one must be stopped).
+    pub async fn start_again(mut self, cfg: Config) -> TestApp {
+        let app = App::start(&cfg).await.expect("app starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        self.db = app.state.db().clone();
+        self.server = Some(tokio::spawn(app.serve(listener, async {
+            let _ = rx.await;
+        })));
+        self.shutdown = Some(tx);
+        self
     }
 
     /// Stops the server gracefully and waits for it.

@@ -12,6 +12,7 @@ mod events;
 mod idempotency;
 mod identity;
 mod ops;
+mod outbox;
 mod process;
 mod search;
 mod transactions;

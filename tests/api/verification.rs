@@ -129,6 +129,12 @@ both! {
         // Nothing secret in events.
         let feed = app.get("/events?limit=500").await.body.to_string();
         assert!(!feed.contains(&code) && !feed.contains("5552222") && !feed.contains("veri.fied"));
+        // Key rotation re-encrypts outbox messages too; they still open.
+        let cfg = app.test_db.config();
+        let vault = clientele::crypto::Vault::new(clientele::crypto::load_master_key(cfg.master_key.as_ref(), &cfg.data_dir).unwrap());
+        let report = app.db.rotate_keys(&vault).await.unwrap();
+        assert_eq!(report.reencrypted, 3, "the account's virtual card and the two messages");
+        assert_eq!(last_message(&app).await.1, "veri.fied@example.com");
         let bare = account(&app, "L", false).await;
         verify(&app, &bare, json!({"format": "sms"})).await.expect_error(409, "no_contact_on_file");
     }

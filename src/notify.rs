@@ -1,0 +1,181 @@
+//! Delivering the notification outbox: email over SMTP, SMS through an HTTP
+//! webhook. A background task on every node polls for due messages, leases each
+//! one (so no two nodes send it at once), sends it, and on failure retries with
+//! exponential backoff. Messages are rows, so they survive restarts; with no
+//! channel configured a message is marked `unsent` and the outbox is the record.
+
+use std::time::Duration;
+
+use lettre::message::Mailbox;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use uuid::Uuid;
+
+use crate::crypto::Vault;
+use crate::store::keys::secret_aad;
+use crate::store::{Db, now_ms, on_conn};
+
+/// After this many failed attempts a message is given up (`failed`).
+pub const MAX_ATTEMPTS: i64 = 8;
+/// How long a node holds a message it is sending.
+const LEASE_MS: i64 = 60_000;
+
+#[derive(Clone, Debug)]
+pub struct Channels {
+    /// `smtp://host:port` (plain), `smtp://…?tls=required`, or `smtps://user:pass@host`.
+    pub smtp_url: Option<String>,
+    pub smtp_from: String,
+    /// Receives `POST {"to": "+1…", "message": "…"}`; any 2xx is delivered.
+    pub sms_webhook: Option<String>,
+    pub poll: Duration,
+    /// The first retry waits this long; each next one twice as long (capped at an hour).
+    pub retry_base: Duration,
+}
+
+#[derive(sqlx::FromRow)]
+struct Due {
+    merchant_id: Uuid,
+    id: Uuid,
+    channel: String,
+    recipient: Vec<u8>,
+    body: Vec<u8>,
+    attempts: i64,
+    next_attempt_at: i64,
+}
+
+/// Why a send failed, in words without personal data.
+struct SendError(String);
+
+pub struct Notifier {
+    db: Db,
+    vault: std::sync::Arc<Vault>,
+    channels: Channels,
+    http: reqwest::Client,
+    smtp: Option<AsyncSmtpTransport<Tokio1Executor>>,
+}
+
+impl Notifier {
+    pub fn new(db: Db, vault: std::sync::Arc<Vault>, channels: Channels) -> anyhow::Result<Notifier> {
+        let smtp = match &channels.smtp_url {
+            Some(url) => Some(
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)?.timeout(Some(Duration::from_secs(10))).build(),
+            ),
+            None => None,
+        };
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+        Ok(Notifier { db, vault, channels, http, smtp })
+    }
+
+    /// Polls until the task is dropped.
+    pub async fn run(self) {
+        loop {
+            match self.deliver_due().await {
+                Ok(0) => tokio::time::sleep(self.channels.poll).await,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox delivery pass failed");
+                    tokio::time::sleep(self.channels.poll).await;
+                }
+            }
+        }
+    }
+
+    /// One pass: every due message this node could lease; returns how many.
+    pub async fn deliver_due(&self) -> anyhow::Result<usize> {
+        let now = now_ms();
+        let due: Vec<Due> = on_conn!(self.db.reader(), p => sqlx::query_as::<_, Due>(
+            "SELECT merchant_id, id, channel, recipient, body, attempts, next_attempt_at FROM notification_outbox \
+             WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT 20")
+            .bind(now).fetch_all(p).await)?;
+        let mut handled = 0;
+        for m in due {
+            let leased = on_conn!(self.db.writer(), p => sqlx::query(
+                "UPDATE notification_outbox SET next_attempt_at = $1 WHERE merchant_id = $2 AND id = $3 AND status = 'pending' AND next_attempt_at = $4")
+                .bind(now + LEASE_MS).bind(m.merchant_id).bind(m.id).bind(m.next_attempt_at).execute(p).await.map(|r| r.rows_affected()))?;
+            if leased == 0 {
+                continue; // another node has it
+            }
+            handled += 1;
+            let result = self.send(&m).await;
+            let now = now_ms();
+            let (status, next, error, sent) = match result {
+                Ok(()) => ("sent", now, None, Some(now)),
+                Err(SendError(e)) if e.starts_with("no ") => ("unsent", now, Some(e), None),
+                Err(SendError(e)) => {
+                    let attempts = m.attempts + 1;
+                    if attempts >= MAX_ATTEMPTS {
+                        ("failed", now, Some(e), None)
+                    } else {
+                        let wait = self.channels.retry_base.as_millis() as i64 * (1i64 << attempts.min(20) as u32);
+                        ("pending", now + wait.min(3_600_000), Some(e), None)
+                    }
+                }
+            };
+            if let Some(e) = &error {
+                tracing::warn!(message_id = %m.id, channel = %m.channel, attempt = m.attempts + 1, status, error = %e, "notification not delivered");
+            }
+            on_conn!(self.db.writer(), p => sqlx::query(
+                "UPDATE notification_outbox SET status = $1, attempts = attempts + $2, next_attempt_at = $3, last_error = $4, sent_at = $5 \
+                 WHERE merchant_id = $6 AND id = $7")
+                .bind(status).bind(i64::from(status != "sent" && status != "unsent")).bind(next).bind(error).bind(sent)
+                .bind(m.merchant_id).bind(m.id).execute(p).await.map(|r| r.rows_affected()))?;
+        }
+        Ok(handled)
+    }
+
+    async fn send(&self, m: &Due) -> Result<(), SendError> {
+        let open = |field: &str, blob: &[u8]| -> Result<String, SendError> {
+            if let Some(v) = Vault::version_of(blob)
+                && !self.vault.has_version(v)
+            {
+                return Err(SendError(format!("data key {v} not loaded")));
+            }
+            let clear =
+                self.vault.open(blob, &secret_aad(m.merchant_id, m.id, field)).map_err(|e| SendError(e.to_string()))?;
+            String::from_utf8(clear.to_vec()).map_err(|_| SendError("message is not UTF-8".into()))
+        };
+        let (to, text) = (open("outbox:recipient", &m.recipient)?, open("outbox:body", &m.body)?);
+        match m.channel.as_str() {
+            "email" => {
+                let Some(smtp) = &self.smtp else { return Err(SendError("no email channel configured".into())) };
+                let from: Mailbox = self
+                    .channels
+                    .smtp_from
+                    .parse()
+                    .map_err(|_| SendError("CLIENTELE_SMTP_FROM is not an address".into()))?;
+                let to: Mailbox = to.parse().map_err(|_| SendError("recipient is not an address".into()))?;
+                let email = Message::builder()
+                    .from(from)
+                    .to(to)
+                    .subject("Your verification code")
+                    .body(text)
+                    .map_err(|e| SendError(format!("email could not be built: {e}")))?;
+                smtp.send(email).await.map(|_| ()).map_err(|e| {
+                    SendError(format!(
+                        "SMTP: {}",
+                        e.status().map_or_else(|| "connection failed".to_owned(), |c| c.to_string())
+                    ))
+                })
+            }
+            "sms" => {
+                let Some(url) = &self.channels.sms_webhook else {
+                    return Err(SendError("no SMS channel configured".into()));
+                };
+                let res =
+                    self.http.post(url).json(&serde_json::json!({"to": to, "message": text})).send().await.map_err(
+                        |e| {
+                            SendError(format!(
+                                "SMS webhook unreachable ({})",
+                                if e.is_timeout() { "timeout" } else { "connection" }
+                            ))
+                        },
+                    )?;
+                if res.status().is_success() {
+                    Ok(())
+                } else {
+                    Err(SendError(format!("SMS webhook answered {}", res.status().as_u16())))
+                }
+            }
+            other => Err(SendError(format!("no channel named {other}"))),
+        }
+    }
+}
