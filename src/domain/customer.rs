@@ -47,6 +47,8 @@ pub struct CustomerInput {
     pub shipping: Option<Address>,
     pub date_of_birth: Option<NaiveDate>,
     pub preferred_language: Option<String>,
+    /// The merchant's own reference (≤ 128 characters), unique per merchant.
+    pub external_reference: Option<String>,
     /// Values of the merchant's declared custom parameters.
     pub custom: Vec<CustomValue>,
 }
@@ -141,6 +143,8 @@ impl CustomerInput {
         let date_of_birth = o.string("dateOfBirth", p).and_then(|s| parse_date_of_birth(s, "dateOfBirth", p));
         let preferred_language =
             o.string("preferredLanguage", p).and_then(|s| parse_language(s, "preferredLanguage", p));
+        let external_reference =
+            o.string("externalReference", p).and_then(|s| optional_text(s, "externalReference", 128, p));
         let custom = read_values(o, declarations, p);
         Some(CustomerInput {
             first_name: first_name?,
@@ -154,6 +158,7 @@ impl CustomerInput {
             shipping,
             date_of_birth,
             preferred_language,
+            external_reference,
             custom,
         })
     }

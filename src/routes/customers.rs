@@ -46,6 +46,11 @@ impl From<StoreError> for ApiError {
                 Some(existing.to_string()),
             ),
             StoreError::Conflict { code, message } => ApiError::conflict(code, message, None),
+            StoreError::DuplicateReference { existing } => ApiError::conflict(
+                "duplicate_external_reference",
+                "Another customer already has this externalReference.",
+                Some(existing.to_string()),
+            ),
             StoreError::Forbidden { code, message } => {
                 ApiError::new(StatusCode::FORBIDDEN, code, "ForbiddenException", message)
             }
@@ -120,6 +125,8 @@ pub struct CustomerUpdateRequest {
     /// BCP 47 language tag.
     #[schema(example = "en-CA")]
     preferred_language: Option<String>,
+    /// The merchant's own reference, up to 128 characters, unique per merchant.
+    external_reference: Option<String>,
 }
 
 /// A new customer. Unknown fields are rejected.
@@ -176,6 +183,7 @@ pub struct CustomerView {
     pub shipping_address: Option<AddressView>,
     pub date_of_birth: Option<String>,
     pub preferred_language: Option<String>,
+    pub external_reference: Option<String>,
     /// `active` or `inactive`.
     pub status: String,
     pub default_payment_method_id: Option<Uuid>,
@@ -258,6 +266,7 @@ impl From<CustomerRecord> for CustomerView {
             shipping_address: address(shipping_parts),
             date_of_birth: r.date_of_birth,
             preferred_language: r.preferred_language,
+            external_reference: r.external_reference,
             status: r.status,
             default_payment_method_id: r.default_payment_method_id,
             default_ach_payment_method_id: r.default_ach_payment_method_id,
@@ -506,12 +515,14 @@ pub struct CustomerSearchParams {
     date_of_birth: Option<String>,
     /// Exact billing postal code, ignoring case, spaces and dashes.
     postal_code: Option<String>,
+    /// Exact `externalReference`.
+    external_reference: Option<String>,
     /// `active` or `inactive`.
     status: Option<String>,
 }
 
 /// Every query parameter search accepts (checked against the OpenAPI document by a test).
-pub const SEARCH_PARAMS: [&str; 14] = [
+pub const SEARCH_PARAMS: [&str; 15] = [
     "page",
     "pageSize",
     "orderBy",
@@ -525,6 +536,7 @@ pub const SEARCH_PARAMS: [&str; 14] = [
     "lastName",
     "dateOfBirth",
     "postalCode",
+    "externalReference",
     "status",
 ];
 
@@ -625,6 +637,7 @@ pub fn parse_search(raw: Option<&str>, declarations: &[Declaration]) -> Result<C
         ok.then(|| s.to_owned())
     });
     let postal_code = q.one("postalCode", &mut p).map(postal_key);
+    let external_reference = q.one("externalReference", &mut p).map(|s| s.trim().to_owned());
     let status = q.one("status", &mut p).and_then(|s| {
         let st = CustomerStatus::parse(s);
         if st.is_none() {
@@ -647,6 +660,7 @@ pub fn parse_search(raw: Option<&str>, declarations: &[Declaration]) -> Result<C
         last_name,
         date_of_birth,
         postal_code,
+        external_reference,
         status,
         custom,
     })

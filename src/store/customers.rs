@@ -36,6 +36,7 @@ pub struct CustomerRecord {
     pub shipping_country: Option<String>,
     pub date_of_birth: Option<String>,
     pub preferred_language: Option<String>,
+    pub external_reference: Option<String>,
     pub default_payment_method_id: Option<Uuid>,
     pub default_ach_payment_method_id: Option<Uuid>,
     pub transactions_count: i64,
@@ -51,11 +52,11 @@ pub struct CustomerRecord {
 const SELECT_COLUMNS: &str = "merchant_id, id, version, status, first_name, last_name, company_name, email, mobile_phone, \
     sms_enabled, use_billing_as_shipping, billing_line1, billing_line2, billing_city, billing_state, billing_postal_code, \
     billing_country, shipping_line1, shipping_line2, shipping_city, shipping_state, shipping_postal_code, shipping_country, \
-    date_of_birth, preferred_language, default_payment_method_id, default_ach_payment_method_id, transactions_count, \
+    date_of_birth, preferred_language, external_reference, default_payment_method_id, default_ach_payment_method_id, transactions_count, \
     transactions_volume, last_transaction_amount, last_transaction_at, subscriptions_count, created_at, modified_at";
 
 /// The columns a create or update writes from the request, in bind order.
-const INPUT_COLUMNS: [&str; 28] = [
+const INPUT_COLUMNS: [&str; 29] = [
     "first_name",
     "last_name",
     "company_name",
@@ -77,6 +78,7 @@ const INPUT_COLUMNS: [&str; 28] = [
     "shipping_country",
     "date_of_birth",
     "preferred_language",
+    "external_reference",
     "email_key",
     "first_name_key",
     "last_name_key",
@@ -117,6 +119,7 @@ struct InputValues<'a> {
     shipping: [Option<&'a str>; 6],
     date_of_birth: Option<String>,
     preferred_language: Option<&'a str>,
+    external_reference: Option<&'a str>,
     keys: [String; 7],
 }
 
@@ -149,6 +152,7 @@ impl<'a> InputValues<'a> {
             shipping: address_values(c.shipping.as_ref()),
             date_of_birth: c.date_of_birth.map(|d| d.format("%Y-%m-%d").to_string()),
             preferred_language: c.preferred_language.as_deref(),
+            external_reference: c.external_reference.as_deref(),
             keys: [
                 c.email.as_ref().map(|e| e.normalized().to_owned()).unwrap_or_default(),
                 c.first_name.to_lowercase(),
@@ -175,7 +179,7 @@ macro_rules! bind_input {
         for t in $v.billing.into_iter().chain($v.shipping) {
             q = q.bind(t);
         }
-        q = q.bind($v.date_of_birth.as_deref()).bind($v.preferred_language);
+        q = q.bind($v.date_of_birth.as_deref()).bind($v.preferred_language).bind($v.external_reference);
         for k in &$v.keys {
             q = q.bind(k.as_str());
         }
@@ -184,7 +188,21 @@ macro_rules! bind_input {
 }
 
 impl WriteTx {
+    /// A reference is unique per merchant: another customer holding it is a conflict.
+    async fn check_reference(&mut self, id: Uuid, input: &CustomerInput) -> Result<(), StoreError> {
+        let Some(reference) = input.external_reference.as_deref() else { return Ok(()) };
+        let merchant = self.merchant();
+        let other: Option<(Uuid,)> = on_tx!(self, c => sqlx::query_as(
+            "SELECT id FROM customers WHERE merchant_id = $1 AND external_reference = $2 AND id <> $3")
+            .bind(merchant).bind(reference).bind(id).fetch_optional(c).await)?;
+        match other {
+            Some((existing,)) => Err(StoreError::DuplicateReference { existing }),
+            None => Ok(()),
+        }
+    }
+
     pub async fn insert_customer(&mut self, id: Uuid, input: &CustomerInput) -> Result<(), StoreError> {
+        self.check_reference(id, input).await?;
         let v = InputValues::of(input);
         let (merchant, now) = (self.merchant(), self.now);
         on_tx!(self, c => bind_input!(sqlx::query(INSERT_SQL.as_str())
@@ -230,6 +248,7 @@ impl WriteTx {
         if_match: Option<i64>,
     ) -> Result<CustomerRecord, StoreError> {
         self.check_version(id, if_match).await?;
+        self.check_reference(id, input).await?;
         let v = InputValues::of(input);
         let (merchant, now) = (self.merchant(), self.now);
         on_tx!(self, c => bind_input!(sqlx::query(UPDATE_SQL.as_str()).bind(merchant).bind(id).bind(now), v)
@@ -329,6 +348,7 @@ pub struct CustomerSearch {
     pub last_name: Option<String>,
     pub date_of_birth: Option<String>,
     pub postal_code: Option<String>,
+    pub external_reference: Option<String>,
     pub status: Option<CustomerStatus>,
     /// `custom.<name>=value` filters: declared name and canonical value.
     pub custom: Vec<(String, String)>,
@@ -448,6 +468,7 @@ fn search_sql(sqlite: bool, merchant: Uuid, q: &CustomerSearch) -> SearchSql {
         ("last_name_key", q.last_name.as_ref()),
         ("date_of_birth", q.date_of_birth.as_ref()),
         ("postal_key", q.postal_code.as_ref()),
+        ("external_reference", q.external_reference.as_ref()),
     ];
     for (col, val) in exact {
         if let Some(v) = val {
@@ -475,7 +496,9 @@ fn search_sql(sqlite: bool, merchant: Uuid, q: &CustomerSearch) -> SearchSql {
     // sort. A unary `+` makes the sort key unusable from an index, so it cannot.
     let selective = !q.customer_ids.is_empty()
         || !q.custom.is_empty()
-        || [&q.email, &q.first_name, &q.last_name, &q.date_of_birth, &q.postal_code].iter().any(|f| f.is_some());
+        || [&q.email, &q.first_name, &q.last_name, &q.date_of_birth, &q.postal_code, &q.external_reference]
+            .iter()
+            .any(|f| f.is_some());
     let plus = if sqlite && selective && q.words.is_empty() { "+" } else { "" };
     let page_sql = format!(
         "SELECT {cols} {filter} ORDER BY {plus}{col} {dir}, {plus}customers.id {dir} LIMIT {limit} OFFSET {offset}",
@@ -529,6 +552,7 @@ mod plan_tests {
             last_name: None,
             date_of_birth: None,
             postal_code: None,
+            external_reference: None,
             status: None,
             custom: Vec::new(),
         }
@@ -578,6 +602,11 @@ mod plan_tests {
                 "postalCode",
                 s(&|q| q.postal_code = Some("M5J2H7".into())),
                 "customers_postal (merchant_id=? AND postal_key=?)",
+            ),
+            (
+                "externalReference",
+                s(&|q| q.external_reference = Some("crm-1".into())),
+                "customers_external_reference (merchant_id=? AND external_reference=?)",
             ),
             (
                 "status",

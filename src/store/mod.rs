@@ -349,6 +349,9 @@ pub enum StoreError {
     /// The same card or bank account is already on file for this customer.
     #[error("duplicate of {existing}")]
     Duplicate { existing: Uuid },
+    /// Another customer of the merchant has this `externalReference`.
+    #[error("duplicate external reference")]
+    DuplicateReference { existing: Uuid },
     /// A state that forbids the change (an inactive method made default, ...).
     #[error("{message}")]
     Conflict { code: &'static str, message: &'static str },

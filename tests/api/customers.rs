@@ -223,3 +223,27 @@ both! {
         assert_eq!(app.get("/customers?search=writable").await.expect(200)["total"], 20);
     }
 }
+
+both! {
+    async fn external_reference_is_unique_per_merchant(app: TestApp) {
+        let a = app.create(json!({"firstName": "A", "lastName": "Ref", "externalReference": "crm-001"})).await;
+        assert_eq!(app.get(&format!("/customers/{a}")).await.expect(200)["externalReference"], "crm-001");
+        let r = app.post("/customers", json!({"firstName": "B", "lastName": "Ref", "externalReference": " crm-001 "})).await;
+        assert_eq!(r.expect_error(409, "duplicate_external_reference")["entityId"], a);
+        let b = app.create(json!({"firstName": "B", "lastName": "Ref"})).await;
+        assert_eq!(app.get(&format!("/customers/{b}")).await.body["externalReference"], json!(null));
+        app.put(&format!("/customers/{b}"), json!({"firstName": "B", "lastName": "Ref", "externalReference": "crm-001"})).await.expect_error(409, "duplicate_external_reference");
+        app.put(&format!("/customers/{a}"), json!({"firstName": "A", "lastName": "Ref", "externalReference": "crm-001"})).await.expect(200);
+        let found = app.get("/customers?externalReference=crm-001").await;
+        assert_eq!(found.expect(200)["items"][0]["id"], a);
+        assert_eq!(found.body["total"], 1);
+        assert_eq!(app.get("/customers?externalReference=crm-00").await.body["total"], 0, "exact");
+        let (_, other) = app.other_merchant().await;
+        let r = app.send(reqwest::Method::POST, "/customers", Some(&other), Some(json!({"firstName": "C", "lastName": "Ref", "externalReference": "crm-001"})), &[]).await;
+        r.expect(200);
+        app.post("/customers", json!({"firstName": "D", "lastName": "Ref", "externalReference": "x".repeat(129)})).await.expect_error(400, "validation_failed");
+        // Cleared, the reference is free again.
+        app.put(&format!("/customers/{a}"), json!({"firstName": "A", "lastName": "Ref"})).await.expect(200);
+        app.put(&format!("/customers/{b}"), json!({"firstName": "B", "lastName": "Ref", "externalReference": "crm-001"})).await.expect(200);
+    }
+}
