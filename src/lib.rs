@@ -66,6 +66,7 @@ pub struct App {
 pub fn build_router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let api = OpenApiRouter::new()
         .merge(routes::customers::router())
+        .merge(routes::bulk::router())
         .merge(routes::payment_methods::router())
         .merge(routes::custom_parameters::router())
         .merge(routes::providers::router())

@@ -84,6 +84,13 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     let Some(raw_key) = req.headers().get(HEADER) else {
         return Ok(next.run(req).await);
     };
+    // A streamed NDJSON import is idempotent by its lines' externalReference, and
+    // is never buffered whole.
+    let streamed =
+        req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.contains("ndjson"));
+    if streamed {
+        return Ok(next.run(req).await);
+    }
     let key = match raw_key.to_str() {
         Ok(k) if !k.trim().is_empty() && k.len() <= 255 => k.trim().to_owned(),
         _ => {

@@ -2,6 +2,7 @@
 //! a view out. Every route is registered through `utoipa_axum::routes!`, so the
 //! OpenAPI document lists exactly what the router serves.
 
+pub mod bulk;
 pub mod credit;
 pub mod custom_parameters;
 pub mod customers;

@@ -532,6 +532,64 @@ impl Scoped<'_> {
     }
 }
 
+/// One batch of an export: customers and their non-secret custom values.
+pub type ExportBatch = (Vec<CustomerRecord>, std::collections::HashMap<Uuid, Vec<(String, String)>>);
+
+impl WriteTx {
+    /// The customer holding this `externalReference`.
+    pub async fn customer_by_reference(&mut self, reference: &str) -> Result<Option<Uuid>, StoreError> {
+        let merchant = self.merchant();
+        let row: Option<(Uuid,)> = on_tx!(self, c => sqlx::query_as(
+            "SELECT id FROM customers WHERE merchant_id = $1 AND external_reference = $2")
+            .bind(merchant).bind(reference).fetch_optional(c).await)?;
+        Ok(row.map(|(id,)| id))
+    }
+}
+
+impl super::Db {
+    /// Streams every customer of the merchant in batches from one read
+    /// transaction, so the export is a consistent snapshot while writes go on.
+    /// Stops early when `send` reports the receiver is gone.
+    pub async fn export_customers(
+        &self,
+        tenant: super::Tenant,
+        send: &tokio::sync::mpsc::Sender<ExportBatch>,
+    ) -> Result<(), sqlx::Error> {
+        let merchant = tenant.id();
+        let page_sql = format!(
+            "SELECT {SELECT_COLUMNS} FROM customers WHERE merchant_id = $1 AND id > $2 ORDER BY merchant_id, id LIMIT 1000"
+        );
+        on_conn!(self.reader(), p => {
+            let mut tx = p.begin().await?;
+            if matches!(self.reader(), Conn::Postgres(_)) {
+                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
+            }
+            let mut after = Uuid::nil();
+            loop {
+                let rows = sqlx::query_as::<_, CustomerRecord>(&page_sql).bind(merchant).bind(after).fetch_all(&mut *tx).await?;
+                let Some(last) = rows.last() else { break };
+                after = last.id;
+                let list: Vec<String> = (0..rows.len()).map(|i| format!("${}", i + 2)).collect();
+                let sql = format!(
+                    "SELECT customer_id, name, value FROM customer_custom_values WHERE merchant_id = $1 AND value IS NOT NULL AND customer_id IN ({})",
+                    list.join(", ")
+                );
+                let mut q = sqlx::query_as::<_, (Uuid, String, String)>(&sql).bind(merchant);
+                for r in &rows { q = q.bind(r.id); }
+                let mut custom: std::collections::HashMap<Uuid, Vec<(String, String)>> = std::collections::HashMap::new();
+                for (c, name, value) in q.fetch_all(&mut *tx).await? {
+                    custom.entry(c).or_default().push((name, value));
+                }
+                let done = rows.len() < 1000;
+                if send.send((rows, custom)).await.is_err() || done {
+                    break;
+                }
+            }
+            tx.rollback().await
+        })
+    }
+}
+
 #[cfg(test)]
 mod plan_tests {
     use super::*;

@@ -76,6 +76,8 @@ async fn openapi_lists_every_route_with_errors_and_security() {
         .collect();
     let expected: BTreeSet<String> = [
         "POST /pay-api/v1/customers",
+        "POST /pay-api/v1/customers/import",
+        "GET /pay-api/v1/customers/export",
         "GET /pay-api/v1/customers",
         "GET /pay-api/v1/customers/{customerId}",
         "PUT /pay-api/v1/customers/{customerId}",

@@ -1,0 +1,357 @@
+//! Bulk import and export of customers as NDJSON, streamed both ways.
+
+use std::collections::BTreeMap;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::ReadErrors;
+use super::WriteErrors;
+use super::customers::CustomerView;
+use crate::AppState;
+use crate::auth::{Authed, CustomersRead, CustomersWrite, Scope};
+use crate::domain::Problems;
+use crate::domain::custom::Declaration;
+use crate::domain::customer::{CustomerInput, NewCustomer};
+use crate::error::{ApiError, ApiResult};
+use crate::store::{Actor, StoreError, WriteTx};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(import_customers)).routes(routes!(export_customers))
+}
+
+/// Lines are committed this many at a time.
+const BATCH: usize = 500;
+/// A line longer than this is refused (as a create body over the limit would be).
+const MAX_LINE: usize = 1 << 20;
+
+pub const NDJSON: &str = "application/x-ndjson";
+
+fn ndjson_stream(rx: mpsc::Receiver<Bytes>) -> Body {
+    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+    }))
+}
+
+fn line(v: &impl Serialize) -> Bytes {
+    let mut out = serde_json::to_vec(v).unwrap_or_default();
+    out.push(b'\n');
+    Bytes::from(out)
+}
+
+fn problems_map(p: Problems) -> BTreeMap<String, Vec<String>> {
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for x in p.into_vec() {
+        map.entry(x.path).or_default().push(x.message);
+    }
+    map
+}
+
+/// The per-line results of an import.
+#[derive(Default)]
+struct Tally {
+    created: u64,
+    updated: u64,
+    failed: u64,
+}
+
+struct Importer {
+    state: AppState,
+    actor: Actor,
+    declarations: Vec<Declaration>,
+    active: Vec<String>,
+    may_add_methods: bool,
+    out: mpsc::Sender<Bytes>,
+    tally: Tally,
+    batch: Vec<(usize, NewCustomer)>,
+}
+
+/// Creates, or replaces the customer with the same `externalReference`.
+async fn upsert(
+    tx: &mut WriteTx,
+    state: &AppState,
+    active: &[String],
+    new: &NewCustomer,
+) -> Result<(Uuid, bool), StoreError> {
+    let vault = state.vault();
+    let existing = match &new.customer.external_reference {
+        Some(r) => tx.customer_by_reference(r).await?,
+        None => None,
+    };
+    let (id, created) = match existing {
+        Some(id) => {
+            tx.update_customer(id, &new.customer, None).await?;
+            (id, false)
+        }
+        None => {
+            let id = Uuid::now_v7();
+            tx.insert_customer(id, &new.customer).await?;
+            (id, true)
+        }
+    };
+    tx.write_custom_values(&vault, id, if created { &[] } else { active }, &new.customer.custom).await?;
+    for card in &new.cards {
+        tx.add_card(&vault, id, Uuid::now_v7(), card).await?;
+    }
+    for ach in &new.ach_accounts {
+        tx.add_ach(&vault, id, Uuid::now_v7(), ach).await?;
+    }
+    Ok((id, created))
+}
+
+impl Importer {
+    async fn send(&self, v: Value) -> bool {
+        self.out.send(line(&v)).await.is_ok()
+    }
+
+    async fn fail(&mut self, n: usize, errors: BTreeMap<String, Vec<String>>) {
+        self.tally.failed += 1;
+        self.send(json!({"line": n, "errors": errors})).await;
+    }
+
+    async fn take_line(&mut self, n: usize, raw: &[u8]) {
+        let text = String::from_utf8_lossy(raw);
+        let text = text.trim();
+        if text.is_empty() {
+            return;
+        }
+        let value: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                let msg = format!("The line is not valid JSON (column {}).", e.column());
+                return self.fail(n, BTreeMap::from([("$".to_owned(), vec![msg])])).await;
+            }
+        };
+        match CustomerInput::parse_create(&value, &self.declarations) {
+            Ok(new) if !self.may_add_methods && (!new.cards.is_empty() || !new.ach_accounts.is_empty()) => {
+                let msg = "Adding payment methods needs the 'payment_methods:write' scope.".to_owned();
+                self.fail(n, BTreeMap::from([("paymentMethodsCards".to_owned(), vec![msg])])).await;
+            }
+            Ok(new) => {
+                self.batch.push((n, new));
+                if self.batch.len() >= BATCH {
+                    self.flush().await;
+                }
+            }
+            Err(p) => self.fail(n, problems_map(p)).await,
+        }
+    }
+
+    /// Commits the batch in one transaction; if any line fails there, the batch is
+    /// rolled back and its lines are written one by one, so only that line fails.
+    async fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let (state, active) = (self.state.clone(), self.active.clone());
+        let lines: Vec<(usize, NewCustomer)> = batch;
+        let together = {
+            let (state, active) = (state.clone(), active.clone());
+            let lines = std::sync::Arc::new(lines);
+            let shared = lines.clone();
+            let r = state
+                .db()
+                .clone()
+                .write(self.actor.clone(), move |mut tx| async move {
+                    let mut done = Vec::with_capacity(shared.len());
+                    for (n, new) in shared.iter() {
+                        let (id, created) = upsert(&mut tx, &state, &active, new).await?;
+                        done.push((*n, id, created));
+                    }
+                    tx.commit().await?;
+                    Ok::<_, StoreError>(done)
+                })
+                .await;
+            (r, lines)
+        };
+        match together {
+            (Ok(done), _) => {
+                for (n, id, created) in done {
+                    self.report(n, Ok((id, created))).await;
+                }
+            }
+            (Err(_), lines) => {
+                // The write task has finished, so this is the only handle left.
+                let lines = match std::sync::Arc::try_unwrap(lines) {
+                    Ok(lines) => lines,
+                    Err(shared) => {
+                        for (n, _) in shared.iter() {
+                            self.fail(
+                                *n,
+                                BTreeMap::from([("$".to_owned(), vec!["The line could not be written.".to_owned()])]),
+                            )
+                            .await;
+                        }
+                        return;
+                    }
+                };
+                for (n, new) in lines {
+                    let (state, active) = (state.clone(), active.clone());
+                    let r = state
+                        .db()
+                        .clone()
+                        .write(self.actor.clone(), move |mut tx| async move {
+                            let r = upsert(&mut tx, &state, &active, &new).await?;
+                            tx.commit().await?;
+                            Ok::<_, StoreError>(r)
+                        })
+                        .await;
+                    self.report(n, r).await;
+                }
+            }
+        }
+    }
+
+    async fn report(&mut self, n: usize, r: Result<(Uuid, bool), StoreError>) {
+        match r {
+            Ok((id, created)) => {
+                if created {
+                    self.tally.created += 1;
+                } else {
+                    self.tally.updated += 1;
+                }
+                self.send(json!({"line": n, "id": id, "result": if created { "created" } else { "updated" }})).await;
+            }
+            Err(e) => {
+                let api = ApiError::from(e);
+                let body = api.body();
+                let errors = if body.errors.is_empty() {
+                    BTreeMap::from([("$".to_owned(), vec![body.details])])
+                } else {
+                    body.errors
+                };
+                self.fail(n, errors).await;
+            }
+        }
+    }
+
+    async fn run(mut self, body: Body) {
+        let mut stream = body.into_data_stream();
+        let (mut buf, mut n, mut skipping) = (Vec::<u8>::new(), 0usize, false);
+        while let Some(chunk) = stream.next().await {
+            let Ok(chunk) = chunk else {
+                self.send(json!({"error": "The upload was interrupted; lines before it were imported."})).await;
+                break;
+            };
+            buf.extend_from_slice(&chunk);
+            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                let raw: Vec<u8> = buf.drain(..=pos).collect();
+                n += 1;
+                if std::mem::take(&mut skipping) {
+                    continue; // the tail of an over-long line, already reported
+                }
+                self.take_line(n, &raw).await;
+            }
+            if buf.len() > MAX_LINE && !skipping {
+                self.fail(n + 1, BTreeMap::from([("$".to_owned(), vec!["The line is longer than 1 MiB.".to_owned()])]))
+                    .await;
+                buf.clear();
+                skipping = true;
+            }
+        }
+        if !buf.is_empty() && !skipping {
+            n += 1;
+            let raw = std::mem::take(&mut buf);
+            self.take_line(n, &raw).await;
+        }
+        self.flush().await;
+        let t = &self.tally;
+        let summary = json!({"summary": {"lines": n, "created": t.created, "updated": t.updated, "failed": t.failed}});
+        self.send(summary).await;
+    }
+}
+
+/// Import customers (NDJSON)
+///
+/// One create body per line (`Content-Type: application/x-ndjson`), streamed:
+/// the upload is never held whole. Each line is validated like a create; a line
+/// with an `externalReference` already held replaces that customer. Lines are
+/// committed 500 at a time; a bad line fails alone. The reply streams one result
+/// per line — `{"line", "id", "result": "created"|"updated"}` or `{"line",
+/// "errors"}` — and ends with `{"summary": {lines, created, updated, failed}}`.
+#[utoipa::path(post, path = "/customers/import", tag = "customers",
+    request_body(content = String, content_type = "application/x-ndjson", description = "One customer create body per line"),
+    responses((status = 200, description = "Per-line results (NDJSON)", content_type = "application/x-ndjson", body = String), WriteErrors),
+    security(("bearer" = ["customers:write"])))]
+async fn import_customers(
+    State(state): State<AppState>,
+    auth: Authed<CustomersWrite>,
+    req: Request,
+) -> ApiResult<Response> {
+    let ct = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if !matches!(essence.as_str(), NDJSON | "application/jsonl" | "application/ndjson") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "UnsupportedMediaTypeException",
+            "Imports are sent as 'Content-Type: application/x-ndjson', one customer per line.",
+        ));
+    }
+    let declarations = state.db().scoped(auth.tenant()).declarations().await?;
+    let active = declarations.iter().filter(|d| !d.retired).map(|d| d.name.clone()).collect();
+    let (out, rx) = mpsc::channel::<Bytes>(256);
+    let importer = Importer {
+        may_add_methods: auth.ctx.scopes.contains(&Scope::PaymentMethodsWrite),
+        actor: auth.actor(),
+        state,
+        declarations,
+        active,
+        out,
+        tally: Tally::default(),
+        batch: Vec::new(),
+    };
+    tokio::spawn(importer.run(req.into_body()));
+    let mut res = (StatusCode::OK, ndjson_stream(rx)).into_response();
+    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(NDJSON));
+    Ok(res)
+}
+
+/// Export customers (NDJSON)
+///
+/// Every customer of the merchant, one representation per line (as in search
+/// items, with non-secret custom parameters), streamed from one consistent
+/// snapshot while writes go on. No card, bank or secret data.
+#[utoipa::path(get, path = "/customers/export", tag = "customers",
+    responses((status = 200, description = "One customer per line", content_type = "application/x-ndjson", body = String), ReadErrors),
+    security(("bearer" = ["customers:read"])))]
+async fn export_customers(State(state): State<AppState>, auth: Authed<CustomersRead>) -> ApiResult<Response> {
+    let (batches_tx, mut batches) = mpsc::channel(4);
+    let (out, rx) = mpsc::channel::<Bytes>(16);
+    let (db, tenant) = (state.db().clone(), auth.tenant());
+    tokio::spawn(async move {
+        if let Err(e) = db.export_customers(tenant, &batches_tx).await {
+            tracing::error!(error = %e, "export failed");
+        }
+    });
+    tokio::spawn(async move {
+        while let Some((rows, mut custom)) = batches.recv().await {
+            let mut chunk = Vec::with_capacity(rows.len() * 700);
+            for r in rows {
+                let values = custom.remove(&r.id).unwrap_or_default();
+                let mut view = CustomerView::from(r);
+                for (name, value) in values {
+                    view.custom.insert(name, serde_json::from_str(&value).unwrap_or(Value::Null));
+                }
+                chunk.extend_from_slice(&line(&view));
+            }
+            if out.send(Bytes::from(chunk)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut res = (StatusCode::OK, ndjson_stream(rx)).into_response();
+    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(NDJSON));
+    Ok(res)
+}

@@ -1,0 +1,119 @@
+//! Bulk import and export (NDJSON).
+
+use serde_json::{Value, json};
+
+use crate::both;
+use crate::helpers::TestApp;
+
+async fn import(app: &TestApp, key: &str, body: String) -> (Vec<Value>, Value) {
+    let r = app
+        .client
+        .post(app.url("/customers/import"))
+        .bearer_auth(key)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/x-ndjson");
+    let text = r.text().await.unwrap();
+    let mut lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let summary = lines.pop().unwrap()["summary"].clone();
+    lines.sort_by_key(|l| l["line"].as_u64());
+    (lines, summary)
+}
+
+async fn export(app: &TestApp) -> Vec<Value> {
+    let r = app.client.get(app.url("/customers/export")).bearer_auth(&app.key).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn ndjson(items: &[Value]) -> String {
+    items.iter().map(|v| format!("{v}\n")).collect()
+}
+
+both! {
+    async fn good_bad_and_mixed_lines(app: TestApp) {
+        let body = [
+            json!({"firstName": "Ada", "lastName": "Lovelace", "externalReference": "crm-1", "email": "ada@example.com"}).to_string(),
+            "{not json".to_owned(),
+            json!({"firstName": "", "lastName": "Empty"}).to_string(),
+            String::new(),
+            json!({"firstName": "Alan", "lastName": "Turing", "mobilePhoneNumber": "+44 20 7946 0958"}).to_string(),
+            json!({"firstName": "X", "lastName": "Y", "colour": "red"}).to_string(),
+        ]
+        .join("\n");
+        let (lines, summary) = import(&app, &app.key, body).await;
+        assert_eq!(summary, json!({"lines": 6, "created": 2, "updated": 0, "failed": 3}));
+        assert_eq!(lines.len(), 5, "a blank line has no result");
+        assert_eq!((lines[0]["line"].clone(), lines[0]["result"].clone()), (json!(1), json!("created")));
+        assert!(lines[1]["errors"]["$"].is_array());
+        assert!(lines[2]["errors"]["firstName"].is_array());
+        assert_eq!(lines[3]["result"], "created");
+        assert!(lines[4]["errors"]["colour"].is_array());
+        let ada = lines[0]["id"].as_str().unwrap();
+        assert_eq!(app.get(&format!("/customers/{ada}")).await.expect(200)["email"], "ada@example.com");
+        assert_eq!(app.get("/customers").await.body["total"], 2);
+    }
+
+    async fn upsert_by_reference_and_idempotent_rerun(app: TestApp) {
+        let rows: Vec<Value> = (0..1200).map(|i| json!({"firstName": format!("F{i}"), "lastName": "Bulk", "externalReference": format!("ext-{i}")})).collect();
+        let (lines, summary) = import(&app, &app.key, ndjson(&rows)).await;
+        assert_eq!(summary, json!({"lines": 1200, "created": 1200, "updated": 0, "failed": 0}));
+        let first: Vec<Value> = lines.iter().map(|l| l["id"].clone()).collect();
+        // The same file again changes nothing but says so.
+        let (lines, summary) = import(&app, &app.key, ndjson(&rows)).await;
+        assert_eq!(summary, json!({"lines": 1200, "created": 0, "updated": 1200, "failed": 0}));
+        assert_eq!(lines.iter().map(|l| l["id"].clone()).collect::<Vec<_>>(), first);
+        assert_eq!(app.get("/customers?pageSize=1").await.body["total"], 1200);
+        // An upsert replaces the customer.
+        let (_, summary) = import(&app, &app.key, ndjson(&[json!({"firstName": "New", "lastName": "Name", "externalReference": "ext-7"})])).await;
+        assert_eq!(summary["updated"], 1);
+        let found = app.get("/customers?externalReference=ext-7").await;
+        assert_eq!(found.body["items"][0]["firstName"], "New");
+        assert_eq!(found.body["items"][0]["id"], first[7]);
+    }
+
+    async fn export_round_trips_an_import(app: TestApp) {
+        app.put("/custom-parameters/tier", json!({"type": "string"})).await.expect(200);
+        app.put("/custom-parameters/ssn", json!({"type": "string", "secret": true})).await.expect(200);
+        let rows = vec![
+            json!({"firstName": "Zoë", "lastName": "O'Brien", "email": "zoe@example.com", "mobilePhoneNumber": "+14165550199",
+                "billingAddress": {"line1": "55 University Ave", "line2": null, "city": "Toronto", "state": "ON", "postalCode": "M5J 2H7", "country": "CA"},
+                "dateOfBirth": "1974-05-15", "preferredLanguage": "en-CA", "externalReference": "r-1", "tier": "gold", "ssn": "123-45-6789-0000",
+                "paymentMethodsCards": [{"pan": "4111111111111111", "expirationMonth": 12, "expirationYear": 2035}]}),
+            json!({"firstName": "Bo", "lastName": "Li", "companyName": "Acme", "externalReference": "r-2"}),
+        ];
+        let (_, summary) = import(&app, &app.key, ndjson(&rows)).await;
+        assert_eq!(summary["created"], 2);
+        let exported = export(&app).await;
+        assert_eq!(exported.len(), 2);
+        let zoe = exported.iter().find(|c| c["externalReference"] == "r-1").unwrap();
+        for field in ["firstName", "lastName", "email", "mobilePhoneNumber", "dateOfBirth", "preferredLanguage", "billingAddress", "tier"] {
+            assert_eq!(zoe[field], rows[0][field], "{field}");
+        }
+        assert!(zoe.get("ssn").is_none(), "no secret data");
+        let text = serde_json::to_string(&exported).unwrap();
+        assert!(!text.contains("4111") && !text.contains("123-45") && zoe.get("cards").is_none(), "no card or secret data");
+        assert_eq!(exported.iter().find(|c| c["externalReference"] == "r-2").unwrap()["companyName"], "Acme");
+        // Another merchant's export is its own.
+        let (_, other) = app.other_merchant().await;
+        let r = app.client.get(app.url("/customers/export")).bearer_auth(&other).send().await.unwrap();
+        assert_eq!(r.text().await.unwrap(), "");
+    }
+
+    async fn import_needs_ndjson_and_scopes(app: TestApp) {
+        let r = app.client.post(app.url("/customers/import")).bearer_auth(&app.key).header("content-type", "application/json").body("{}").send().await.unwrap();
+        assert_eq!(r.status(), 415);
+        let (_, read_only) = app.key_with(&[clientele::auth::Scope::CustomersRead]).await;
+        let r = app.client.post(app.url("/customers/import")).bearer_auth(&read_only).header("content-type", "application/x-ndjson").body("{}").send().await.unwrap();
+        assert_eq!(r.status(), 403);
+        let (_, no_pm) = app.key_with(&[clientele::auth::Scope::CustomersWrite]).await;
+        let line = json!({"firstName": "a", "lastName": "b", "paymentMethodsCards": [{"pan": "4111111111111111", "expirationMonth": 12, "expirationYear": 2035}]});
+        let (lines, summary) = import(&app, &no_pm, ndjson(&[line])).await;
+        assert_eq!(summary["failed"], 1);
+        assert!(lines[0]["errors"]["paymentMethodsCards"].is_array());
+    }
+}
