@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand};
 use clientele::auth::{Scope, generate_key, scopes_string};
 use clientele::config::Config;
 use clientele::crypto::{Vault, load_master_key};
-use clientele::store::{Db, DbOptions, Tenant};
+use clientele::routes::bulk::{Importer, export_lines};
+use clientele::store::{Actor, Db, DbOptions, Tenant};
 use clientele::{App, shutdown_signal, telemetry};
 use serde_json::json;
 use uuid::Uuid;
@@ -36,6 +37,21 @@ enum Command {
     ApiKey {
         #[command(subcommand)]
         action: ApiKeyCmd,
+    },
+    /// Import customers from an NDJSON file (one create body per line), upserting
+    /// by externalReference; prints the summary, and each failed line on stderr.
+    Import {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        merchant: Uuid,
+    },
+    /// Export every customer of a merchant as NDJSON (a consistent snapshot).
+    Export {
+        #[arg(long)]
+        merchant: Uuid,
+        /// Write here instead of stdout.
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
     },
     /// Encryption keys of the vault.
     Keys {
@@ -185,6 +201,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", json!({"keyId": key_id, "revoked": true}));
             Ok(())
         }
+        Command::Import { file, merchant } => import(&config, &file, merchant).await,
+        Command::Export { merchant, output } => export(&config, merchant, output.as_deref()).await,
         Command::Keys { action: KeysCmd::Rotate } => {
             let db = open(&config).await?;
             let vault = Vault::new(load_master_key(config.master_key.as_ref(), &config.data_dir)?);
@@ -198,6 +216,82 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn import(config: &Config, path: &std::path::Path, merchant: Uuid) -> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let app = App::start(config).await?;
+    let tenant = app.state.db().find_merchant(merchant).await?.with_context(|| format!("no merchant {merchant}"))?;
+    let file = tokio::fs::File::open(path).await.with_context(|| format!("opening {}", path.display()))?;
+    let bar = indicatif::ProgressBar::new(file.metadata().await?.len());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let reading = bar.clone();
+    let chunks = futures_util::stream::unfold(file, move |mut f| {
+        let bar = reading.clone();
+        async move {
+            let mut buf = vec![0u8; 256 * 1024];
+            match f.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    bar.inc(n as u64);
+                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), f))
+                }
+                Err(e) => Some((Err(e), f)),
+            }
+        }
+    });
+    let actor =
+        Actor { tenant, api_key_id: None, correlation_id: format!("cli-import-{}", Uuid::new_v4()), idempotency: None };
+    let (out, mut results) = tokio::sync::mpsc::channel(256);
+    let importer = Importer::new(app.state.clone(), actor, true, out).await?;
+    let task = tokio::spawn(importer.run(axum::body::Body::from_stream(chunks)));
+    let mut summary = serde_json::Value::Null;
+    while let Some(line) = results.recv().await {
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap_or_default();
+        if v.get("errors").is_some() || v.get("error").is_some() {
+            bar.suspend(|| eprintln!("{v}"));
+        } else if let Some(s) = v.get("summary") {
+            summary = s.clone();
+        }
+    }
+    task.await?;
+    bar.finish_and_clear();
+    println!("{summary}");
+    app.state.db().close().await;
+    Ok(())
+}
+
+async fn export(config: &Config, merchant: Uuid, output: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let db = open(config).await?;
+    let tenant = db.find_merchant(merchant).await?.with_context(|| format!("no merchant {merchant}"))?;
+    let search =
+        clientele::routes::customers::parse_search(Some("pageSize=1"), &[]).map_err(|_| anyhow::anyhow!("search"))?;
+    let (_, total) = db.scoped(tenant).search_customers(&search).await?;
+    let bar = indicatif::ProgressBar::new(total as u64);
+    let mut sink: Box<dyn Write + Send> = match output {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    let (tx, mut batches) = tokio::sync::mpsc::channel(4);
+    let reader = db.clone();
+    let task = tokio::spawn(async move { reader.export_customers(tenant, &tx).await });
+    while let Some(batch) = batches.recv().await {
+        let n = batch.0.len() as u64;
+        sink.write_all(&export_lines(batch))?;
+        bar.inc(n);
+    }
+    task.await??;
+    sink.flush()?;
+    bar.finish_and_clear();
+    db.close().await;
+    Ok(())
 }
 
 fn main() -> ExitCode {

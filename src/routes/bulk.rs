@@ -65,7 +65,7 @@ struct Tally {
     failed: u64,
 }
 
-struct Importer {
+pub struct Importer {
     state: AppState,
     actor: Actor,
     declarations: Vec<Declaration>,
@@ -110,6 +110,27 @@ async fn upsert(
 }
 
 impl Importer {
+    /// An import on behalf of `actor`, writing its per-line results to `out`.
+    pub async fn new(
+        state: AppState,
+        actor: Actor,
+        may_add_methods: bool,
+        out: mpsc::Sender<Bytes>,
+    ) -> Result<Importer, sqlx::Error> {
+        let declarations = state.db().scoped(actor.tenant).declarations().await?;
+        let active = declarations.iter().filter(|d| !d.retired).map(|d| d.name.clone()).collect();
+        Ok(Importer {
+            state,
+            actor,
+            declarations,
+            active,
+            may_add_methods,
+            out,
+            tally: Tally::default(),
+            batch: Vec::new(),
+        })
+    }
+
     async fn send(&self, v: Value) -> bool {
         self.out.send(line(&v)).await.is_ok()
     }
@@ -236,7 +257,7 @@ impl Importer {
         }
     }
 
-    async fn run(mut self, body: Body) {
+    pub async fn run(mut self, body: Body) {
         let mut stream = body.into_data_stream();
         let (mut buf, mut n, mut skipping) = (Vec::<u8>::new(), 0usize, false);
         while let Some(chunk) = stream.next().await {
@@ -299,23 +320,27 @@ async fn import_customers(
             "Imports are sent as 'Content-Type: application/x-ndjson', one customer per line.",
         ));
     }
-    let declarations = state.db().scoped(auth.tenant()).declarations().await?;
-    let active = declarations.iter().filter(|d| !d.retired).map(|d| d.name.clone()).collect();
     let (out, rx) = mpsc::channel::<Bytes>(256);
-    let importer = Importer {
-        may_add_methods: auth.ctx.scopes.contains(&Scope::PaymentMethodsWrite),
-        actor: auth.actor(),
-        state,
-        declarations,
-        active,
-        out,
-        tally: Tally::default(),
-        batch: Vec::new(),
-    };
+    let importer =
+        Importer::new(state, auth.actor(), auth.ctx.scopes.contains(&Scope::PaymentMethodsWrite), out).await?;
     tokio::spawn(importer.run(req.into_body()));
     let mut res = (StatusCode::OK, ndjson_stream(rx)).into_response();
     res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(NDJSON));
     Ok(res)
+}
+
+/// One NDJSON line per customer of an export batch.
+pub fn export_lines((rows, mut custom): crate::store::customers::ExportBatch) -> Bytes {
+    let mut chunk = Vec::with_capacity(rows.len() * 700);
+    for r in rows {
+        let values = custom.remove(&r.id).unwrap_or_default();
+        let mut view = CustomerView::from(r);
+        for (name, value) in values {
+            view.custom.insert(name, serde_json::from_str(&value).unwrap_or(Value::Null));
+        }
+        chunk.extend_from_slice(&line(&view));
+    }
+    Bytes::from(chunk)
 }
 
 /// Export customers (NDJSON)
@@ -336,17 +361,8 @@ async fn export_customers(State(state): State<AppState>, auth: Authed<CustomersR
         }
     });
     tokio::spawn(async move {
-        while let Some((rows, mut custom)) = batches.recv().await {
-            let mut chunk = Vec::with_capacity(rows.len() * 700);
-            for r in rows {
-                let values = custom.remove(&r.id).unwrap_or_default();
-                let mut view = CustomerView::from(r);
-                for (name, value) in values {
-                    view.custom.insert(name, serde_json::from_str(&value).unwrap_or(Value::Null));
-                }
-                chunk.extend_from_slice(&line(&view));
-            }
-            if out.send(Bytes::from(chunk)).await.is_err() {
+        while let Some(batch) = batches.recv().await {
+            if out.send(export_lines(batch)).await.is_err() {
                 break;
             }
         }

@@ -108,7 +108,8 @@ both_processes!(
     logs_are_structured_and_free_of_pii,
     acknowledged_creates_survive_kill_9,
     no_file_holds_a_clear_number,
-    keys_rotate_while_the_server_runs
+    keys_rotate_while_the_server_runs,
+    cli_imports_and_exports
 );
 
 async fn first_start_bootstraps_a_merchant(db: TestDb) {
@@ -564,5 +565,53 @@ async fn keys_rotate_while_the_server_runs(db: TestDb) {
     let (ok, _, err) =
         cli(&db, &data, &["keys", "rotate", "--master-key", "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI="]).await;
     assert!(!ok && err.contains("master key"), "{err}");
+    assert!(sigterm(&mut server.child).await.success());
+}
+
+async fn cli_imports_and_exports(db: TestDb) {
+    let data = db.dir.path().join("data");
+    let mut server = start(&db, &data).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let boot: Value = serde_json::from_str(&server.stdout.lock().await[0]).unwrap();
+    let (merchant, key) =
+        (boot["merchantId"].as_str().unwrap().to_owned(), boot["apiKey"].as_str().unwrap().to_owned());
+    let file = db.dir.path().join("in.ndjson");
+    let lines = [
+        json!({"firstName": "Ann", "lastName": "One", "externalReference": "a-1"}).to_string(),
+        "oops".to_owned(),
+        json!({"firstName": "Ben", "lastName": "Two", "externalReference": "a-2"}).to_string(),
+        json!({"firstName": "Cy", "lastName": "Three"}).to_string(),
+    ];
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let path = file.display().to_string();
+    let (ok, summary, err) = cli(&db, &data, &["import", &path, "--merchant", &merchant]).await;
+    assert!(ok, "{err}");
+    assert_eq!(summary, json!({"lines": 4, "created": 3, "updated": 0, "failed": 1}));
+    assert!(err.contains("\"line\":2"), "the bad line is reported: {err}");
+    let (ok, summary, _) = cli(&db, &data, &["import", &path, "--merchant", &merchant]).await;
+    assert!(ok);
+    assert_eq!(
+        (summary["created"].clone(), summary["updated"].clone()),
+        (json!(1), json!(2)),
+        "references upsert; the line without one is created again"
+    );
+    let out = db.dir.path().join("out.ndjson");
+    let (ok, _, err) = cli(&db, &data, &["export", "--merchant", &merchant, "-o", &out.display().to_string()]).await;
+    assert!(ok, "{err}");
+    let exported: Vec<Value> =
+        std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(exported.len(), 4);
+    let r: Value = client()
+        .get(format!("{}/customers?pageSize=1", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["total"], 4, "the running server sees the imported customers");
+    let (ok, _, _) = cli(&db, &data, &["import", "/nonexistent.ndjson", "--merchant", &merchant]).await;
+    assert!(!ok);
     assert!(sigterm(&mut server.child).await.success());
 }
