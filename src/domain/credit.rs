@@ -54,6 +54,23 @@ pub fn parse_amount(v: &Value, path: &str, p: &mut Problems) -> Option<Decimal> 
     }
 }
 
+/// A required amount field of an object, read with [`parse_amount`].
+pub fn required_amount(o: &mut Obj<'_>, key: &'static str, p: &mut Problems) -> Option<Decimal> {
+    match o.get(key) {
+        Some(v) => parse_amount(v, &o.path(key), p),
+        None => {
+            let path = o.path(key);
+            p.push(path.clone(), format!("'{path}' is required."));
+            None
+        }
+    }
+}
+
+/// Minor units (cents) of an amount that has at most 2 decimals.
+pub fn to_minor(d: Decimal) -> Option<i64> {
+    (d * Decimal::from(100)).to_i64()
+}
+
 /// A rate such as `0.0999`: 0 ≤ rate < 1, at most 6 decimals.
 pub fn parse_rate(v: Option<&Value>, path: &str, p: &mut Problems) -> Option<Decimal> {
     let v = v?;
@@ -195,13 +212,7 @@ impl AccountInput {
                 None
             }
         });
-        let credit_limit = match o.get("creditLimit") {
-            Some(v) => parse_amount(v, "creditLimit", &mut p).and_then(|d| (d * Decimal::from(100)).to_i64()),
-            None => {
-                p.push("creditLimit", "'creditLimit' is required.");
-                None
-            }
-        };
+        let credit_limit = required_amount(&mut o, "creditLimit", &mut p).and_then(to_minor);
         let rate_value = o.get("accountInterestRate");
         let interest_rate = match rate_value {
             Some(_) => parse_rate(rate_value, "accountInterestRate", &mut p),

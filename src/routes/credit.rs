@@ -15,7 +15,7 @@ use super::customers::customer_id;
 use super::{JsonReply, ReadErrors, WriteErrors};
 use crate::AppState;
 use crate::auth::{Authed, CreditWrite, CustomersRead};
-use crate::domain::credit::{AccountInput, PlanInput, mask_email, mask_phone, monthly_payment, parse_amount};
+use crate::domain::credit::{AccountInput, PlanInput, mask_email, mask_phone, monthly_payment, required_amount};
 use crate::domain::customer::parse_date;
 use crate::domain::money::Money;
 use crate::domain::{Obj, Problems};
@@ -622,13 +622,7 @@ async fn calculate_interest(
     let number = account_number(&params)?;
     let mut p = Problems::new();
     let amount = Obj::root(&body, &mut p).and_then(|mut o| {
-        let a = match o.get("amount") {
-            Some(v) => parse_amount(v, "amount", &mut p),
-            None => {
-                p.push("amount", "'amount' is required.");
-                None
-            }
-        };
+        let a = required_amount(&mut o, "amount", &mut p);
         o.finish(&mut p);
         a
     });

@@ -3,8 +3,6 @@
 use axum::extract::{RawPathParams, State};
 use axum::http::StatusCode;
 use chrono::DateTime;
-use rust_decimal::Decimal;
-use rust_decimal::prelude::ToPrimitive;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -15,7 +13,7 @@ use super::customers::customer_id;
 use super::{Created, JsonReply, WriteErrors};
 use crate::AppState;
 use crate::auth::{Authed, CreditWrite};
-use crate::domain::credit::parse_amount;
+use crate::domain::credit::{required_amount, to_minor};
 use crate::domain::provider::active_currency;
 use crate::domain::text::required_text;
 use crate::domain::{Obj, Problems};
@@ -62,13 +60,7 @@ fn parse(body: &serde_json::Value) -> Result<NewTransaction, Problems> {
             None
         }
     });
-    let amount = match o.get("amount") {
-        Some(v) => parse_amount(v, "amount", &mut p).and_then(|d| (d * Decimal::from(100)).to_i64()),
-        None => {
-            p.push("amount", "'amount' is required.");
-            None
-        }
-    };
+    let amount = required_amount(&mut o, "amount", &mut p).and_then(to_minor);
     let currency = o.required_string("currency", &mut p).and_then(|s| {
         let ok = active_currency(s);
         if !ok {

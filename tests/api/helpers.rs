@@ -339,6 +339,20 @@ pub async fn open_db(url: &str) -> Db {
     Db::connect(url, &DbOptions::default()).await.unwrap()
 }
 
+/// The Luhn check.
+pub fn luhn_valid(digits: &str) -> bool {
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
 /// A full, valid customer body.
 pub fn full_customer() -> Value {
     json!({
