@@ -66,6 +66,23 @@ async fn start(db: &TestDb, data_dir: &Path) -> Server {
     Server { child, base: format!("http://{listen}/pay-api/v1"), logs, stdout }
 }
 
+/// Starts a server on a fresh database and returns it with the merchant id and
+/// API key it printed on first start.
+async fn boot(db: &TestDb, data: &Path) -> (Server, String, String) {
+    let server = start(db, data).await;
+    for _ in 0..200 {
+        let first = server.stdout.lock().await.first().cloned();
+        if let Some(line) = first {
+            let v: Value = serde_json::from_str(&line).unwrap();
+            let (merchant, key) =
+                (v["merchantId"].as_str().unwrap().to_owned(), v["apiKey"].as_str().unwrap().to_owned());
+            return (server, merchant, key);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the first start printed no API key");
+}
+
 async fn cli(db: &TestDb, data_dir: &Path, args: &[&str]) -> (bool, Value, String) {
     let out = command(db, data_dir).args(args).output().await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -205,10 +222,7 @@ async fn cli_administers_a_running_server(db: TestDb) {
 
 async fn logs_are_structured_and_free_of_pii(db: TestDb) {
     let data = db.dir.path().join("data");
-    let mut server = start(&db, &data).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let key =
-        serde_json::from_str::<Value>(&server.stdout.lock().await[0]).unwrap()["apiKey"].as_str().unwrap().to_owned();
+    let (mut server, _, key) = boot(&db, &data).await;
     let http = client();
     let email = "pii.person@secret-domain.example";
     let r = http
@@ -261,10 +275,7 @@ async fn logs_are_structured_and_free_of_pii(db: TestDb) {
 /// that was answered 200 must be there after a restart.
 async fn acknowledged_creates_survive_kill_9(db: TestDb) {
     let data = db.dir.path().join("data");
-    let mut server = start(&db, &data).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let key =
-        serde_json::from_str::<Value>(&server.stdout.lock().await[0]).unwrap()["apiKey"].as_str().unwrap().to_owned();
+    let (mut server, _, key) = boot(&db, &data).await;
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut writers = Vec::new();
     for w in 0..8 {
@@ -334,11 +345,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// (database, WAL, key file, logs) is searched for them in clear.
 async fn no_file_holds_a_clear_number(db: TestDb) {
     let data = db.dir.path().join("data");
-    let mut server = start(&db, &data).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let boot: Value = serde_json::from_str(&server.stdout.lock().await[0]).unwrap();
-    let key = boot["apiKey"].as_str().unwrap().to_owned();
-    let merchant = boot["merchantId"].as_str().unwrap().to_owned();
+    let (mut server, merchant, key) = boot(&db, &data).await;
     let (ok, reveal, _) =
         cli(&db, &data, &["api-key", "create", "--merchant", &merchant, "--scope", "payment_methods:reveal"]).await;
     assert!(ok);
@@ -502,16 +509,9 @@ async fn no_file_holds_a_clear_number(db: TestDb) {
 
 async fn keys_rotate_while_the_server_runs(db: TestDb) {
     let data = db.dir.path().join("data");
-    let mut server = start(&db, &data).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let boot: Value = serde_json::from_str(&server.stdout.lock().await[0]).unwrap();
-    let key = boot["apiKey"].as_str().unwrap().to_owned();
-    let (_, reveal, _) = cli(
-        &db,
-        &data,
-        &["api-key", "create", "--merchant", boot["merchantId"].as_str().unwrap(), "--scope", "payment_methods:reveal"],
-    )
-    .await;
+    let (mut server, merchant, key) = boot(&db, &data).await;
+    let (_, reveal, _) =
+        cli(&db, &data, &["api-key", "create", "--merchant", &merchant, "--scope", "payment_methods:reveal"]).await;
     let reveal_key = reveal["apiKey"].as_str().unwrap().to_owned();
     let http = client();
     let r: Value = http.post(format!("{}/customers", server.base)).bearer_auth(&key)
@@ -570,11 +570,7 @@ async fn keys_rotate_while_the_server_runs(db: TestDb) {
 
 async fn cli_imports_and_exports(db: TestDb) {
     let data = db.dir.path().join("data");
-    let mut server = start(&db, &data).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let boot: Value = serde_json::from_str(&server.stdout.lock().await[0]).unwrap();
-    let (merchant, key) =
-        (boot["merchantId"].as_str().unwrap().to_owned(), boot["apiKey"].as_str().unwrap().to_owned());
+    let (mut server, merchant, key) = boot(&db, &data).await;
     let file = db.dir.path().join("in.ndjson");
     let lines = [
         json!({"firstName": "Ann", "lastName": "One", "externalReference": "a-1"}).to_string(),
