@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::customers::customer_id;
-use super::{JsonReply, ReadErrors, WriteErrors};
+use super::{JsonReply, ReadErrors, WriteErrors, commit_reply};
 use crate::AppState;
 use crate::auth::{Authed, CreditWrite, CustomersRead};
 use crate::domain::credit::{AccountInput, PlanInput, mask_email, mask_phone, monthly_payment, required_amount};
@@ -254,9 +254,7 @@ async fn open_account(
         .db()
         .write(auth.actor(), move |mut tx| async move {
             let (account_number, card_ending_in) = tx.open_account(&vault, customer, &input, &bin).await?;
-            let reply = JsonReply::new(StatusCode::OK, &OpenedAccount { account_number, card_ending_in });
-            tx.commit_replying(200, &reply.body).await?;
-            Ok::<_, StoreError>(reply)
+            commit_reply(tx, &OpenedAccount { account_number, card_ending_in }).await
         })
         .await?)
 }
@@ -510,9 +508,7 @@ async fn close_account(
         .db()
         .write(auth.actor(), move |mut tx| async move {
             tx.close_account(&number).await?;
-            let reply = JsonReply::new(StatusCode::OK, &Closed { account_number: number, account_status: "closed" });
-            tx.commit_replying(200, &reply.body).await?;
-            Ok::<_, StoreError>(reply)
+            commit_reply(tx, &Closed { account_number: number, account_status: "closed" }).await
         })
         .await?)
 }

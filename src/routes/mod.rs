@@ -49,7 +49,16 @@ impl IntoResponse for JsonReply {
 /// Commits a create and answers `{"id": ...}`, storing that exact reply for
 /// `Idempotency-Key` replay in the same transaction.
 pub async fn commit_created(tx: crate::store::WriteTx, id: uuid::Uuid) -> Result<JsonReply, crate::store::StoreError> {
-    let reply = JsonReply::new(StatusCode::OK, &Created { id });
+    commit_reply(tx, &Created { id }).await
+}
+
+/// Commits and answers 200 with `value`, storing that exact reply for replay in
+/// the same transaction.
+pub async fn commit_reply<T: Serialize>(
+    tx: crate::store::WriteTx,
+    value: &T,
+) -> Result<JsonReply, crate::store::StoreError> {
+    let reply = JsonReply::new(StatusCode::OK, value);
     tx.commit_replying(200, &reply.body).await?;
     Ok(reply)
 }

@@ -48,37 +48,7 @@ impl Db {
             "INSERT INTO encryption_keys (version, wrapped_key, created_at) VALUES ($1, $2, $3)")
             .bind(i64::from(version)).bind(&wrapped).bind(now_ms()).execute(p).await.map(|r| r.rows_affected()))?;
         vault.install(&[(version, wrapped)])?;
-        let mut reencrypted = 0u64;
-        loop {
-            let batch: Vec<SecretRow> = on_conn!(self.writer(), p => sqlx::query_as::<_, SecretRow>(
-                "SELECT merchant_id, id, key_version, secret, tax_id_secret FROM payment_methods \
-                 WHERE key_version < $1 LIMIT 500")
-                .bind(i64::from(version)).fetch_all(p).await)?;
-            if batch.is_empty() {
-                break;
-            }
-            for row in batch {
-                let seal = |field: &str, blob: &Option<Vec<u8>>| -> anyhow::Result<Option<Vec<u8>>> {
-                    let Some(blob) = blob else { return Ok(None) };
-                    let aad = secret_aad(row.merchant_id, row.id, field);
-                    let clear = vault.open(blob, &aad)?;
-                    Ok(Some(vault.seal(version, &aad, &clear)?))
-                };
-                if let Some(old) =
-                    [&row.secret, &row.tax_id_secret].into_iter().flatten().find_map(|b| Vault::version_of(b))
-                {
-                    self.ensure_key(vault, old).await?;
-                }
-                let secret = seal("secret", &row.secret)?;
-                let tax = seal("tax_id", &row.tax_id_secret)?;
-                let done = on_conn!(self.writer(), p => sqlx::query(
-                    "UPDATE payment_methods SET secret = $1, tax_id_secret = $2, key_version = $3 \
-                     WHERE merchant_id = $4 AND id = $5 AND key_version = $6")
-                    .bind(secret).bind(tax).bind(i64::from(version)).bind(row.merchant_id).bind(row.id).bind(row.key_version)
-                    .execute(p).await.map(|r| r.rows_affected()))?;
-                reencrypted += done;
-            }
-        }
+        let mut reencrypted = self.rotate_payment_methods(vault, version).await?;
         reencrypted += self.rotate_custom_values(vault, version).await?;
         reencrypted += self.rotate_provider_credentials(vault, version).await?;
         reencrypted += self.rotate_virtual_cards(vault, version).await?;
@@ -93,6 +63,35 @@ impl Db {
         }
         let clear = vault.open(blob, aad)?;
         Ok(vault.seal(version, aad, &clear)?)
+    }
+
+    async fn rotate_payment_methods(&self, vault: &Vault, version: u32) -> anyhow::Result<u64> {
+        let mut n = 0;
+        loop {
+            let batch: Vec<SecretRow> = on_conn!(self.writer(), p => sqlx::query_as::<_, SecretRow>(
+                "SELECT merchant_id, id, key_version, secret, tax_id_secret FROM payment_methods WHERE key_version < $1 LIMIT 500")
+                .bind(i64::from(version)).fetch_all(p).await)?;
+            if batch.is_empty() {
+                return Ok(n);
+            }
+            for row in batch {
+                let mut sealed = Vec::with_capacity(2);
+                for (blob, field) in [(&row.secret, "secret"), (&row.tax_id_secret, "tax_id")] {
+                    sealed.push(match blob {
+                        Some(b) => {
+                            Some(self.reseal(vault, version, &secret_aad(row.merchant_id, row.id, field), b).await?)
+                        }
+                        None => None,
+                    });
+                }
+                let [secret, tax]: [Option<Vec<u8>>; 2] = sealed.try_into().expect("two secrets");
+                n += on_conn!(self.writer(), p => sqlx::query(
+                    "UPDATE payment_methods SET secret = $1, tax_id_secret = $2, key_version = $3 \
+                     WHERE merchant_id = $4 AND id = $5 AND key_version = $6")
+                    .bind(secret).bind(tax).bind(i64::from(version)).bind(row.merchant_id).bind(row.id).bind(row.key_version)
+                    .execute(p).await.map(|r| r.rows_affected()))?;
+            }
+        }
     }
 
     async fn rotate_custom_values(&self, vault: &Vault, version: u32) -> anyhow::Result<u64> {
