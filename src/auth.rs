@@ -4,7 +4,10 @@
 //! hash is right here (unlike passwords): the input has full entropy, so there is
 //! nothing to brute-force, and every request pays for the lookup.
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -87,7 +90,36 @@ pub fn scopes_string(scopes: &[Scope]) -> String {
 pub struct AuthContext {
     pub tenant: Tenant,
     pub key_id: Uuid,
-    pub scopes: Vec<Scope>,
+    pub scopes: Arc<[Scope]>,
+}
+
+/// How long a looked-up key is trusted without asking the database again: a key
+/// revoked (from the command line, possibly on another machine) stops working on
+/// every server within this time.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
+/// Entries kept at most; the cache starts over when full.
+const KEY_CACHE_CAPACITY: usize = 10_000;
+
+/// Live keys by hash, each with the instant it was read. Unknown keys are not
+/// kept, so guessing cannot fill the cache.
+#[derive(Default)]
+pub struct KeyCache {
+    live: Mutex<HashMap<[u8; 32], (AuthContext, Instant)>>,
+}
+
+impl KeyCache {
+    fn get(&self, hash: &[u8; 32]) -> Option<AuthContext> {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.get(hash).filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL).map(|(ctx, _)| ctx.clone())
+    }
+
+    fn put(&self, hash: [u8; 32], ctx: AuthContext) {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if live.len() >= KEY_CACHE_CAPACITY {
+            live.clear();
+        }
+        live.insert(hash, (ctx, Instant::now()));
+    }
 }
 
 /// Authenticates every API route: a live key, or 401.
@@ -100,11 +132,20 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
     if token.is_empty() || token.len() > 256 {
         return Err(ApiError::unauthorized("The API key is not valid."));
     }
-    let Some(rec) = state.db().find_api_key(&hash_key(token)).await? else {
-        return Err(ApiError::unauthorized("The API key is not valid."));
+    let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let ctx = match state.keys().get(&hash) {
+        Some(ctx) => ctx,
+        None => {
+            let Some(rec) = state.db().find_api_key(&hash).await? else {
+                return Err(ApiError::unauthorized("The API key is not valid."));
+            };
+            let scopes = rec.scopes.split_whitespace().filter_map(Scope::parse).collect();
+            let ctx = AuthContext { tenant: Tenant::trusted(rec.merchant_id), key_id: rec.id, scopes };
+            state.keys().put(hash, ctx.clone());
+            ctx
+        }
     };
-    let scopes = rec.scopes.split_whitespace().filter_map(Scope::parse).collect();
-    req.extensions_mut().insert(AuthContext { tenant: Tenant::trusted(rec.merchant_id), key_id: rec.id, scopes });
+    req.extensions_mut().insert(ctx);
     Ok(next.run(req).await)
 }
 

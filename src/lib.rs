@@ -42,6 +42,7 @@ pub(crate) struct Inner {
     metrics: PrometheusHandle,
     shutting_down: AtomicBool,
     vault: Arc<Vault>,
+    keys: auth::KeyCache,
 }
 
 impl AppState {
@@ -51,6 +52,10 @@ impl AppState {
 
     pub fn vault(&self) -> Arc<Vault> {
         self.inner.vault.clone()
+    }
+
+    pub(crate) fn keys(&self) -> &auth::KeyCache {
+        &self.inner.keys
     }
 }
 
@@ -108,6 +113,7 @@ impl App {
                 metrics: telemetry::metrics_handle(),
                 shutting_down: AtomicBool::new(false),
                 vault,
+                keys: auth::KeyCache::default(),
             }),
         };
         let (router, openapi) = build_router(state.clone());

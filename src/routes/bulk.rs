@@ -1,6 +1,7 @@
 //! Bulk import and export of customers as NDJSON, streamed both ways.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -11,6 +12,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -24,14 +26,14 @@ use crate::domain::Problems;
 use crate::domain::custom::Declaration;
 use crate::domain::customer::{CustomerInput, NewCustomer};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Actor, StoreError, WriteTx};
+use crate::store::{Actor, StoreError, WriteAborted, WriteTx};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(import_customers)).routes(routes!(export_customers))
 }
 
 /// Lines are committed this many at a time.
-const BATCH: usize = 500;
+const BATCH: usize = 1000;
 /// A line longer than this is refused (as a create body over the limit would be).
 const MAX_LINE: usize = 1 << 20;
 
@@ -65,6 +67,13 @@ struct Tally {
     failed: u64,
 }
 
+/// A written line: its number, the customer's id, and whether it was created.
+type Written = (usize, Uuid, bool);
+/// Parsed lines with their numbers.
+type Lines = Vec<(usize, NewCustomer)>;
+/// A batch being committed.
+type BatchWrite = JoinHandle<Result<Vec<Written>, StoreError>>;
+
 pub struct Importer {
     state: AppState,
     actor: Actor,
@@ -74,6 +83,8 @@ pub struct Importer {
     out: mpsc::Sender<Bytes>,
     tally: Tally,
     batch: Vec<(usize, NewCustomer)>,
+    /// The batch being written, with its lines (kept for the one-by-one retry).
+    pending: Option<(BatchWrite, Arc<Lines>)>,
 }
 
 /// Creates, or replaces the customer with the same `externalReference`.
@@ -109,6 +120,51 @@ async fn upsert(
     Ok((id, created))
 }
 
+/// Writes a batch of lines in one transaction: one query finds the references
+/// already held, new rows skip the per-line reference lookup (the unique index
+/// still guards it), and their `customer.created` events go in together.
+async fn upsert_batch(
+    tx: &mut WriteTx,
+    state: &AppState,
+    active: &[String],
+    lines: &[(usize, NewCustomer)],
+) -> Result<Vec<Written>, StoreError> {
+    let vault = state.vault();
+    let refs: Vec<&str> = lines.iter().filter_map(|(_, new)| new.customer.external_reference.as_deref()).collect();
+    let mut held = tx.customers_by_references(&refs).await?;
+    let mut done = Vec::with_capacity(lines.len());
+    let mut created_ids = Vec::with_capacity(lines.len());
+    for (n, new) in lines {
+        let reference = new.customer.external_reference.as_deref();
+        let (id, created) = match reference.and_then(|r| held.get(r).copied()) {
+            Some(id) => {
+                tx.update_customer(id, &new.customer, None).await?;
+                (id, false)
+            }
+            None => {
+                let id = Uuid::now_v7();
+                tx.insert_customer_row(id, &new.customer).await?;
+                if let Some(r) = reference {
+                    // A later line of this batch with the same reference updates this one.
+                    held.insert(r.to_owned(), id);
+                }
+                created_ids.push(id);
+                (id, true)
+            }
+        };
+        tx.write_custom_values(&vault, id, if created { &[] } else { active }, &new.customer.custom).await?;
+        for card in &new.cards {
+            tx.add_card(&vault, id, Uuid::now_v7(), card).await?;
+        }
+        for ach in &new.ach_accounts {
+            tx.add_ach(&vault, id, Uuid::now_v7(), ach).await?;
+        }
+        done.push((*n, id, created));
+    }
+    tx.events("customer.created", &created_ids).await?;
+    Ok(done)
+}
+
 impl Importer {
     /// An import on behalf of `actor`, writing its per-line results to `out`.
     pub async fn new(
@@ -128,6 +184,7 @@ impl Importer {
             out,
             tally: Tally::default(),
             batch: Vec::new(),
+            pending: None,
         })
     }
 
@@ -168,69 +225,62 @@ impl Importer {
         }
     }
 
-    /// Commits the batch in one transaction; if any line fails there, the batch is
-    /// rolled back and its lines are written one by one, so only that line fails.
+    /// Sends the batch to be committed in one transaction, while the next batch is
+    /// parsed; the previous batch is settled first, so results stay in line order.
     async fn flush(&mut self) {
+        self.settle().await;
         if self.batch.is_empty() {
             return;
         }
-        let batch = std::mem::take(&mut self.batch);
-        let (state, active) = (self.state.clone(), self.active.clone());
-        let lines: Vec<(usize, NewCustomer)> = batch;
-        let together = {
-            let (state, active) = (state.clone(), active.clone());
-            let lines = std::sync::Arc::new(lines);
-            let shared = lines.clone();
-            let r = state
+        let lines = Arc::new(std::mem::take(&mut self.batch));
+        let (state, active, actor, shared) =
+            (self.state.clone(), self.active.clone(), self.actor.clone(), lines.clone());
+        let write = tokio::spawn(async move {
+            let db = state.db().clone();
+            db.write_bulk(actor, move |mut tx| async move {
+                let done = upsert_batch(&mut tx, &state, &active, &shared).await?;
+                tx.commit().await?;
+                Ok::<_, StoreError>(done)
+            })
+            .await
+        });
+        self.pending = Some((write, lines));
+    }
+
+    /// Reports the batch in flight. If any of its lines failed, the batch was rolled
+    /// back: its lines are then written one by one, so only that line fails.
+    async fn settle(&mut self) {
+        let Some((write, lines)) = self.pending.take() else { return };
+        let outcome = write.await.unwrap_or_else(|e| Err(StoreError::Aborted(WriteAborted(e.to_string()))));
+        if let Ok(done) = outcome {
+            for (n, id, created) in done {
+                self.report(n, Ok((id, created))).await;
+            }
+            return;
+        }
+        // The write has finished, so this is the only handle left.
+        let lines = match Arc::try_unwrap(lines) {
+            Ok(lines) => lines,
+            Err(shared) => {
+                let why = || BTreeMap::from([("$".to_owned(), vec!["The line could not be written.".to_owned()])]);
+                for (n, _) in shared.iter() {
+                    self.fail(*n, why()).await;
+                }
+                return;
+            }
+        };
+        for (n, new) in lines {
+            let (state, active) = (self.state.clone(), self.active.clone());
+            let r = self
+                .state
                 .db()
-                .clone()
                 .write(self.actor.clone(), move |mut tx| async move {
-                    let mut done = Vec::with_capacity(shared.len());
-                    for (n, new) in shared.iter() {
-                        let (id, created) = upsert(&mut tx, &state, &active, new).await?;
-                        done.push((*n, id, created));
-                    }
+                    let r = upsert(&mut tx, &state, &active, &new).await?;
                     tx.commit().await?;
-                    Ok::<_, StoreError>(done)
+                    Ok::<_, StoreError>(r)
                 })
                 .await;
-            (r, lines)
-        };
-        match together {
-            (Ok(done), _) => {
-                for (n, id, created) in done {
-                    self.report(n, Ok((id, created))).await;
-                }
-            }
-            (Err(_), lines) => {
-                // The write task has finished, so this is the only handle left.
-                let lines = match std::sync::Arc::try_unwrap(lines) {
-                    Ok(lines) => lines,
-                    Err(shared) => {
-                        for (n, _) in shared.iter() {
-                            self.fail(
-                                *n,
-                                BTreeMap::from([("$".to_owned(), vec!["The line could not be written.".to_owned()])]),
-                            )
-                            .await;
-                        }
-                        return;
-                    }
-                };
-                for (n, new) in lines {
-                    let (state, active) = (state.clone(), active.clone());
-                    let r = state
-                        .db()
-                        .clone()
-                        .write(self.actor.clone(), move |mut tx| async move {
-                            let r = upsert(&mut tx, &state, &active, &new).await?;
-                            tx.commit().await?;
-                            Ok::<_, StoreError>(r)
-                        })
-                        .await;
-                    self.report(n, r).await;
-                }
-            }
+            self.report(n, r).await;
         }
     }
 
@@ -266,14 +316,17 @@ impl Importer {
                 break;
             };
             buf.extend_from_slice(&chunk);
-            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                let raw: Vec<u8> = buf.drain(..=pos).collect();
+            let mut start = 0;
+            while let Some(len) = buf[start..].iter().position(|b| *b == b'\n') {
+                let end = start + len;
                 n += 1;
-                if std::mem::take(&mut skipping) {
-                    continue; // the tail of an over-long line, already reported
+                if !std::mem::take(&mut skipping) {
+                    // (else the tail of an over-long line, already reported)
+                    self.take_line(n, &buf[start..end]).await;
                 }
-                self.take_line(n, &raw).await;
+                start = end + 1;
             }
+            buf.drain(..start);
             if buf.len() > MAX_LINE && !skipping {
                 self.fail(n + 1, BTreeMap::from([("$".to_owned(), vec!["The line is longer than 1 MiB.".to_owned()])]))
                     .await;
@@ -287,6 +340,7 @@ impl Importer {
             self.take_line(n, &raw).await;
         }
         self.flush().await;
+        self.settle().await;
         let t = &self.tally;
         let summary = json!({"summary": {"lines": n, "created": t.created, "updated": t.updated, "failed": t.failed}});
         self.send(summary).await;

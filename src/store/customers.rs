@@ -1,5 +1,6 @@
 //! Customers: rows, writes (each with its event, in one transaction) and search.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use uuid::Uuid;
@@ -187,11 +188,33 @@ macro_rules! bind_input {
     }};
 }
 
+/// The only unique key a customer write can break is `externalReference`'s: a writer
+/// that skipped or raced the lookup gets the same 409 (without the holder's id).
+fn reference_taken(e: sqlx::Error) -> StoreError {
+    if super::is_unique_violation(&e) {
+        StoreError::Conflict {
+            code: "duplicate_external_reference",
+            message: "Another customer of this merchant has this externalReference.",
+        }
+    } else {
+        e.into()
+    }
+}
+
 impl WriteTx {
     /// A reference is unique per merchant: another customer holding it is a conflict.
     async fn check_reference(&mut self, id: Uuid, input: &CustomerInput) -> Result<(), StoreError> {
         let Some(reference) = input.external_reference.as_deref() else { return Ok(()) };
         let merchant = self.merchant();
+        if let super::TxInner::Postgres(t) = &mut self.inner {
+            // Transactions claiming one reference queue here until the first commits, so
+            // the next one's lookup sees its row (SQLite's single writer queues them anyway).
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text || ':' || $2, 0))")
+                .bind(merchant)
+                .bind(reference)
+                .execute(&mut **t)
+                .await?;
+        }
         let other: Option<(Uuid,)> = on_tx!(self, c => sqlx::query_as(
             "SELECT id FROM customers WHERE merchant_id = $1 AND external_reference = $2 AND id <> $3")
             .bind(merchant).bind(reference).bind(id).fetch_optional(c).await)?;
@@ -203,12 +226,21 @@ impl WriteTx {
 
     pub async fn insert_customer(&mut self, id: Uuid, input: &CustomerInput) -> Result<(), StoreError> {
         self.check_reference(id, input).await?;
+        self.insert_customer_row(id, input).await?;
+        self.event("customer.created", id).await?;
+        Ok(())
+    }
+
+    /// Inserts the row alone, for a bulk writer that has already looked the
+    /// `externalReference` up (the unique index still refuses a duplicate) and
+    /// records the `customer.created` events together ([`WriteTx::events`]).
+    pub(crate) async fn insert_customer_row(&mut self, id: Uuid, input: &CustomerInput) -> Result<(), StoreError> {
         let v = InputValues::of(input);
         let (merchant, now) = (self.merchant(), self.now);
         on_tx!(self, c => bind_input!(sqlx::query(INSERT_SQL.as_str())
             .bind(merchant).bind(id).bind(1_i64).bind(CustomerStatus::Active.as_str()).bind(now).bind(now), v)
-            .execute(c).await.map(|r| r.rows_affected()))?;
-        self.event("customer.created", id).await?;
+            .execute(c).await.map(|r| r.rows_affected()))
+        .map_err(reference_taken)?;
         Ok(())
     }
 
@@ -252,7 +284,8 @@ impl WriteTx {
         let v = InputValues::of(input);
         let (merchant, now) = (self.merchant(), self.now);
         on_tx!(self, c => bind_input!(sqlx::query(UPDATE_SQL.as_str()).bind(merchant).bind(id).bind(now), v)
-            .execute(c).await.map(|r| r.rows_affected()))?;
+            .execute(c).await.map(|r| r.rows_affected()))
+        .map_err(reference_taken)?;
         self.event("customer.updated", id).await?;
         self.get_customer(id).await
     }
@@ -537,6 +570,26 @@ pub type ExportBatch = (Vec<CustomerRecord>, std::collections::HashMap<Uuid, Vec
 
 impl WriteTx {
     /// The customer holding this `externalReference`.
+    /// The customers holding these references, by reference (one query per 500).
+    pub async fn customers_by_references(&mut self, refs: &[&str]) -> Result<HashMap<String, Uuid>, StoreError> {
+        let merchant = self.merchant();
+        let mut held = HashMap::with_capacity(refs.len());
+        for chunk in refs.chunks(500) {
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT external_reference, id FROM customers WHERE merchant_id = $1 AND external_reference IN ({})",
+                list.join(", ")
+            );
+            let rows: Vec<(String, Uuid)> = on_tx!(self, c => {
+                let mut q = sqlx::query_as(&sql).bind(merchant);
+                for r in chunk { q = q.bind(*r); }
+                q.fetch_all(c).await
+            })?;
+            held.extend(rows);
+        }
+        Ok(held)
+    }
+
     pub async fn customer_by_reference(&mut self, reference: &str) -> Result<Option<Uuid>, StoreError> {
         let merchant = self.merchant();
         let row: Option<(Uuid,)> = on_tx!(self, c => sqlx::query_as(

@@ -7,7 +7,7 @@
 
 use uuid::Uuid;
 
-use super::{Db, Tenant, WriteTx, now_ms, on_conn, on_tx};
+use super::{Actor, Db, StoreError, Tenant, WriteTx, now_ms, on_conn, on_tx};
 
 /// Replies are replayed for 24 hours.
 pub const RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
@@ -44,64 +44,39 @@ struct KeyRow {
 }
 
 impl Db {
-    pub async fn claim_idempotency(&self, tenant: Tenant, key: &str, hash: &[u8]) -> Result<ClaimOutcome, sqlx::Error> {
-        let merchant = tenant.id();
-        // A few rounds at most: each lost race means another request moved the row on.
-        for _ in 0..4 {
-            let now = now_ms();
-            let inserted = on_conn!(self.writer(), p => sqlx::query(
-                "INSERT INTO idempotency_keys (merchant_id, key, request_hash, state, created_at) \
-                 VALUES ($1, $2, $3, 'in_progress', $4) ON CONFLICT DO NOTHING")
-                .bind(merchant).bind(key).bind(hash).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
-            let claim = Claim { merchant_id: merchant, key: key.to_owned(), claimed_at: now };
-            if inserted == 1 {
-                return Ok(ClaimOutcome::Claimed(claim));
-            }
-            let row = on_conn!(self.writer(), p => sqlx::query_as::<_, KeyRow>(
-                "SELECT request_hash, state, response_status, response_body, created_at \
-                 FROM idempotency_keys WHERE merchant_id = $1 AND key = $2")
-                .bind(merchant).bind(key).fetch_optional(p).await)?;
-            let Some(row) = row else { continue };
-            if row.created_at < now - RETENTION_MS {
-                on_conn!(self.writer(), p => sqlx::query(
-                    "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND created_at = $3")
-                    .bind(merchant).bind(key).bind(row.created_at).execute(p).await.map(|r| r.rows_affected()))?;
-                continue;
-            }
-            if row.request_hash != hash {
-                return Ok(ClaimOutcome::Reused);
-            }
-            if row.state == "completed" {
-                let status = row.response_status.and_then(|s| u16::try_from(s).ok()).unwrap_or(200);
-                return Ok(ClaimOutcome::Replay { status, body: row.response_body.unwrap_or_default() });
-            }
-            if row.created_at < now - ABANDONED_MS {
-                let taken = on_conn!(self.writer(), p => sqlx::query(
-                    "UPDATE idempotency_keys SET created_at = $1 \
-                     WHERE merchant_id = $2 AND key = $3 AND state = 'in_progress' AND created_at = $4")
-                    .bind(now).bind(merchant).bind(key).bind(row.created_at).execute(p).await.map(|r| r.rows_affected()))?;
-                if taken == 1 {
-                    return Ok(ClaimOutcome::Claimed(claim));
-                }
-                continue;
-            }
-            return Ok(ClaimOutcome::InProgress);
-        }
-        Ok(ClaimOutcome::InProgress)
+    /// Claims `key` for a request whose body hashes to `hash`, or says why not.
+    pub async fn claim_idempotency(&self, tenant: Tenant, key: &str, hash: &[u8]) -> Result<ClaimOutcome, StoreError> {
+        let (key, hash) = (key.to_owned(), hash.to_vec());
+        self.write(Actor::system(tenant), move |mut tx| async move {
+            let outcome = claim_in(&mut tx, key, &hash).await?;
+            tx.commit().await?;
+            Ok(outcome)
+        })
+        .await
     }
 
     /// Stores the reply of a request that wrote nothing (a validation error, say).
-    pub async fn complete_idempotency(&self, claim: &Claim, status: u16, body: &[u8]) -> Result<(), sqlx::Error> {
-        on_conn!(self.writer(), p => complete_query(claim, status, body).execute(p).await.map(|r| r.rows_affected()))?;
-        Ok(())
+    pub async fn complete_idempotency(&self, claim: &Claim, status: u16, body: &[u8]) -> Result<(), StoreError> {
+        let (claim, body) = (claim.clone(), body.to_vec());
+        let tenant = Tenant::trusted(claim.merchant_id);
+        self.write(Actor::system(tenant), move |mut tx| async move {
+            complete_in(&mut tx, &claim, status, &body).await?;
+            Ok(tx.commit().await?)
+        })
+        .await
     }
 
     /// Gives the key back after a failure, so the client's retry runs again.
-    pub async fn release_idempotency(&self, claim: &Claim) -> Result<(), sqlx::Error> {
-        on_conn!(self.writer(), p => sqlx::query(
-            "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND state = 'in_progress' AND created_at = $3")
-            .bind(claim.merchant_id).bind(&claim.key).bind(claim.claimed_at).execute(p).await.map(|r| r.rows_affected()))?;
-        Ok(())
+    pub async fn release_idempotency(&self, claim: &Claim) -> Result<(), StoreError> {
+        let claim = claim.clone();
+        let tenant = Tenant::trusted(claim.merchant_id);
+        self.write(Actor::system(tenant), move |mut tx| async move {
+            on_tx!(tx, c => sqlx::query(
+                "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND state = 'in_progress' AND created_at = $3")
+                .bind(claim.merchant_id).bind(&claim.key).bind(claim.claimed_at).execute(c).await.map(|r| r.rows_affected()))?;
+            Ok(tx.commit().await?)
+        })
+        .await
     }
 
     /// Deletes records past retention; returns how many.
@@ -111,6 +86,51 @@ impl Db {
             .bind(cutoff).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(done)
     }
+}
+
+async fn claim_in(tx: &mut WriteTx, key: String, hash: &[u8]) -> Result<ClaimOutcome, sqlx::Error> {
+    let merchant = tx.merchant();
+    let now = tx.now;
+    // A few rounds at most: each lost race means another request moved the row on.
+    for _ in 0..4 {
+        let inserted = on_tx!(tx, c => sqlx::query(
+            "INSERT INTO idempotency_keys (merchant_id, key, request_hash, state, created_at) \
+             VALUES ($1, $2, $3, 'in_progress', $4) ON CONFLICT DO NOTHING")
+            .bind(merchant).bind(&key).bind(hash).bind(now).execute(c).await.map(|r| r.rows_affected()))?;
+        if inserted == 1 {
+            return Ok(ClaimOutcome::Claimed(Claim { merchant_id: merchant, key, claimed_at: now }));
+        }
+        let row = on_tx!(tx, c => sqlx::query_as::<_, KeyRow>(
+            "SELECT request_hash, state, response_status, response_body, created_at \
+             FROM idempotency_keys WHERE merchant_id = $1 AND key = $2")
+            .bind(merchant).bind(&key).fetch_optional(c).await)?;
+        let Some(row) = row else { continue };
+        if row.created_at < now - RETENTION_MS {
+            on_tx!(tx, c => sqlx::query(
+                "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND created_at = $3")
+                .bind(merchant).bind(&key).bind(row.created_at).execute(c).await.map(|r| r.rows_affected()))?;
+            continue;
+        }
+        if row.request_hash != hash {
+            return Ok(ClaimOutcome::Reused);
+        }
+        if row.state == "completed" {
+            let status = row.response_status.and_then(|s| u16::try_from(s).ok()).unwrap_or(200);
+            return Ok(ClaimOutcome::Replay { status, body: row.response_body.unwrap_or_default() });
+        }
+        if row.created_at < now - ABANDONED_MS {
+            let taken = on_tx!(tx, c => sqlx::query(
+                "UPDATE idempotency_keys SET created_at = $1 \
+                 WHERE merchant_id = $2 AND key = $3 AND state = 'in_progress' AND created_at = $4")
+                .bind(now).bind(merchant).bind(&key).bind(row.created_at).execute(c).await.map(|r| r.rows_affected()))?;
+            if taken == 1 {
+                return Ok(ClaimOutcome::Claimed(Claim { merchant_id: merchant, key, claimed_at: now }));
+            }
+            continue;
+        }
+        return Ok(ClaimOutcome::InProgress);
+    }
+    Ok(ClaimOutcome::InProgress)
 }
 
 fn complete_query<'q, DB: sqlx::Database>(

@@ -16,6 +16,12 @@ both! {
         let (key_id, key) = app.key_with(&Scope::DEFAULT).await;
         app.send(Method::GET, "/customers", Some(&key), None, &[]).await.expect(200);
         assert!(app.db.revoke_api_key(key_id).await.unwrap());
+        // Servers trust a looked-up key for KEY_CACHE_TTL; after that it is refused.
+        let revoked = std::time::Instant::now();
+        while app.send(Method::GET, "/customers", Some(&key), None, &[]).await.status == 200 {
+            assert!(revoked.elapsed() < clientele::auth::KEY_CACHE_TTL * 2, "a revoked key still works");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         app.send(Method::GET, "/customers", Some(&key), None, &[]).await.expect_error(401, "unauthorized");
         app.send(Method::POST, "/customers", None, Some(json!({"firstName": "a", "lastName": "b"})), &[]).await.expect_error(401, "unauthorized");
         assert_eq!(app.get("/customers").await.expect(200)["total"], 0, "nothing written without a key");

@@ -247,3 +247,34 @@ both! {
         app.put(&format!("/customers/{b}"), json!({"firstName": "B", "lastName": "Ref", "externalReference": "crm-001"})).await.expect(200);
     }
 }
+
+both! {
+    async fn writes_committed_together_fail_alone(app: TestApp) {
+        // 60 concurrent creates share group commits on SQLite: the 30 that claim one
+        // externalReference conflict with each other (exactly one wins), and neither
+        // their failures undo the others in the same batch.
+        let mut tasks = Vec::new();
+        for i in 0..60u64 {
+            let (url, key) = (app.url("/customers"), app.key.clone());
+            let body = match i % 2 {
+                0 => json!({"firstName": "Same", "lastName": "Ref", "externalReference": "contended"}),
+                _ => json!({"firstName": "Own", "lastName": format!("Ref{i}"), "externalReference": format!("own-{i}")}),
+            };
+            tasks.push(tokio::spawn(async move {
+                reqwest::Client::new().post(&url).bearer_auth(&key).json(&body).send().await.unwrap().status().as_u16()
+            }));
+        }
+        let mut statuses = Vec::new();
+        for t in tasks {
+            statuses.push(t.await.unwrap());
+        }
+        let created = statuses.iter().filter(|s| **s == 200).count();
+        let conflicts = statuses.iter().filter(|s| **s == 409).count();
+        assert_eq!((created, conflicts), (31, 29), "{statuses:?}");
+        assert_eq!(app.get("/customers?externalReference=contended").await.expect(200)["total"], 1);
+        assert_eq!(app.get("/customers?search=own&pageSize=100").await.expect(200)["total"], 30);
+        let events = app.get("/events?type=customer.created&limit=500").await;
+        let creates = events.expect(200)["items"].as_array().unwrap().len();
+        assert_eq!(creates, 31, "one event per customer that exists, none for the ones rolled back");
+    }
+}
