@@ -174,11 +174,13 @@ impl Db {
                 .connect_with(connect.clone())
                 .await
                 .context("opening the SQLite database")?;
+            // Readers keep 4 MiB of pages each (the OS caches the file too), which
+            // bounds the pool's memory whatever the database's size.
             let read = SqlitePoolOptions::new()
                 .max_connections(opts.max_connections.max(2))
                 .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(5))
-                .connect_with(connect.read_only(true))
+                .connect_with(connect.read_only(true).pragma("cache_size", "-4000"))
                 .await
                 .context("opening the SQLite database for reading")?;
             let group = group::GroupWriter::start(write.clone());
