@@ -66,7 +66,7 @@ impl Scope {
 pub struct NewKey {
     pub id: Uuid,
     pub secret: String,
-    pub hash: Vec<u8>,
+    pub hash: [u8; 32],
 }
 
 pub fn generate_key() -> NewKey {
@@ -77,8 +77,8 @@ pub fn generate_key() -> NewKey {
     NewKey { id: Uuid::now_v7(), secret, hash }
 }
 
-pub fn hash_key(secret: &str) -> Vec<u8> {
-    Sha256::digest(secret.as_bytes()).to_vec()
+pub fn hash_key(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
 }
 
 pub fn scopes_string(scopes: &[Scope]) -> String {
@@ -132,7 +132,7 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
     if token.is_empty() || token.len() > 256 {
         return Err(ApiError::unauthorized("The API key is not valid."));
     }
-    let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let hash = hash_key(token);
     let ctx = match state.keys().get(&hash) {
         Some(ctx) => ctx,
         None => {

@@ -87,42 +87,10 @@ pub struct Importer {
     pending: Option<(BatchWrite, Arc<Lines>)>,
 }
 
-/// Creates, or replaces the customer with the same `externalReference`.
-async fn upsert(
-    tx: &mut WriteTx,
-    state: &AppState,
-    active: &[String],
-    new: &NewCustomer,
-) -> Result<(Uuid, bool), StoreError> {
-    let vault = state.vault();
-    let existing = match &new.customer.external_reference {
-        Some(r) => tx.customer_by_reference(r).await?,
-        None => None,
-    };
-    let (id, created) = match existing {
-        Some(id) => {
-            tx.update_customer(id, &new.customer, None).await?;
-            (id, false)
-        }
-        None => {
-            let id = Uuid::now_v7();
-            tx.insert_customer(id, &new.customer).await?;
-            (id, true)
-        }
-    };
-    tx.write_custom_values(&vault, id, if created { &[] } else { active }, &new.customer.custom).await?;
-    for card in &new.cards {
-        tx.add_card(&vault, id, Uuid::now_v7(), card).await?;
-    }
-    for ach in &new.ach_accounts {
-        tx.add_ach(&vault, id, Uuid::now_v7(), ach).await?;
-    }
-    Ok((id, created))
-}
-
-/// Writes a batch of lines in one transaction: one query finds the references
-/// already held, new rows skip the per-line reference lookup (the unique index
-/// still guards it), and their `customer.created` events go in together.
+/// Writes lines in one transaction, each creating a customer or replacing the one
+/// with its `externalReference`: one query finds the references already held, new
+/// rows skip the per-line reference lookup (the unique index still guards it), and
+/// their `customer.created` events go in together.
 async fn upsert_batch(
     tx: &mut WriteTx,
     state: &AppState,
@@ -152,13 +120,7 @@ async fn upsert_batch(
                 (id, true)
             }
         };
-        tx.write_custom_values(&vault, id, if created { &[] } else { active }, &new.customer.custom).await?;
-        for card in &new.cards {
-            tx.add_card(&vault, id, Uuid::now_v7(), card).await?;
-        }
-        for ach in &new.ach_accounts {
-            tx.add_ach(&vault, id, Uuid::now_v7(), ach).await?;
-        }
+        tx.write_parts(&vault, id, if created { &[] } else { active }, new).await?;
         done.push((*n, id, created));
     }
     tx.events("customer.created", &created_ids).await?;
@@ -253,10 +215,7 @@ impl Importer {
         let Some((write, lines)) = self.pending.take() else { return };
         let outcome = write.await.unwrap_or_else(|e| Err(StoreError::Aborted(WriteAborted(e.to_string()))));
         if let Ok(done) = outcome {
-            for (n, id, created) in done {
-                self.report(n, Ok((id, created))).await;
-            }
-            return;
+            return self.report_written(done).await;
         }
         // The write has finished, so this is the only handle left.
         let lines = match Arc::try_unwrap(lines) {
@@ -269,18 +228,27 @@ impl Importer {
                 return;
             }
         };
-        for (n, new) in lines {
-            let (state, active) = (self.state.clone(), self.active.clone());
+        for line in lines {
+            let (state, active, n) = (self.state.clone(), self.active.clone(), line.0);
             let r = self
                 .state
                 .db()
                 .write(self.actor.clone(), move |mut tx| async move {
-                    let r = upsert(&mut tx, &state, &active, &new).await?;
+                    let done = upsert_batch(&mut tx, &state, &active, std::slice::from_ref(&line)).await?;
                     tx.commit().await?;
-                    Ok::<_, StoreError>(r)
+                    Ok::<_, StoreError>(done)
                 })
                 .await;
-            self.report(n, r).await;
+            match r {
+                Ok(done) => self.report_written(done).await,
+                Err(e) => self.report(n, Err(e)).await,
+            }
+        }
+    }
+
+    async fn report_written(&mut self, done: Vec<Written>) {
+        for (n, id, created) in done {
+            self.report(n, Ok((id, created))).await;
         }
     }
 

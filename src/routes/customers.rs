@@ -49,7 +49,7 @@ impl From<StoreError> for ApiError {
             StoreError::DuplicateReference { existing } => ApiError::conflict(
                 "duplicate_external_reference",
                 "Another customer already has this externalReference.",
-                Some(existing.to_string()),
+                existing.map(|id| id.to_string()),
             ),
             StoreError::Forbidden { code, message } => {
                 ApiError::new(StatusCode::FORBIDDEN, code, "ForbiddenException", message)
@@ -337,13 +337,7 @@ async fn create_customer(
         .db()
         .write(auth.actor(), move |mut tx| async move {
             tx.insert_customer(id, &new.customer).await?;
-            tx.write_custom_values(&vault, id, &[], &new.customer.custom).await?;
-            for card in &new.cards {
-                tx.add_card(&vault, id, Uuid::now_v7(), card).await?;
-            }
-            for ach in &new.ach_accounts {
-                tx.add_ach(&vault, id, Uuid::now_v7(), ach).await?;
-            }
+            tx.write_parts(&vault, id, &[], &new).await?;
             commit_created(tx, id).await
         })
         .await?;

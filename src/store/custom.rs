@@ -6,7 +6,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::keys::secret_aad;
-use super::{Scoped, StoreError, WriteTx, on_conn, on_tx};
+use super::{Scoped, StoreError, WriteTx, on_conn, on_tx, placeholders};
 use crate::crypto::Vault;
 use crate::domain::custom::{CustomValue, Declaration, DeclarationInput, ParamType};
 
@@ -61,10 +61,9 @@ impl Scoped<'_> {
         if customers.is_empty() {
             return Ok(out);
         }
-        let list: Vec<String> = (0..customers.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = format!(
             "SELECT customer_id, name, value, hint FROM customer_custom_values WHERE merchant_id = $1 AND customer_id IN ({})",
-            list.join(", ")
+            placeholders(2, customers.len())
         );
         let rows: Vec<(Uuid, String, Option<String>, Option<String>)> = on_conn!(self.conn(), p => {
             let mut q = sqlx::query_as(&sql).bind(self.merchant());
@@ -151,10 +150,9 @@ impl WriteTx {
     ) -> Result<(), StoreError> {
         let merchant = self.merchant();
         if !active.is_empty() {
-            let list: Vec<String> = (0..active.len()).map(|i| format!("${}", i + 3)).collect();
             let sql = format!(
                 "DELETE FROM customer_custom_values WHERE merchant_id = $1 AND customer_id = $2 AND name IN ({})",
-                list.join(", ")
+                placeholders(3, active.len())
             );
             on_tx!(self, c => {
                 let mut q = sqlx::query(&sql).bind(merchant).bind(customer);

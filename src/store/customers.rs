@@ -5,9 +5,10 @@ use std::sync::LazyLock;
 
 use uuid::Uuid;
 
-use super::{Conn, Scoped, StoreError, WriteTx, on_conn, on_tx};
+use super::{Conn, Scoped, StoreError, WriteTx, on_conn, on_tx, placeholders};
+use crate::crypto::Vault;
 use crate::domain::address::{Address, postal_key};
-use crate::domain::customer::{CustomerInput, CustomerStatus};
+use crate::domain::customer::{CustomerInput, CustomerStatus, NewCustomer};
 
 /// A customer as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -191,14 +192,7 @@ macro_rules! bind_input {
 /// The only unique key a customer write can break is `externalReference`'s: a writer
 /// that skipped or raced the lookup gets the same 409 (without the holder's id).
 fn reference_taken(e: sqlx::Error) -> StoreError {
-    if super::is_unique_violation(&e) {
-        StoreError::Conflict {
-            code: "duplicate_external_reference",
-            message: "Another customer of this merchant has this externalReference.",
-        }
-    } else {
-        e.into()
-    }
+    if super::is_unique_violation(&e) { StoreError::DuplicateReference { existing: None } } else { e.into() }
 }
 
 impl WriteTx {
@@ -219,7 +213,7 @@ impl WriteTx {
             "SELECT id FROM customers WHERE merchant_id = $1 AND external_reference = $2 AND id <> $3")
             .bind(merchant).bind(reference).bind(id).fetch_optional(c).await)?;
         match other {
-            Some((existing,)) => Err(StoreError::DuplicateReference { existing }),
+            Some((existing,)) => Err(StoreError::DuplicateReference { existing: Some(existing) }),
             None => Ok(()),
         }
     }
@@ -228,6 +222,25 @@ impl WriteTx {
         self.check_reference(id, input).await?;
         self.insert_customer_row(id, input).await?;
         self.event("customer.created", id).await?;
+        Ok(())
+    }
+
+    /// Writes what a create body brings besides the row: its custom values (first
+    /// clearing the `replacing` names) and its inline cards and bank accounts.
+    pub async fn write_parts(
+        &mut self,
+        vault: &Vault,
+        id: Uuid,
+        replacing: &[String],
+        new: &NewCustomer,
+    ) -> Result<(), StoreError> {
+        self.write_custom_values(vault, id, replacing, &new.customer.custom).await?;
+        for card in &new.cards {
+            self.add_card(vault, id, Uuid::now_v7(), card).await?;
+        }
+        for ach in &new.ach_accounts {
+            self.add_ach(vault, id, Uuid::now_v7(), ach).await?;
+        }
         Ok(())
     }
 
@@ -575,10 +588,9 @@ impl WriteTx {
         let merchant = self.merchant();
         let mut held = HashMap::with_capacity(refs.len());
         for chunk in refs.chunks(500) {
-            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
             let sql = format!(
                 "SELECT external_reference, id FROM customers WHERE merchant_id = $1 AND external_reference IN ({})",
-                list.join(", ")
+                placeholders(2, chunk.len())
             );
             let rows: Vec<(String, Uuid)> = on_tx!(self, c => {
                 let mut q = sqlx::query_as(&sql).bind(merchant);
@@ -622,10 +634,9 @@ impl super::Db {
                 let rows = sqlx::query_as::<_, CustomerRecord>(&page_sql).bind(merchant).bind(after).fetch_all(&mut *tx).await?;
                 let Some(last) = rows.last() else { break };
                 after = last.id;
-                let list: Vec<String> = (0..rows.len()).map(|i| format!("${}", i + 2)).collect();
                 let sql = format!(
                     "SELECT customer_id, name, value FROM customer_custom_values WHERE merchant_id = $1 AND value IS NOT NULL AND customer_id IN ({})",
-                    list.join(", ")
+                    placeholders(2, rows.len())
                 );
                 let mut q = sqlx::query_as::<_, (Uuid, String, String)>(&sql).bind(merchant);
                 for r in &rows { q = q.bind(r.id); }

@@ -331,14 +331,7 @@ impl WriteTx {
 
     /// Records an audit event (ids only, never personal data) in this transaction.
     pub async fn event(&mut self, kind: &str, entity_id: Uuid) -> Result<(), sqlx::Error> {
-        let merchant = self.merchant();
-        let (key, corr, now) = (self.actor.api_key_id, self.actor.correlation_id.clone(), self.now);
-        on_tx!(self, c => sqlx::query(
-            "INSERT INTO events (merchant_id, id, type, entity_id, api_key_id, correlation_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(merchant).bind(Uuid::now_v7()).bind(kind).bind(entity_id).bind(key).bind(corr).bind(now)
-            .execute(c).await.map(|r| r.rows_affected()))?;
-        Ok(())
+        self.events(kind, &[entity_id]).await
     }
 
     /// Records one event of `kind` per entity, a few hundred per statement.
@@ -383,6 +376,11 @@ impl WriteTx {
     }
 }
 
+/// `$from, $from+1, …`: `n` numbered placeholders for an `IN (…)` list.
+pub(crate) fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -411,9 +409,10 @@ pub enum StoreError {
     /// The same card or bank account is already on file for this customer.
     #[error("duplicate of {existing}")]
     Duplicate { existing: Uuid },
-    /// Another customer of the merchant has this `externalReference`.
+    /// Another customer of the merchant has this `externalReference` (`None`: a
+    /// writer that raced the lookup only knows the unique index refused it).
     #[error("duplicate external reference")]
-    DuplicateReference { existing: Uuid },
+    DuplicateReference { existing: Option<Uuid> },
     /// A state that forbids the change (an inactive method made default, ...).
     #[error("{message}")]
     Conflict { code: &'static str, message: &'static str },
