@@ -23,7 +23,7 @@ use crate::domain::text::fold;
 use crate::domain::{Obj, Problems, address::postal_key};
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{IfMatch, JsonBody, QueryReader, etag, path_uuid};
-use crate::store::customers::{CustomerRecord, CustomerSearch, OrderBy, SearchWord};
+use crate::store::customers::{CustomerParts, CustomerRecord, CustomerSearch, OrderBy, SearchWord};
 use crate::store::{StoreError, Tenant};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -292,14 +292,16 @@ pub(crate) fn with_etag(version: i64, reply: JsonReply) -> Response {
 
 /// The customer with its payment methods, read after `r` was.
 async fn detail(state: &AppState, tenant: Tenant, r: CustomerRecord) -> ApiResult<Response> {
-    let db = state.db().scoped(tenant);
-    let (cards, ach_accounts) = split(db.methods_of(r.id).await?);
-    let custom = db.custom_values(&[r.id]).await?.remove(&r.id).unwrap_or_default();
-    let version = r.version;
-    let mut customer = CustomerView::from(r);
-    customer.custom = custom;
+    Ok(detail_view(state.db().scoped(tenant).parts_of(r).await?))
+}
+
+fn detail_view(parts: CustomerParts) -> Response {
+    let (cards, ach_accounts) = split(parts.methods);
+    let version = parts.record.version;
+    let mut customer = CustomerView::from(parts.record);
+    customer.custom = parts.custom;
     let view = CustomerDetail { customer, cards, ach_accounts };
-    Ok(with_etag(version, JsonReply::new(StatusCode::OK, &view)))
+    with_etag(version, JsonReply::new(StatusCode::OK, &view))
 }
 
 pub(crate) fn customer_id(params: &RawPathParams) -> ApiResult<Uuid> {
@@ -360,9 +362,9 @@ async fn get_customer(
     params: RawPathParams,
 ) -> ApiResult<Response> {
     let id = customer_id(&params)?;
-    let rec =
-        state.db().scoped(auth.tenant()).get_customer(id).await?.ok_or_else(|| ApiError::not_found("Customer"))?;
-    detail(&state, auth.tenant(), rec).await
+    let parts =
+        state.db().scoped(auth.tenant()).customer_parts(id).await?.ok_or_else(|| ApiError::not_found("Customer"))?;
+    Ok(detail_view(parts))
 }
 
 /// Update a customer

@@ -1,6 +1,7 @@
 //! Custom parameter declarations and the values customers hold for them.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
 
 use serde_json::Value;
 use uuid::Uuid;
@@ -21,6 +22,8 @@ struct DeclRow {
     description: Option<String>,
     retired_at: Option<i64>,
 }
+
+super::inline::from_inline_row!(DeclRow { id, name, kind, required, secret, description, retired_at });
 
 impl From<DeclRow> for Declaration {
     fn from(r: DeclRow) -> Self {
@@ -46,40 +49,76 @@ pub fn custom_aad(merchant: Uuid, customer: Uuid, name: &str) -> Vec<u8> {
 impl Scoped<'_> {
     /// Every declaration of the merchant, retired ones included, by name.
     pub async fn declarations(&self) -> Result<Vec<Declaration>, sqlx::Error> {
-        let sql = format!("SELECT {DECL_COLUMNS} FROM custom_parameters WHERE merchant_id = $1 ORDER BY name");
-        let rows =
-            on_conn!(self.conn(), p => sqlx::query_as::<_, DeclRow>(&sql).bind(self.merchant()).fetch_all(p).await)?;
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!("SELECT {DECL_COLUMNS} FROM custom_parameters WHERE merchant_id = $1 ORDER BY name")
+        });
+        let rows = match self.inline() {
+            Some(r) => {
+                r.with(|c| c.prepare_cached(&SQL)?.query_map([self.merchant()], DeclRow::from_inline_row)?.collect())?
+            }
+            None => {
+                on_conn!(self.conn(), p => sqlx::query_as::<_, DeclRow>(&SQL).bind(self.merchant()).fetch_all(p).await)?
+            }
+        };
         Ok(rows.into_iter().map(Declaration::from).collect())
     }
 
     /// The custom values of these customers, as responses show them (secrets obfuscated).
-    pub async fn custom_values(
-        &self,
-        customers: &[Uuid],
-    ) -> Result<HashMap<Uuid, BTreeMap<String, Value>>, sqlx::Error> {
-        let mut out: HashMap<Uuid, BTreeMap<String, Value>> = HashMap::new();
+    pub async fn custom_values(&self, customers: &[Uuid]) -> Result<CustomValues, sqlx::Error> {
         if customers.is_empty() {
-            return Ok(out);
+            return Ok(HashMap::new());
         }
-        let sql = format!(
-            "SELECT customer_id, name, value, hint FROM customer_custom_values WHERE merchant_id = $1 AND customer_id IN ({})",
-            placeholders(2, customers.len())
-        );
+        if let Some(r) = self.inline() {
+            return r.with(|c| inline_custom_values(c, self.merchant(), customers));
+        }
+        let sql = custom_values_sql(customers.len());
         let rows: Vec<(Uuid, String, Option<String>, Option<String>)> = on_conn!(self.conn(), p => {
             let mut q = sqlx::query_as(&sql).bind(self.merchant());
             for c in customers { q = q.bind(*c); }
             q.fetch_all(p).await
         })?;
-        for (customer, name, value, hint) in rows {
-            let shown = match (value, hint) {
-                (Some(v), _) => serde_json::from_str(&v).unwrap_or(Value::Null),
-                (None, Some(h)) => Value::String(h),
-                (None, None) => Value::Null,
-            };
-            out.entry(customer).or_default().insert(name, shown);
-        }
-        Ok(out)
+        Ok(shown_values(rows))
     }
+}
+
+/// Custom values as responses show them, by customer and name.
+pub type CustomValues = HashMap<Uuid, BTreeMap<String, Value>>;
+
+fn custom_values_sql(n: usize) -> String {
+    format!(
+        "SELECT customer_id, name, value, hint FROM customer_custom_values WHERE merchant_id = $1 AND customer_id IN ({})",
+        placeholders(2, n)
+    )
+}
+
+pub(super) fn inline_custom_values(
+    c: &rusqlite::Connection,
+    merchant: Uuid,
+    customers: &[Uuid],
+) -> rusqlite::Result<CustomValues> {
+    let mut st = c.prepare_cached(&custom_values_sql(customers.len()))?;
+    let args: Vec<Uuid> = std::iter::once(merchant).chain(customers.iter().copied()).collect();
+    super::inline::bind_numbered(&mut st, &args)?;
+    let mut rows = st.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?));
+    }
+    Ok(shown_values(out))
+}
+
+/// A secret value shows its hint; a value that is not JSON (never written so) shows null.
+fn shown_values(rows: Vec<(Uuid, String, Option<String>, Option<String>)>) -> CustomValues {
+    let mut out = CustomValues::new();
+    for (customer, name, value, hint) in rows {
+        let shown = match (value, hint) {
+            (Some(v), _) => serde_json::from_str(&v).unwrap_or(Value::Null),
+            (None, Some(h)) => Value::String(h),
+            (None, None) => Value::Null,
+        };
+        out.entry(customer).or_default().insert(name, shown);
+    }
+    out
 }
 
 impl WriteTx {

@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 
 use uuid::Uuid;
 
+use super::inline::bind_numbered;
 use super::{Conn, Scoped, StoreError, WriteTx, on_conn, on_tx, placeholders};
 use crate::crypto::Vault;
 use crate::domain::address::{Address, postal_key};
@@ -50,6 +51,44 @@ pub struct CustomerRecord {
     pub created_at: i64,
     pub modified_at: i64,
 }
+
+super::inline::from_inline_row!(CustomerRecord {
+    merchant_id,
+    id,
+    version,
+    status,
+    first_name,
+    last_name,
+    company_name,
+    email,
+    mobile_phone,
+    sms_enabled,
+    use_billing_as_shipping,
+    billing_line1,
+    billing_line2,
+    billing_city,
+    billing_state,
+    billing_postal_code,
+    billing_country,
+    shipping_line1,
+    shipping_line2,
+    shipping_city,
+    shipping_state,
+    shipping_postal_code,
+    shipping_country,
+    date_of_birth,
+    preferred_language,
+    external_reference,
+    default_payment_method_id,
+    default_ach_payment_method_id,
+    transactions_count,
+    transactions_volume,
+    last_transaction_amount,
+    last_transaction_at,
+    subscriptions_count,
+    created_at,
+    modified_at,
+});
 
 const SELECT_COLUMNS: &str = "merchant_id, id, version, status, first_name, last_name, company_name, email, mobile_phone, \
     sms_enabled, use_billing_as_shipping, billing_line1, billing_line2, billing_city, billing_state, billing_postal_code, \
@@ -406,6 +445,26 @@ enum Arg {
     Int(i64),
 }
 
+impl CustomerSearch {
+    /// Whether the matches are few by construction: an exact email (rarely shared),
+    /// an external reference (unique) or a list of ids, without words. Such a search
+    /// costs about what a get does, so it may run on the caller's thread.
+    fn is_narrow(&self) -> bool {
+        self.words.is_empty()
+            && (self.email.is_some() || self.external_reference.is_some() || !self.customer_ids.is_empty())
+    }
+}
+
+impl rusqlite::ToSql for Arg {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Arg::Id(u) => u.to_sql(),
+            Arg::Text(s) => s.to_sql(),
+            Arg::Int(i) => i.to_sql(),
+        }
+    }
+}
+
 struct Sql {
     from: String,
     conditions: Vec<String>,
@@ -449,11 +508,16 @@ pub(crate) fn like_escape(s: &str) -> String {
     out
 }
 
+/// The page query's last column: the number of all matches.
+const TOTAL_COLUMN: usize = 35;
+
 /// The count and page queries of a search, with their arguments (the page query
 /// takes two more: limit and offset).
 struct SearchSql {
     count: String,
     page: String,
+    /// The page's last column ([`TOTAL_COLUMN`]) is the number of all matches.
+    counted: bool,
     args: Vec<Arg>,
 }
 
@@ -546,16 +610,61 @@ fn search_sql(sqlite: bool, merchant: Uuid, q: &CustomerSearch) -> SearchSql {
             .iter()
             .any(|f| f.is_some());
     let plus = if sqlite && selective && q.words.is_empty() { "+" } else { "" };
+    // Words: the page must read and sort every match anyway, so it counts them in
+    // the same pass. Otherwise the page reads an index in order and stops early,
+    // and the count is a separate index scan.
+    let counted = !q.words.is_empty();
     let page_sql = format!(
-        "SELECT {cols} {filter} ORDER BY {plus}{col} {dir}, {plus}customers.id {dir} LIMIT {limit} OFFSET {offset}",
+        "SELECT {cols}{total} {filter} ORDER BY {plus}{col} {dir}, {plus}customers.id {dir} LIMIT {limit} OFFSET {offset}",
         cols = SELECT_COLUMNS.replace("merchant_id, id,", "customers.merchant_id, customers.id,"),
         col = q.order_by.column(),
+        total = if counted { ", COUNT(*) OVER () AS total_matches" } else { "" },
     );
-    SearchSql { count: count_sql, page: page_sql, args: sql.args }
+    SearchSql { count: count_sql, page: page_sql, counted, args: sql.args }
+}
+
+fn inline_customer(c: &rusqlite::Connection, merchant: Uuid, id: Uuid) -> rusqlite::Result<Option<CustomerRecord>> {
+    use rusqlite::OptionalExtension;
+    c.prepare_cached(GET_SQL.as_str())?.query_row((merchant, id), CustomerRecord::from_inline_row).optional()
+}
+
+/// A customer with everything its detail view shows.
+pub struct CustomerParts {
+    pub record: CustomerRecord,
+    pub methods: Vec<super::payment_methods::MethodRecord>,
+    pub custom: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl Scoped<'_> {
+    /// The customer, its payment methods and custom values; on SQLite read in one
+    /// transaction, so the three agree.
+    pub async fn customer_parts(&self, id: Uuid) -> Result<Option<CustomerParts>, sqlx::Error> {
+        if let Some(r) = self.inline() {
+            let merchant = self.merchant();
+            return r.with(|c| {
+                let tx = c.unchecked_transaction()?;
+                let Some(record) = inline_customer(&tx, merchant, id)? else { return Ok(None) };
+                let methods = super::payment_methods::inline_methods_of(&tx, merchant, id)?;
+                let custom = super::custom::inline_custom_values(&tx, merchant, &[id])?.remove(&id).unwrap_or_default();
+                tx.commit()?;
+                Ok(Some(CustomerParts { record, methods, custom }))
+            });
+        }
+        let Some(record) = self.get_customer(id).await? else { return Ok(None) };
+        self.parts_of(record).await.map(Some)
+    }
+
+    /// The methods and custom values of a customer already read.
+    pub async fn parts_of(&self, record: CustomerRecord) -> Result<CustomerParts, sqlx::Error> {
+        let methods = self.methods_of(record.id).await?;
+        let custom = self.custom_values(&[record.id]).await?.remove(&record.id).unwrap_or_default();
+        Ok(CustomerParts { record, methods, custom })
+    }
+
     pub async fn get_customer(&self, id: Uuid) -> Result<Option<CustomerRecord>, sqlx::Error> {
+        if let Some(r) = self.inline() {
+            return r.with(|c| inline_customer(c, self.merchant(), id));
+        }
         on_conn!(self.conn(), p => sqlx::query_as::<_, CustomerRecord>(GET_SQL.as_str())
             .bind(self.merchant()).bind(id).fetch_optional(p).await)
     }
@@ -564,15 +673,44 @@ impl Scoped<'_> {
     pub async fn search_customers(&self, q: &CustomerSearch) -> Result<(Vec<CustomerRecord>, i64), sqlx::Error> {
         let sql = search_sql(matches!(self.conn(), Conn::Sqlite(_)), self.merchant(), q);
         let (count_sql, page_sql) = (&sql.count, &sql.page);
-
-        let n_filter_args = sql.args.len() - 2;
+        let filter_args = &sql.args[..sql.args.len() - 2];
+        // A counted page carries the number of all matches, so only a page past the
+        // end needs the count on its own; otherwise count first, then read the page.
+        if let Some(r) = self.inline().filter(|_| q.is_narrow()) {
+            // Narrow searches have no words, so their pages are never counted.
+            return r.with(|c| {
+                let tx = c.unchecked_transaction()?;
+                let mut count = tx.prepare_cached(count_sql)?;
+                bind_numbered(&mut count, filter_args)?;
+                let total: i64 = count.raw_query().next()?.map_or(Ok(0), |row| row.get(0))?;
+                let mut items = Vec::new();
+                if total > 0 {
+                    let mut page = tx.prepare_cached(page_sql)?;
+                    bind_numbered(&mut page, &sql.args)?;
+                    let mut rows = page.raw_query();
+                    while let Some(row) = rows.next()? {
+                        items.push(CustomerRecord::from_inline_row(row)?);
+                    }
+                }
+                Ok((items, total))
+            });
+        }
         on_conn!(self.conn(), p => {
-            let (total,): (i64,) = bind_args!(sqlx::query_as(count_sql), &sql.args[..n_filter_args]).fetch_one(p).await?;
-            let items = if total > 0 {
-                bind_args!(sqlx::query_as::<_, CustomerRecord>(page_sql), &sql.args).fetch_all(p).await?
-            } else {
-                Vec::new()
-            };
+            let (mut items, mut total) = (Vec::new(), 0);
+            if !sql.counted {
+                (total,) = bind_args!(sqlx::query_as(count_sql), filter_args).fetch_one(p).await?;
+            }
+            if sql.counted || total > 0 {
+                for row in bind_args!(sqlx::query(page_sql), &sql.args).fetch_all(p).await? {
+                    if sql.counted {
+                        total = sqlx::Row::try_get(&row, TOTAL_COLUMN)?;
+                    }
+                    items.push(sqlx::FromRow::from_row(&row)?);
+                }
+                if sql.counted && items.is_empty() && q.page > 1 {
+                    (total,) = bind_args!(sqlx::query_as(count_sql), filter_args).fetch_one(p).await?;
+                }
+            }
             Ok((items, total))
         })
     }

@@ -15,6 +15,7 @@ pub mod customers;
 pub mod events;
 mod group;
 pub mod idempotency;
+mod inline;
 pub mod keys;
 pub mod merchants;
 pub mod payment_methods;
@@ -80,6 +81,8 @@ enum Pools {
         read: SqlitePool,
         write: SqlitePool,
         group: group::GroupWriter,
+        /// The same file for short reads on the caller's thread ([`inline`]).
+        inline: std::sync::Arc<inline::InlineReaders>,
     },
     Postgres(PgPool),
 }
@@ -180,11 +183,16 @@ impl Db {
                 .max_connections(opts.max_connections.max(2))
                 .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(5))
-                .connect_with(connect.read_only(true).pragma("cache_size", "-4000"))
+                .connect_with(connect.clone().read_only(true).pragma("cache_size", "-4000"))
                 .await
                 .context("opening the SQLite database for reading")?;
             let group = group::GroupWriter::start(write.clone());
-            Ok(Db { pools: Pools::Sqlite { read, write, group } })
+            // One per runtime thread and a few spare: a holder never awaits, so
+            // callers practically never queue for one.
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let inline = inline::InlineReaders::open(Path::new(connect.get_filename()), threads + 2)
+                .context("opening the SQLite database for inline reads")?;
+            Ok(Db { pools: Pools::Sqlite { read, write, group, inline: std::sync::Arc::new(inline) } })
         } else {
             anyhow::bail!("unsupported database URL (use sqlite://PATH or postgres://...)")
         }
@@ -307,6 +315,14 @@ impl Scoped<'_> {
 
     pub(crate) fn conn(&self) -> Conn<'_> {
         self.db.reader()
+    }
+
+    /// Readers that run on the caller's thread (SQLite only).
+    pub(crate) fn inline(&self) -> Option<&inline::InlineReaders> {
+        match &self.db.pools {
+            Pools::Sqlite { inline, .. } => Some(inline),
+            Pools::Postgres(_) => None,
+        }
     }
 }
 

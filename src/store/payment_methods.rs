@@ -3,6 +3,8 @@
 //! Secrets are sealed before they reach SQL and only opened by `reveal` and key
 //! rotation; ordinary reads never select them.
 
+use std::sync::LazyLock;
+
 use uuid::Uuid;
 
 use super::keys::secret_aad;
@@ -69,6 +71,31 @@ pub struct MethodRecord {
     pub modified_at: i64,
     pub is_default: bool,
 }
+
+super::inline::from_inline_row!(MethodRecord {
+    merchant_id,
+    id,
+    customer_id,
+    kind,
+    name,
+    status,
+    version,
+    fingerprint,
+    brand,
+    bin,
+    last4,
+    pan_length,
+    exp_month,
+    exp_year,
+    routing_number,
+    account_last4,
+    tax_id_last4,
+    account_type,
+    account_holder_type,
+    created_at,
+    modified_at,
+    is_default,
+});
 
 impl MethodRecord {
     pub fn kind(&self) -> MethodKind {
@@ -427,13 +454,27 @@ pub struct MethodQuery {
     pub created_to: Option<i64>,
 }
 
+static METHODS_OF_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE pm.merchant_id = $1 AND pm.customer_id = $2 ORDER BY pm.created_at, pm.id"
+    )
+});
+
+pub(super) fn inline_methods_of(
+    c: &rusqlite::Connection,
+    merchant: Uuid,
+    customer_id: Uuid,
+) -> rusqlite::Result<Vec<MethodRecord>> {
+    c.prepare_cached(&METHODS_OF_SQL)?.query_map((merchant, customer_id), MethodRecord::from_inline_row)?.collect()
+}
+
 impl Scoped<'_> {
     /// Every method of a customer, oldest first (for the customer view).
     pub async fn methods_of(&self, customer_id: Uuid) -> Result<Vec<MethodRecord>, sqlx::Error> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM {FROM} WHERE pm.merchant_id = $1 AND pm.customer_id = $2 ORDER BY pm.created_at, pm.id"
-        );
-        on_conn!(self.conn(), p => sqlx::query_as::<_, MethodRecord>(&sql).bind(self.merchant()).bind(customer_id).fetch_all(p).await)
+        if let Some(r) = self.inline() {
+            return r.with(|c| inline_methods_of(c, self.merchant(), customer_id));
+        }
+        on_conn!(self.conn(), p => sqlx::query_as::<_, MethodRecord>(&METHODS_OF_SQL).bind(self.merchant()).bind(customer_id).fetch_all(p).await)
     }
 
     pub async fn get_method(&self, customer_id: Uuid, id: Uuid) -> Result<Option<MethodRecord>, sqlx::Error> {

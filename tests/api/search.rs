@@ -157,6 +157,39 @@ both! {
         app.get("/customers?dateFrom=yesterday").await.expect_error(400, "validation_failed");
     }
 
+    async fn every_search_path_counts_all_matches_on_every_page(app: TestApp) {
+        // Exact email and externalReference (read on the caller's thread on SQLite),
+        // words (full-text) and a broad filter (the pooled path) each page the same way.
+        for i in 0..3 {
+            let body = json!({"firstName": "Dup", "lastName": "Licate", "email": "dup@x.io", "externalReference": format!("d-{i}")});
+            app.create(body).await;
+        }
+        app.create(json!({"firstName": "Someone", "lastName": "Else", "email": "else@x.io"})).await;
+        let (_, other) = app.other_merchant().await;
+        let r = app.send(reqwest::Method::POST, "/customers", Some(&other), Some(json!({"firstName": "Dup", "lastName": "Licate", "email": "dup@x.io"})), &[]).await;
+        r.expect(200);
+        for q in ["email=DUP@x.io", "search=dup", "lastName=licate", "customerIds=x"] {
+            let q = if q == "customerIds=x" {
+                let all = app.get("/customers?email=dup@x.io&pageSize=100").await;
+                let ids: Vec<&str> = all.body["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+                format!("customerIds={}", ids.join(","))
+            } else {
+                q.to_owned()
+            };
+            for (page, len) in [(1, 2), (2, 1), (3, 0)] {
+                let r = app.get(&format!("/customers?{q}&pageSize=2&page={page}")).await;
+                let b = r.expect(200);
+                assert_eq!(b["items"].as_array().unwrap().len(), len, "{q} page {page}");
+                assert_eq!(b["total"], 3, "{q} page {page}: this merchant's three, on every page");
+            }
+        }
+        let r = app.get("/customers?externalReference=d-1").await;
+        assert_eq!(r.expect(200)["total"], 1);
+        assert_eq!(r.body["items"][0]["externalReference"], "d-1");
+        let r = app.send(reqwest::Method::GET, "/customers?email=dup@x.io", Some(&other), None, &[]).await;
+        assert_eq!(r.expect(200)["total"], 1, "the other merchant sees only its own");
+    }
+
     async fn duplicates_and_updates_are_searchable(app: TestApp) {
         let id = app.create(json!({"firstName": "Old", "lastName": "Name", "email": "old@x.io"})).await;
         app.create(json!({"firstName": "Old", "lastName": "Name", "email": "old@x.io"})).await;

@@ -1,0 +1,88 @@
+//! Point reads on SQLite that run on the calling thread.
+//!
+//! sqlx runs each SQLite connection on a worker thread of its own and hands every
+//! statement (and every row) across a channel, two thread switches per query.
+//! For a lookup by key that costs far more than the lookup: a `GET` of a customer
+//! is three indexed reads of a few microseconds each. The short, bounded reads on
+//! the hot paths — one customer with its methods and custom values, and searches
+//! narrowed by an exact, indexed filter — run here instead, on a small set of
+//! read-only connections with cached prepared statements, synchronously on the
+//! request's thread. Everything open-ended (word search, long scans) stays on the
+//! sqlx pool, which never stalls the runtime.
+//!
+//! These connections only read, and only through [`super::Scoped`], which supplies
+//! the merchant to every statement like any other read.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+/// Read-only connections, each behind its own lock. A reader holds one only for
+/// the length of a synchronous call, so with one per runtime thread (and a few
+/// spare) a caller practically never waits.
+pub(crate) struct InlineReaders {
+    conns: Box<[Mutex<Connection>]>,
+    next: AtomicUsize,
+}
+
+impl InlineReaders {
+    pub(crate) fn open(path: &Path, count: usize) -> rusqlite::Result<InlineReaders> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let conns = (0..count.max(1))
+            .map(|_| {
+                let c = Connection::open_with_flags(path, flags)?;
+                c.busy_timeout(Duration::from_secs(5))?;
+                // The same 4 MiB page-cache bound as the pooled readers.
+                c.pragma_update(None, "cache_size", -4000)?;
+                c.set_prepared_statement_cache_capacity(32);
+                Ok(Mutex::new(c))
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(InlineReaders { conns: conns.into_boxed_slice(), next: AtomicUsize::new(0) })
+    }
+
+    /// Runs `f` on a free connection (the first one not in use, from a rotating
+    /// start; when every one is busy, waits for the one at the start).
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, sqlx::Error> {
+        let n = self.conns.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let guard = (0..n)
+            .find_map(|i| self.conns[(start + i) % n].try_lock().ok())
+            .unwrap_or_else(|| self.conns[start].lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        f(&guard).map_err(|e| sqlx::Error::AnyDriverError(Box::new(e)))
+    }
+}
+
+/// Builds a record from a row whose columns are the struct's fields in order
+/// (the SELECT lists are written in field order; the API tests read every field
+/// through this path on SQLite and through sqlx on PostgreSQL).
+macro_rules! from_inline_row {
+    ($ty:ident { $($field:ident),* $(,)? }) => {
+        impl $ty {
+            pub(crate) fn from_inline_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<$ty> {
+                let mut i = 0usize;
+                let mut next = || { i += 1; i - 1 };
+                Ok($ty { $($field: row.get(next())?),* })
+            }
+        }
+    };
+}
+pub(crate) use from_inline_row;
+
+/// Binds `args[N-1]` to each `$N` of a statement written for sqlx, by name: SQLite
+/// numbers `$N` parameters in order of first appearance, which need not be `N`.
+pub(crate) fn bind_numbered<T: rusqlite::ToSql>(st: &mut rusqlite::Statement<'_>, args: &[T]) -> rusqlite::Result<()> {
+    for i in 1..=st.parameter_count() {
+        let arg = st
+            .parameter_name(i)
+            .and_then(|name| name.strip_prefix('$'))
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| args.get(n.wrapping_sub(1)))
+            .ok_or(rusqlite::Error::InvalidParameterCount(i, args.len()))?;
+        st.raw_bind_parameter(i, arg)?;
+    }
+    Ok(())
+}
