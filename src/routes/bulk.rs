@@ -33,7 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Lines are committed this many at a time.
-const BATCH: usize = 1000;
+const BATCH: usize = 5000;
 /// A line longer than this is refused (as a create body over the limit would be).
 const MAX_LINE: usize = 1 << 20;
 

@@ -749,6 +749,55 @@ impl WriteTx {
     }
 }
 
+/// An export reads this many customers at a time.
+const EXPORT_BATCH: usize = 1000;
+
+static EXPORT_PAGE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {SELECT_COLUMNS} FROM customers WHERE merchant_id = $1 AND id > $2 ORDER BY merchant_id, id LIMIT {EXPORT_BATCH}"
+    )
+});
+
+/// The non-secret custom values of the customers with `$2 < id <= $3`: a range of
+/// the table's key, the same range a page of the export covers.
+const EXPORT_CUSTOM_SQL: &str = "SELECT customer_id, name, value FROM customer_custom_values \
+    WHERE merchant_id = $1 AND customer_id > $2 AND customer_id <= $3 AND value IS NOT NULL";
+
+fn by_customer(rows: Vec<(Uuid, String, String)>) -> HashMap<Uuid, Vec<(String, String)>> {
+    let mut custom: HashMap<Uuid, Vec<(String, String)>> = HashMap::new();
+    for (c, name, value) in rows {
+        custom.entry(c).or_default().push((name, value));
+    }
+    custom
+}
+
+/// The SQLite export: one read transaction on a connection of its own, on a
+/// blocking thread, rows decoded straight from SQLite's buffers.
+fn export_inline(
+    c: &rusqlite::Connection,
+    merchant: Uuid,
+    send: &tokio::sync::mpsc::Sender<ExportBatch>,
+) -> rusqlite::Result<()> {
+    let tx = c.unchecked_transaction()?;
+    let mut page = tx.prepare(&EXPORT_PAGE_SQL)?;
+    let mut custom = tx.prepare(EXPORT_CUSTOM_SQL)?;
+    let mut after = Uuid::nil();
+    loop {
+        let rows: Vec<CustomerRecord> =
+            page.query_map((merchant, after), CustomerRecord::from_inline_row)?.collect::<rusqlite::Result<_>>()?;
+        let Some(last) = rows.last().map(|r| r.id) else { break };
+        let values = custom
+            .query_map((merchant, after, last), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        after = last;
+        let done = rows.len() < EXPORT_BATCH;
+        if send.blocking_send((rows, by_customer(values))).is_err() || done {
+            break;
+        }
+    }
+    Ok(())
+}
+
 impl super::Db {
     /// Streams every customer of the merchant in batches from one read
     /// transaction, so the export is a consistent snapshot while writes go on.
@@ -759,9 +808,14 @@ impl super::Db {
         send: &tokio::sync::mpsc::Sender<ExportBatch>,
     ) -> Result<(), sqlx::Error> {
         let merchant = tenant.id();
-        let page_sql = format!(
-            "SELECT {SELECT_COLUMNS} FROM customers WHERE merchant_id = $1 AND id > $2 ORDER BY merchant_id, id LIMIT 1000"
-        );
+        if let Some(inline) = self.inline() {
+            let conn = inline.dedicated().map_err(|e| sqlx::Error::AnyDriverError(Box::new(e)))?;
+            let send = send.clone();
+            return tokio::task::spawn_blocking(move || export_inline(&conn, merchant, &send))
+                .await
+                .map_err(|e| sqlx::Error::AnyDriverError(Box::new(e)))?
+                .map_err(|e| sqlx::Error::AnyDriverError(Box::new(e)));
+        }
         on_conn!(self.reader(), p => {
             let mut tx = p.begin().await?;
             if matches!(self.reader(), Conn::Postgres(_)) {
@@ -769,21 +823,13 @@ impl super::Db {
             }
             let mut after = Uuid::nil();
             loop {
-                let rows = sqlx::query_as::<_, CustomerRecord>(&page_sql).bind(merchant).bind(after).fetch_all(&mut *tx).await?;
-                let Some(last) = rows.last() else { break };
-                after = last.id;
-                let sql = format!(
-                    "SELECT customer_id, name, value FROM customer_custom_values WHERE merchant_id = $1 AND value IS NOT NULL AND customer_id IN ({})",
-                    placeholders(2, rows.len())
-                );
-                let mut q = sqlx::query_as::<_, (Uuid, String, String)>(&sql).bind(merchant);
-                for r in &rows { q = q.bind(r.id); }
-                let mut custom: std::collections::HashMap<Uuid, Vec<(String, String)>> = std::collections::HashMap::new();
-                for (c, name, value) in q.fetch_all(&mut *tx).await? {
-                    custom.entry(c).or_default().push((name, value));
-                }
-                let done = rows.len() < 1000;
-                if send.send((rows, custom)).await.is_err() || done {
+                let rows = sqlx::query_as::<_, CustomerRecord>(&EXPORT_PAGE_SQL).bind(merchant).bind(after).fetch_all(&mut *tx).await?;
+                let Some(last) = rows.last().map(|r| r.id) else { break };
+                let values = sqlx::query_as::<_, (Uuid, String, String)>(EXPORT_CUSTOM_SQL)
+                    .bind(merchant).bind(after).bind(last).fetch_all(&mut *tx).await?;
+                after = last;
+                let done = rows.len() < EXPORT_BATCH;
+                if send.send((rows, by_customer(values))).await.is_err() || done {
                     break;
                 }
             }

@@ -13,7 +13,7 @@
 //! These connections only read, and only through [`super::Scoped`], which supplies
 //! the merchant to every statement like any other read.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -26,22 +26,20 @@ use rusqlite::{Connection, OpenFlags};
 pub(crate) struct InlineReaders {
     conns: Box<[Mutex<Connection>]>,
     next: AtomicUsize,
+    path: PathBuf,
 }
 
 impl InlineReaders {
     pub(crate) fn open(path: &Path, count: usize) -> rusqlite::Result<InlineReaders> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-        let conns = (0..count.max(1))
-            .map(|_| {
-                let c = Connection::open_with_flags(path, flags)?;
-                c.busy_timeout(Duration::from_secs(5))?;
-                // The same 4 MiB page-cache bound as the pooled readers.
-                c.pragma_update(None, "cache_size", -4000)?;
-                c.set_prepared_statement_cache_capacity(32);
-                Ok(Mutex::new(c))
-            })
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(InlineReaders { conns: conns.into_boxed_slice(), next: AtomicUsize::new(0) })
+        let conns =
+            (0..count.max(1)).map(|_| open_reader(path).map(Mutex::new)).collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(InlineReaders { conns: conns.into_boxed_slice(), next: AtomicUsize::new(0), path: path.to_owned() })
+    }
+
+    /// A read-only connection of the caller's own, for a long read (an export) that
+    /// must not hold one of the shared ones.
+    pub(crate) fn dedicated(&self) -> rusqlite::Result<Connection> {
+        open_reader(&self.path)
     }
 
     /// Runs `f` on a free connection (the first one not in use, from a rotating
@@ -54,6 +52,16 @@ impl InlineReaders {
             .unwrap_or_else(|| self.conns[start].lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         f(&guard).map_err(|e| sqlx::Error::AnyDriverError(Box::new(e)))
     }
+}
+
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let c = Connection::open_with_flags(path, flags)?;
+    c.busy_timeout(Duration::from_secs(5))?;
+    // The same 4 MiB page-cache bound as the pooled readers.
+    c.pragma_update(None, "cache_size", -4000)?;
+    c.set_prepared_statement_cache_capacity(32);
+    Ok(c)
 }
 
 /// Builds a record from a row whose columns are the struct's fields in order

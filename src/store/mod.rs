@@ -178,9 +178,11 @@ impl Db {
                 .await
                 .context("opening the SQLite database")?;
             // Readers keep 4 MiB of pages each (the OS caches the file too), which
-            // bounds the pool's memory whatever the database's size.
+            // bounds the pool's memory whatever the database's size. Point reads run
+            // inline ([`inline`]); this pool serves word searches and scans, and more
+            // of those at once than the cores could run would only share the cores.
             let read = SqlitePoolOptions::new()
-                .max_connections(opts.max_connections.max(2))
+                .max_connections(opts.max_connections.clamp(2, 8))
                 .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(5))
                 .connect_with(connect.clone().read_only(true).pragma("cache_size", "-4000"))
@@ -218,6 +220,14 @@ impl Db {
         match &self.pools {
             Pools::Sqlite { read, .. } => Conn::Sqlite(read),
             Pools::Postgres(p) => Conn::Postgres(p),
+        }
+    }
+
+    /// Readers that run on the caller's thread (SQLite only).
+    pub(crate) fn inline(&self) -> Option<&inline::InlineReaders> {
+        match &self.pools {
+            Pools::Sqlite { inline, .. } => Some(inline),
+            Pools::Postgres(_) => None,
         }
     }
 
@@ -319,10 +329,7 @@ impl Scoped<'_> {
 
     /// Readers that run on the caller's thread (SQLite only).
     pub(crate) fn inline(&self) -> Option<&inline::InlineReaders> {
-        match &self.db.pools {
-            Pools::Sqlite { inline, .. } => Some(inline),
-            Pools::Postgres(_) => None,
-        }
+        self.db.inline()
     }
 }
 

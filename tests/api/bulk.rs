@@ -59,15 +59,16 @@ both! {
     }
 
     async fn upsert_by_reference_and_idempotent_rerun(app: TestApp) {
-        let rows: Vec<Value> = (0..1200).map(|i| json!({"firstName": format!("F{i}"), "lastName": "Bulk", "externalReference": format!("ext-{i}")})).collect();
+        // More lines than one batch (5,000), so the pipelined second batch is covered.
+        let rows: Vec<Value> = (0..5200).map(|i| json!({"firstName": format!("F{i}"), "lastName": "Bulk", "externalReference": format!("ext-{i}")})).collect();
         let (lines, summary) = import(&app, &app.key, ndjson(&rows)).await;
-        assert_eq!(summary, json!({"lines": 1200, "created": 1200, "updated": 0, "failed": 0}));
+        assert_eq!(summary, json!({"lines": 5200, "created": 5200, "updated": 0, "failed": 0}));
         let first: Vec<Value> = lines.iter().map(|l| l["id"].clone()).collect();
         // The same file again changes nothing but says so.
         let (lines, summary) = import(&app, &app.key, ndjson(&rows)).await;
-        assert_eq!(summary, json!({"lines": 1200, "created": 0, "updated": 1200, "failed": 0}));
+        assert_eq!(summary, json!({"lines": 5200, "created": 0, "updated": 5200, "failed": 0}));
         assert_eq!(lines.iter().map(|l| l["id"].clone()).collect::<Vec<_>>(), first);
-        assert_eq!(app.get("/customers?pageSize=1").await.body["total"], 1200);
+        assert_eq!(app.get("/customers?pageSize=1").await.body["total"], 5200);
         // An upsert replaces the customer.
         let (_, summary) = import(&app, &app.key, ndjson(&[json!({"firstName": "New", "lastName": "Name", "externalReference": "ext-7"})])).await;
         assert_eq!(summary["updated"], 1);
