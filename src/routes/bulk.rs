@@ -309,6 +309,11 @@ impl Importer {
         }
         self.flush().await;
         self.settle().await;
+        if self.tally.created + self.tally.updated >= BATCH as u64
+            && let Err(e) = self.state.db().refresh_statistics().await
+        {
+            tracing::warn!(error = %e, "refreshing planner statistics after an import failed");
+        }
         let t = &self.tally;
         let summary = json!({"summary": {"lines": n, "created": t.created, "updated": t.updated, "failed": t.failed}});
         self.send(summary).await;

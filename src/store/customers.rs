@@ -731,7 +731,9 @@ impl WriteTx {
                 placeholders(2, chunk.len())
             );
             let rows: Vec<(String, Uuid)> = on_tx!(self, c => {
-                let mut q = sqlx::query_as(&sql).bind(merchant);
+                // Planned afresh each time: a plan cached while the table was small
+                // (early in an import) would scan it once it is large.
+                let mut q = sqlx::query_as(&sql).persistent(false).bind(merchant);
                 for r in chunk { q = q.bind(*r); }
                 q.fetch_all(c).await
             })?;

@@ -296,6 +296,19 @@ impl Db {
         }
     }
 
+    /// After a bulk load: PostgreSQL plans by sampled statistics, and a table that
+    /// grew by thousands of rows since they were taken (autovacuum may be off or
+    /// not yet round) gets plans made for its old size — scans where an index
+    /// walk belongs. PostgreSQL's advice after bulk loads is `ANALYZE`; it samples,
+    /// so it costs well under a second at millions of rows. SQLite plans by rules
+    /// and needs nothing.
+    pub async fn refresh_statistics(&self) -> Result<(), sqlx::Error> {
+        if let Pools::Postgres(p) = &self.pools {
+            sqlx::query("ANALYZE customers, customer_custom_values, events").execute(p).await?;
+        }
+        Ok(())
+    }
+
     /// `SELECT 1`, for readiness.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         on_conn!(self.reader(), p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))
