@@ -164,6 +164,13 @@ impl Db {
                 // Deleted rows (ciphertext included) are overwritten, not left in free pages.
                 .pragma("secure_delete", "on")
                 .pragma("temp_store", "memory");
+            // The inline readers open the database by its file name; a memory
+            // database has none they could share.
+            if url.contains(":memory:") || url.contains("mode=memory") {
+                anyhow::bail!(
+                    "an in-memory SQLite database cannot be shared by the service's connections; use sqlite://PATH"
+                );
+            }
             if let Some(dir) = Path::new(connect.get_filename()).parent()
                 && !dir.as_os_str().is_empty()
             {
@@ -461,4 +468,17 @@ pub enum StoreError {
     /// A secret could not be sealed or opened (wrong master key, damaged data).
     #[error("vault: {0}")]
     Crypto(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_in_memory_sqlite_database_is_refused_with_a_reason() {
+        for url in ["sqlite::memory:", "sqlite://:memory:", "sqlite://x.db?mode=memory"] {
+            let err = Db::connect(url, &DbOptions::default()).await.err().expect(url).to_string();
+            assert!(err.contains("use sqlite://PATH"), "{url}: {err}");
+        }
+    }
 }
