@@ -14,8 +14,8 @@
 //! the merchant to every statement like any other read.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, TryLockError};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -47,8 +47,14 @@ impl InlineReaders {
     pub(crate) fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, sqlx::Error> {
         let n = self.conns.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        // A lock poisoned by a panic is still a good connection: the panic rolled
+        // its read transaction back as it unwound.
         let guard = (0..n)
-            .find_map(|i| self.conns[(start + i) % n].try_lock().ok())
+            .find_map(|i| match self.conns[(start + i) % n].try_lock() {
+                Ok(g) => Some(g),
+                Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            })
             .unwrap_or_else(|| self.conns[start].lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         f(&guard).map_err(|e| sqlx::Error::AnyDriverError(Box::new(e)))
     }
@@ -93,4 +99,32 @@ pub(crate) fn bind_numbered<T: rusqlite::ToSql>(st: &mut rusqlite::Statement<'_>
         st.raw_bind_parameter(i, arg)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reader_that_panicked_serves_the_next_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (x);")
+            .unwrap();
+        let readers = InlineReaders::open(&path, 1).unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            readers.with(|c| -> rusqlite::Result<()> {
+                let tx = c.unchecked_transaction()?;
+                tx.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))?;
+                panic!("mid-read");
+            })
+        }));
+        assert!(panicked.is_err());
+        let n: i64 = readers.with(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))).unwrap();
+        assert_eq!(n, 0, "the one connection, poisoned, still reads (its transaction was rolled back)");
+        // And it can begin a transaction again: none was left open.
+        readers.with(|c| c.unchecked_transaction().map(|_| ())).unwrap();
+    }
 }
