@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 
 use uuid::Uuid;
 
-use super::inline::bind_numbered;
+use super::inline::{bind_numbered, driver_error};
 use super::{Conn, Scoped, StoreError, WriteTx, on_conn, on_tx, placeholders};
 use crate::crypto::Vault;
 use crate::domain::address::{Address, postal_key};
@@ -674,8 +674,6 @@ impl Scoped<'_> {
         let sql = search_sql(matches!(self.conn(), Conn::Sqlite(_)), self.merchant(), q);
         let (count_sql, page_sql) = (&sql.count, &sql.page);
         let filter_args = &sql.args[..sql.args.len() - 2];
-        // A counted page carries the number of all matches, so only a page past the
-        // end needs the count on its own; otherwise count first, then read the page.
         if let Some(r) = self.inline().filter(|_| q.is_narrow()) {
             // Narrow searches have no words, so their pages are never counted.
             return r.with(|c| {
@@ -695,6 +693,8 @@ impl Scoped<'_> {
                 Ok((items, total))
             });
         }
+        // A counted page carries the number of all matches, so only a page past the
+        // end needs the count on its own; otherwise count first, then read the page.
         on_conn!(self.conn(), p => {
             let (mut items, mut total) = (Vec::new(), 0);
             if !sql.counted {
@@ -720,7 +720,6 @@ impl Scoped<'_> {
 pub type ExportBatch = (Vec<CustomerRecord>, std::collections::HashMap<Uuid, Vec<(String, String)>>);
 
 impl WriteTx {
-    /// The customer holding this `externalReference`.
     /// The customers holding these references, by reference (one query per 500).
     pub async fn customers_by_references(&mut self, refs: &[&str]) -> Result<HashMap<String, Uuid>, StoreError> {
         let merchant = self.merchant();
@@ -742,6 +741,7 @@ impl WriteTx {
         Ok(held)
     }
 
+    /// The customer holding this `externalReference`.
     pub async fn customer_by_reference(&mut self, reference: &str) -> Result<Option<Uuid>, StoreError> {
         let merchant = self.merchant();
         let row: Option<(Uuid,)> = on_tx!(self, c => sqlx::query_as(
@@ -811,12 +811,12 @@ impl super::Db {
     ) -> Result<(), sqlx::Error> {
         let merchant = tenant.id();
         if let Some(inline) = self.inline() {
-            let conn = inline.dedicated().map_err(|e| sqlx::Error::AnyDriverError(Box::new(e)))?;
+            let conn = inline.dedicated().map_err(driver_error)?;
             let send = send.clone();
             return tokio::task::spawn_blocking(move || export_inline(&conn, merchant, &send))
                 .await
-                .map_err(|e| sqlx::Error::AnyDriverError(Box::new(e)))?
-                .map_err(|e| sqlx::Error::AnyDriverError(Box::new(e)));
+                .map_err(driver_error)?
+                .map_err(driver_error);
         }
         on_conn!(self.reader(), p => {
             let mut tx = p.begin().await?;

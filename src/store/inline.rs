@@ -56,8 +56,13 @@ impl InlineReaders {
                 Err(TryLockError::WouldBlock) => None,
             })
             .unwrap_or_else(|| self.conns[start].lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-        f(&guard).map_err(|e| sqlx::Error::AnyDriverError(Box::new(e)))
+        f(&guard).map_err(driver_error)
     }
+}
+
+/// A failure of an inline read, as the sqlx error every store read returns.
+pub(crate) fn driver_error(e: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
+    sqlx::Error::AnyDriverError(Box::new(e))
 }
 
 fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
