@@ -126,7 +126,9 @@ crate::both! {
         let got = wait_for("the SMS", async || hook.got.lock().await.first().cloned()).await;
         assert_eq!(got["to"], "+14165552222");
         assert_eq!(hook.calls.load(Ordering::SeqCst), 3, "two failures, then delivered");
-        assert_eq!(statuses(&app.test_db.url).await, vec![(1, 2)]);
+        // The webhook has the message before the outbox hears its answer: wait for the mark.
+        wait_for("the outbox to mark it sent", async || (statuses(&app.test_db.url).await == vec![(1, 2)]).then_some(()))
+            .await;
         let code = code_in(got["message"].as_str().unwrap());
         app.post(&format!("/credit-accounts/{n}/verify/confirm"), json!({"code": code})).await.expect(200);
     }
