@@ -271,7 +271,7 @@ async fn export(config: &Config, merchant: Uuid, output: Option<&std::path::Path
     let tenant = db.find_merchant(merchant).await?.with_context(|| format!("no merchant {merchant}"))?;
     let search =
         clientele::routes::customers::parse_search(Some("pageSize=1"), &[]).map_err(|_| anyhow::anyhow!("search"))?;
-    let (_, total) = db.scoped(tenant).search_customers(&search).await?;
+    let total = db.scoped(tenant).search_customers(&search).await?.total;
     let bar = indicatif::ProgressBar::new(total as u64);
     let mut sink: Box<dyn Write + Send> = match output {
         Some(p) => Box::new(std::io::BufWriter::new(

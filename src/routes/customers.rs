@@ -23,7 +23,7 @@ use crate::domain::text::fold;
 use crate::domain::{Obj, Problems, address::postal_key};
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{IfMatch, JsonBody, QueryReader, etag, path_uuid};
-use crate::store::customers::{CustomerParts, CustomerRecord, CustomerSearch, OrderBy, SearchWord};
+use crate::store::customers::{CustomerParts, CustomerRecord, CustomerSearch, OrderBy, SearchPage, SearchWord};
 use crate::store::{StoreError, Tenant};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -682,9 +682,7 @@ async fn search_customers(
     let declarations =
         if raw.as_deref().is_some_and(|q| q.contains("custom.")) { db.declarations().await? } else { Vec::new() };
     let search = parse_search(raw.as_deref(), &declarations)?;
-    let (items, total) = db.search_customers(&search).await?;
-    let ids: Vec<Uuid> = items.iter().map(|c| c.id).collect();
-    let mut custom = db.custom_values(&ids).await?;
+    let SearchPage { items, mut custom, total } = db.search_customers(&search).await?;
     let items = items
         .into_iter()
         .map(|r| {

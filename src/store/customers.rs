@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 
 use uuid::Uuid;
 
+use super::custom::{CustomValues, inline_custom_values};
 use super::inline::{bind_numbered, driver_error};
 use super::{Conn, Scoped, StoreError, WriteTx, on_conn, on_tx, placeholders};
 use crate::crypto::Vault;
@@ -453,6 +454,34 @@ impl CustomerSearch {
         self.words.is_empty()
             && (self.email.is_some() || self.external_reference.is_some() || !self.customer_ids.is_empty())
     }
+
+    /// Whether an exact filter (ids, custom values, email, names, date of birth,
+    /// postal code, external reference) narrows the matches through its own index.
+    fn is_selective(&self) -> bool {
+        !self.customer_ids.is_empty()
+            || !self.custom.is_empty()
+            || [
+                &self.email,
+                &self.first_name,
+                &self.last_name,
+                &self.date_of_birth,
+                &self.postal_code,
+                &self.external_reference,
+            ]
+            .iter()
+            .any(|f| f.is_some())
+    }
+
+    /// Words alone, in creation order: on SQLite, answered from the full-text
+    /// indexes, whose keys are in that order ([`search_by_words`]).
+    fn is_words_in_creation_order(&self) -> bool {
+        !self.words.is_empty()
+            && self.order_by == OrderBy::CreatedOn
+            && !self.is_selective()
+            && self.created_from.is_none()
+            && self.created_to.is_none()
+            && self.status.is_none()
+    }
 }
 
 impl rusqlite::ToSql for Arg {
@@ -492,6 +521,52 @@ macro_rules! bind_args {
     }};
 }
 
+/// SQLite's full-text indexes key a customer by `search_partition << SEQ_BITS | seq`:
+/// one merchant's customers are one rowid range, in creation order.
+const SEQ_BITS: u32 = 40;
+const SEQ_MASK: i64 = (1 << SEQ_BITS) - 1;
+
+/// SQLite's two full-text indexes of customers.
+#[derive(Clone, Copy)]
+enum FtsIndex {
+    /// Name word prefixes.
+    Names,
+    /// Any part of an email or phone (trigrams).
+    Contacts,
+}
+
+impl FtsIndex {
+    fn table(self) -> &'static str {
+        match self {
+            FtsIndex::Names => "customer_names_fts",
+            FtsIndex::Contacts => "customer_contacts_fts",
+        }
+    }
+
+    /// A word's keys in this index, ascending (`?1` the match expression, `?2` the merchant).
+    fn keys_sql(self) -> &'static str {
+        static SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
+            [FtsIndex::Names, FtsIndex::Contacts]
+                .map(|i| format!("SELECT rowid {} ORDER BY rowid", fts_hits(i.table(), "?1", "?2")))
+        });
+        &SQL[self as usize]
+    }
+}
+
+/// The full-text queries of one search word: (index, match expression).
+fn word_phrases(w: &SearchWord) -> impl Iterator<Item = (FtsIndex, String)> + '_ {
+    let names = w.names.as_deref().map(|n| (FtsIndex::Names, fts_phrase(n, true)));
+    let contacts = w.contacts.as_deref().map(|c| (FtsIndex::Contacts, fts_phrase(c, false)));
+    names.into_iter().chain(contacts)
+}
+
+/// `FROM … WHERE …` of the keys that match `phrase` (an argument) among the
+/// customers of `merchant` (an argument), read from the index alone.
+fn fts_hits(table: &str, phrase: &str, merchant: &str) -> String {
+    let partition = format!("(SELECT search_partition << {SEQ_BITS} FROM merchants WHERE id = {merchant})");
+    format!("FROM {table} WHERE {table} MATCH {phrase} AND rowid BETWEEN {partition} AND {partition} | {SEQ_MASK}")
+}
+
 fn fts_phrase(s: &str, prefix: bool) -> String {
     let quoted = format!("\"{}\"", s.replace('"', "\"\""));
     if prefix { format!("{quoted}*") } else { quoted }
@@ -528,15 +603,9 @@ fn search_sql(sqlite: bool, merchant: Uuid, q: &CustomerSearch) -> SearchSql {
     for (i, w) in q.words.iter().enumerate() {
         if sqlite {
             let mut parts = Vec::new();
-            if let Some(n) = &w.names {
-                let a = sql.arg(Arg::Text(fts_phrase(n, true)));
-                parts.push(format!("SELECT rowid AS seq FROM customer_names_fts WHERE customer_names_fts MATCH {a}"));
-            }
-            if let Some(c) = &w.contacts {
-                let a = sql.arg(Arg::Text(fts_phrase(c, false)));
-                parts.push(format!(
-                    "SELECT rowid AS seq FROM customer_contacts_fts WHERE customer_contacts_fts MATCH {a}"
-                ));
+            for (index, phrase) in word_phrases(w) {
+                let a = sql.arg(Arg::Text(phrase));
+                parts.push(format!("SELECT rowid & {SEQ_MASK} AS seq {}", fts_hits(index.table(), &a, &m)));
             }
             let hits = parts.join(" UNION ");
             if i == 0 {
@@ -604,23 +673,100 @@ fn search_sql(sqlite: bool, merchant: Uuid, q: &CustomerSearch) -> SearchSql {
     // With a selective filter, SQLite must drive from that filter's index; without
     // statistics it would rather walk the merchant's rows in sort order to skip a
     // sort. A unary `+` makes the sort key unusable from an index, so it cannot.
-    let selective = !q.customer_ids.is_empty()
-        || !q.custom.is_empty()
-        || [&q.email, &q.first_name, &q.last_name, &q.date_of_birth, &q.postal_code, &q.external_reference]
-            .iter()
-            .any(|f| f.is_some());
-    let plus = if sqlite && selective && q.words.is_empty() { "+" } else { "" };
+    let plus = if sqlite && q.is_selective() && q.words.is_empty() { "+" } else { "" };
     // Words: the page must read and sort every match anyway, so it counts them in
-    // the same pass. Otherwise the page reads an index in order and stops early,
-    // and the count is a separate index scan.
-    let counted = !q.words.is_empty();
+    // the same pass; so do narrow filters, whose matches are few. Otherwise the page
+    // reads an index in order and stops early, and the count is a separate index scan.
+    let counted = !q.words.is_empty() || q.is_narrow();
+    // On SQLite, creation order breaks ties by insertion order (`seq`), as the
+    // full-text keys do; elsewhere, and for the other orders, by id.
+    let tie = if sqlite && q.order_by == OrderBy::CreatedOn { "customers.seq" } else { "customers.id" };
     let page_sql = format!(
-        "SELECT {cols}{total} {filter} ORDER BY {plus}{col} {dir}, {plus}customers.id {dir} LIMIT {limit} OFFSET {offset}",
+        "SELECT {cols}{total} {filter} ORDER BY {plus}{col} {dir}, {plus}{tie} {dir} LIMIT {limit} OFFSET {offset}",
         cols = SELECT_COLUMNS.replace("merchant_id, id,", "customers.merchant_id, customers.id,"),
         col = q.order_by.column(),
         total = if counted { ", COUNT(*) OVER () AS total_matches" } else { "" },
     );
     SearchSql { count: count_sql, page: page_sql, counted, args: sql.args }
+}
+
+/// A word search in creation order from SQLite's full-text keys (see [`SEQ_BITS`]):
+/// each word's keys are read from the indexes alone (names and contacts merged),
+/// the words intersected, and only the page's rows are read. A search matching
+/// thousands of customers never visits them to count or sort.
+fn search_by_words(
+    c: &rusqlite::Connection,
+    merchant: Uuid,
+    q: &CustomerSearch,
+) -> rusqlite::Result<(Vec<CustomerRecord>, i64)> {
+    let mut keys: Option<Vec<i64>> = None;
+    for w in &q.words {
+        let mut word: Vec<i64> = Vec::new();
+        for (index, phrase) in word_phrases(w) {
+            let mut stmt = c.prepare_cached(index.keys_sql())?;
+            let hits = stmt.query_map((phrase, merchant), |row| row.get::<_, i64>(0))?;
+            word = union_sorted(&word, &hits.collect::<rusqlite::Result<Vec<i64>>>()?);
+        }
+        keys = Some(match keys {
+            None => word,
+            Some(k) => intersect_sorted(&k, &word),
+        });
+        if keys.as_ref().is_some_and(Vec::is_empty) {
+            break;
+        }
+    }
+    let keys = keys.unwrap_or_default();
+    let (skip, take) = ((q.page as usize - 1) * q.page_size as usize, q.page_size as usize);
+    let page: Vec<i64> = if q.asc {
+        keys.iter().skip(skip).take(take).copied().collect()
+    } else {
+        keys.iter().rev().skip(skip).take(take).copied().collect()
+    };
+    let mut items = Vec::with_capacity(page.len());
+    let mut row = c.prepare_cached(&BY_SEQ_SQL)?;
+    for key in page {
+        // The merchant is checked again on the row itself.
+        let mut rows = row.query((key & SEQ_MASK, merchant))?;
+        if let Some(r) = rows.next()? {
+            items.push(CustomerRecord::from_inline_row(r)?);
+        }
+    }
+    Ok((items, keys.len() as i64))
+}
+
+static BY_SEQ_SQL: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {SELECT_COLUMNS} FROM customers WHERE seq = ?1 AND merchant_id = ?2"));
+
+/// The union of two ascending lists without repeats, ascending.
+fn union_sorted(a: &[i64], b: &[i64]) -> Vec<i64> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        out.push(x.min(y));
+        i += usize::from(x <= y);
+        j += usize::from(y <= x);
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
+/// The keys in both ascending lists, ascending.
+fn intersect_sorted(a: &[i64], b: &[i64]) -> Vec<i64> {
+    let mut out = Vec::with_capacity(a.len().min(b.len()));
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                (i, j) = (i + 1, j + 1);
+            }
+        }
+    }
+    out
 }
 
 fn inline_customer(c: &rusqlite::Connection, merchant: Uuid, id: Uuid) -> rusqlite::Result<Option<CustomerRecord>> {
@@ -645,7 +791,7 @@ impl Scoped<'_> {
                 let tx = c.unchecked_transaction()?;
                 let Some(record) = inline_customer(&tx, merchant, id)? else { return Ok(None) };
                 let methods = super::payment_methods::inline_methods_of(&tx, merchant, id)?;
-                let custom = super::custom::inline_custom_values(&tx, merchant, &[id])?.remove(&id).unwrap_or_default();
+                let custom = inline_custom_values(&tx, merchant, &[id])?.remove(&id).unwrap_or_default();
                 tx.commit()?;
                 Ok(Some(CustomerParts { record, methods, custom }))
             });
@@ -669,33 +815,24 @@ impl Scoped<'_> {
             .bind(self.merchant()).bind(id).fetch_optional(p).await)
     }
 
-    /// One page of matches and the number of all matches.
-    pub async fn search_customers(&self, q: &CustomerSearch) -> Result<(Vec<CustomerRecord>, i64), sqlx::Error> {
-        let sql = search_sql(matches!(self.conn(), Conn::Sqlite(_)), self.merchant(), q);
-        let (count_sql, page_sql) = (&sql.count, &sql.page);
-        let filter_args = &sql.args[..sql.args.len() - 2];
-        if let Some(r) = self.inline().filter(|_| q.is_narrow()) {
-            // Narrow searches have no words, so their pages are never counted.
-            return r.with(|c| {
-                let tx = c.unchecked_transaction()?;
-                let mut count = tx.prepare_cached(count_sql)?;
-                bind_numbered(&mut count, filter_args)?;
-                let total: i64 = count.raw_query().next()?.map_or(Ok(0), |row| row.get(0))?;
-                let mut items = Vec::new();
-                if total > 0 {
-                    let mut page = tx.prepare_cached(page_sql)?;
-                    bind_numbered(&mut page, &sql.args)?;
-                    let mut rows = page.raw_query();
-                    while let Some(row) = rows.next()? {
-                        items.push(CustomerRecord::from_inline_row(row)?);
-                    }
-                }
-                Ok((items, total))
-            });
+    /// One page of matches, their custom values and the number of all matches.
+    pub async fn search_customers(&self, q: &CustomerSearch) -> Result<SearchPage, sqlx::Error> {
+        let inline = self.inline();
+        // Words alone in creation order, or few matches by construction: on the
+        // caller's thread, page and custom values in one read transaction.
+        let merchant = self.merchant();
+        if let Some(r) = inline.filter(|_| q.is_words_in_creation_order()) {
+            return r.with(|c| with_custom(c, merchant, |tx| search_by_words(tx, merchant, q)));
         }
+        let sql = search_sql(matches!(self.conn(), Conn::Sqlite(_)), merchant, q);
+        if let Some(r) = inline.filter(|_| q.is_narrow()) {
+            return r.with(|c| with_custom(c, merchant, |tx| inline_search(tx, &sql, q.page)));
+        }
+        let filter_args = &sql.args[..sql.args.len() - 2];
+        let (count_sql, page_sql) = (&sql.count, &sql.page);
         // A counted page carries the number of all matches, so only a page past the
         // end needs the count on its own; otherwise count first, then read the page.
-        on_conn!(self.conn(), p => {
+        let (items, total) = on_conn!(self.conn(), p => {
             let (mut items, mut total) = (Vec::new(), 0);
             if !sql.counted {
                 (total,) = bind_args!(sqlx::query_as(count_sql), filter_args).fetch_one(p).await?;
@@ -711,9 +848,55 @@ impl Scoped<'_> {
                     (total,) = bind_args!(sqlx::query_as(count_sql), filter_args).fetch_one(p).await?;
                 }
             }
-            Ok((items, total))
-        })
+            Ok::<_, sqlx::Error>((items, total))
+        })?;
+        let ids: Vec<Uuid> = items.iter().map(|c: &CustomerRecord| c.id).collect();
+        let custom = self.custom_values(&ids).await?;
+        Ok(SearchPage { items, custom, total })
     }
+}
+
+/// A page of a search.
+pub struct SearchPage {
+    pub items: Vec<CustomerRecord>,
+    /// The custom values of the page's customers.
+    pub custom: CustomValues,
+    /// All matches, not only the page's.
+    pub total: i64,
+}
+
+/// Runs `search` in a read transaction and adds its page's custom values from the same snapshot.
+fn with_custom(
+    c: &rusqlite::Connection,
+    merchant: Uuid,
+    search: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<(Vec<CustomerRecord>, i64)>,
+) -> rusqlite::Result<SearchPage> {
+    let tx = c.unchecked_transaction()?;
+    let (items, total) = search(&tx)?;
+    let ids: Vec<Uuid> = items.iter().map(|c| c.id).collect();
+    let custom = if ids.is_empty() { CustomValues::new() } else { inline_custom_values(&tx, merchant, &ids)? };
+    tx.commit()?;
+    Ok(SearchPage { items, custom, total })
+}
+
+/// A search with few matches (see [`CustomerSearch::is_narrow`]), counted in the
+/// page's pass; the count runs alone only for a page past the end.
+fn inline_search(c: &rusqlite::Connection, sql: &SearchSql, page: u32) -> rusqlite::Result<(Vec<CustomerRecord>, i64)> {
+    let mut items = Vec::new();
+    let mut total = 0;
+    let mut stmt = c.prepare_cached(&sql.page)?;
+    bind_numbered(&mut stmt, &sql.args)?;
+    let mut rows = stmt.raw_query();
+    while let Some(row) = rows.next()? {
+        total = row.get(TOTAL_COLUMN)?;
+        items.push(CustomerRecord::from_inline_row(row)?);
+    }
+    if items.is_empty() && page > 1 {
+        let mut count = c.prepare_cached(&sql.count)?;
+        bind_numbered(&mut count, &sql.args[..sql.args.len() - 2])?;
+        total = count.raw_query().next()?.map_or(Ok(0), |row| row.get(0))?;
+    }
+    Ok((items, total))
 }
 
 /// One batch of an export: customers and their non-secret custom values.
@@ -841,11 +1024,11 @@ impl super::Db {
 }
 
 #[cfg(test)]
-mod plan_tests {
+pub(super) mod plan_tests {
     use super::*;
     use crate::store::{Db, DbOptions};
 
-    fn base() -> CustomerSearch {
+    pub(super) fn base() -> CustomerSearch {
         CustomerSearch {
             page: 1,
             page_size: 20,
@@ -971,5 +1154,61 @@ mod plan_tests {
         )
         .await;
         assert!(!unfiltered.contains("TEMP B-TREE"), "the default listing is read in index order: {unfiltered}");
+    }
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use std::borrow::Cow;
+
+    use super::*;
+    use crate::domain::customer::CustomerInput;
+    use crate::store::{Actor, Db, DbOptions, Pools, Tenant};
+
+    async fn add(db: &Db, tenant: Tenant, first: &str, last: &str) -> Uuid {
+        let body =
+            serde_json::json!({ "firstName": first, "lastName": last, "email": format!("{first}.{last}@example.com") });
+        let input = CustomerInput::parse_create(&body, &[]).unwrap().customer;
+        let id = Uuid::now_v7();
+        db.write(Actor::system(tenant), move |mut tx| async move {
+            tx.insert_customer(id, &input).await?;
+            Ok::<_, StoreError>(tx.commit().await?)
+        })
+        .await
+        .unwrap();
+        id
+    }
+
+    async fn search(db: &Db, tenant: Tenant, word: &str) -> (Vec<Uuid>, i64) {
+        let mut q = plan_tests::base();
+        q.words = vec![SearchWord { names: Some(word.into()), contacts: Some(word.into()) }];
+        let page = db.scoped(tenant).search_customers(&q).await.unwrap();
+        (page.items.into_iter().map(|c| c.id).collect(), page.total)
+    }
+
+    /// A database written before the full-text keys were partitioned by merchant
+    /// keeps every customer searchable, under its own merchant only, newest first;
+    /// and what is written after the upgrade joins them.
+    #[tokio::test]
+    async fn customers_written_before_the_partitioned_keys_stay_searchable() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        let db = Db::connect(&url, &DbOptions::default()).await.unwrap();
+        let Pools::Sqlite { write, .. } = &db.pools else { unreachable!() };
+        let mut before = sqlx::migrate!("migrations/sqlite");
+        before.migrations = Cow::Owned(before.migrations.iter().filter(|m| m.version < 8).cloned().collect());
+        before.run(write).await.unwrap();
+        let (a, b) = (db.create_merchant("a").await.unwrap(), db.create_merchant("b").await.unwrap());
+        let lovelace = add(&db, a, "Ada", "Lovelace").await;
+        let byron = add(&db, a, "Ada", "Byron").await;
+        let other = add(&db, b, "Ada", "Lovelace").await;
+
+        db.migrate().await.unwrap();
+        assert_eq!(search(&db, a, "ada").await, (vec![byron, lovelace], 2));
+        assert_eq!(search(&db, a, "lovel").await, (vec![lovelace], 1));
+        assert_eq!(search(&db, b, "ada").await, (vec![other], 1));
+        let king = add(&db, a, "Ada", "King").await;
+        assert_eq!(search(&db, a, "ada").await, (vec![king, byron, lovelace], 3));
+        assert_eq!(search(&db, b, "king").await, (vec![], 0));
     }
 }

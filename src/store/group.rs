@@ -129,6 +129,16 @@ async fn exec(conn: &mut SqliteConnection, sql: &str) -> Result<(), String> {
 }
 
 async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Job>) {
+    // Every job's time is at least its predecessor's, even when the system clock
+    // steps back: creation times then follow insertion order (`seq`), which the
+    // full-text keys' creation order relies on (`customers::SEQ_BITS`). A restart
+    // resumes from the newest customer's time.
+    let mut clock: i64 = sqlx::query_scalar("SELECT created_at FROM customers ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&pool)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0);
     let mut batch: Vec<(Deliver, bool)> = Vec::with_capacity(MAX_BATCH);
     // A bulk job met while gathering a batch starts the next one.
     let mut carried: Option<Job> = None;
@@ -158,7 +168,8 @@ async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Job>) {
         let started = Instant::now();
         let mut job = first;
         let outcome = loop {
-            let Some((c, committed, deliver)) = run_job(conn, job).await else {
+            clock = clock.max(now_ms());
+            let Some((c, committed, deliver)) = run_job(conn, job, clock).await else {
                 // The job kept the connection beyond its end (a bug): fail what the batch holds.
                 tracing::error!("a write job did not return the connection");
                 for (deliver, committed) in batch.drain(..) {
@@ -213,15 +224,11 @@ async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-/// Runs one job in the savepoint (or transaction) the writer opened. Returns the connection, whether
+/// Runs one job, stamped `now`, in the savepoint (or transaction) the writer opened. Returns the connection, whether
 /// the job committed, and its delivery; `None` if the job never gave the connection back.
-async fn run_job(conn: PoolConnection<Sqlite>, job: Job) -> Option<(PoolConnection<Sqlite>, bool, Deliver)> {
+async fn run_job(conn: PoolConnection<Sqlite>, job: Job, now: i64) -> Option<(PoolConnection<Sqlite>, bool, Deliver)> {
     let (back, returned) = oneshot::channel();
-    let tx = WriteTx {
-        inner: TxInner::Sqlite(Lease { conn: Some(conn), back: Some(back) }),
-        actor: job.actor,
-        now: now_ms(),
-    };
+    let tx = WriteTx { inner: TxInner::Sqlite(Lease { conn: Some(conn), back: Some(back) }), actor: job.actor, now };
     // A panicking job drops its lease (so its savepoint is rolled back) and its reply.
     let deliver = AssertUnwindSafe((job.run)(tx)).catch_unwind().await.unwrap_or_else(|_| Box::new(|_| ()));
     let (conn, committed) = returned.await.ok()?;
