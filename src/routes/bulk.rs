@@ -89,8 +89,8 @@ pub struct Importer {
 
 /// Writes lines in one transaction, each creating a customer or replacing the one
 /// with its `externalReference`: one query finds the references already held, new
-/// rows skip the per-line reference lookup (the unique index still guards it), and
-/// their `customer.created` events go in together.
+/// rows skip the per-line reference lookup (the unique index still guards it) and go
+/// in many to a statement, and their `customer.created` events go in together.
 async fn upsert_batch(
     tx: &mut WriteTx,
     state: &AppState,
@@ -102,16 +102,19 @@ async fn upsert_batch(
     let mut held = tx.customers_by_references(&refs).await?;
     let mut done = Vec::with_capacity(lines.len());
     let mut created_ids = Vec::with_capacity(lines.len());
+    // New rows not yet inserted; anything that reads or extends a row inserts them first.
+    let mut pending: Vec<(Uuid, &CustomerInput)> = Vec::new();
     for (n, new) in lines {
         let reference = new.customer.external_reference.as_deref();
         let (id, created) = match reference.and_then(|r| held.get(r).copied()) {
             Some(id) => {
+                tx.insert_customer_rows(&std::mem::take(&mut pending)).await?;
                 tx.update_customer(id, &new.customer, None).await?;
                 (id, false)
             }
             None => {
                 let id = Uuid::now_v7();
-                tx.insert_customer_row(id, &new.customer).await?;
+                pending.push((id, &new.customer));
                 if let Some(r) = reference {
                     // A later line of this batch with the same reference updates this one.
                     held.insert(r.to_owned(), id);
@@ -120,9 +123,14 @@ async fn upsert_batch(
                 (id, true)
             }
         };
-        tx.write_parts(&vault, id, if created { &[] } else { active }, new).await?;
+        let has_parts = !new.customer.custom.is_empty() || !new.cards.is_empty() || !new.ach_accounts.is_empty();
+        if !created || has_parts {
+            tx.insert_customer_rows(&std::mem::take(&mut pending)).await?;
+            tx.write_parts(&vault, id, if created { &[] } else { active }, new).await?;
+        }
         done.push((*n, id, created));
     }
+    tx.insert_customer_rows(&pending).await?;
     tx.events("customer.created", &created_ids).await?;
     Ok(done)
 }

@@ -77,6 +77,33 @@ both! {
         assert_eq!(found.body["items"][0]["id"], first[7]);
     }
 
+    async fn one_batch_mixes_new_rows_repeats_and_parts_in_line_order(app: TestApp) {
+        // New rows go in many to a statement: a repeat of a reference earlier in the
+        // batch, and a line with a card, must still see the rows before them.
+        let held = import(&app, &app.key, ndjson(&[json!({"firstName": "Old", "lastName": "Held", "externalReference": "m-held"})])).await.0;
+        let mut rows: Vec<Value> =
+            (0..150).map(|i| json!({"firstName": format!("N{i}"), "lastName": "Mixed", "externalReference": format!("m-{i}")})).collect();
+        rows[70] = json!({"firstName": "Again", "lastName": "Mixed", "externalReference": "m-10"});
+        rows[100]["paymentMethodsCards"] = json!([{"pan": "4111111111111111", "expirationMonth": 12, "expirationYear": 2035}]);
+        rows[130] = json!({"firstName": "Now", "lastName": "Held", "externalReference": "m-held"});
+        let (lines, summary) = import(&app, &app.key, ndjson(&rows)).await;
+        assert_eq!(summary, json!({"lines": 150, "created": 148, "updated": 2, "failed": 0}));
+        assert_eq!((lines[70]["result"].clone(), lines[70]["id"].clone()), (json!("updated"), lines[10]["id"].clone()));
+        assert_eq!((lines[130]["result"].clone(), lines[130]["id"].clone()), (json!("updated"), held[0]["id"].clone()));
+        let ten = lines[10]["id"].as_str().unwrap();
+        assert_eq!(app.get(&format!("/customers/{ten}")).await.expect(200)["firstName"], "Again");
+        let carded = lines[100]["id"].as_str().unwrap();
+        assert_eq!(app.get(&format!("/customers/{carded}")).await.expect(200)["cards"].as_array().unwrap().len(), 1);
+        // Newest first is the file's order reversed.
+        let mut listed = Vec::new();
+        for n in [1, 2] {
+            let page = app.get(&format!("/customers?lastName=Mixed&pageSize=100&page={n}")).await;
+            listed.extend(page.expect(200)["items"].as_array().unwrap().iter().map(|c| c["id"].clone()));
+        }
+        let created: Vec<Value> = lines.iter().filter(|l| l["result"] == "created").map(|l| l["id"].clone()).rev().collect();
+        assert_eq!(listed, created);
+    }
+
     async fn export_round_trips_an_import(app: TestApp) {
         app.put("/custom-parameters/tier", json!({"type": "string"})).await.expect(200);
         app.put("/custom-parameters/ssn", json!({"type": "string", "secret": true})).await.expect(200);
