@@ -13,12 +13,6 @@ use clientele::{App, shutdown_signal, telemetry};
 use serde_json::json;
 use uuid::Uuid;
 
-/// mimalloc: a request's many small, short-lived allocations (headers, JSON,
-/// rows) cost less than with the system allocator, and freed memory is reused
-/// per thread instead of fragmenting one arena.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "clientele", version, about = "Self-hostable merchant Customer API")]
 struct Cli {
