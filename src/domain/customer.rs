@@ -61,6 +61,13 @@ pub struct NewCustomer {
     pub ach_accounts: Vec<AchInput>,
 }
 
+impl NewCustomer {
+    /// Whether the body adds cards or bank accounts (which need `payment_methods:write`).
+    pub fn brings_methods(&self) -> bool {
+        !self.cards.is_empty() || !self.ach_accounts.is_empty()
+    }
+}
+
 impl CustomerInput {
     /// An update body (no payment methods).
     pub fn parse_update(body: &Value, declarations: &[Declaration]) -> Result<CustomerInput, Problems> {

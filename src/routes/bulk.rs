@@ -123,7 +123,7 @@ async fn upsert_batch(
                 (id, true)
             }
         };
-        let has_parts = !new.customer.custom.is_empty() || !new.cards.is_empty() || !new.ach_accounts.is_empty();
+        let has_parts = !new.customer.custom.is_empty() || new.brings_methods();
         if !created || has_parts {
             tx.insert_customer_rows(&std::mem::take(&mut pending)).await?;
             tx.write_parts(&vault, id, if created { &[] } else { active }, new).await?;
@@ -181,7 +181,7 @@ impl Importer {
             }
         };
         match CustomerInput::parse_create(&value, &self.declarations) {
-            Ok(new) if !self.may_add_methods && (!new.cards.is_empty() || !new.ach_accounts.is_empty()) => {
+            Ok(new) if !self.may_add_methods && new.brings_methods() => {
                 let msg = "Adding payment methods needs the 'payment_methods:write' scope.".to_owned();
                 self.fail(n, BTreeMap::from([("paymentMethodsCards".to_owned(), vec![msg])])).await;
             }

@@ -329,8 +329,7 @@ async fn create_customer(
 ) -> ApiResult<JsonReply> {
     let declarations = state.db().scoped(auth.tenant()).declarations().await?;
     let new = CustomerInput::parse_create(&body, &declarations)?;
-    if (!new.cards.is_empty() || !new.ach_accounts.is_empty()) && !auth.ctx.scopes.contains(&Scope::PaymentMethodsWrite)
-    {
+    if new.brings_methods() && !auth.ctx.scopes.contains(&Scope::PaymentMethodsWrite) {
         return Err(ApiError::forbidden(Scope::PaymentMethodsWrite.as_str()));
     }
     let id = Uuid::now_v7();

@@ -311,8 +311,8 @@ impl WriteTx {
     /// ([`WriteTx::events`]).
     pub(crate) async fn insert_customer_rows(&mut self, rows: &[(Uuid, &CustomerInput)]) -> Result<(), StoreError> {
         let (merchant, now) = (self.merchant(), self.now);
+        let numbered = matches!(self.inner, super::TxInner::Postgres(_));
         for chunk in rows.chunks(INSERT_ROWS) {
-            let numbered = matches!(self.inner, super::TxInner::Postgres(_));
             let sql = match chunk.len() {
                 1 => Cow::Borrowed(INSERT_SQL[numbered as usize][0].as_str()),
                 INSERT_ROWS => Cow::Borrowed(INSERT_SQL[numbered as usize][1].as_str()),
