@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::custom::{CustomValues, inline_custom_values};
 use super::inline::{bind_numbered, driver_error};
+use super::search_index::{WordMatch, contact_terms};
 use super::{Conn, Scoped, StoreError, WriteTx, on_conn, on_tx, placeholders};
 use crate::crypto::Vault;
 use crate::domain::address::{Address, postal_key};
@@ -158,6 +159,10 @@ fn insert_sql(rows: usize, numbered: bool) -> String {
 static INSERT_SQL: LazyLock<[[String; 2]; 2]> =
     LazyLock::new(|| [false, true].map(|numbered| [insert_sql(1, numbered), insert_sql(INSERT_ROWS, numbered)]));
 
+/// The search index's insert of one row and of [`INSERT_ROWS`] rows (SQLite).
+static SEARCH_INDEX_INSERT_SQL: LazyLock<[String; 2]> =
+    LazyLock::new(|| [1, INSERT_ROWS].map(super::search_index::insert_sql));
+
 /// `$1` merchant, `$2` id, `$3` modified; the request's columns from `$4`.
 static UPDATE_SQL: LazyLock<String> = LazyLock::new(|| {
     let sets: Vec<String> = INPUT_COLUMNS.iter().enumerate().map(|(i, c)| format!("{c} = ${}", i + 4)).collect();
@@ -197,6 +202,15 @@ fn address_values(a: Option<&Address>) -> [Option<&str>; 6] {
 }
 
 impl<'a> InputValues<'a> {
+    /// The last two of [`INPUT_COLUMNS`].
+    fn search_names(&self) -> &str {
+        &self.keys[5]
+    }
+
+    fn search_contacts(&self) -> &str {
+        &self.keys[6]
+    }
+
     fn of(c: &'a CustomerInput) -> Self {
         InputValues {
             texts: [
@@ -328,6 +342,19 @@ impl WriteTx {
                 q.execute(c).await.map(|r| r.rows_affected())
             })
             .map_err(reference_taken)?;
+            if let super::TxInner::Sqlite(c) = &mut self.inner {
+                // SQLite's search index holds terms computed here (see `search_index`).
+                let sql = match chunk.len() {
+                    1 => Cow::Borrowed(SEARCH_INDEX_INSERT_SQL[0].as_str()),
+                    INSERT_ROWS => Cow::Borrowed(SEARCH_INDEX_INSERT_SQL[1].as_str()),
+                    n => Cow::Owned(super::search_index::insert_sql(n)),
+                };
+                let mut q = sqlx::query(&sql);
+                for ((id, _), v) in chunk.iter().zip(&values) {
+                    q = q.bind(*id).bind(v.search_names()).bind(contact_terms(v.search_contacts()));
+                }
+                q.bind(merchant).execute(&mut **c).await?;
+            }
         }
         Ok(())
     }
@@ -374,6 +401,15 @@ impl WriteTx {
         on_tx!(self, c => bind_input!(sqlx::query(UPDATE_SQL.as_str()).bind(merchant).bind(id).bind(now), v)
             .execute(c).await.map(|r| r.rows_affected()))
         .map_err(reference_taken)?;
+        if let super::TxInner::Sqlite(c) = &mut self.inner {
+            sqlx::query(&super::search_index::REINDEX_SQL)
+                .bind(input.search_names())
+                .bind(contact_terms(&input.search_contacts()))
+                .bind(merchant)
+                .bind(id)
+                .execute(&mut **c)
+                .await?;
+        }
         self.event("customer.updated", id).await?;
         self.get_customer(id).await
     }
@@ -558,54 +594,8 @@ macro_rules! bind_args {
 
 /// SQLite's full-text indexes key a customer by `search_partition << SEQ_BITS | seq`:
 /// one merchant's customers are one rowid range, in creation order.
-const SEQ_BITS: u32 = 40;
-const SEQ_MASK: i64 = (1 << SEQ_BITS) - 1;
-
-/// SQLite's two full-text indexes of customers.
-#[derive(Clone, Copy)]
-enum FtsIndex {
-    /// Name word prefixes.
-    Names,
-    /// Any part of an email or phone (trigrams).
-    Contacts,
-}
-
-impl FtsIndex {
-    fn table(self) -> &'static str {
-        match self {
-            FtsIndex::Names => "customer_names_fts",
-            FtsIndex::Contacts => "customer_contacts_fts",
-        }
-    }
-
-    /// A word's keys in this index, ascending (`?1` the match expression, `?2` the merchant).
-    fn keys_sql(self) -> &'static str {
-        static SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
-            [FtsIndex::Names, FtsIndex::Contacts]
-                .map(|i| format!("SELECT rowid {} ORDER BY rowid", fts_hits(i.table(), "?1", "?2")))
-        });
-        &SQL[self as usize]
-    }
-}
-
-/// The full-text queries of one search word: (index, match expression).
-fn word_phrases(w: &SearchWord) -> impl Iterator<Item = (FtsIndex, String)> + '_ {
-    let names = w.names.as_deref().map(|n| (FtsIndex::Names, fts_phrase(n, true)));
-    let contacts = w.contacts.as_deref().map(|c| (FtsIndex::Contacts, fts_phrase(c, false)));
-    names.into_iter().chain(contacts)
-}
-
-/// `FROM … WHERE …` of the keys that match `phrase` (an argument) among the
-/// customers of `merchant` (an argument), read from the index alone.
-fn fts_hits(table: &str, phrase: &str, merchant: &str) -> String {
-    let partition = format!("(SELECT search_partition << {SEQ_BITS} FROM merchants WHERE id = {merchant})");
-    format!("FROM {table} WHERE {table} MATCH {phrase} AND rowid BETWEEN {partition} AND {partition} | {SEQ_MASK}")
-}
-
-fn fts_phrase(s: &str, prefix: bool) -> String {
-    let quoted = format!("\"{}\"", s.replace('"', "\"\""));
-    if prefix { format!("{quoted}*") } else { quoted }
-}
+pub(crate) const SEQ_BITS: u32 = 40;
+pub(crate) const SEQ_MASK: i64 = (1 << SEQ_BITS) - 1;
 
 pub(crate) fn like_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -637,12 +627,9 @@ fn search_sql(sqlite: bool, merchant: Uuid, q: &CustomerSearch) -> SearchSql {
     sql.conditions.push(format!("customers.merchant_id = {m}"));
     for (i, w) in q.words.iter().enumerate() {
         if sqlite {
-            let mut parts = Vec::new();
-            for (index, phrase) in word_phrases(w) {
-                let a = sql.arg(Arg::Text(phrase));
-                parts.push(format!("SELECT rowid & {SEQ_MASK} AS seq {}", fts_hits(index.table(), &a, &m)));
-            }
-            let hits = parts.join(" UNION ");
+            let shape = WordMatch::of(w.names.as_deref(), w.contacts.as_deref());
+            let [e, f, n] = shape.args().map(|v| v.map(|v| sql.arg(Arg::Text(v.to_owned()))).unwrap_or_default());
+            let hits = format!("SELECT key & {SEQ_MASK} AS seq FROM ({})", shape.keys_sql(&e, &f, &n, &m));
             if i == 0 {
                 // The index drives: CROSS JOIN fixes the matches as the outer loop, so
                 // the planner never walks the merchant's customers testing each one.
@@ -736,12 +723,7 @@ fn search_by_words(
 ) -> rusqlite::Result<(Vec<CustomerRecord>, i64)> {
     let mut keys: Option<Vec<i64>> = None;
     for w in &q.words {
-        let mut word: Vec<i64> = Vec::new();
-        for (index, phrase) in word_phrases(w) {
-            let mut stmt = c.prepare_cached(index.keys_sql())?;
-            let hits = stmt.query_map((phrase, merchant), |row| row.get::<_, i64>(0))?;
-            word = union_sorted(&word, &hits.collect::<rusqlite::Result<Vec<i64>>>()?);
-        }
+        let word = WordMatch::of(w.names.as_deref(), w.contacts.as_deref()).keys(c, merchant)?;
         keys = Some(match keys {
             None => word,
             Some(k) => intersect_sorted(&k, &word),
@@ -771,21 +753,6 @@ fn search_by_words(
 
 static BY_SEQ_SQL: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {SELECT_COLUMNS} FROM customers WHERE seq = ?1 AND merchant_id = ?2"));
-
-/// The union of two ascending lists without repeats, ascending.
-fn union_sorted(a: &[i64], b: &[i64]) -> Vec<i64> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        let (x, y) = (a[i], b[j]);
-        out.push(x.min(y));
-        i += usize::from(x <= y);
-        j += usize::from(y <= x);
-    }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
-    out
-}
 
 /// The keys in both ascending lists, ascending.
 fn intersect_sorted(a: &[i64], b: &[i64]) -> Vec<i64> {
@@ -1145,11 +1112,11 @@ pub(super) mod plan_tests {
                 "customers_key (merchant_id=? AND id=?)",
             ),
             ("dates", s(&|q| q.created_from = Some(1)), "customers_created (merchant_id=? AND created_at>?)"),
-            ("search", s(&|q| q.words = vec![word("jo", None)]), "customer_names_fts VIRTUAL TABLE"),
+            ("search", s(&|q| q.words = vec![word("jo", None)]), "customer_search_fts VIRTUAL TABLE"),
             (
                 "search two words",
                 s(&|q| q.words = vec![word("john", Some("john")), word("smi", Some("smi"))]),
-                "customer_contacts_fts VIRTUAL TABLE",
+                "customer_search_fts VIRTUAL TABLE",
             ),
             (
                 "search and email, by name",
@@ -1158,7 +1125,7 @@ pub(super) mod plan_tests {
                     q.email = Some("a@b.co".into());
                     q.order_by = OrderBy::FirstName;
                 }),
-                "customer_names_fts VIRTUAL TABLE",
+                "customer_search_fts VIRTUAL TABLE",
             ),
             (
                 "email ordered by first name",
@@ -1214,18 +1181,46 @@ mod migration_tests {
         id
     }
 
+    /// A customer as the code before migration 8 wrote it (today's writes also
+    /// keep an index that older schemas do not have).
+    async fn add_before(db: &Db, tenant: Tenant, first: &str, last: &str) -> Uuid {
+        let Pools::Sqlite { write, .. } = &db.pools else { unreachable!() };
+        let id = Uuid::now_v7();
+        let email = format!("{first}.{last}@example.com").to_lowercase();
+        sqlx::query(
+            "INSERT INTO customers (merchant_id, id, version, status, first_name, last_name, email, sms_enabled, \
+             use_billing_as_shipping, created_at, modified_at, email_key, first_name_key, last_name_key, company_key, \
+             postal_key, search_names, search_contacts) \
+             VALUES ($1, $2, 1, 'active', $3, $4, $5, false, false, 1, 1, $5, $6, $7, '', '', $8, $5)",
+        )
+        .bind(tenant.id())
+        .bind(id)
+        .bind(first)
+        .bind(last)
+        .bind(&email)
+        .bind(first.to_lowercase())
+        .bind(last.to_lowercase())
+        .bind(format!("{} {}", first.to_lowercase(), last.to_lowercase()))
+        .execute(write)
+        .await
+        .unwrap();
+        id
+    }
+
     async fn search(db: &Db, tenant: Tenant, word: &str) -> (Vec<Uuid>, i64) {
         let mut q = plan_tests::base();
-        q.words = vec![SearchWord { names: Some(word.into()), contacts: Some(word.into()) }];
+        let contacts = Some(word.to_owned()).filter(|w| w.len() >= 3);
+        q.words = vec![SearchWord { names: Some(word.into()), contacts }];
         let page = db.scoped(tenant).search_customers(&q).await.unwrap();
         (page.items.into_iter().map(|c| c.id).collect(), page.total)
     }
 
     /// A database written before the full-text keys were partitioned by merchant
-    /// keeps every customer searchable, under its own merchant only, newest first;
-    /// and what is written after the upgrade joins them.
+    /// (and before the contacts index held run suffixes) keeps every customer
+    /// searchable, by name and by any part of the email, under its own merchant
+    /// only, newest first; and what is written after the upgrade joins them.
     #[tokio::test]
-    async fn customers_written_before_the_partitioned_keys_stay_searchable() {
+    async fn customers_written_before_the_current_search_indexes_stay_searchable() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("old.db").display());
         let db = Db::connect(&url, &DbOptions::default()).await.unwrap();
@@ -1234,13 +1229,15 @@ mod migration_tests {
         before.migrations = Cow::Owned(before.migrations.iter().filter(|m| m.version < 8).cloned().collect());
         before.run(write).await.unwrap();
         let (a, b) = (db.create_merchant("a").await.unwrap(), db.create_merchant("b").await.unwrap());
-        let lovelace = add(&db, a, "Ada", "Lovelace").await;
-        let byron = add(&db, a, "Ada", "Byron").await;
-        let other = add(&db, b, "Ada", "Lovelace").await;
+        let lovelace = add_before(&db, a, "Ada", "Lovelace").await;
+        let byron = add_before(&db, a, "Ada", "Byron").await;
+        let other = add_before(&db, b, "Ada", "Lovelace").await;
 
         db.migrate().await.unwrap();
         assert_eq!(search(&db, a, "ada").await, (vec![byron, lovelace], 2));
         assert_eq!(search(&db, a, "lovel").await, (vec![lovelace], 1));
+        assert_eq!(search(&db, a, "velace").await, (vec![lovelace], 1));
+        assert_eq!(search(&db, a, "a.byron@").await, (vec![byron], 1));
         assert_eq!(search(&db, b, "ada").await, (vec![other], 1));
         let king = add(&db, a, "Ada", "King").await;
         assert_eq!(search(&db, a, "ada").await, (vec![king, byron, lovelace], 3));

@@ -20,6 +20,7 @@ pub mod keys;
 pub mod merchants;
 pub mod payment_methods;
 pub mod providers;
+mod search_index;
 pub mod transactions;
 pub mod verification;
 
@@ -214,10 +215,14 @@ impl Db {
         }
     }
 
-    /// Applies the embedded migrations of this backend.
+    /// Applies the embedded migrations of this backend, and builds what they leave
+    /// to the code (SQLite's contacts search index).
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match &self.pools {
-            Pools::Sqlite { write, .. } => sqlx::migrate!("migrations/sqlite").run(write).await?,
+            Pools::Sqlite { write, .. } => {
+                sqlx::migrate!("migrations/sqlite").run(write).await?;
+                search_index::build_if_pending(write).await?;
+            }
             Pools::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await?,
         }
         Ok(())
