@@ -163,6 +163,16 @@ static INSERT_SQL: LazyLock<[[String; 2]; 2]> =
 static SEARCH_INDEX_INSERT_SQL: LazyLock<[String; 2]> =
     LazyLock::new(|| [1, INSERT_ROWS].map(super::search_index::insert_sql));
 
+/// The statement for a chunk of `rows` rows: one of the `cached` (1 and
+/// [`INSERT_ROWS`] rows), or built for the last, shorter chunk.
+fn chunk_sql(cached: &[String; 2], rows: usize, build: impl FnOnce(usize) -> String) -> Cow<'_, str> {
+    match rows {
+        1 => Cow::Borrowed(&cached[0]),
+        INSERT_ROWS => Cow::Borrowed(&cached[1]),
+        n => Cow::Owned(build(n)),
+    }
+}
+
 /// `$1` merchant, `$2` id, `$3` modified; the request's columns from `$4`.
 static UPDATE_SQL: LazyLock<String> = LazyLock::new(|| {
     let sets: Vec<String> = INPUT_COLUMNS.iter().enumerate().map(|(i, c)| format!("{c} = ${}", i + 4)).collect();
@@ -327,11 +337,7 @@ impl WriteTx {
         let (merchant, now) = (self.merchant(), self.now);
         let numbered = matches!(self.inner, super::TxInner::Postgres(_));
         for chunk in rows.chunks(INSERT_ROWS) {
-            let sql = match chunk.len() {
-                1 => Cow::Borrowed(INSERT_SQL[numbered as usize][0].as_str()),
-                INSERT_ROWS => Cow::Borrowed(INSERT_SQL[numbered as usize][1].as_str()),
-                n => Cow::Owned(insert_sql(n, numbered)),
-            };
+            let sql = chunk_sql(&INSERT_SQL[numbered as usize], chunk.len(), |n| insert_sql(n, numbered));
             let values: Vec<InputValues> = chunk.iter().map(|(_, input)| InputValues::of(input)).collect();
             on_tx!(self, c => {
                 let mut q = sqlx::query(&sql);
@@ -344,11 +350,7 @@ impl WriteTx {
             .map_err(reference_taken)?;
             if let super::TxInner::Sqlite(c) = &mut self.inner {
                 // SQLite's search index holds terms computed here (see `search_index`).
-                let sql = match chunk.len() {
-                    1 => Cow::Borrowed(SEARCH_INDEX_INSERT_SQL[0].as_str()),
-                    INSERT_ROWS => Cow::Borrowed(SEARCH_INDEX_INSERT_SQL[1].as_str()),
-                    n => Cow::Owned(super::search_index::insert_sql(n)),
-                };
+                let sql = chunk_sql(&SEARCH_INDEX_INSERT_SQL, chunk.len(), super::search_index::insert_sql);
                 let mut q = sqlx::query(&sql);
                 for ((id, _), v) in chunk.iter().zip(&values) {
                     q = q.bind(*id).bind(v.search_names()).bind(contact_terms(v.search_contacts()));
@@ -403,8 +405,8 @@ impl WriteTx {
         .map_err(reference_taken)?;
         if let super::TxInner::Sqlite(c) = &mut self.inner {
             sqlx::query(&super::search_index::REINDEX_SQL)
-                .bind(input.search_names())
-                .bind(contact_terms(&input.search_contacts()))
+                .bind(v.search_names())
+                .bind(contact_terms(v.search_contacts()))
                 .bind(merchant)
                 .bind(id)
                 .execute(&mut **c)

@@ -144,7 +144,24 @@ impl WordMatch {
     /// The keys in ascending order on SQLite's inline readers (`?1`–`?3` the
     /// values of [`WordMatch::args`], `?4` the merchant).
     pub(crate) fn keys(&self, c: &rusqlite::Connection, merchant: Uuid) -> rusqlite::Result<Vec<i64>> {
-        let mut stmt = c.prepare_cached(&format!("{} ORDER BY key", self.keys_sql("?1", "?2", "?3", "?4")))?;
+        // One statement per shape, built once: this runs for every word of a search.
+        static SQL: LazyLock<[String; 5]> = LazyLock::new(|| {
+            let n = || Some(String::new());
+            [
+                WordMatch::Exact(String::new()),
+                WordMatch::Checked { names: None, runs: String::new(), fragment: String::new() },
+                WordMatch::Checked { names: n(), runs: String::new(), fragment: String::new() },
+                WordMatch::Scan { names: None, fragment: String::new() },
+                WordMatch::Scan { names: n(), fragment: String::new() },
+            ]
+            .map(|shape| format!("{} ORDER BY key", shape.keys_sql("?1", "?2", "?3", "?4")))
+        });
+        let shape = match self {
+            WordMatch::Exact(_) => 0,
+            WordMatch::Checked { names, .. } => 1 + usize::from(names.is_some()),
+            WordMatch::Scan { names, .. } => 3 + usize::from(names.is_some()),
+        };
+        let mut stmt = c.prepare_cached(&SQL[shape])?;
         for (i, v) in self.args().into_iter().enumerate() {
             if let Some(v) = v {
                 stmt.raw_bind_parameter(i + 1, v)?;
