@@ -13,6 +13,12 @@ use clientele::{App, shutdown_signal, telemetry};
 use serde_json::json;
 use uuid::Uuid;
 
+/// mimalloc rather than the system allocator: a request allocates and frees many
+/// small buffers (headers, JSON, rows), and glibc's malloc spent about 9 % of a
+/// customer read's CPU on it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "clientele", version, about = "Self-hostable merchant Customer API")]
 struct Cli {
