@@ -792,12 +792,12 @@ impl Scoped<'_> {
         if let Some(r) = self.inline() {
             let merchant = self.merchant();
             return r.with(|c| {
-                let tx = c.unchecked_transaction()?;
-                let Some(record) = inline_customer(&tx, merchant, id)? else { return Ok(None) };
-                let methods = super::payment_methods::inline_methods_of(&tx, merchant, id)?;
-                let custom = inline_custom_values(&tx, merchant, &[id])?.remove(&id).unwrap_or_default();
-                tx.commit()?;
-                Ok(Some(CustomerParts { record, methods, custom }))
+                super::inline::read_transaction(c, |tx| {
+                    let Some(record) = inline_customer(tx, merchant, id)? else { return Ok(None) };
+                    let methods = super::payment_methods::inline_methods_of(tx, merchant, id)?;
+                    let custom = inline_custom_values(tx, merchant, &[id])?.remove(&id).unwrap_or_default();
+                    Ok(Some(CustomerParts { record, methods, custom }))
+                })
             });
         }
         let Some(record) = self.get_customer(id).await? else { return Ok(None) };
@@ -875,12 +875,12 @@ fn with_custom(
     merchant: Uuid,
     search: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<(Vec<CustomerRecord>, i64)>,
 ) -> rusqlite::Result<SearchPage> {
-    let tx = c.unchecked_transaction()?;
-    let (items, total) = search(&tx)?;
-    let ids: Vec<Uuid> = items.iter().map(|c| c.id).collect();
-    let custom = if ids.is_empty() { CustomValues::new() } else { inline_custom_values(&tx, merchant, &ids)? };
-    tx.commit()?;
-    Ok(SearchPage { items, custom, total })
+    super::inline::read_transaction(c, |tx| {
+        let (items, total) = search(tx)?;
+        let ids: Vec<Uuid> = items.iter().map(|c| c.id).collect();
+        let custom = if ids.is_empty() { CustomValues::new() } else { inline_custom_values(tx, merchant, &ids)? };
+        Ok(SearchPage { items, custom, total })
+    })
 }
 
 /// A search with few matches (see [`CustomerSearch::is_narrow`]), counted in the
