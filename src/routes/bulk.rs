@@ -317,10 +317,11 @@ impl Importer {
         }
         self.flush().await;
         self.settle().await;
-        if self.tally.created + self.tally.updated >= BATCH as u64
-            && let Err(e) = self.state.db().refresh_statistics().await
+        let written = self.tally.created + self.tally.updated;
+        if written >= BATCH as u64
+            && let Err(e) = self.state.db().settle_bulk_load(written).await
         {
-            tracing::warn!(error = %e, "refreshing planner statistics after an import failed");
+            tracing::warn!(error = %e, "settling the database after an import failed");
         }
         let t = &self.tally;
         let summary = json!({"summary": {"lines": n, "created": t.created, "updated": t.updated, "failed": t.failed}});

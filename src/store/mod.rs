@@ -308,15 +308,27 @@ impl Db {
         }
     }
 
-    /// After a bulk load: PostgreSQL plans by sampled statistics, and a table that
-    /// grew by thousands of rows since they were taken (autovacuum may be off or
-    /// not yet round) gets plans made for its old size — scans where an index
-    /// walk belongs. PostgreSQL's advice after bulk loads is `ANALYZE`; it samples,
-    /// so it costs well under a second at millions of rows. SQLite plans by rules
-    /// and needs nothing.
-    pub async fn refresh_statistics(&self) -> Result<(), sqlx::Error> {
-        if let Pools::Postgres(p) = &self.pools {
-            sqlx::query("ANALYZE customers, customer_custom_values, events").execute(p).await?;
+    /// After a bulk load of `written` customers. PostgreSQL plans by sampled
+    /// statistics, and a table that grew by thousands of rows since they were taken
+    /// (autovacuum may be off or not yet round) gets plans made for its old size —
+    /// scans where an index walk belongs; its advice after bulk loads is `ANALYZE`,
+    /// which samples, so it costs well under a second at millions of rows. SQLite
+    /// plans by rules; there a load that wrote a good share of all customers left
+    /// the search index in many segments, which every search word reads, so they are
+    /// merged ([`search_index::compact`]).
+    pub async fn settle_bulk_load(&self, written: u64) -> Result<(), sqlx::Error> {
+        match &self.pools {
+            Pools::Postgres(p) => {
+                sqlx::query("ANALYZE customers, customer_custom_values, events").execute(p).await?;
+            }
+            Pools::Sqlite { write, .. } => {
+                let (all,): (i64,) = sqlx::query_as("SELECT count(*) FROM customers").fetch_one(write).await?;
+                // Merging rewrites the whole index, so a small load into a large
+                // database leaves it to the automatic merges.
+                if written.saturating_mul(4) >= all.max(0) as u64 {
+                    search_index::compact(write).await?;
+                }
+            }
         }
         Ok(())
     }
