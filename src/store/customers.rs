@@ -159,10 +159,6 @@ fn insert_sql(rows: usize, numbered: bool) -> String {
 static INSERT_SQL: LazyLock<[[String; 2]; 2]> =
     LazyLock::new(|| [false, true].map(|numbered| [insert_sql(1, numbered), insert_sql(INSERT_ROWS, numbered)]));
 
-/// The search index's insert of one row and of [`INSERT_ROWS`] rows (SQLite).
-static SEARCH_INDEX_INSERT_SQL: LazyLock<[String; 2]> =
-    LazyLock::new(|| [1, INSERT_ROWS].map(super::search_index::insert_sql));
-
 /// The statement for a chunk of `rows` rows: one of the `cached` (1 and
 /// [`INSERT_ROWS`] rows), or built for the last, shorter chunk.
 fn chunk_sql(cached: &[String; 2], rows: usize, build: impl FnOnce(usize) -> String) -> Cow<'_, str> {
@@ -219,6 +215,17 @@ impl<'a> InputValues<'a> {
 
     fn search_contacts(&self) -> &str {
         &self.keys[6]
+    }
+
+    /// The customer's search index entry (SQLite).
+    fn index_entry(&self, merchant: Uuid, id: Uuid, replace: bool) -> super::search_index::Entry {
+        super::search_index::Entry {
+            merchant,
+            id,
+            names: self.search_names().to_owned(),
+            contacts: contact_terms(self.search_contacts()),
+            replace,
+        }
     }
 
     fn of(c: &'a CustomerInput) -> Self {
@@ -348,14 +355,11 @@ impl WriteTx {
                 q.execute(c).await.map(|r| r.rows_affected())
             })
             .map_err(reference_taken)?;
-            if let super::TxInner::Sqlite(c) = &mut self.inner {
+            if let super::TxInner::Sqlite(lease) = &mut self.inner {
                 // SQLite's search index holds terms computed here (see `search_index`).
-                let sql = chunk_sql(&SEARCH_INDEX_INSERT_SQL, chunk.len(), super::search_index::insert_sql);
-                let mut q = sqlx::query(&sql);
                 for ((id, _), v) in chunk.iter().zip(&values) {
-                    q = q.bind(*id).bind(v.search_names()).bind(contact_terms(v.search_contacts()));
+                    lease.index_later(v.index_entry(merchant, *id, false));
                 }
-                q.bind(merchant).execute(&mut **c).await?;
             }
         }
         Ok(())
@@ -403,14 +407,8 @@ impl WriteTx {
         on_tx!(self, c => bind_input!(sqlx::query(UPDATE_SQL.as_str()).bind(merchant).bind(id).bind(now), v)
             .execute(c).await.map(|r| r.rows_affected()))
         .map_err(reference_taken)?;
-        if let super::TxInner::Sqlite(c) = &mut self.inner {
-            sqlx::query(&super::search_index::REINDEX_SQL)
-                .bind(v.search_names())
-                .bind(contact_terms(v.search_contacts()))
-                .bind(merchant)
-                .bind(id)
-                .execute(&mut **c)
-                .await?;
+        if let super::TxInner::Sqlite(lease) = &mut self.inner {
+            lease.index_later(v.index_entry(merchant, id, true));
         }
         self.event("customer.updated", id).await?;
         self.get_customer(id).await
@@ -1221,6 +1219,59 @@ mod migration_tests {
     /// (and before the contacts index held run suffixes) keeps every customer
     /// searchable, by name and by any part of the email, under its own merchant
     /// only, newest first; and what is written after the upgrade joins them.
+    fn input(first: &str, last: &str) -> CustomerInput {
+        let body = serde_json::json!({ "firstName": first, "lastName": last });
+        CustomerInput::parse_create(&body, &[]).unwrap().customer
+    }
+
+    /// Search index entries are written when their batch commits, after its jobs:
+    /// in the order they were made, only for jobs that committed, and only for
+    /// customers that still exist then.
+    #[tokio::test]
+    async fn search_entries_follow_what_their_batch_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("batch.db").display());
+        let db = Db::connect(&url, &DbOptions::default()).await.unwrap();
+        db.migrate().await.unwrap();
+        let a = db.create_merchant("a").await.unwrap();
+        let (kept, gone, renamed, dropped) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        // One job: a create, a create deleted again, a create renamed twice.
+        db.write(Actor::system(a), move |mut tx| async move {
+            tx.insert_customer(kept, &input("Kept", "Zweig")).await?;
+            tx.insert_customer(gone, &input("Gone", "Zweig")).await?;
+            tx.delete_customer(gone, None).await?;
+            tx.insert_customer(renamed, &input("Olga", "Zweig")).await?;
+            tx.update_customer(renamed, &input("Petra", "Zweig"), None).await?;
+            tx.update_customer(renamed, &input("Quinn", "Zweig"), None).await?;
+            Ok::<_, StoreError>(tx.commit().await?)
+        })
+        .await
+        .unwrap();
+        // A job that wrote a customer, renamed another, and did not commit.
+        let failed = db
+            .write(Actor::system(a), move |mut tx| async move {
+                tx.insert_customer(dropped, &input("Dropped", "Zweig")).await?;
+                tx.update_customer(kept, &input("Wrong", "Zweig"), None).await?;
+                Err::<(), _>(StoreError::NotFound("on purpose"))
+            })
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(search(&db, a, "kept").await, (vec![kept], 1), "the rolled-back rename left the entry as it was");
+        assert_eq!(search(&db, a, "zweig").await, (vec![renamed, kept], 2));
+        assert_eq!(search(&db, a, "quinn").await, (vec![renamed], 1), "the last update's entry");
+        for word in ["olga", "petra", "gone", "dropped", "wrong"] {
+            assert_eq!(search(&db, a, word).await, (vec![], 0), "{word}");
+        }
+        let keys: i64 = {
+            let Pools::Sqlite { write, .. } = &db.pools else { unreachable!() };
+            sqlx::query_scalar("SELECT count(*) FROM customer_search_fts('names : zweig')")
+                .fetch_one(write)
+                .await
+                .unwrap()
+        };
+        assert_eq!(keys, 2, "one entry per customer that exists");
+    }
+
     #[tokio::test]
     async fn customers_written_before_the_current_search_indexes_stay_searchable() {
         let dir = tempfile::tempdir().unwrap();

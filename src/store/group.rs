@@ -20,7 +20,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Actor, TxInner, WriteAborted, WriteTx, now_ms};
+use super::{Actor, TxInner, WriteAborted, WriteTx, now_ms, search_index};
 
 /// At most this many jobs share one transaction.
 const MAX_BATCH: usize = 512;
@@ -89,8 +89,14 @@ impl GroupWriter {
 /// with whether the job committed, when the job commits or drops its transaction.
 pub(crate) struct Lease {
     conn: Option<PoolConnection<Sqlite>>,
-    back: Option<oneshot::Sender<(PoolConnection<Sqlite>, bool)>>,
+    back: Option<oneshot::Sender<Returned>>,
+    /// Search index entries the job made, written when its batch commits.
+    entries: Vec<search_index::Entry>,
 }
+
+/// What a job hands back: the connection, whether it committed, and (if it did)
+/// its search index entries.
+type Returned = (PoolConnection<Sqlite>, bool, Vec<search_index::Entry>);
 
 impl Lease {
     /// Ends the job's part: `committed` keeps its savepoint, otherwise it is rolled back.
@@ -98,9 +104,16 @@ impl Lease {
         self.give_back(committed);
     }
 
+    /// Indexes a customer written by this job once the batch commits (see
+    /// [`search_index::Entry`]); dropped if the job does not commit.
+    pub(crate) fn index_later(&mut self, entry: search_index::Entry) {
+        self.entries.push(entry);
+    }
+
     fn give_back(&mut self, committed: bool) {
         if let (Some(conn), Some(back)) = (self.conn.take(), self.back.take()) {
-            let _ = back.send((conn, committed));
+            let entries = if committed { std::mem::take(&mut self.entries) } else { Vec::new() };
+            let _ = back.send((conn, committed, entries));
         }
     }
 }
@@ -167,9 +180,10 @@ async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Job>) {
         }
         let started = Instant::now();
         let mut job = first;
+        let mut entries = Vec::new();
         let outcome = loop {
             clock = clock.max(now_ms());
-            let Some((c, committed, deliver)) = run_job(conn, job, clock).await else {
+            let Some((c, committed, job_entries, deliver)) = run_job(conn, job, clock).await else {
                 // The job kept the connection beyond its end (a bug): fail what the batch holds.
                 tracing::error!("a write job did not return the connection");
                 for (deliver, committed) in batch.drain(..) {
@@ -179,6 +193,7 @@ async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Job>) {
             };
             conn = c;
             batch.push((deliver, committed));
+            entries.extend(job_entries);
             let mut next = None;
             if !alone && batch.len() < MAX_BATCH && started.elapsed() < MAX_BATCH_TIME {
                 match rx.try_recv() {
@@ -198,7 +213,14 @@ async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Job>) {
             };
             // An error here means SQLite already rolled the transaction back (disk full, I/O
             // error): the savepoint is gone, and so is every job of the batch.
-            if let Err(why) = exec(&mut conn, end).await {
+            let ended = match end.strip_suffix("COMMIT") {
+                // The batch's search index entries go in last, outside every savepoint.
+                Some(before) if !entries.is_empty() => {
+                    finish_with_entries(&mut conn, before.trim_end_matches("; "), &entries).await
+                }
+                _ => exec(&mut conn, end).await,
+            };
+            if let Err(why) = ended {
                 drop(next);
                 break Err(why);
             }
@@ -224,13 +246,32 @@ async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
+/// Ends the last job's savepoint with `before` (if any), writes the batch's search
+/// index entries, and commits.
+async fn finish_with_entries(
+    conn: &mut SqliteConnection,
+    before: &str,
+    entries: &[search_index::Entry],
+) -> Result<(), String> {
+    if !before.is_empty() {
+        exec(conn, before).await?;
+    }
+    search_index::write_entries(conn, entries).await.map_err(|e| e.to_string())?;
+    exec(conn, "COMMIT").await
+}
+
 /// Runs one job, stamped `now`, in the savepoint (or transaction) the writer opened. Returns the connection, whether
-/// the job committed, and its delivery; `None` if the job never gave the connection back.
-async fn run_job(conn: PoolConnection<Sqlite>, job: Job, now: i64) -> Option<(PoolConnection<Sqlite>, bool, Deliver)> {
+/// the job committed, its search index entries and its delivery; `None` if the job never gave the connection back.
+async fn run_job(
+    conn: PoolConnection<Sqlite>,
+    job: Job,
+    now: i64,
+) -> Option<(PoolConnection<Sqlite>, bool, Vec<search_index::Entry>, Deliver)> {
     let (back, returned) = oneshot::channel();
-    let tx = WriteTx { inner: TxInner::Sqlite(Lease { conn: Some(conn), back: Some(back) }), actor: job.actor, now };
+    let lease = Lease { conn: Some(conn), back: Some(back), entries: Vec::new() };
+    let tx = WriteTx { inner: TxInner::Sqlite(lease), actor: job.actor, now };
     // A panicking job drops its lease (so its savepoint is rolled back) and its reply.
     let deliver = AssertUnwindSafe((job.run)(tx)).catch_unwind().await.unwrap_or_else(|_| Box::new(|_| ()));
-    let (conn, committed) = returned.await.ok()?;
-    Some((conn, committed, deliver))
+    let (conn, committed, entries) = returned.await.ok()?;
+    Some((conn, committed, entries, deliver))
 }
