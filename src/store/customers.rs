@@ -629,7 +629,9 @@ fn search_sql(sqlite: bool, merchant: Uuid, q: &CustomerSearch) -> SearchSql {
         if sqlite {
             let shape = WordMatch::of(w.names.as_deref(), w.contacts.as_deref());
             let [e, f, n] = shape.args().map(|v| v.map(|v| sql.arg(Arg::Text(v.to_owned()))).unwrap_or_default());
-            let hits = format!("SELECT key & {SEQ_MASK} AS seq FROM ({})", shape.keys_sql(&e, &f, &n, &m));
+            let [first, last] = super::search_index::key_range_sql(&m);
+            let hits =
+                format!("SELECT key & {SEQ_MASK} AS seq FROM ({})", shape.keys_sql(&e, &f, &n, &m, [&first, &last]));
             if i == 0 {
                 // The index drives: CROSS JOIN fixes the matches as the outer loop, so
                 // the planner never walks the merchant's customers testing each one.
@@ -721,9 +723,10 @@ fn search_by_words(
     merchant: Uuid,
     q: &CustomerSearch,
 ) -> rusqlite::Result<(Vec<CustomerRecord>, i64)> {
+    let Some(first_key) = super::search_index::first_key(c, merchant)? else { return Ok((Vec::new(), 0)) };
     let mut keys: Option<Vec<i64>> = None;
     for w in &q.words {
-        let word = WordMatch::of(w.names.as_deref(), w.contacts.as_deref()).keys(c, merchant)?;
+        let word = WordMatch::of(w.names.as_deref(), w.contacts.as_deref()).keys(c, merchant, first_key)?;
         keys = Some(match keys {
             None => word,
             Some(k) => intersect_sorted(&k, &word),

@@ -99,10 +99,11 @@ impl WordMatch {
     }
 
     /// `SELECT key …`: the matching customers' keys. `e`, `f` and `n` are the
-    /// placeholders of [`WordMatch::args`]' three values, `merchant` the merchant's.
-    pub(crate) fn keys_sql(&self, e: &str, f: &str, n: &str, merchant: &str) -> String {
-        let partition = format!("(SELECT search_partition << {SEQ_BITS} FROM merchants WHERE id = {merchant})");
-        let range = |key: &str| format!("{key} BETWEEN {partition} AND {partition} | {SEQ_MASK}");
+    /// placeholders of [`WordMatch::args`]' three values, `merchant` the merchant's,
+    /// and `[first, last]` the merchant's range of keys (see [`key_range_sql`]).
+    pub(crate) fn keys_sql(&self, e: &str, f: &str, n: &str, merchant: &str, [first, last]: [&str; 2]) -> String {
+        let partition = first;
+        let range = |key: &str| format!("{key} BETWEEN {first} AND {last}");
         let matches =
             |expr: &str| format!("SELECT rowid AS key FROM customer_search_fts({expr}) WHERE {}", range("rowid"));
         let (checked, names) = match self {
@@ -142,8 +143,11 @@ impl WordMatch {
     }
 
     /// The keys in ascending order on SQLite's inline readers (`?1`–`?3` the
-    /// values of [`WordMatch::args`], `?4` the merchant).
-    pub(crate) fn keys(&self, c: &rusqlite::Connection, merchant: Uuid) -> rusqlite::Result<Vec<i64>> {
+    /// values of [`WordMatch::args`], `?4` the merchant, `?5`–`?6` its range of
+    /// keys from `first_key`, see [`first_key`]). Bound as values, the range costs
+    /// two comparisons per match; as subqueries in the statement, SQLite's VM also
+    /// stepped through their once-only guards for every match.
+    pub(crate) fn keys(&self, c: &rusqlite::Connection, merchant: Uuid, first_key: i64) -> rusqlite::Result<Vec<i64>> {
         // One statement per shape, built once: this runs for every word of a search.
         static SQL: LazyLock<[String; 5]> = LazyLock::new(|| {
             let n = || Some(String::new());
@@ -154,7 +158,7 @@ impl WordMatch {
                 WordMatch::Scan { names: None, fragment: String::new() },
                 WordMatch::Scan { names: n(), fragment: String::new() },
             ]
-            .map(|shape| format!("{} ORDER BY key", shape.keys_sql("?1", "?2", "?3", "?4")))
+            .map(|shape| format!("{} ORDER BY key", shape.keys_sql("?1", "?2", "?3", "?4", ["?5", "?6"])))
         });
         let shape = match self {
             WordMatch::Exact(_) => 0,
@@ -168,6 +172,11 @@ impl WordMatch {
             }
         }
         stmt.raw_bind_parameter(4, merchant)?;
+        stmt.raw_bind_parameter(5, first_key)?;
+        // (A scan of the merchant's rows has no upper bound.)
+        if stmt.parameter_count() >= 6 {
+            stmt.raw_bind_parameter(6, first_key | SEQ_MASK)?;
+        }
         let mut keys = Vec::new();
         let mut rows = stmt.raw_query();
         while let Some(row) = rows.next()? {
@@ -175,6 +184,23 @@ impl WordMatch {
         }
         Ok(keys)
     }
+}
+
+/// The merchant's first key (its `search_partition << SEQ_BITS`); `None` for a
+/// merchant that does not exist.
+pub(crate) fn first_key(c: &rusqlite::Connection, merchant: Uuid) -> rusqlite::Result<Option<i64>> {
+    use rusqlite::OptionalExtension;
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT search_partition << {SEQ_BITS} FROM merchants WHERE id = ?1"));
+    c.prepare_cached(&SQL)?.query_row([merchant], |r| r.get(0)).optional()
+}
+
+/// `[first, last]`: SQL expressions of the merchant's range of keys, for a
+/// statement that has the merchant's id as `merchant`.
+pub(crate) fn key_range_sql(merchant: &str) -> [String; 2] {
+    let first = format!("(SELECT search_partition << {SEQ_BITS} FROM merchants WHERE id = {merchant})");
+    let last = format!("{first} | {SEQ_MASK}");
+    [first, last]
 }
 
 /// `"text"*`: any term (or run of terms) `text` is a prefix of.
