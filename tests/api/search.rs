@@ -221,11 +221,12 @@ both! {
             } else {
                 q.to_owned()
             };
-            for (page, len) in [(1, 2), (2, 1), (3, 0)] {
-                let r = app.get(&format!("/customers?{q}&pageSize=2&page={page}")).await;
+            // Full pages, short pages, an exact fit and pages past the end.
+            for (size, page, len) in [(2, 1, 2), (2, 2, 1), (2, 3, 0), (3, 1, 3), (3, 2, 0), (4, 1, 3)] {
+                let r = app.get(&format!("/customers?{q}&pageSize={size}&page={page}")).await;
                 let b = r.expect(200);
-                assert_eq!(b["items"].as_array().unwrap().len(), len, "{q} page {page}");
-                assert_eq!(b["total"], 3, "{q} page {page}: this merchant's three, on every page");
+                assert_eq!(b["items"].as_array().unwrap().len(), len, "{q} size {size} page {page}");
+                assert_eq!(b["total"], 3, "{q} size {size} page {page}: this merchant's three, on every page");
             }
         }
         let r = app.get("/customers?externalReference=d-1").await;
