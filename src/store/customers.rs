@@ -1281,6 +1281,18 @@ mod migration_tests {
         for word in ["olga", "petra", "gone", "dropped", "wrong"] {
             assert_eq!(search(&db, a, word).await, (vec![], 0), "{word}");
         }
+        // 100 in one job: statements of 64, 32 and 4 entries, all of them written.
+        let many: Vec<(Uuid, CustomerInput)> =
+            (0..100).map(|i| (Uuid::now_v7(), input(&format!("N{i}"), "Yates"))).collect();
+        db.write_bulk(Actor::system(a), move |mut tx| async move {
+            let rows: Vec<(Uuid, &CustomerInput)> = many.iter().map(|(id, c)| (*id, c)).collect();
+            tx.insert_customer_rows(&rows).await?;
+            Ok::<_, StoreError>(tx.commit().await?)
+        })
+        .await
+        .unwrap();
+        assert_eq!(search(&db, a, "yates").await.1, 100);
+        assert_eq!(search(&db, a, "n99").await.1, 1);
         let keys: i64 = {
             let Pools::Sqlite { write, .. } = &db.pools else { unreachable!() };
             sqlx::query_scalar("SELECT count(*) FROM customer_search_fts('names : zweig')")

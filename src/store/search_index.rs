@@ -102,7 +102,6 @@ impl WordMatch {
     /// placeholders of [`WordMatch::args`]' three values, `merchant` the merchant's,
     /// and `[first, last]` the merchant's range of keys (see [`key_range_sql`]).
     pub(crate) fn keys_sql(&self, e: &str, f: &str, n: &str, merchant: &str, [first, last]: [&str; 2]) -> String {
-        let partition = first;
         let range = |key: &str| format!("{key} BETWEEN {first} AND {last}");
         let matches =
             |expr: &str| format!("SELECT rowid AS key FROM customer_search_fts({expr}) WHERE {}", range("rowid"));
@@ -120,7 +119,7 @@ impl WordMatch {
             ),
             WordMatch::Scan { names, .. } => (
                 format!(
-                    "SELECT {partition} | seq AS key FROM customers \
+                    "SELECT {first} | seq AS key FROM customers \
                      WHERE merchant_id = {merchant} AND instr(search_contacts, {f}) > 0"
                 ),
                 names,
@@ -226,9 +225,13 @@ pub(crate) struct Entry {
     pub(crate) replace: bool,
 }
 
-/// Writes `entries` in order, [`ENTRY_ROWS`] to a statement.
+/// Writes `entries` in order, up to [`ENTRY_ROWS`] to a statement. Statements
+/// hold a power of two of rows, so the connection's statement cache holds 14 of
+/// them at most rather than one per batch size.
 pub(crate) async fn write_entries(c: &mut sqlx::SqliteConnection, entries: &[Entry]) -> Result<(), sqlx::Error> {
-    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| [false, true].map(|replace| entries_sql(ENTRY_ROWS, replace)));
+    const SIZES: usize = ENTRY_ROWS.trailing_zeros() as usize + 1;
+    static SQL: LazyLock<[[String; SIZES]; 2]> =
+        LazyLock::new(|| [false, true].map(|replace| std::array::from_fn(|k| entries_sql(1 << k, replace))));
     let mut rest = entries;
     while let Some(first) = rest.first() {
         // A run of one merchant's inserts (or replaces), in the order they were made.
@@ -237,15 +240,9 @@ pub(crate) async fn write_entries(c: &mut sqlx::SqliteConnection, entries: &[Ent
             .take(ENTRY_ROWS)
             .take_while(|e| e.merchant == first.merchant && e.replace == first.replace)
             .count();
-        let (chunk, tail) = rest.split_at(run);
-        let built;
-        let sql = if run == ENTRY_ROWS {
-            &SQL[first.replace as usize]
-        } else {
-            built = entries_sql(run, first.replace);
-            &built
-        };
-        let mut q = sqlx::query(sql);
+        let k = run.ilog2() as usize;
+        let (chunk, tail) = rest.split_at(1 << k);
+        let mut q = sqlx::query(&SQL[first.replace as usize][k]);
         for e in chunk {
             q = q.bind(e.id).bind(e.names.as_str()).bind(e.contacts.as_str());
         }
@@ -255,7 +252,7 @@ pub(crate) async fn write_entries(c: &mut sqlx::SqliteConnection, entries: &[Ent
     Ok(())
 }
 
-/// Index entries to one statement.
+/// Index entries to one statement at most (a power of two).
 const ENTRY_ROWS: usize = 64;
 
 /// `?` triples of (id, names, contacts terms), then the merchant.
