@@ -1281,7 +1281,7 @@ mod migration_tests {
         for word in ["olga", "petra", "gone", "dropped", "wrong"] {
             assert_eq!(search(&db, a, word).await, (vec![], 0), "{word}");
         }
-        // 100 in one job: statements of 64, 32 and 4 entries, all of them written.
+        // 100 in one job: a statement of 64 entries and one of 36, all of them written.
         let many: Vec<(Uuid, CustomerInput)> =
             (0..100).map(|i| (Uuid::now_v7(), input(&format!("N{i}"), "Yates"))).collect();
         db.write_bulk(Actor::system(a), move |mut tx| async move {

@@ -225,13 +225,9 @@ pub(crate) struct Entry {
     pub(crate) replace: bool,
 }
 
-/// Writes `entries` in order, up to [`ENTRY_ROWS`] to a statement. Statements
-/// hold a power of two of rows, so the connection's statement cache holds 14 of
-/// them at most rather than one per batch size.
+/// Writes `entries` in order, [`ENTRY_ROWS`] to a statement.
 pub(crate) async fn write_entries(c: &mut sqlx::SqliteConnection, entries: &[Entry]) -> Result<(), sqlx::Error> {
-    const SIZES: usize = ENTRY_ROWS.trailing_zeros() as usize + 1;
-    static SQL: LazyLock<[[String; SIZES]; 2]> =
-        LazyLock::new(|| [false, true].map(|replace| std::array::from_fn(|k| entries_sql(1 << k, replace))));
+    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| [false, true].map(|replace| entries_sql(ENTRY_ROWS, replace)));
     let mut rest = entries;
     while let Some(first) = rest.first() {
         // A run of one merchant's inserts (or replaces), in the order they were made.
@@ -240,9 +236,15 @@ pub(crate) async fn write_entries(c: &mut sqlx::SqliteConnection, entries: &[Ent
             .take(ENTRY_ROWS)
             .take_while(|e| e.merchant == first.merchant && e.replace == first.replace)
             .count();
-        let k = run.ilog2() as usize;
-        let (chunk, tail) = rest.split_at(1 << k);
-        let mut q = sqlx::query(&SQL[first.replace as usize][k]);
+        let (chunk, tail) = rest.split_at(run);
+        let built;
+        let sql = if run == ENTRY_ROWS {
+            &SQL[first.replace as usize]
+        } else {
+            built = entries_sql(run, first.replace);
+            &built
+        };
+        let mut q = sqlx::query(sql);
         for e in chunk {
             q = q.bind(e.id).bind(e.names.as_str()).bind(e.contacts.as_str());
         }
@@ -252,7 +254,7 @@ pub(crate) async fn write_entries(c: &mut sqlx::SqliteConnection, entries: &[Ent
     Ok(())
 }
 
-/// Index entries to one statement at most (a power of two).
+/// Index entries to one statement.
 const ENTRY_ROWS: usize = 64;
 
 /// `?` triples of (id, names, contacts terms), then the merchant.
