@@ -895,28 +895,23 @@ fn inline_search(
     sql: &SearchSql,
     q: &CustomerSearch,
 ) -> rusqlite::Result<(Vec<CustomerRecord>, i64)> {
+    debug_assert!(!sql.counted, "a narrow SQLite page carries no count (see `search_sql`)");
     let mut items = Vec::new();
-    let mut total = 0;
     let mut stmt = c.prepare_cached(&sql.page)?;
     bind_numbered(&mut stmt, &sql.args)?;
     let mut rows = stmt.raw_query();
     while let Some(row) = rows.next()? {
-        if sql.counted {
-            total = row.get(TOTAL_COLUMN)?;
-        }
         items.push(CustomerRecord::from_inline_row(row)?);
     }
-    let (page, size) = (q.page, q.page_size as usize);
+    let (page, size) = (q.page as usize, q.page_size as usize);
     // A page short of full, and not past the end, holds the last matches.
-    let told = sql.counted || (items.len() < size && (!items.is_empty() || page == 1));
-    if !sql.counted && told {
-        total = ((page as usize - 1) * size + items.len()) as i64;
+    if items.len() < size && (!items.is_empty() || page == 1) {
+        let total = ((page - 1) * size + items.len()) as i64;
+        return Ok((items, total));
     }
-    if !told || (items.is_empty() && page > 1) {
-        let mut count = c.prepare_cached(&sql.count)?;
-        bind_numbered(&mut count, &sql.args[..sql.args.len() - 2])?;
-        total = count.raw_query().next()?.map_or(Ok(0), |row| row.get(0))?;
-    }
+    let mut count = c.prepare_cached(&sql.count)?;
+    bind_numbered(&mut count, &sql.args[..sql.args.len() - 2])?;
+    let total = count.raw_query().next()?.map_or(Ok(0), |row| row.get(0))?;
     Ok((items, total))
 }
 
@@ -1234,10 +1229,6 @@ mod migration_tests {
         (page.items.into_iter().map(|c| c.id).collect(), page.total)
     }
 
-    /// A database written before the full-text keys were partitioned by merchant
-    /// (and before the contacts index held run suffixes) keeps every customer
-    /// searchable, by name and by any part of the email, under its own merchant
-    /// only, newest first; and what is written after the upgrade joins them.
     fn input(first: &str, last: &str) -> CustomerInput {
         let body = serde_json::json!({ "firstName": first, "lastName": last });
         CustomerInput::parse_create(&body, &[]).unwrap().customer
@@ -1303,6 +1294,10 @@ mod migration_tests {
         assert_eq!(keys, 2, "one entry per customer that exists");
     }
 
+    /// A database written before the full-text keys were partitioned by merchant
+    /// (and before the contacts index held run suffixes) keeps every customer
+    /// searchable, by name and by any part of the email, under its own merchant
+    /// only, newest first; and what is written after the upgrade joins them.
     #[tokio::test]
     async fn customers_written_before_the_current_search_indexes_stay_searchable() {
         let dir = tempfile::tempdir().unwrap();
