@@ -185,19 +185,23 @@ impl WordMatch {
     }
 }
 
-/// The merchant's first key (its `search_partition << SEQ_BITS`); `None` for a
-/// merchant that does not exist.
+/// `(SELECT …)`: the first key of the merchant whose id is `merchant` (an SQL
+/// expression), its `search_partition << SEQ_BITS`.
+fn first_key_sql(merchant: &str) -> String {
+    format!("(SELECT search_partition << {SEQ_BITS} FROM merchants WHERE id = {merchant})")
+}
+
+/// The merchant's first key; `None` for a merchant that does not exist.
 pub(crate) fn first_key(c: &rusqlite::Connection, merchant: Uuid) -> rusqlite::Result<Option<i64>> {
     use rusqlite::OptionalExtension;
-    static SQL: LazyLock<String> =
-        LazyLock::new(|| format!("SELECT search_partition << {SEQ_BITS} FROM merchants WHERE id = ?1"));
+    static SQL: LazyLock<String> = LazyLock::new(|| format!("SELECT {}", first_key_sql("?1")));
     c.prepare_cached(&SQL)?.query_row([merchant], |r| r.get(0)).optional()
 }
 
 /// `[first, last]`: SQL expressions of the merchant's range of keys, for a
 /// statement that has the merchant's id as `merchant`.
 pub(crate) fn key_range_sql(merchant: &str) -> [String; 2] {
-    let first = format!("(SELECT search_partition << {SEQ_BITS} FROM merchants WHERE id = {merchant})");
+    let first = first_key_sql(merchant);
     let last = format!("{first} | {SEQ_MASK}");
     [first, last]
 }
@@ -261,16 +265,18 @@ const ENTRY_ROWS: usize = 64;
 fn entries_sql(rows: usize, replace: bool) -> String {
     format!(
         "INSERT{} INTO customer_search_fts (rowid, names, contacts) \
-         SELECT (SELECT search_partition << {SEQ_BITS} FROM merchants WHERE id = c.merchant_id) | c.seq, \
-         v.column2, v.column3 FROM (VALUES {}) AS v CROSS JOIN customers AS c ON c.merchant_id = ? AND c.id = v.column1",
+         SELECT {} | c.seq, v.column2, v.column3 \
+         FROM (VALUES {}) AS v CROSS JOIN customers AS c ON c.merchant_id = ? AND c.id = v.column1",
         if replace { " OR REPLACE" } else { "" },
+        first_key_sql("c.merchant_id"),
         vec!["(?, ?, ?)"; rows].join(", ")
     )
 }
 
 /// Fills the index from the customers' rows when a migration left it to be built
-/// (migrations are SQL; the terms are computed here). One transaction: a build cut
-/// short starts again at the next start.
+/// (migrations are SQL; the terms are computed here), through [`write_entries`]
+/// like every other write. One transaction: a build cut short starts again at the
+/// next start.
 pub(crate) async fn build_if_pending(pool: &sqlx::SqlitePool) -> anyhow::Result<()> {
     let pending: Option<(String,)> =
         sqlx::query_as("SELECT name FROM search_index_builds WHERE name = 'customer_search_fts'")
@@ -286,23 +292,24 @@ pub(crate) async fn build_if_pending(pool: &sqlx::SqlitePool) -> anyhow::Result<
         .execute(&mut *tx)
         .await?;
     let (mut after, mut count) = (0_i64, 0_u64);
-    let page = format!(
-        "SELECT c.seq, (m.search_partition << {SEQ_BITS}) | c.seq, c.search_names, c.search_contacts \
-         FROM customers AS c JOIN merchants AS m ON m.id = c.merchant_id WHERE c.seq > $1 ORDER BY c.seq LIMIT 1000"
-    );
+    let page = "SELECT seq, merchant_id, id, search_names, search_contacts FROM customers \
+                WHERE seq > $1 ORDER BY seq LIMIT 1000";
     loop {
-        let rows: Vec<(i64, i64, String, String)> = sqlx::query_as(&page).bind(after).fetch_all(&mut *tx).await?;
+        let rows: Vec<(i64, Uuid, Uuid, String, String)> = sqlx::query_as(page).bind(after).fetch_all(&mut *tx).await?;
         let Some(last) = rows.last() else { break };
         after = last.0;
-        for (_, key, names, contacts) in &rows {
-            sqlx::query("INSERT INTO customer_search_fts (rowid, names, contacts) VALUES ($1, $2, $3)")
-                .bind(key)
-                .bind(names)
-                .bind(contact_terms(contacts))
-                .execute(&mut *tx)
-                .await?;
-        }
         count += rows.len() as u64;
+        let entries: Vec<Entry> = rows
+            .into_iter()
+            .map(|(_, merchant, id, names, contacts)| Entry {
+                merchant,
+                id,
+                names,
+                contacts: contact_terms(&contacts),
+                replace: false,
+            })
+            .collect();
+        write_entries(&mut tx, &entries).await?;
     }
     sqlx::query("DELETE FROM search_index_builds WHERE name = 'customer_search_fts'").execute(&mut *tx).await?;
     tx.commit().await?;
