@@ -3,7 +3,7 @@
 use rand::Rng;
 use uuid::Uuid;
 
-use super::{Db, Scoped, StoreError, Tenant, TxInner, WriteTx, on_conn, on_tx};
+use super::{Db, Scoped, StoreError, Tenant, TxInner, WriteTx, on_conn};
 use crate::crypto::Vault;
 use crate::domain::credit::{AccountInput, PlanInput, Term, normalize_answer};
 
@@ -129,23 +129,21 @@ impl WriteTx {
         let (merchant, now) = (self.merchant(), self.now);
         let terms = serde_json::to_string(&plan.terms.iter().map(|t| (t.months, t.admin_fee)).collect::<Vec<_>>())
             .unwrap_or_default();
-        let existing: Option<(Uuid,)> = on_tx!(self, c => sqlx::query_as("SELECT id FROM financing_plans WHERE merchant_id = $1 AND plan_id = $2")
-            .bind(merchant).bind(plan_id).fetch_optional(c).await)?;
+        let existing: Option<(Uuid,)> = self
+            .fetch_optional(
+                "SELECT id FROM financing_plans WHERE merchant_id = $1 AND plan_id = $2",
+                &[&merchant, &plan_id],
+            )
+            .await?;
         let id = match existing {
             Some((id,)) => {
-                on_tx!(self, c => sqlx::query(
-                    "UPDATE financing_plans SET name = $1, offer_category = $2, apr = $3, terms = $4, modified_at = $5 WHERE merchant_id = $6 AND plan_id = $7")
-                    .bind(plan.name.as_str()).bind(plan.offer_category.as_str()).bind(plan.apr.to_string()).bind(&terms).bind(now)
-                    .bind(merchant).bind(plan_id).execute(c).await.map(|r| r.rows_affected()))?;
+                self.exec("UPDATE financing_plans SET name = $1, offer_category = $2, apr = $3, terms = $4, modified_at = $5 WHERE merchant_id = $6 AND plan_id = $7", &[&plan.name.as_str(), &plan.offer_category.as_str(), &plan.apr.to_string(), &terms, &now, &merchant, &plan_id]).await?;
                 id
             }
             None => {
                 let id = Uuid::now_v7();
-                on_tx!(self, c => sqlx::query(
-                    "INSERT INTO financing_plans (merchant_id, plan_id, id, name, offer_category, apr, terms, created_at, modified_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)")
-                    .bind(merchant).bind(plan_id).bind(id).bind(plan.name.as_str()).bind(plan.offer_category.as_str())
-                    .bind(plan.apr.to_string()).bind(&terms).bind(now).execute(c).await.map(|r| r.rows_affected()))?;
+                self.exec("INSERT INTO financing_plans (merchant_id, plan_id, id, name, offer_category, apr, terms, created_at, modified_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)", &[&merchant, &plan_id, &id, &plan.name.as_str(), &plan.offer_category.as_str(), &plan.apr.to_string(), &terms, &now]).await?;
                 id
             }
         };
@@ -161,8 +159,12 @@ impl WriteTx {
 
     pub async fn delete_plan(&mut self, plan_id: i64) -> Result<(), StoreError> {
         let merchant = self.merchant();
-        let row: Option<(Uuid,)> = on_tx!(self, c => sqlx::query_as("DELETE FROM financing_plans WHERE merchant_id = $1 AND plan_id = $2 RETURNING id")
-            .bind(merchant).bind(plan_id).fetch_optional(c).await)?;
+        let row: Option<(Uuid,)> = self
+            .fetch_optional(
+                "DELETE FROM financing_plans WHERE merchant_id = $1 AND plan_id = $2 RETURNING id",
+                &[&merchant, &plan_id],
+            )
+            .await?;
         let (id,) = row.ok_or(StoreError::NotFound("Financing plan"))?;
         self.event("financing_plan.deleted", id).await?;
         Ok(())
@@ -183,8 +185,12 @@ impl WriteTx {
         let mut number = String::new();
         for _ in 0..10 {
             let candidate = format!("{}", rand::thread_rng().gen_range(100_000_000_000u64..1_000_000_000_000));
-            let taken: Option<(i32,)> = on_tx!(self, c => sqlx::query_as("SELECT 1 FROM credit_accounts WHERE merchant_id = $1 AND account_number = $2")
-                .bind(merchant).bind(candidate.as_str()).fetch_optional(c).await)?;
+            let taken: Option<(i32,)> = self
+                .fetch_optional(
+                    "SELECT 1 FROM credit_accounts WHERE merchant_id = $1 AND account_number = $2",
+                    &[&merchant, &candidate.as_str()],
+                )
+                .await?;
             if taken.is_none() {
                 number = candidate;
                 break;
@@ -195,8 +201,12 @@ impl WriteTx {
         for _ in 0..10 {
             let candidate = issue_vcc(bin);
             let fp = vault.fingerprint(merchant, "vcc", candidate.as_bytes());
-            let taken: Option<(i32,)> = on_tx!(self, c => sqlx::query_as("SELECT 1 FROM credit_accounts WHERE merchant_id = $1 AND vcc_fingerprint = $2")
-                .bind(merchant).bind(fp.as_str()).fetch_optional(c).await)?;
+            let taken: Option<(i32,)> = self
+                .fetch_optional(
+                    "SELECT 1 FROM credit_accounts WHERE merchant_id = $1 AND vcc_fingerprint = $2",
+                    &[&merchant, &fp.as_str()],
+                )
+                .await?;
             if taken.is_none() {
                 (vcc, fingerprint) = (candidate, fp);
                 break;
@@ -213,20 +223,13 @@ impl WriteTx {
             .map_err(|e| StoreError::Crypto(e.to_string()))?;
         let last4 = vcc[vcc.len() - 4..].to_owned();
         let id = Uuid::now_v7();
-        on_tx!(self, c => sqlx::query(
-            "INSERT INTO credit_accounts (merchant_id, account_number, id, customer_id, account_type, credit_limit, interest_rate, \
+        self.exec("INSERT INTO credit_accounts (merchant_id, account_number, id, customer_id, account_type, credit_limit, interest_rate, \
              risk_rating, preferred_language, tos_agreement, payment_protection, status, status_reason, vcc_secret, vcc_last4, \
              vcc_fingerprint, key_version, version, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'open', 'NNOR', $12, $13, $14, $15, 1, $16)")
-            .bind(merchant).bind(number.as_str()).bind(id).bind(customer).bind(a.account_type.as_str()).bind(a.credit_limit)
-            .bind(a.interest_rate.to_string()).bind(a.risk_rating.as_str()).bind(a.preferred_language.as_deref())
-            .bind(a.tos_agreement).bind(a.payment_protection).bind(sealed).bind(last4.as_str()).bind(fingerprint.as_str())
-            .bind(i64::from(version)).bind(now).execute(c).await.map(|r| r.rows_affected()))?;
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'open', 'NNOR', $12, $13, $14, $15, 1, $16)", &[&merchant, &number.as_str(), &id, &customer, &a.account_type.as_str(), &a.credit_limit, &a.interest_rate.to_string(), &a.risk_rating.as_str(), &a.preferred_language.as_deref(), &a.tos_agreement, &a.payment_protection, &sealed, &last4.as_str(), &fingerprint.as_str(), &i64::from(version), &now]).await?;
         for (qid, text, answer) in &a.questions {
             let hash = hash_answer(answer)?;
-            on_tx!(self, c => sqlx::query(
-                "INSERT INTO credit_security_questions (merchant_id, account_number, question_id, text, answer_hash) VALUES ($1, $2, $3, $4, $5)")
-                .bind(merchant).bind(number.as_str()).bind(*qid).bind(text.as_str()).bind(hash).execute(c).await.map(|r| r.rows_affected()))?;
+            self.exec("INSERT INTO credit_security_questions (merchant_id, account_number, question_id, text, answer_hash) VALUES ($1, $2, $3, $4, $5)", &[&merchant, &number.as_str(), qid, &text.as_str(), &hash]).await?;
         }
         self.event("credit_account.opened", id).await?;
         Ok((number, last4))
@@ -243,15 +246,12 @@ impl WriteTx {
                 "SELECT id, status FROM credit_accounts WHERE merchant_id = $1 AND account_number = $2 FOR UPDATE"
             }
         };
-        let row: Option<(Uuid, String)> =
-            on_tx!(self, c => sqlx::query_as(sql).bind(merchant).bind(number).fetch_optional(c).await)?;
+        let row: Option<(Uuid, String)> = self.fetch_optional(sql, &[&merchant, &number]).await?;
         let (id, status) = row.ok_or(StoreError::NotFound("Credit account"))?;
         if status == "closed" {
             return Err(StoreError::Conflict { code: "account_closed", message: "The account is already closed." });
         }
-        on_tx!(self, c => sqlx::query(
-            "UPDATE credit_accounts SET status = 'closed', status_reason = 'CLSD', closed_at = $1, version = version + 1 WHERE merchant_id = $2 AND account_number = $3")
-            .bind(now).bind(merchant).bind(number).execute(c).await.map(|r| r.rows_affected()))?;
+        self.exec("UPDATE credit_accounts SET status = 'closed', status_reason = 'CLSD', closed_at = $1, version = version + 1 WHERE merchant_id = $2 AND account_number = $3", &[&now, &merchant, &number]).await?;
         self.event("credit_account.closed", id).await?;
         Ok(())
     }

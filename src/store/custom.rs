@@ -7,7 +7,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::keys::secret_aad;
-use super::{Scoped, StoreError, WriteTx, on_conn, on_tx, placeholders};
+use super::query::Param;
+use super::{Scoped, StoreError, WriteTx, on_conn, placeholders};
 use crate::crypto::Vault;
 use crate::domain::custom::{CustomValue, Declaration, DeclarationInput, ParamType};
 
@@ -128,8 +129,7 @@ impl WriteTx {
     pub async fn declare(&mut self, name: &str, input: &DeclarationInput) -> Result<Declaration, StoreError> {
         let (merchant, now) = (self.merchant(), self.now);
         let sql = format!("SELECT {DECL_COLUMNS} FROM custom_parameters WHERE merchant_id = $1 AND name = $2");
-        let existing =
-            on_tx!(self, c => sqlx::query_as::<_, DeclRow>(&sql).bind(merchant).bind(name).fetch_optional(c).await)?;
+        let existing = self.fetch_optional::<DeclRow>(&sql, &[&merchant, &name]).await?;
         let id = match existing.map(Declaration::from) {
             Some(d) => {
                 if d.kind != input.kind || d.secret != input.secret {
@@ -138,20 +138,18 @@ impl WriteTx {
                         message: "A custom parameter keeps its type and secrecy; declare a new name instead.",
                     });
                 }
-                on_tx!(self, c => sqlx::query(
+                self.exec(
                     "UPDATE custom_parameters SET required = $1, description = $2, modified_at = $3, retired_at = NULL \
-                     WHERE merchant_id = $4 AND name = $5")
-                    .bind(input.required).bind(input.description.as_deref()).bind(now).bind(merchant).bind(name)
-                    .execute(c).await.map(|r| r.rows_affected()))?;
+                     WHERE merchant_id = $4 AND name = $5",
+                    &[&input.required, &input.description.as_deref(), &now, &merchant, &name],
+                )
+                .await?;
                 d.id
             }
             None => {
                 let id = Uuid::now_v7();
-                on_tx!(self, c => sqlx::query(
-                    "INSERT INTO custom_parameters (merchant_id, name, id, type, required, secret, description, created_at, modified_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)")
-                    .bind(merchant).bind(name).bind(id).bind(input.kind.as_str()).bind(input.required).bind(input.secret)
-                    .bind(input.description.as_deref()).bind(now).execute(c).await.map(|r| r.rows_affected()))?;
+                self.exec("INSERT INTO custom_parameters (merchant_id, name, id, type, required, secret, description, created_at, modified_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)", &[&merchant, &name, &id, &input.kind.as_str(), &input.required, &input.secret, &input.description.as_deref(), &now]).await?;
                 id
             }
         };
@@ -170,9 +168,7 @@ impl WriteTx {
     /// Retires a parameter: no longer accepted, stored values stay readable.
     pub async fn retire(&mut self, name: &str) -> Result<Uuid, StoreError> {
         let (merchant, now) = (self.merchant(), self.now);
-        let row: Option<(Uuid,)> = on_tx!(self, c => sqlx::query_as(
-            "UPDATE custom_parameters SET retired_at = $1, modified_at = $1 WHERE merchant_id = $2 AND name = $3 AND retired_at IS NULL RETURNING id")
-            .bind(now).bind(merchant).bind(name).fetch_optional(c).await)?;
+        let row: Option<(Uuid,)> = self.fetch_optional("UPDATE custom_parameters SET retired_at = $1, modified_at = $1 WHERE merchant_id = $2 AND name = $3 AND retired_at IS NULL RETURNING id", &[&now, &merchant, &name]).await?;
         let (id,) = row.ok_or(StoreError::NotFound("Custom parameter"))?;
         self.event("custom_parameter.retired", id).await?;
         Ok(id)
@@ -193,11 +189,9 @@ impl WriteTx {
                 "DELETE FROM customer_custom_values WHERE merchant_id = $1 AND customer_id = $2 AND name IN ({})",
                 placeholders(3, active.len())
             );
-            on_tx!(self, c => {
-                let mut q = sqlx::query(&sql).bind(merchant).bind(customer);
-                for n in active { q = q.bind(n.as_str()); }
-                q.execute(c).await.map(|r| r.rows_affected())
-            })?;
+            let mut args: Vec<&dyn Param<'_>> = vec![&merchant, &customer];
+            args.extend(active.iter().map(|n| n as &dyn Param<'_>));
+            self.exec(&sql, &args).await?;
         }
         let version = if values.iter().any(|v| v.secret) { Some(self.active_key_version(vault).await?) } else { None };
         for v in values {
@@ -211,11 +205,8 @@ impl WriteTx {
                 (Some(v.json.to_string()), Some(v.key.as_str()), None, None)
             };
             let kv = v.secret.then(|| i64::from(version.unwrap_or(1)));
-            on_tx!(self, c => sqlx::query(
-                "INSERT INTO customer_custom_values (merchant_id, customer_id, name, value, value_key, secret, hint, key_version) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-                .bind(merchant).bind(customer).bind(v.name.as_str()).bind(value).bind(key).bind(sealed).bind(hint).bind(kv)
-                .execute(c).await.map(|r| r.rows_affected()))?;
+            self.exec("INSERT INTO customer_custom_values (merchant_id, customer_id, name, value, value_key, secret, hint, key_version) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", &[&merchant, &customer, &v.name.as_str(), &value, &key, &sealed, &hint, &kv]).await?;
         }
         Ok(())
     }

@@ -8,8 +8,9 @@ use uuid::Uuid;
 
 use super::custom::{CustomValues, inline_custom_values};
 use super::inline::{bind_numbered, driver_error};
+use super::query::Param;
 use super::search_index::{WordMatch, contact_terms};
-use super::{Conn, Scoped, StoreError, WriteTx, on_conn, on_tx, placeholders};
+use super::{Conn, Scoped, StoreError, WriteTx, on_conn, placeholders};
 use crate::crypto::Vault;
 use crate::domain::address::{Address, postal_key};
 use crate::domain::customer::{CustomerInput, CustomerStatus, NewCustomer};
@@ -135,29 +136,25 @@ const INPUT_COLUMNS: [&str; 29] = [
 /// `$1..$6` are merchant, id, version, status, created, modified.
 /// Parameters of one inserted row: the six above, then [`INPUT_COLUMNS`].
 const INSERT_PARAMS: usize = 6 + INPUT_COLUMNS.len();
-/// Rows per statement of a bulk insert (2,240 parameters, far below either
-/// backend's limit): one round trip to the database instead of 64.
+/// Rows per statement of a bulk insert on PostgreSQL (2,240 parameters, far below
+/// its limit): one round trip to the database instead of 64. SQLite inserts one
+/// row per (prepared) statement: no round trip to save there, and a multi-row
+/// statement would need a statement journal, which copies every page it touches.
 const INSERT_ROWS: usize = 64;
 
-/// `INSERT … VALUES (…), (…)` of `rows` rows. PostgreSQL numbers its parameters;
-/// SQLite gets anonymous `?`s, which bind in order: sqlx looks each named one up by
-/// a walk of the statement's name list, quadratic over a 2,240-parameter insert.
-fn insert_sql(rows: usize, numbered: bool) -> String {
+/// `INSERT … VALUES (…), (…)` of `rows` rows.
+fn insert_sql(rows: usize) -> String {
     let cols = INPUT_COLUMNS.join(", ");
-    let row = |r: usize| match numbered {
-        true => format!("({})", placeholders(1 + r * INSERT_PARAMS, INSERT_PARAMS)),
-        false => format!("({})", vec!["?"; INSERT_PARAMS].join(", ")),
-    };
-    let values: Vec<String> = (0..rows).map(row).collect();
+    let values: Vec<String> =
+        (0..rows).map(|r| format!("({})", placeholders(1 + r * INSERT_PARAMS, INSERT_PARAMS))).collect();
     format!(
         "INSERT INTO customers (merchant_id, id, version, status, created_at, modified_at, {cols}) VALUES {}",
         values.join(", ")
     )
 }
 
-/// One row and [`INSERT_ROWS`] rows, for SQLite then PostgreSQL.
-static INSERT_SQL: LazyLock<[[String; 2]; 2]> =
-    LazyLock::new(|| [false, true].map(|numbered| [insert_sql(1, numbered), insert_sql(INSERT_ROWS, numbered)]));
+/// One row and [`INSERT_ROWS`] rows.
+static INSERT_SQL: LazyLock<[String; 2]> = LazyLock::new(|| [insert_sql(1), insert_sql(INSERT_ROWS)]);
 
 /// The statement for a chunk of `rows` rows: one of the `cached` (1 and
 /// [`INSERT_ROWS`] rows), or built for the last, shorter chunk.
@@ -228,6 +225,18 @@ impl<'a> InputValues<'a> {
         }
     }
 
+    /// The values in [`INPUT_COLUMNS`] order.
+    fn params(&self) -> impl Iterator<Item = &dyn Param<'_>> {
+        let text = |t| t as &dyn Param<'_>;
+        self.texts
+            .iter()
+            .map(text)
+            .chain(self.flags.iter().map(|f| f as &dyn Param<'_>))
+            .chain(self.billing.iter().chain(&self.shipping).map(text))
+            .chain([&self.date_of_birth as &dyn Param<'_>, &self.preferred_language, &self.external_reference])
+            .chain(self.keys.iter().map(|k| k as &dyn Param<'_>))
+    }
+
     fn of(c: &'a CustomerInput) -> Self {
         InputValues {
             texts: [
@@ -256,27 +265,6 @@ impl<'a> InputValues<'a> {
     }
 }
 
-/// Binds [`InputValues`] in column order onto a query of either backend.
-macro_rules! bind_input {
-    ($q:expr, $v:expr) => {{
-        let mut q = $q;
-        for t in $v.texts {
-            q = q.bind(t);
-        }
-        for f in $v.flags {
-            q = q.bind(f);
-        }
-        for t in $v.billing.into_iter().chain($v.shipping) {
-            q = q.bind(t);
-        }
-        q = q.bind($v.date_of_birth.as_deref()).bind($v.preferred_language).bind($v.external_reference);
-        for k in &$v.keys {
-            q = q.bind(k.as_str());
-        }
-        q
-    }};
-}
-
 /// The only unique key a customer write can break is `externalReference`'s: a writer
 /// that skipped or raced the lookup gets the same 409 (without the holder's id).
 fn reference_taken(e: sqlx::Error) -> StoreError {
@@ -297,9 +285,12 @@ impl WriteTx {
                 .execute(&mut **t)
                 .await?;
         }
-        let other: Option<(Uuid,)> = on_tx!(self, c => sqlx::query_as(
-            "SELECT id FROM customers WHERE merchant_id = $1 AND external_reference = $2 AND id <> $3")
-            .bind(merchant).bind(reference).bind(id).fetch_optional(c).await)?;
+        let other: Option<(Uuid,)> = self
+            .fetch_optional(
+                "SELECT id FROM customers WHERE merchant_id = $1 AND external_reference = $2 AND id <> $3",
+                &[&merchant, &reference, &id],
+            )
+            .await?;
         match other {
             Some((existing,)) => Err(StoreError::DuplicateReference { existing: Some(existing) }),
             None => Ok(()),
@@ -336,25 +327,25 @@ impl WriteTx {
         self.insert_customer_rows(&[(id, input)]).await
     }
 
-    /// Inserts the rows alone, in order, [`INSERT_ROWS`] to a statement, for a bulk
-    /// writer that has already looked their `externalReference`s up (the unique index
-    /// still refuses a duplicate) and records the `customer.created` events together
-    /// ([`WriteTx::events`]).
+    /// Inserts the rows alone, in order, for a bulk writer that has already looked
+    /// their `externalReference`s up (the unique index still refuses a duplicate)
+    /// and records the `customer.created` events together ([`WriteTx::events`]).
     pub(crate) async fn insert_customer_rows(&mut self, rows: &[(Uuid, &CustomerInput)]) -> Result<(), StoreError> {
         let (merchant, now) = (self.merchant(), self.now);
-        let numbered = matches!(self.inner, super::TxInner::Postgres(_));
-        for chunk in rows.chunks(INSERT_ROWS) {
-            let sql = chunk_sql(&INSERT_SQL[numbered as usize], chunk.len(), |n| insert_sql(n, numbered));
+        let (version, status) = (1_i64, CustomerStatus::Active.as_str());
+        let per_statement = match self.inner {
+            super::TxInner::Sqlite(_) => 1,
+            super::TxInner::Postgres(_) => INSERT_ROWS,
+        };
+        for chunk in rows.chunks(per_statement) {
+            let sql = chunk_sql(&INSERT_SQL, chunk.len(), insert_sql);
             let values: Vec<InputValues> = chunk.iter().map(|(_, input)| InputValues::of(input)).collect();
-            on_tx!(self, c => {
-                let mut q = sqlx::query(&sql);
-                for ((id, _), v) in chunk.iter().zip(&values) {
-                    q = bind_input!(q.bind(merchant).bind(*id).bind(1_i64).bind(CustomerStatus::Active.as_str())
-                        .bind(now).bind(now), v);
-                }
-                q.execute(c).await.map(|r| r.rows_affected())
-            })
-            .map_err(reference_taken)?;
+            let mut args: Vec<&dyn Param<'_>> = Vec::with_capacity(chunk.len() * INSERT_PARAMS);
+            for ((id, _), v) in chunk.iter().zip(&values) {
+                args.extend([&merchant as &dyn Param<'_>, id, &version, &status, &now, &now]);
+                args.extend(v.params());
+            }
+            self.exec(&sql, &args).await.map_err(reference_taken)?;
             if let super::TxInner::Sqlite(lease) = &mut self.inner {
                 // SQLite's search index holds terms computed here (see `search_index`).
                 for ((id, _), v) in chunk.iter().zip(&values) {
@@ -374,8 +365,7 @@ impl WriteTx {
                 "SELECT version FROM customers WHERE merchant_id = $1 AND id = $2 FOR UPDATE"
             }
         };
-        let row: Option<(i64,)> =
-            on_tx!(self, c => sqlx::query_as(sql).bind(merchant).bind(id).fetch_optional(c).await)?;
+        let row: Option<(i64,)> = self.fetch_optional(sql, &[&merchant, &id]).await?;
         row.map(|(v,)| v).ok_or(StoreError::NotFound("Customer"))
     }
 
@@ -389,8 +379,7 @@ impl WriteTx {
 
     pub async fn get_customer(&mut self, id: Uuid) -> Result<CustomerRecord, StoreError> {
         let merchant = self.merchant();
-        let row = on_tx!(self, c => sqlx::query_as::<_, CustomerRecord>(GET_SQL.as_str())
-            .bind(merchant).bind(id).fetch_optional(c).await)?;
+        let row = self.fetch_optional::<CustomerRecord>(GET_SQL.as_str(), &[&merchant, &id]).await?;
         row.ok_or(StoreError::NotFound("Customer"))
     }
 
@@ -404,9 +393,9 @@ impl WriteTx {
         self.check_reference(id, input).await?;
         let v = InputValues::of(input);
         let (merchant, now) = (self.merchant(), self.now);
-        on_tx!(self, c => bind_input!(sqlx::query(UPDATE_SQL.as_str()).bind(merchant).bind(id).bind(now), v)
-            .execute(c).await.map(|r| r.rows_affected()))
-        .map_err(reference_taken)?;
+        let mut args: Vec<&dyn Param<'_>> = vec![&merchant, &id, &now];
+        args.extend(v.params());
+        self.exec(&UPDATE_SQL, &args).await.map_err(reference_taken)?;
         if let super::TxInner::Sqlite(lease) = &mut self.inner {
             lease.index_later(v.index_entry(merchant, id, true));
         }
@@ -422,10 +411,13 @@ impl WriteTx {
     ) -> Result<CustomerRecord, StoreError> {
         self.check_version(id, if_match).await?;
         let (merchant, now) = (self.merchant(), self.now);
-        let changed = on_tx!(self, c => sqlx::query(
-            "UPDATE customers SET status = $1, version = version + 1, modified_at = $2 \
-             WHERE merchant_id = $3 AND id = $4 AND status <> $1")
-            .bind(status.as_str()).bind(now).bind(merchant).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+        let changed = self
+            .exec(
+                "UPDATE customers SET status = $1, version = version + 1, modified_at = $2 \
+             WHERE merchant_id = $3 AND id = $4 AND status <> $1",
+                &[&status.as_str(), &now, &merchant, &id],
+            )
+            .await?;
         if changed == 1 {
             self.event("customer.status_changed", id).await?;
         }
@@ -436,8 +428,7 @@ impl WriteTx {
     pub async fn delete_customer(&mut self, id: Uuid, if_match: Option<i64>) -> Result<(), StoreError> {
         self.check_version(id, if_match).await?;
         let merchant = self.merchant();
-        on_tx!(self, c => sqlx::query("DELETE FROM customers WHERE merchant_id = $1 AND id = $2")
-            .bind(merchant).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+        self.exec("DELETE FROM customers WHERE merchant_id = $1 AND id = $2", &[&merchant, &id]).await?;
         self.event("customer.deleted", id).await?;
         Ok(())
     }
@@ -928,13 +919,17 @@ impl WriteTx {
                 "SELECT external_reference, id FROM customers WHERE merchant_id = $1 AND external_reference IN ({})",
                 placeholders(2, chunk.len())
             );
-            let rows: Vec<(String, Uuid)> = on_tx!(self, c => {
-                // Planned afresh each time: a plan cached while the table was small
-                // (early in an import) would scan it once it is large.
-                let mut q = sqlx::query_as(&sql).persistent(false).bind(merchant);
-                for r in chunk { q = q.bind(*r); }
-                q.fetch_all(c).await
-            })?;
+            let mut args: Vec<&dyn Param<'_>> = vec![&merchant];
+            args.extend(chunk.iter().map(|r| r as &dyn Param<'_>));
+            let rows: Vec<(String, Uuid)> = match &mut self.inner {
+                super::TxInner::Sqlite(lease) => super::query::sqlite_fetch(lease.conn(), &sql, &args, usize::MAX)?,
+                super::TxInner::Postgres(t) => {
+                    // Planned afresh each time: a plan cached while the table was small
+                    // (early in an import) would scan it once it is large.
+                    let rows = super::query::pg_query(&sql, &args).persistent(false).fetch_all(&mut **t).await?;
+                    rows.iter().map(sqlx::FromRow::from_row).collect::<Result<_, _>>()?
+                }
+            };
             held.extend(rows);
         }
         Ok(held)
@@ -943,9 +938,12 @@ impl WriteTx {
     /// The customer holding this `externalReference`.
     pub async fn customer_by_reference(&mut self, reference: &str) -> Result<Option<Uuid>, StoreError> {
         let merchant = self.merchant();
-        let row: Option<(Uuid,)> = on_tx!(self, c => sqlx::query_as(
-            "SELECT id FROM customers WHERE merchant_id = $1 AND external_reference = $2")
-            .bind(merchant).bind(reference).fetch_optional(c).await)?;
+        let row: Option<(Uuid,)> = self
+            .fetch_optional(
+                "SELECT id FROM customers WHERE merchant_id = $1 AND external_reference = $2",
+                &[&merchant, &reference],
+            )
+            .await?;
         Ok(row.map(|(id,)| id))
     }
 }

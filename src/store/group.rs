@@ -1,4 +1,4 @@
-//! Group commit for SQLite: one writer task drains a queue of write jobs into a
+//! Group commit for SQLite: one writer thread drains a queue of write jobs into a
 //! single transaction and acknowledges each job only after that transaction is
 //! durable, so N concurrent writes cost one WAL flush instead of N.
 //!
@@ -8,16 +8,20 @@
 //! success only after `COMMIT` returned; if that commit fails, every such job of
 //! the batch gets the error and nothing of the batch is on disk. A `200` therefore
 //! still means "on disk", exactly as with one transaction per request.
+//!
+//! The writer owns its connection (rusqlite) and runs every job on its own thread:
+//! a job's statements complete synchronously ([`super::query`]), so a job costs no
+//! thread switch per statement, and a batch costs two (the queue in, the replies
+//! out) however many jobs it holds. The `COMMIT`'s disk flush blocks this thread,
+//! never the async runtime.
 
 use std::future::Future;
-use std::ops::{Deref, DerefMut};
 use std::panic::AssertUnwindSafe;
+use std::path::Path;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use futures_util::FutureExt;
-use sqlx::pool::PoolConnection;
-use sqlx::{Sqlite, SqliteConnection, SqlitePool};
+use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Actor, TxInner, WriteAborted, WriteTx, now_ms, search_index};
@@ -49,11 +53,19 @@ pub(crate) struct GroupWriter {
 }
 
 impl GroupWriter {
-    /// Starts the writer task on `pool` (a pool of one connection).
-    pub(crate) fn start(pool: SqlitePool) -> GroupWriter {
+    /// Opens the writer's connection to the database at `path` and starts its
+    /// thread, which ends when the last sender is dropped.
+    pub(crate) fn start(path: &Path) -> anyhow::Result<GroupWriter> {
+        let conn = open_writer(path)?;
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(pool, rx));
-        GroupWriter { queue }
+        // Jobs may await what needs the runtime (a timer, a pooled read): they run
+        // inside its context.
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        std::thread::Builder::new().name("clientele-writer".into()).spawn(move || {
+            let _context = runtime.as_ref().map(|r| r.enter());
+            writer(conn, rx);
+        })?;
+        Ok(GroupWriter { queue })
     }
 
     /// Queues `work` and waits until it is durable (or failed).
@@ -85,10 +97,24 @@ impl GroupWriter {
     }
 }
 
+fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let c = Connection::open_with_flags(path, flags)?;
+    c.busy_timeout(Duration::from_secs(5))?;
+    // The same settings as every other connection that writes (see `Db::connect`).
+    c.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+         PRAGMA cache_size = -16000; PRAGMA wal_autocheckpoint = 10000; PRAGMA secure_delete = ON; \
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    c.set_prepared_statement_cache_capacity(128);
+    Ok(c)
+}
+
 /// The batch connection, lent to one job at a time; it comes back through `back`
 /// with whether the job committed, when the job commits or drops its transaction.
 pub(crate) struct Lease {
-    conn: Option<PoolConnection<Sqlite>>,
+    conn: Option<Connection>,
     back: Option<oneshot::Sender<Returned>>,
     /// Search index entries the job made, written when its batch commits.
     entries: Vec<search_index::Entry>,
@@ -96,7 +122,7 @@ pub(crate) struct Lease {
 
 /// What a job hands back: the connection, whether it committed, and (if it did)
 /// its search index entries.
-type Returned = (PoolConnection<Sqlite>, bool, Vec<search_index::Entry>);
+type Returned = (Connection, bool, Vec<search_index::Entry>);
 
 impl Lease {
     /// Ends the job's part: `committed` keeps its savepoint, otherwise it is rolled back.
@@ -108,6 +134,11 @@ impl Lease {
     /// [`search_index::Entry`]); dropped if the job does not commit.
     pub(crate) fn index_later(&mut self, entry: search_index::Entry) {
         self.entries.push(entry);
+    }
+
+    /// The batch's connection.
+    pub(crate) fn conn(&self) -> &Connection {
+        self.conn.as_ref().expect("a lease holds its connection until it ends")
     }
 
     fn give_back(&mut self, committed: bool) {
@@ -124,72 +155,59 @@ impl Drop for Lease {
     }
 }
 
-impl Deref for Lease {
-    type Target = SqliteConnection;
-    fn deref(&self) -> &SqliteConnection {
-        self.conn.as_ref().expect("a lease holds its connection until it ends")
+/// Runs fixed statements (`BEGIN`, savepoints, `COMMIT`) from the statement cache.
+fn exec(conn: &Connection, statements: &[&str]) -> Result<(), String> {
+    for sql in statements {
+        conn.prepare_cached(sql).and_then(|mut s| s.raw_execute()).map_err(|e| e.to_string())?;
     }
+    Ok(())
 }
 
-impl DerefMut for Lease {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        self.conn.as_mut().expect("a lease holds its connection until it ends")
-    }
+/// The newest customer's creation time: every job's time is at least its
+/// predecessor's, even when the system clock steps back, so creation times follow
+/// insertion order (`seq`), which the full-text keys' creation order relies on
+/// (`customers::SEQ_BITS`). Read at the first job, after the migrations ran.
+fn newest_creation(conn: &Connection) -> i64 {
+    conn.query_row("SELECT created_at FROM customers ORDER BY seq DESC LIMIT 1", [], |r| r.get(0)).unwrap_or(0)
 }
 
-async fn exec(conn: &mut SqliteConnection, sql: &str) -> Result<(), String> {
-    sqlx::query(sql).execute(conn).await.map(|_| ()).map_err(|e| e.to_string())
-}
-
-async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Job>) {
-    // Every job's time is at least its predecessor's, even when the system clock
-    // steps back: creation times then follow insertion order (`seq`), which the
-    // full-text keys' creation order relies on (`customers::SEQ_BITS`). A restart
-    // resumes from the newest customer's time.
-    let mut clock: i64 = sqlx::query_scalar("SELECT created_at FROM customers ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&pool)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(0);
+fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
+    let mut clock: Option<i64> = None;
     let mut batch: Vec<(Deliver, bool)> = Vec::with_capacity(MAX_BATCH);
     // A bulk job met while gathering a batch starts the next one.
     let mut carried: Option<Job> = None;
-    'batches: loop {
+    loop {
         let first = match carried.take() {
             Some(job) => job,
-            None => match rx.recv().await {
+            None => match rx.blocking_recv() {
                 Some(job) => job,
                 None => return,
             },
         };
-        let mut conn = match pool.acquire().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "the writer could not get the database connection");
-                continue;
-            }
-        };
+        let clock = clock.get_or_insert_with(|| newest_creation(&conn));
         let alone = first.alone;
         // IMMEDIATE takes the write lock up front, so no statement can fail to upgrade it.
-        let begin = if alone { "BEGIN IMMEDIATE" } else { "BEGIN IMMEDIATE; SAVEPOINT job" };
-        if let Err(e) = exec(&mut conn, begin).await {
+        let begin: &[&str] = if alone { &["BEGIN IMMEDIATE"] } else { &["BEGIN IMMEDIATE", "SAVEPOINT job"] };
+        if let Err(e) = exec(&conn, begin) {
             tracing::error!(error = %e, "the writer could not begin a transaction");
-            let _ = exec(&mut conn, "ROLLBACK").await;
+            let _ = exec(&conn, &["ROLLBACK"]);
+            // Its caller hears that the job failed when it is dropped unrun.
+            drop(first);
             continue;
         }
         let started = Instant::now();
         let mut job = first;
         let mut entries = Vec::new();
         let outcome = loop {
-            clock = clock.max(now_ms());
-            let Some((c, committed, job_entries, deliver)) = run_job(conn, job, clock).await else {
-                // The job kept the connection beyond its end (a bug): fail what the batch holds.
-                tracing::error!("a write job did not return the connection");
+            *clock = (*clock).max(now_ms());
+            let Some((c, committed, job_entries, deliver)) = run_job(conn, job, *clock) else {
+                // A job kept the connection beyond its end: a bug this writer cannot
+                // recover from, as the connection is gone with it.
+                tracing::error!("a write job did not return the connection; the writer stops");
                 for (deliver, committed) in batch.drain(..) {
                     deliver(if committed { Err("the write connection was lost".into()) } else { Ok(()) });
                 }
-                continue 'batches;
+                return;
             };
             conn = c;
             batch.push((deliver, committed));
@@ -202,24 +220,22 @@ async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Job>) {
                     Err(_) => {}
                 }
             }
-            // One round trip ends this job's savepoint and opens the next one's (or commits).
-            let end = match (alone, committed, next.is_some()) {
-                (true, true, _) => "COMMIT",
-                (true, false, _) => "ROLLBACK",
-                (false, true, true) => "RELEASE job; SAVEPOINT job",
-                (false, false, true) => "ROLLBACK TO job; RELEASE job; SAVEPOINT job",
-                (false, true, false) => "RELEASE job; COMMIT",
-                (false, false, false) => "ROLLBACK TO job; RELEASE job; COMMIT",
+            // End this job's savepoint, then open the next one's or commit the batch.
+            let end: &[&str] = match (alone, committed) {
+                (true, true) | (true, false) => &[],
+                (false, true) => &["RELEASE job"],
+                (false, false) => &["ROLLBACK TO job", "RELEASE job"],
             };
             // An error here means SQLite already rolled the transaction back (disk full, I/O
             // error): the savepoint is gone, and so is every job of the batch.
-            let ended = match end.strip_suffix("COMMIT") {
+            let ended = exec(&conn, end).and_then(|()| match (&next, alone && !committed) {
+                (Some(_), _) => exec(&conn, &["SAVEPOINT job"]),
+                (None, true) => exec(&conn, &["ROLLBACK"]),
                 // The batch's search index entries go in last, outside every savepoint.
-                Some(before) if !entries.is_empty() => {
-                    finish_with_entries(&mut conn, before.trim_end_matches("; "), &entries).await
-                }
-                _ => exec(&mut conn, end).await,
-            };
+                (None, false) => search_index::write_entries(&conn, &entries)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| exec(&conn, &["COMMIT"])),
+            });
             if let Err(why) = ended {
                 drop(next);
                 break Err(why);
@@ -231,14 +247,10 @@ async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Job>) {
         };
         if let Err(why) = &outcome {
             tracing::error!(error = %why, jobs = batch.len(), "a write batch failed and was rolled back");
-            if let Err(e) = exec(&mut conn, "ROLLBACK").await
-                && !e.contains("no transaction is active")
-            {
-                // Still inside a transaction nobody can end: do not hand it to anyone else.
-                conn.close_on_drop();
+            if !conn.is_autocommit() {
+                let _ = exec(&conn, &["ROLLBACK"]);
             }
         }
-        drop(conn);
         metrics::histogram!("clientele_write_batch_size").record(batch.len() as f64);
         for (deliver, committed) in batch.drain(..) {
             deliver(if committed { outcome.clone() } else { Ok(()) });
@@ -246,32 +258,17 @@ async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-/// Ends the last job's savepoint with `before` (if any), writes the batch's search
-/// index entries, and commits.
-async fn finish_with_entries(
-    conn: &mut SqliteConnection,
-    before: &str,
-    entries: &[search_index::Entry],
-) -> Result<(), String> {
-    if !before.is_empty() {
-        exec(conn, before).await?;
-    }
-    search_index::write_entries(conn, entries).await.map_err(|e| e.to_string())?;
-    exec(conn, "COMMIT").await
-}
-
-/// Runs one job, stamped `now`, in the savepoint (or transaction) the writer opened. Returns the connection, whether
-/// the job committed, its search index entries and its delivery; `None` if the job never gave the connection back.
-async fn run_job(
-    conn: PoolConnection<Sqlite>,
-    job: Job,
-    now: i64,
-) -> Option<(PoolConnection<Sqlite>, bool, Vec<search_index::Entry>, Deliver)> {
-    let (back, returned) = oneshot::channel();
+/// Runs one job, stamped `now`, in the savepoint (or transaction) the writer opened, to its end on this thread.
+/// Returns the connection, whether the job committed, its search index entries and its delivery; `None` if the
+/// job never gave the connection back.
+fn run_job(conn: Connection, job: Job, now: i64) -> Option<(Connection, bool, Vec<search_index::Entry>, Deliver)> {
+    let (back, mut returned) = oneshot::channel();
     let lease = Lease { conn: Some(conn), back: Some(back), entries: Vec::new() };
     let tx = WriteTx { inner: TxInner::Sqlite(lease), actor: job.actor, now };
     // A panicking job drops its lease (so its savepoint is rolled back) and its reply.
-    let deliver = AssertUnwindSafe((job.run)(tx)).catch_unwind().await.unwrap_or_else(|_| Box::new(|_| ()));
-    let (conn, committed, entries) = returned.await.ok()?;
+    let run = job.run;
+    let deliver = std::panic::catch_unwind(AssertUnwindSafe(|| futures_executor::block_on(run(tx))))
+        .unwrap_or_else(|_| Box::new(|_| ()));
+    let (conn, committed, entries) = returned.try_recv().ok()?;
     Some((conn, committed, entries, deliver))
 }

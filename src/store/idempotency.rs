@@ -7,7 +7,7 @@
 
 use uuid::Uuid;
 
-use super::{Actor, Db, StoreError, Tenant, WriteTx, now_ms, on_conn, on_tx};
+use super::{Actor, Db, StoreError, Tenant, WriteTx, now_ms, on_conn};
 
 /// Replies are replayed for 24 hours.
 pub const RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
@@ -42,6 +42,7 @@ struct KeyRow {
     response_body: Option<Vec<u8>>,
     created_at: i64,
 }
+super::query::sqlite_row_by_name!(KeyRow { request_hash, state, response_status, response_body, created_at });
 
 impl Db {
     /// Claims `key` for a request whose body hashes to `hash`, or says why not.
@@ -71,9 +72,7 @@ impl Db {
         let claim = claim.clone();
         let tenant = Tenant::trusted(claim.merchant_id);
         self.write(Actor::system(tenant), move |mut tx| async move {
-            on_tx!(tx, c => sqlx::query(
-                "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND state = 'in_progress' AND created_at = $3")
-                .bind(claim.merchant_id).bind(&claim.key).bind(claim.claimed_at).execute(c).await.map(|r| r.rows_affected()))?;
+            tx.exec("DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND state = 'in_progress' AND created_at = $3", &[&claim.merchant_id, &claim.key, &claim.claimed_at]).await?;
             Ok(tx.commit().await?)
         })
         .await
@@ -93,22 +92,30 @@ async fn claim_in(tx: &mut WriteTx, key: String, hash: &[u8]) -> Result<ClaimOut
     let now = tx.now;
     // A few rounds at most: each lost race means another request moved the row on.
     for _ in 0..4 {
-        let inserted = on_tx!(tx, c => sqlx::query(
-            "INSERT INTO idempotency_keys (merchant_id, key, request_hash, state, created_at) \
-             VALUES ($1, $2, $3, 'in_progress', $4) ON CONFLICT DO NOTHING")
-            .bind(merchant).bind(&key).bind(hash).bind(now).execute(c).await.map(|r| r.rows_affected()))?;
+        let inserted = tx
+            .exec(
+                "INSERT INTO idempotency_keys (merchant_id, key, request_hash, state, created_at) \
+             VALUES ($1, $2, $3, 'in_progress', $4) ON CONFLICT DO NOTHING",
+                &[&merchant, &key, &hash, &now],
+            )
+            .await?;
         if inserted == 1 {
             return Ok(ClaimOutcome::Claimed(Claim { merchant_id: merchant, key, claimed_at: now }));
         }
-        let row = on_tx!(tx, c => sqlx::query_as::<_, KeyRow>(
-            "SELECT request_hash, state, response_status, response_body, created_at \
-             FROM idempotency_keys WHERE merchant_id = $1 AND key = $2")
-            .bind(merchant).bind(&key).fetch_optional(c).await)?;
+        let row = tx
+            .fetch_optional::<KeyRow>(
+                "SELECT request_hash, state, response_status, response_body, created_at \
+             FROM idempotency_keys WHERE merchant_id = $1 AND key = $2",
+                &[&merchant, &key],
+            )
+            .await?;
         let Some(row) = row else { continue };
         if row.created_at < now - RETENTION_MS {
-            on_tx!(tx, c => sqlx::query(
-                "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND created_at = $3")
-                .bind(merchant).bind(&key).bind(row.created_at).execute(c).await.map(|r| r.rows_affected()))?;
+            tx.exec(
+                "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND created_at = $3",
+                &[&merchant, &key, &row.created_at],
+            )
+            .await?;
             continue;
         }
         if row.request_hash != hash {
@@ -119,10 +126,13 @@ async fn claim_in(tx: &mut WriteTx, key: String, hash: &[u8]) -> Result<ClaimOut
             return Ok(ClaimOutcome::Replay { status, body: row.response_body.unwrap_or_default() });
         }
         if row.created_at < now - ABANDONED_MS {
-            let taken = on_tx!(tx, c => sqlx::query(
-                "UPDATE idempotency_keys SET created_at = $1 \
-                 WHERE merchant_id = $2 AND key = $3 AND state = 'in_progress' AND created_at = $4")
-                .bind(now).bind(merchant).bind(&key).bind(row.created_at).execute(c).await.map(|r| r.rows_affected()))?;
+            let taken = tx
+                .exec(
+                    "UPDATE idempotency_keys SET created_at = $1 \
+                 WHERE merchant_id = $2 AND key = $3 AND state = 'in_progress' AND created_at = $4",
+                    &[&now, &merchant, &key, &row.created_at],
+                )
+                .await?;
             if taken == 1 {
                 return Ok(ClaimOutcome::Claimed(Claim { merchant_id: merchant, key, claimed_at: now }));
             }
@@ -133,30 +143,12 @@ async fn claim_in(tx: &mut WriteTx, key: String, hash: &[u8]) -> Result<ClaimOut
     Ok(ClaimOutcome::InProgress)
 }
 
-fn complete_query<'q, DB: sqlx::Database>(
-    claim: &'q Claim,
-    status: u16,
-    body: &'q [u8],
-) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
-where
-    i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    sqlx::query(
+pub(super) async fn complete_in(tx: &mut WriteTx, claim: &Claim, status: u16, body: &[u8]) -> Result<(), sqlx::Error> {
+    tx.exec(
         "UPDATE idempotency_keys SET state = 'completed', response_status = $1, response_body = $2 \
          WHERE merchant_id = $3 AND key = $4 AND created_at = $5 AND state = 'in_progress'",
+        &[&i32::from(status), &body, &claim.merchant_id, &claim.key, &claim.claimed_at],
     )
-    .bind(i32::from(status))
-    .bind(body)
-    .bind(claim.merchant_id)
-    .bind(claim.key.as_str())
-    .bind(claim.claimed_at)
-}
-
-pub(super) async fn complete_in(tx: &mut WriteTx, claim: &Claim, status: u16, body: &[u8]) -> Result<(), sqlx::Error> {
-    on_tx!(tx, c => complete_query(claim, status, body).execute(c).await.map(|r| r.rows_affected()))?;
+    .await?;
     Ok(())
 }

@@ -110,6 +110,12 @@ macro_rules! from_inline_row {
                 Ok($ty { $($field: row.get(next())?),* })
             }
         }
+
+        impl $crate::store::query::SqliteRow for $ty {
+            fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<$ty> {
+                $ty::from_inline_row(row)
+            }
+        }
     };
 }
 pub(crate) use from_inline_row;

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::{Db, StoreError, WriteTx, now_ms, on_conn, on_tx};
+use super::{Db, StoreError, WriteTx, now_ms, on_conn};
 use crate::crypto::Vault;
 
 impl Db {
@@ -221,7 +221,7 @@ impl WriteTx {
     /// so a rotation that committed before it is always seen; installed in the
     /// vault if this node has not loaded it yet.
     pub async fn active_key_version(&mut self, vault: &Vault) -> Result<u32, StoreError> {
-        let (v,): (i64,) = on_tx!(self, c => sqlx::query_as("SELECT COALESCE(MAX(version), 1) FROM encryption_keys").fetch_one(c).await)?;
+        let (v,): (i64,) = self.fetch_one("SELECT COALESCE(MAX(version), 1) FROM encryption_keys", &[]).await?;
         let version = v as u32;
         self.ensure_key(vault, version).await?;
         Ok(version)
@@ -233,8 +233,9 @@ impl WriteTx {
         if vault.has_version(version) {
             return Ok(());
         }
-        let row: Option<(Vec<u8>,)> = on_tx!(self, c => sqlx::query_as("SELECT wrapped_key FROM encryption_keys WHERE version = $1")
-            .bind(i64::from(version)).fetch_optional(c).await)?;
+        let row: Option<(Vec<u8>,)> = self
+            .fetch_optional("SELECT wrapped_key FROM encryption_keys WHERE version = $1", &[&i64::from(version)])
+            .await?;
         let (wrapped,) = row.ok_or_else(|| StoreError::Crypto(format!("data key version {version} does not exist")))?;
         vault.install(&[(version, wrapped)]).map_err(|e| StoreError::Crypto(e.to_string()))
     }

@@ -1,9 +1,10 @@
 //! Persistence on SQLite or PostgreSQL.
 //!
-//! Queries are written once: SQL uses `$N` placeholders, which both sqlx drivers
-//! accept, and portable column types (UUID/BLOB ids, BIGINT milliseconds, TEXT),
-//! and [`on_conn!`]/[`on_tx!`] expand each body once per backend with a concrete
-//! pool or transaction type. Only search differs per backend.
+//! Queries are written once: SQL uses `$N` placeholders and portable column types
+//! (UUID/BLOB ids, BIGINT milliseconds, TEXT). Reads expand each body once per
+//! backend with a concrete sqlx pool ([`on_conn!`]); writes go through
+//! [`WriteTx`]'s statements ([`query`]), which run on PostgreSQL through sqlx and
+//! on SQLite on the group writer's own connection. Only search differs per backend.
 //!
 //! Tenant isolation lives here: reads go through [`Scoped`] and writes through
 //! [`WriteTx`], both of which carry the authenticated merchant and hand it to
@@ -20,6 +21,7 @@ pub mod keys;
 pub mod merchants;
 pub mod payment_methods;
 pub mod providers;
+pub(crate) mod query;
 mod search_index;
 pub mod transactions;
 pub mod verification;
@@ -27,6 +29,7 @@ pub mod verification;
 use std::future::Future;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -82,6 +85,8 @@ enum Pools {
         read: SqlitePool,
         write: SqlitePool,
         group: group::GroupWriter,
+        /// The database file.
+        path: std::path::PathBuf,
         /// The same file for short reads on the caller's thread ([`inline`]).
         inline: std::sync::Arc<inline::InlineReaders>,
     },
@@ -109,23 +114,6 @@ macro_rules! on_conn {
     };
 }
 pub(crate) use on_conn;
-
-/// Expands `$body` once per backend with `$c` bound to the open transaction's connection.
-macro_rules! on_tx {
-    ($tx:expr, $c:ident => $body:expr) => {
-        match &mut $tx.inner {
-            $crate::store::TxInner::Sqlite(t) => {
-                let $c = &mut **t;
-                $body
-            }
-            $crate::store::TxInner::Postgres(t) => {
-                let $c = &mut **t;
-                $body
-            }
-        }
-    };
-}
-pub(crate) use on_tx;
 
 pub struct DbOptions {
     pub max_connections: u32,
@@ -196,13 +184,15 @@ impl Db {
                 .connect_with(connect.clone().read_only(true).pragma("cache_size", "-4000"))
                 .await
                 .context("opening the SQLite database for reading")?;
-            let group = group::GroupWriter::start(write.clone());
+            let group = group::GroupWriter::start(Path::new(connect.get_filename()))
+                .context("opening the SQLite database for the writer")?;
             // One per runtime thread and a few spare: a holder never awaits, so
             // callers practically never queue for one.
             let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
             let inline = inline::InlineReaders::open(Path::new(connect.get_filename()), threads + 2)
                 .context("opening the SQLite database for inline reads")?;
-            Ok(Db { pools: Pools::Sqlite { read, write, group, inline: std::sync::Arc::new(inline) } })
+            let path = Path::new(connect.get_filename()).to_owned();
+            Ok(Db { pools: Pools::Sqlite { read, write, group, path, inline: std::sync::Arc::new(inline) } })
         } else {
             anyhow::bail!("unsupported database URL (use sqlite://PATH or postgres://...)")
         }
@@ -219,9 +209,9 @@ impl Db {
     /// to the code (SQLite's contacts search index).
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match &self.pools {
-            Pools::Sqlite { write, .. } => {
+            Pools::Sqlite { write, path, .. } => {
                 sqlx::migrate!("migrations/sqlite").run(write).await?;
-                search_index::build_if_pending(write).await?;
+                search_index::build_if_pending(path, write).await?;
             }
             Pools::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await?,
         }
@@ -394,25 +384,73 @@ impl WriteTx {
         self.events(kind, &[entity_id]).await
     }
 
-    /// Records one event of `kind` per entity, a few hundred per statement.
+    /// Records one event of `kind` per entity: on SQLite one prepared single-row
+    /// statement per event (no statement journal), on PostgreSQL a few hundred
+    /// rows per statement (one round trip).
     pub async fn events(&mut self, kind: &str, entity_ids: &[Uuid]) -> Result<(), sqlx::Error> {
+        const INSERT: &str =
+            "INSERT INTO events (merchant_id, id, type, entity_id, api_key_id, correlation_id, created_at) VALUES ";
         let merchant = self.merchant();
         let (key, now) = (self.actor.api_key_id, self.now);
-        let corr = self.actor.correlation_id.clone();
-        for chunk in entity_ids.chunks(200) {
-            let rows: Vec<String> =
-                (0..chunk.len()).map(|i| format!("($1, ${}, $2, ${}, $3, $4, $5)", 6 + 2 * i, 7 + 2 * i)).collect();
-            let sql = format!(
-                "INSERT INTO events (merchant_id, id, type, entity_id, api_key_id, correlation_id, created_at) VALUES {}",
-                rows.join(", ")
-            );
-            on_tx!(self, c => {
-                let mut q = sqlx::query(&sql).bind(merchant).bind(kind).bind(key).bind(&corr).bind(now);
-                for id in chunk { q = q.bind(Uuid::now_v7()).bind(*id); }
-                q.execute(c).await.map(|r| r.rows_affected())
-            })?;
+        let corr = self.actor.correlation_id.as_str();
+        match &mut self.inner {
+            TxInner::Sqlite(lease) => {
+                static ONE: LazyLock<String> = LazyLock::new(|| format!("{INSERT}($1, $2, $3, $4, $5, $6, $7)"));
+                for id in entity_ids {
+                    query::sqlite_exec(
+                        lease.conn(),
+                        &ONE,
+                        &[&merchant, &Uuid::now_v7(), &kind, id, &key, &corr, &now],
+                    )?;
+                }
+            }
+            TxInner::Postgres(t) => {
+                for chunk in entity_ids.chunks(200) {
+                    let rows: Vec<String> = (0..chunk.len())
+                        .map(|i| format!("($1, ${}, $2, ${}, $3, $4, $5)", 6 + 2 * i, 7 + 2 * i))
+                        .collect();
+                    let sql = format!("{INSERT}{}", rows.join(", "));
+                    let mut q = sqlx::query(&sql).bind(merchant).bind(kind).bind(key).bind(corr).bind(now);
+                    for id in chunk {
+                        q = q.bind(Uuid::now_v7()).bind(*id);
+                    }
+                    q.execute(&mut **t).await?;
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Runs one statement of this transaction; the changed row count.
+    pub(crate) async fn exec<'a>(&mut self, sql: &'a str, args: &'a query::Args<'a>) -> Result<u64, sqlx::Error> {
+        match &mut self.inner {
+            TxInner::Sqlite(lease) => query::sqlite_exec(lease.conn(), sql, args),
+            TxInner::Postgres(t) => query::pg_query(sql, args).execute(&mut **t).await.map(|r| r.rows_affected()),
+        }
+    }
+
+    /// The first row of a query of this transaction, if any.
+    pub(crate) async fn fetch_optional<'a, R: query::Row>(
+        &mut self,
+        sql: &'a str,
+        args: &'a query::Args<'a>,
+    ) -> Result<Option<R>, sqlx::Error> {
+        match &mut self.inner {
+            TxInner::Sqlite(lease) => Ok(query::sqlite_fetch(lease.conn(), sql, args, 1)?.pop()),
+            TxInner::Postgres(t) => match query::pg_query(sql, args).fetch_optional(&mut **t).await? {
+                Some(r) => R::from_row(&r).map(Some),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// The first row of a query of this transaction; `RowNotFound` without one.
+    pub(crate) async fn fetch_one<'a, R: query::Row>(
+        &mut self,
+        sql: &'a str,
+        args: &'a query::Args<'a>,
+    ) -> Result<R, sqlx::Error> {
+        self.fetch_optional(sql, args).await?.ok_or(sqlx::Error::RowNotFound)
     }
 
     /// Commits; when the request claimed an idempotency key, its reply is stored in

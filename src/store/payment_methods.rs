@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use uuid::Uuid;
 
 use super::keys::secret_aad;
-use super::{Scoped, StoreError, TxInner, WriteTx, on_conn, on_tx};
+use super::{Scoped, StoreError, TxInner, WriteTx, on_conn};
 use crate::crypto::Vault;
 use crate::domain::bank::AchInput;
 use crate::domain::card::CardInput;
@@ -157,8 +157,7 @@ impl WriteTx {
             TxInner::Sqlite(_) => "SELECT 1 FROM customers WHERE merchant_id = $1 AND id = $2",
             TxInner::Postgres(_) => "SELECT 1 FROM customers WHERE merchant_id = $1 AND id = $2 FOR UPDATE",
         };
-        let row: Option<(i32,)> =
-            on_tx!(self, c => sqlx::query_as(sql).bind(merchant).bind(customer_id).fetch_optional(c).await)?;
+        let row: Option<(i32,)> = self.fetch_optional(sql, &[&merchant, &customer_id]).await?;
         row.map(|_| ()).ok_or(StoreError::NotFound("Customer"))
     }
 
@@ -253,30 +252,32 @@ impl WriteTx {
     async fn insert_method(&mut self, customer_id: Uuid, id: Uuid, m: NewMethod<'_>) -> Result<(), StoreError> {
         let (merchant, now) = (self.merchant(), self.now);
         if let Some(fp) = &m.fingerprint {
-            let existing: Option<(Uuid,)> = on_tx!(self, c => sqlx::query_as(
-                "SELECT id FROM payment_methods WHERE merchant_id = $1 AND customer_id = $2 AND fingerprint = $3")
-                .bind(merchant).bind(customer_id).bind(fp.as_str()).fetch_optional(c).await)?;
+            let existing: Option<(Uuid,)> = self
+                .fetch_optional(
+                    "SELECT id FROM payment_methods WHERE merchant_id = $1 AND customer_id = $2 AND fingerprint = $3",
+                    &[&merchant, &customer_id, &fp.as_str()],
+                )
+                .await?;
             if let Some((existing,)) = existing {
                 return Err(StoreError::Duplicate { existing });
             }
         }
-        on_tx!(self, c => sqlx::query(
-            "INSERT INTO payment_methods (merchant_id, id, customer_id, type, name, status, version, fingerprint, brand, bin, \
+        self.exec("INSERT INTO payment_methods (merchant_id, id, customer_id, type, name, status, version, fingerprint, brand, bin, \
              last4, pan_length, exp_month, exp_year, routing_number, account_last4, tax_id_last4, account_type, \
              account_holder_type, secret, tax_id_secret, key_version, search_text, created_at, modified_at) \
-             VALUES ($1, $2, $3, $4, $5, 'active', 1, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $22)")
-            .bind(merchant).bind(id).bind(customer_id).bind(m.kind.as_str()).bind(m.name).bind(m.fingerprint.as_deref())
-            .bind(m.brand).bind(m.bin).bind(m.last4).bind(m.pan_length).bind(m.exp_month).bind(m.exp_year)
-            .bind(m.routing_number).bind(m.account_last4).bind(m.tax_id_last4).bind(m.account_type).bind(m.account_holder_type)
-            .bind(m.secret).bind(m.tax_id_secret).bind(i64::from(m.key_version)).bind(m.search_text).bind(now)
-            .execute(c).await.map(|r| r.rows_affected()))?;
+             VALUES ($1, $2, $3, $4, $5, 'active', 1, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $22)", &[&merchant, &id, &customer_id, &m.kind.as_str(), &m.name, &m.fingerprint.as_deref(), &m.brand, &m.bin, &m.last4, &m.pan_length, &m.exp_month, &m.exp_year, &m.routing_number, &m.account_last4, &m.tax_id_last4, &m.account_type, &m.account_holder_type, &m.secret, &m.tax_id_secret, &i64::from(m.key_version), &m.search_text, &now]).await?;
         self.event("payment_method.created", id).await?;
         // A customer's first active method of a kind becomes its default.
         let col = m.kind.default_column();
-        let set = on_tx!(self, c => sqlx::query(&format!(
-            "UPDATE customers SET {col} = $1, version = version + 1, modified_at = $2 \
-             WHERE merchant_id = $3 AND id = $4 AND {col} IS NULL"))
-            .bind(id).bind(now).bind(merchant).bind(customer_id).execute(c).await.map(|r| r.rows_affected()))?;
+        let set = self
+            .exec(
+                &format!(
+                    "UPDATE customers SET {col} = $1, version = version + 1, modified_at = $2 \
+             WHERE merchant_id = $3 AND id = $4 AND {col} IS NULL"
+                ),
+                &[&id, &now, &merchant, &customer_id],
+            )
+            .await?;
         if set == 1 {
             self.event("payment_method.default_changed", id).await?;
         }
@@ -287,8 +288,7 @@ impl WriteTx {
         let merchant = self.merchant();
         let sql =
             format!("SELECT {COLUMNS} FROM {FROM} WHERE pm.merchant_id = $1 AND pm.customer_id = $2 AND pm.id = $3");
-        let row = on_tx!(self, c => sqlx::query_as::<_, MethodRecord>(&sql)
-            .bind(merchant).bind(customer_id).bind(id).fetch_optional(c).await)?;
+        let row = self.fetch_optional::<MethodRecord>(&sql, &[&merchant, &customer_id, &id]).await?;
         row.ok_or(StoreError::NotFound("Payment method"))
     }
 
@@ -336,11 +336,8 @@ impl WriteTx {
                 rec.account_last4.as_deref().unwrap_or("")
             ),
         };
-        on_tx!(self, c => sqlx::query(
-            "UPDATE payment_methods SET name = $1, exp_month = $2, exp_year = $3, account_type = $4, account_holder_type = $5, \
-             search_text = $6, version = version + 1, modified_at = $7 WHERE merchant_id = $8 AND id = $9")
-            .bind(name).bind(month).bind(year).bind(account_type).bind(holder_type).bind(search_text).bind(now)
-            .bind(merchant).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+        self.exec("UPDATE payment_methods SET name = $1, exp_month = $2, exp_year = $3, account_type = $4, account_holder_type = $5, \
+             search_text = $6, version = version + 1, modified_at = $7 WHERE merchant_id = $8 AND id = $9", &[&name, &month, &year, &account_type, &holder_type, &search_text, &now, &merchant, &id]).await?;
         self.event("payment_method.updated", id).await?;
         self.get_method(customer_id, id).await
     }
@@ -357,9 +354,8 @@ impl WriteTx {
         if !rec.is_default {
             let (merchant, now) = (self.merchant(), self.now);
             let col = rec.kind().default_column();
-            on_tx!(self, c => sqlx::query(&format!(
-                "UPDATE customers SET {col} = $1, version = version + 1, modified_at = $2 WHERE merchant_id = $3 AND id = $4"))
-                .bind(id).bind(now).bind(merchant).bind(customer_id).execute(c).await.map(|r| r.rows_affected()))?;
+            self.exec(&format!(
+                "UPDATE customers SET {col} = $1, version = version + 1, modified_at = $2 WHERE merchant_id = $3 AND id = $4"), &[&id, &now, &merchant, &customer_id]).await?;
             self.event("payment_method.default_changed", id).await?;
         }
         self.get_method(customer_id, id).await
@@ -371,9 +367,8 @@ impl WriteTx {
         }
         let (merchant, now) = (self.merchant(), self.now);
         let col = rec.kind().default_column();
-        on_tx!(self, c => sqlx::query(&format!(
-            "UPDATE customers SET {col} = NULL, version = version + 1, modified_at = $1 WHERE merchant_id = $2 AND id = $3 AND {col} = $4"))
-            .bind(now).bind(merchant).bind(customer_id).bind(rec.id).execute(c).await.map(|r| r.rows_affected()))?;
+        self.exec(&format!(
+            "UPDATE customers SET {col} = NULL, version = version + 1, modified_at = $1 WHERE merchant_id = $2 AND id = $3 AND {col} = $4"), &[&now, &merchant, &customer_id, &rec.id]).await?;
         self.event("payment_method.default_changed", rec.id).await?;
         Ok(())
     }
@@ -393,9 +388,7 @@ impl WriteTx {
                 self.clear_default(customer_id, &rec).await?;
             }
             let (merchant, now) = (self.merchant(), self.now);
-            on_tx!(self, c => sqlx::query(
-                "UPDATE payment_methods SET status = $1, version = version + 1, modified_at = $2 WHERE merchant_id = $3 AND id = $4")
-                .bind(status).bind(now).bind(merchant).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+            self.exec("UPDATE payment_methods SET status = $1, version = version + 1, modified_at = $2 WHERE merchant_id = $3 AND id = $4", &[&status, &now, &merchant, &id]).await?;
             self.event("payment_method.updated", id).await?;
         }
         self.get_method(customer_id, id).await
@@ -411,8 +404,7 @@ impl WriteTx {
         let rec = self.checked_method(customer_id, id, if_match).await?;
         self.clear_default(customer_id, &rec).await?;
         let merchant = self.merchant();
-        on_tx!(self, c => sqlx::query("DELETE FROM payment_methods WHERE merchant_id = $1 AND id = $2")
-            .bind(merchant).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+        self.exec("DELETE FROM payment_methods WHERE merchant_id = $1 AND id = $2", &[&merchant, &id]).await?;
         self.event("payment_method.deleted", id).await?;
         Ok(())
     }
@@ -421,9 +413,12 @@ impl WriteTx {
     pub async fn reveal_method(&mut self, vault: &Vault, customer_id: Uuid, id: Uuid) -> Result<Revealed, StoreError> {
         let record = self.get_method(customer_id, id).await?;
         let merchant = self.merchant();
-        let (secret, tax): (Option<Vec<u8>>, Option<Vec<u8>>) = on_tx!(self, c => sqlx::query_as(
-            "SELECT secret, tax_id_secret FROM payment_methods WHERE merchant_id = $1 AND id = $2")
-            .bind(merchant).bind(id).fetch_one(c).await)?;
+        let (secret, tax): (Option<Vec<u8>>, Option<Vec<u8>>) = self
+            .fetch_one(
+                "SELECT secret, tax_id_secret FROM payment_methods WHERE merchant_id = $1 AND id = $2",
+                &[&merchant, &id],
+            )
+            .await?;
         let open = |field: &str, blob: &[u8]| -> Result<zeroize::Zeroizing<String>, StoreError> {
             let clear =
                 vault.open(blob, &secret_aad(merchant, id, field)).map_err(|e| StoreError::Crypto(e.to_string()))?;

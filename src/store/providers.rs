@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::keys::secret_aad;
-use super::{Scoped, StoreError, WriteTx, on_conn, on_tx};
+use super::{Scoped, StoreError, WriteTx, on_conn};
 use crate::crypto::Vault;
 use crate::domain::custom::obfuscate;
 use crate::domain::provider::{Credential, ProviderInput};
@@ -60,25 +60,22 @@ impl WriteTx {
         let (key, key_hint) = seal(pp.and_then(|x| x.key.as_ref()), CREDENTIAL_FIELDS[1].1)?;
         let (hmac, hmac_hint) = seal(pp.and_then(|x| x.hmac_key.as_ref()), CREDENTIAL_FIELDS[2].1)?;
         let currencies = pp.filter(|x| !x.currencies.is_empty()).map(|x| x.currencies.join(","));
-        on_tx!(self, c => sqlx::query(
-            "INSERT INTO customer_providers (merchant_id, id, customer_id, provider_config_id, provider, pp_customer_id, pp_type, \
+        self.exec("INSERT INTO customer_providers (merchant_id, id, customer_id, provider_config_id, provider, pp_customer_id, pp_type, \
              pp_login_id, pp_commercial_name, pp_currencies, api_key_secret, api_key_hint, pp_key_secret, pp_key_hint, \
              pp_hmac_secret, pp_hmac_hint, key_version, has_payment_provider, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)")
-            .bind(merchant).bind(id).bind(customer).bind(p.provider_config_id.as_str()).bind(p.provider.as_str())
-            .bind(pp.and_then(|x| x.customer_id.as_deref())).bind(pp.and_then(|x| x.provider_type.as_deref()))
-            .bind(pp.and_then(|x| x.login_id.as_deref())).bind(pp.and_then(|x| x.commercial_name.as_deref()))
-            .bind(currencies).bind(api).bind(api_hint).bind(key).bind(key_hint).bind(hmac).bind(hmac_hint)
-            .bind(i64::from(version)).bind(pp.is_some()).bind(now)
-            .execute(c).await.map(|r| r.rows_affected()))?;
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)", &[&merchant, &id, &customer, &p.provider_config_id.as_str(), &p.provider.as_str(), &pp.and_then(|x| x.customer_id.as_deref()), &pp.and_then(|x| x.provider_type.as_deref()), &pp.and_then(|x| x.login_id.as_deref()), &pp.and_then(|x| x.commercial_name.as_deref()), &currencies, &api, &api_hint, &key, &key_hint, &hmac, &hmac_hint, &i64::from(version), &pp.is_some(), &now]).await?;
         self.event("provider.linked", id).await?;
         Ok(())
     }
 
     pub async fn unlink_provider(&mut self, customer: Uuid, id: Uuid) -> Result<(), StoreError> {
         let merchant = self.merchant();
-        let n = on_tx!(self, c => sqlx::query("DELETE FROM customer_providers WHERE merchant_id = $1 AND customer_id = $2 AND id = $3")
-            .bind(merchant).bind(customer).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+        let n = self
+            .exec(
+                "DELETE FROM customer_providers WHERE merchant_id = $1 AND customer_id = $2 AND id = $3",
+                &[&merchant, &customer, &id],
+            )
+            .await?;
         if n == 0 {
             return Err(StoreError::NotFound("Provider link"));
         }

@@ -213,11 +213,13 @@ fn prefix_expression(text: &str) -> String {
 
 /// One customer's index entry, written when its transaction commits
 /// ([`write_entries`]): FTS5 writes its pending terms to disk as a new segment at
-/// every savepoint release, so entries written inside each group-commit job's
+/// every savepoint (and every statement that opens a statement journal, such as a
+/// multi-row `INSERT`), so entries written inside each group-commit job's
 /// savepoint cost a segment (and later merges) per job — a quarter of a create's
-/// work. Written after the batch's last job, outside any savepoint, they cost one
-/// segment per batch. The entry names the customer by id and is written from its
-/// row, so a customer deleted later in the same batch gets none.
+/// work. Written after the batch's last job, outside any savepoint, one row per
+/// statement, they cost one segment per batch. The entry names the customer by
+/// id and is written from its row, so a customer deleted later in the same batch
+/// gets none.
 pub(crate) struct Entry {
     pub(crate) merchant: Uuid,
     pub(crate) id: Uuid,
@@ -229,73 +231,72 @@ pub(crate) struct Entry {
     pub(crate) replace: bool,
 }
 
-/// Writes `entries` in order, [`ENTRY_ROWS`] to a statement.
-pub(crate) async fn write_entries(c: &mut sqlx::SqliteConnection, entries: &[Entry]) -> Result<(), sqlx::Error> {
-    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| [false, true].map(|replace| entries_sql(ENTRY_ROWS, replace)));
-    let mut rest = entries;
-    while let Some(first) = rest.first() {
-        // A run of one merchant's inserts (or replaces), in the order they were made.
-        let run = rest
-            .iter()
-            .take(ENTRY_ROWS)
-            .take_while(|e| e.merchant == first.merchant && e.replace == first.replace)
-            .count();
-        let (chunk, tail) = rest.split_at(run);
-        let built;
-        let sql = if run == ENTRY_ROWS {
-            &SQL[first.replace as usize]
-        } else {
-            built = entries_sql(run, first.replace);
-            &built
+/// Writes `entries` in order, each keyed by its customer's row (see [`Entry`]).
+pub(crate) fn write_entries(c: &rusqlite::Connection, entries: &[Entry]) -> rusqlite::Result<()> {
+    use rusqlite::OptionalExtension;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut seq = c.prepare_cached("SELECT seq FROM customers WHERE merchant_id = ?1 AND id = ?2")?;
+    // One row per statement: a statement of several rows would flush the index's
+    // pending terms as a new segment each time (see [`Entry`]).
+    let mut insert =
+        c.prepare_cached("INSERT INTO customer_search_fts (rowid, names, contacts) VALUES (?1, ?2, ?3)")?;
+    let mut replace =
+        c.prepare_cached("INSERT OR REPLACE INTO customer_search_fts (rowid, names, contacts) VALUES (?1, ?2, ?3)")?;
+    let mut merchant: Option<(Uuid, Option<i64>)> = None;
+    for e in entries {
+        let first = match merchant {
+            Some((m, first)) if m == e.merchant => first,
+            _ => {
+                let first = first_key(c, e.merchant)?;
+                merchant = Some((e.merchant, first));
+                first
+            }
         };
-        let mut q = sqlx::query(sql);
-        for e in chunk {
-            q = q.bind(e.id).bind(e.names.as_str()).bind(e.contacts.as_str());
-        }
-        q.bind(first.merchant).execute(&mut *c).await?;
-        rest = tail;
+        let Some(first) = first else { continue };
+        // A customer deleted after this entry was made (later in its batch) has no row.
+        let Some(row) = seq.query_row((e.merchant, e.id), |r| r.get::<_, i64>(0)).optional()? else { continue };
+        let statement = if e.replace { &mut replace } else { &mut insert };
+        statement.execute((first | row, e.names.as_str(), e.contacts.as_str()))?;
     }
     Ok(())
 }
 
-/// Index entries to one statement.
-const ENTRY_ROWS: usize = 64;
-
-/// `?` triples of (id, names, contacts terms), then the merchant.
-fn entries_sql(rows: usize, replace: bool) -> String {
-    format!(
-        "INSERT{} INTO customer_search_fts (rowid, names, contacts) \
-         SELECT {} | c.seq, v.column2, v.column3 \
-         FROM (VALUES {}) AS v CROSS JOIN customers AS c ON c.merchant_id = ? AND c.id = v.column1",
-        if replace { " OR REPLACE" } else { "" },
-        first_key_sql("c.merchant_id"),
-        vec!["(?, ?, ?)"; rows].join(", ")
-    )
-}
-
 /// Fills the index from the customers' rows when a migration left it to be built
 /// (migrations are SQL; the terms are computed here), through [`write_entries`]
-/// like every other write. One transaction: a build cut short starts again at the
-/// next start.
-pub(crate) async fn build_if_pending(pool: &sqlx::SqlitePool) -> anyhow::Result<()> {
-    let pending: Option<(String,)> =
-        sqlx::query_as("SELECT name FROM search_index_builds WHERE name = 'customer_search_fts'")
-            .fetch_optional(pool)
-            .await?;
-    if pending.is_none() {
-        return Ok(());
+/// like every other write, on a connection of its own to the database at `path`,
+/// then merges it ([`compact`]). One transaction: a build cut short starts again
+/// at the next start.
+pub(crate) async fn build_if_pending(path: &std::path::Path, pool: &sqlx::SqlitePool) -> anyhow::Result<()> {
+    let path = path.to_owned();
+    if tokio::task::spawn_blocking(move || build(&path)).await?? {
+        compact(pool).await?;
+    }
+    Ok(())
+}
+
+/// [`build_if_pending`]'s build; whether there was one to do.
+fn build(path: &std::path::Path) -> anyhow::Result<bool> {
+    use rusqlite::OptionalExtension;
+    let mut c = rusqlite::Connection::open(path)?;
+    c.busy_timeout(std::time::Duration::from_secs(5))?;
+    let pending = "SELECT name FROM search_index_builds WHERE name = 'customer_search_fts'";
+    if c.query_row(pending, [], |r| r.get::<_, String>(0)).optional()?.is_none() {
+        return Ok(false);
     }
     let started = std::time::Instant::now();
     tracing::info!("building the customers' search index (once, after an upgrade)");
-    let mut tx = pool.begin().await?;
-    sqlx::query("INSERT INTO customer_search_fts (customer_search_fts) VALUES ('delete-all')")
-        .execute(&mut *tx)
-        .await?;
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute("INSERT INTO customer_search_fts (customer_search_fts) VALUES ('delete-all')", [])?;
     let (mut after, mut count) = (0_i64, 0_u64);
     let page = "SELECT seq, merchant_id, id, search_names, search_contacts FROM customers \
-                WHERE seq > $1 ORDER BY seq LIMIT 1000";
+                WHERE seq > ?1 ORDER BY seq LIMIT 1000";
     loop {
-        let rows: Vec<(i64, Uuid, Uuid, String, String)> = sqlx::query_as(page).bind(after).fetch_all(&mut *tx).await?;
+        let rows: Vec<(i64, Uuid, Uuid, String, String)> = tx
+            .prepare_cached(page)?
+            .query_map([after], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+            .collect::<rusqlite::Result<_>>()?;
         let Some(last) = rows.last() else { break };
         after = last.0;
         count += rows.len() as u64;
@@ -309,12 +310,12 @@ pub(crate) async fn build_if_pending(pool: &sqlx::SqlitePool) -> anyhow::Result<
                 replace: false,
             })
             .collect();
-        write_entries(&mut tx, &entries).await?;
+        write_entries(&tx, &entries)?;
     }
-    sqlx::query("DELETE FROM search_index_builds WHERE name = 'customer_search_fts'").execute(&mut *tx).await?;
-    tx.commit().await?;
+    tx.execute("DELETE FROM search_index_builds WHERE name = 'customer_search_fts'", [])?;
+    tx.commit()?;
     tracing::info!(customers = count, seconds = started.elapsed().as_secs_f64(), "built the customers' search index");
-    Ok(compact(pool).await?)
+    Ok(true)
 }
 
 /// Merges the index's segments into one (FTS5's incremental `merge` with a

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::{StoreError, TxInner, WriteTx, on_tx};
+use super::{StoreError, TxInner, WriteTx};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxKind {
@@ -44,6 +44,7 @@ struct Existing {
     payment_method_id: Option<Uuid>,
     credit_account_number: Option<String>,
 }
+super::query::sqlite_row_by_name!(Existing { id, customer_id, kind = "type", amount, currency, occurred_at, payment_method_id, credit_account_number });
 
 /// What recording did.
 pub enum Recorded {
@@ -60,10 +61,13 @@ impl WriteTx {
     pub async fn record_transaction(&mut self, customer: Uuid, t: &NewTransaction) -> Result<Recorded, StoreError> {
         self.lock_customer(customer).await?;
         let (merchant, now) = (self.merchant(), self.now);
-        let existing = on_tx!(self, c => sqlx::query_as::<_, Existing>(
-            "SELECT id, customer_id, type, amount, currency, occurred_at, payment_method_id, credit_account_number \
-             FROM transactions WHERE merchant_id = $1 AND external_id = $2")
-            .bind(merchant).bind(t.external_id.as_str()).fetch_optional(c).await)?;
+        let existing = self
+            .fetch_optional::<Existing>(
+                "SELECT id, customer_id, type, amount, currency, occurred_at, payment_method_id, credit_account_number \
+             FROM transactions WHERE merchant_id = $1 AND external_id = $2",
+                &[&merchant, &t.external_id.as_str()],
+            )
+            .await?;
         if let Some(e) = existing {
             let same = e.customer_id == customer
                 && e.kind == t.kind.as_str()
@@ -82,9 +86,12 @@ impl WriteTx {
             };
         }
         if let Some(pm) = t.payment_method_id {
-            let found: Option<(i32,)> = on_tx!(self, c => sqlx::query_as(
-                "SELECT 1 FROM payment_methods WHERE merchant_id = $1 AND customer_id = $2 AND id = $3")
-                .bind(merchant).bind(customer).bind(pm).fetch_optional(c).await)?;
+            let found: Option<(i32,)> = self
+                .fetch_optional(
+                    "SELECT 1 FROM payment_methods WHERE merchant_id = $1 AND customer_id = $2 AND id = $3",
+                    &[&merchant, &customer, &pm],
+                )
+                .await?;
             if found.is_none() {
                 return Err(StoreError::NotFound("Payment method"));
             }
@@ -98,8 +105,7 @@ impl WriteTx {
                     "SELECT status, customer_id FROM credit_accounts WHERE merchant_id = $1 AND account_number = $2 FOR UPDATE"
                 }
             };
-            let acct: Option<(String, Uuid)> =
-                on_tx!(self, c => sqlx::query_as(sql).bind(merchant).bind(number.as_str()).fetch_optional(c).await)?;
+            let acct: Option<(String, Uuid)> = self.fetch_optional(sql, &[&merchant, &number.as_str()]).await?;
             let (status, owner) = acct.ok_or(StoreError::NotFound("Credit account"))?;
             if owner != customer {
                 return Err(StoreError::NotFound("Credit account"));
@@ -108,14 +114,10 @@ impl WriteTx {
                 return Err(StoreError::Conflict { code: "account_closed", message: "A closed account cannot buy." });
             }
             let changed = match t.kind {
-                TxKind::Purchase => on_tx!(self, c => sqlx::query(
-                    "UPDATE credit_accounts SET outstanding = outstanding + $1 \
-                     WHERE merchant_id = $2 AND account_number = $3 AND credit_limit - outstanding >= $1")
-                    .bind(t.amount).bind(merchant).bind(number.as_str()).execute(c).await.map(|r| r.rows_affected()))?,
-                TxKind::Refund => on_tx!(self, c => sqlx::query(
-                    "UPDATE credit_accounts SET outstanding = CASE WHEN outstanding > $1 THEN outstanding - $1 ELSE 0 END \
-                     WHERE merchant_id = $2 AND account_number = $3")
-                    .bind(t.amount).bind(merchant).bind(number.as_str()).execute(c).await.map(|r| r.rows_affected()))?,
+                TxKind::Purchase => self.exec("UPDATE credit_accounts SET outstanding = outstanding + $1 \
+                     WHERE merchant_id = $2 AND account_number = $3 AND credit_limit - outstanding >= $1", &[&t.amount, &merchant, &number.as_str()]).await?,
+                TxKind::Refund => self.exec("UPDATE credit_accounts SET outstanding = CASE WHEN outstanding > $1 THEN outstanding - $1 ELSE 0 END \
+                     WHERE merchant_id = $2 AND account_number = $3", &[&t.amount, &merchant, &number.as_str()]).await?,
             };
             if changed == 0 {
                 return Err(StoreError::Conflict {
@@ -125,20 +127,14 @@ impl WriteTx {
             }
         }
         let id = Uuid::now_v7();
-        on_tx!(self, c => sqlx::query(
-            "INSERT INTO transactions (merchant_id, id, external_id, customer_id, type, amount, currency, occurred_at, \
-             payment_method_id, credit_account_number, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
-            .bind(merchant).bind(id).bind(t.external_id.as_str()).bind(customer).bind(t.kind.as_str()).bind(t.amount)
-            .bind(t.currency.as_str()).bind(t.occurred_at).bind(t.payment_method_id).bind(t.credit_account_number.as_deref()).bind(now)
-            .execute(c).await.map(|r| r.rows_affected()))?;
+        self.exec("INSERT INTO transactions (merchant_id, id, external_id, customer_id, type, amount, currency, occurred_at, \
+             payment_method_id, credit_account_number, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)", &[&merchant, &id, &t.external_id.as_str(), &customer, &t.kind.as_str(), &t.amount, &t.currency.as_str(), &t.occurred_at, &t.payment_method_id, &t.credit_account_number.as_deref(), &now]).await?;
         // Statistics: refunds count and reduce the volume; the last transaction is the latest by time.
         let signed = if t.kind == TxKind::Refund { -t.amount } else { t.amount };
-        on_tx!(self, c => sqlx::query(
-            "UPDATE customers SET transactions_count = transactions_count + 1, transactions_volume = transactions_volume + $1, \
+        self.exec("UPDATE customers SET transactions_count = transactions_count + 1, transactions_volume = transactions_volume + $1, \
              last_transaction_amount = CASE WHEN last_transaction_at IS NULL OR last_transaction_at <= $2 THEN $1 ELSE last_transaction_amount END, \
              last_transaction_at = CASE WHEN last_transaction_at IS NULL OR last_transaction_at <= $2 THEN $2 ELSE last_transaction_at END \
-             WHERE merchant_id = $3 AND id = $4")
-            .bind(signed).bind(t.occurred_at).bind(merchant).bind(customer).execute(c).await.map(|r| r.rows_affected()))?;
+             WHERE merchant_id = $3 AND id = $4", &[&signed, &t.occurred_at, &merchant, &customer]).await?;
         self.event("transaction.recorded", id).await?;
         Ok(Recorded::New(id))
     }

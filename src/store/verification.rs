@@ -8,7 +8,7 @@ use rand::Rng;
 use uuid::Uuid;
 
 use super::keys::secret_aad;
-use super::{StoreError, TxInner, WriteTx, on_tx};
+use super::{StoreError, TxInner, WriteTx};
 use crate::crypto::Vault;
 use crate::domain::credit::normalize_answer;
 
@@ -84,6 +84,19 @@ struct AccountState {
     mobile_phone: Option<String>,
     merchant_name: String,
 }
+super::query::sqlite_row_by_name!(AccountState {
+    id,
+    status,
+    risk_rating,
+    credit_limit,
+    outstanding,
+    verify_failures,
+    verify_locked_until,
+    vcc_fingerprint,
+    email,
+    mobile_phone,
+    merchant_name
+});
 
 fn code_hash(vault: &Vault, merchant: Uuid, number: &str, code: u32) -> String {
     vault.fingerprint(merchant, &format!("verify:{number}"), code.to_string().as_bytes())
@@ -99,7 +112,7 @@ impl WriteTx {
              FROM credit_accounts a JOIN customers c ON c.merchant_id = a.merchant_id AND c.id = a.customer_id \
              JOIN merchants m ON m.id = a.merchant_id WHERE a.merchant_id = $1 AND a.account_number = $2{lock}"
         );
-        let a = on_tx!(self, c => sqlx::query_as::<_, AccountState>(&sql).bind(merchant).bind(number).fetch_optional(c).await)?;
+        let a = self.fetch_optional::<AccountState>(&sql, &[&merchant, &number]).await?;
         let a = a.ok_or(StoreError::NotFound("Credit account"))?;
         if a.status != "open" {
             return Err(StoreError::Conflict {
@@ -118,9 +131,7 @@ impl WriteTx {
         let failures = a.verify_failures + 1;
         let locked = failures >= MAX_FAILURES;
         let (failures, until) = if locked { (0, Some(now + LOCK_MS)) } else { (failures, None) };
-        on_tx!(self, c => sqlx::query(
-            "UPDATE credit_accounts SET verify_failures = $1, verify_locked_until = $2 WHERE merchant_id = $3 AND account_number = $4")
-            .bind(failures).bind(until).bind(merchant).bind(number).execute(c).await.map(|r| r.rows_affected()))?;
+        self.exec("UPDATE credit_accounts SET verify_failures = $1, verify_locked_until = $2 WHERE merchant_id = $3 AND account_number = $4", &[&failures, &until, &merchant, &number]).await?;
         self.event(
             if locked { "credit_account.verification_locked" } else { "credit_account.verification_failed" },
             a.id,
@@ -131,9 +142,7 @@ impl WriteTx {
 
     async fn record_success(&mut self, number: &str) -> Result<(), StoreError> {
         let merchant = self.merchant();
-        on_tx!(self, c => sqlx::query(
-            "UPDATE credit_accounts SET verify_failures = 0, verify_locked_until = NULL WHERE merchant_id = $1 AND account_number = $2")
-            .bind(merchant).bind(number).execute(c).await.map(|r| r.rows_affected()))?;
+        self.exec("UPDATE credit_accounts SET verify_failures = 0, verify_locked_until = NULL WHERE merchant_id = $1 AND account_number = $2", &[&merchant, &number]).await?;
         Ok(())
     }
 
@@ -147,12 +156,8 @@ impl WriteTx {
     ) -> Result<u32, StoreError> {
         let (merchant, now) = (self.merchant(), self.now);
         let code: u32 = rand::thread_rng().gen_range(100_000..1_000_000);
-        on_tx!(self, c => sqlx::query(
-            "INSERT INTO credit_verifications (merchant_id, id, account_number, format, request_id, code_hash, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-            .bind(merchant).bind(Uuid::now_v7()).bind(number).bind(format.as_str()).bind(request_id)
-            .bind(code_hash(vault, merchant, number, code)).bind(now).bind(now + CODE_TTL_MS)
-            .execute(c).await.map(|r| r.rows_affected()))?;
+        self.exec("INSERT INTO credit_verifications (merchant_id, id, account_number, format, request_id, code_hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", &[&merchant, &Uuid::now_v7(), &number, &format.as_str(), &request_id, &code_hash(vault, merchant, number, code), &now, &(now + CODE_TTL_MS)]).await?;
         Ok(code)
     }
 
@@ -172,11 +177,8 @@ impl WriteTx {
                 .map_err(|e| StoreError::Crypto(e.to_string()))
         };
         let (r, b) = (seal("outbox:recipient", recipient)?, seal("outbox:body", body)?);
-        on_tx!(self, c => sqlx::query(
-            "INSERT INTO notification_outbox (merchant_id, id, channel, recipient, body, key_version, status, next_attempt_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7)")
-            .bind(merchant).bind(id).bind(channel).bind(r).bind(b).bind(i64::from(version)).bind(now)
-            .execute(c).await.map(|r| r.rows_affected()))?;
+        self.exec("INSERT INTO notification_outbox (merchant_id, id, channel, recipient, body, key_version, status, next_attempt_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7)", &[&merchant, &id, &channel, &r, &b, &i64::from(version), &now]).await?;
         Ok(())
     }
 
@@ -218,9 +220,7 @@ impl WriteTx {
             }
             Format::SecurityQuestion => {
                 let (qid, answer) = req.question.clone().unwrap_or_default();
-                let row: Option<(String,)> = on_tx!(self, c => sqlx::query_as(
-                    "SELECT answer_hash FROM credit_security_questions WHERE merchant_id = $1 AND account_number = $2 AND question_id = $3")
-                    .bind(merchant).bind(number).bind(qid).fetch_optional(c).await)?;
+                let row: Option<(String,)> = self.fetch_optional("SELECT answer_hash FROM credit_security_questions WHERE merchant_id = $1 AND account_number = $2 AND question_id = $3", &[&merchant, &number, &qid]).await?;
                 let Some((hash,)) = row else { return Err(StoreError::NotFound("Security question")) };
                 if !answer_matches(&hash, &answer) {
                     return self.record_failure(number, &a).await;
@@ -258,13 +258,19 @@ impl WriteTx {
         let a = self.verifiable_account(number).await?;
         let (merchant, now) = (self.merchant(), self.now);
         let hash = code_hash(vault, merchant, number, code);
-        let found: Option<(Uuid,)> = on_tx!(self, c => sqlx::query_as(
-            "SELECT id FROM credit_verifications WHERE merchant_id = $1 AND account_number = $2 AND code_hash = $3 \
-             AND used_at IS NULL AND expires_at > $4 ORDER BY created_at DESC LIMIT 1")
-            .bind(merchant).bind(number).bind(hash.as_str()).bind(now).fetch_optional(c).await)?;
+        let found: Option<(Uuid,)> = self
+            .fetch_optional(
+                "SELECT id FROM credit_verifications WHERE merchant_id = $1 AND account_number = $2 AND code_hash = $3 \
+             AND used_at IS NULL AND expires_at > $4 ORDER BY created_at DESC LIMIT 1",
+                &[&merchant, &number, &hash.as_str(), &now],
+            )
+            .await?;
         let Some((id,)) = found else { return self.record_failure(number, &a).await };
-        on_tx!(self, c => sqlx::query("UPDATE credit_verifications SET used_at = $1 WHERE merchant_id = $2 AND id = $3")
-            .bind(now).bind(merchant).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+        self.exec(
+            "UPDATE credit_verifications SET used_at = $1 WHERE merchant_id = $2 AND id = $3",
+            &[&now, &merchant, &id],
+        )
+        .await?;
         self.record_success(number).await?;
         self.event("credit_account.verified", a.id).await?;
         Ok(Outcome::Confirmed)
