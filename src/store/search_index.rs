@@ -5,9 +5,9 @@
 //! - `contacts`: "any part of an email or phone". A word that is a substring of a
 //!   contact lies inside one run of ASCII letters and digits of it (`smith` in
 //!   `john.smith.12@example.com`) or spans several. So the column holds every
-//!   suffix of every such run (`smith`, `mith`, `ith`, `th`, `h`, `12`, `2`, …),
-//!   and a word that is one run matches exactly the customers with a term it is a
-//!   prefix of.
+//!   suffix of 3 characters or more of every such run (`smith`, `mith`, `ith`, …;
+//!   a search word reaches contacts from 3 characters), and a word that is one
+//!   run matches exactly the customers with a term it is a prefix of.
 //!
 //! So the usual word (`smith`: a name prefix or a contact part) is one prefix
 //! query over both columns, which yields the union in one pass. It replaced two
@@ -32,11 +32,15 @@ use uuid::Uuid;
 
 use super::customers::{SEQ_BITS, SEQ_MASK};
 
-/// The `contacts` column's terms for one customer's `search_contacts`.
+/// The `contacts` column's terms for one customer's `search_contacts`: the
+/// suffixes of 3 characters or more (a contacts query is a prefix of at least 3,
+/// see [`WordMatch::of`], so a shorter term could never match; a third of all
+/// suffixes, left out of every write).
 pub fn contact_terms(contacts: &str) -> String {
     let mut out = String::new();
     for run in runs(contacts) {
-        for (i, _) in run.char_indices() {
+        // Runs are ASCII, so every byte starts a suffix.
+        for i in 0..run.len().saturating_sub(MIN_CONTACT_TERM - 1) {
             if !out.is_empty() {
                 out.push(' ');
             }
@@ -46,6 +50,9 @@ pub fn contact_terms(contacts: &str) -> String {
     out.make_ascii_lowercase();
     out
 }
+
+/// The shortest contacts fragment a search matches (shorter words match names only).
+const MIN_CONTACT_TERM: usize = 3;
 
 /// The maximal runs of ASCII letters and digits of `s`.
 fn runs(s: &str) -> impl Iterator<Item = &str> {
@@ -87,7 +94,7 @@ impl WordMatch {
             many => {
                 let long: Vec<String> = many
                     .iter()
-                    .filter(|r| r.len() >= 3)
+                    .filter(|r| r.len() >= MIN_CONTACT_TERM)
                     .map(|r| format!("contacts : {}", prefix_expression(r)))
                     .collect();
                 match long.is_empty() {
@@ -351,9 +358,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn terms_are_every_suffix_of_every_run() {
-        assert_eq!(contact_terms("jo.smith@x.io +1416"), "jo o smith mith ith th h x io o 1416 416 16 6");
-        assert_eq!(contact_terms("Zoë@X.COM"), "zo o x com om m");
+    fn terms_are_every_suffix_of_3_or_more_of_every_run() {
+        assert_eq!(contact_terms("jo.smith@x.io +1416"), "smith mith ith 1416 416");
+        assert_eq!(contact_terms("Zoë@X.COM"), "com");
         assert_eq!(contact_terms(""), "");
     }
 
