@@ -14,6 +14,11 @@
 //! thread switch per statement, and a batch costs two (the queue in, the replies
 //! out) however many jobs it holds. The `COMMIT`'s disk flush blocks this thread,
 //! never the async runtime.
+//!
+//! Copying the WAL back into the database (a checkpoint) is left to a thread of
+//! its own ([`Checkpointer`]): done by the writer after a commit, as SQLite does by
+//! default, it held up the batch that crossed the threshold (a fifth of the
+//! writer's time during a large import).
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -56,7 +61,12 @@ impl GroupWriter {
     /// Opens the writer's connection to the database at `path` and starts its
     /// thread, which ends when the last sender is dropped.
     pub(crate) fn start(path: &Path) -> anyhow::Result<GroupWriter> {
-        let conn = open_writer(path)?;
+        Self::start_checkpointing_at(path, CHECKPOINT_FRAMES)
+    }
+
+    /// [`GroupWriter::start`], checkpointing once the WAL holds `frames` frames.
+    fn start_checkpointing_at(path: &Path, frames: i32) -> anyhow::Result<GroupWriter> {
+        let conn = Checkpointer::start(path, open_writer(path)?, frames)?;
         let (queue, rx) = mpsc::channel(QUEUE);
         // Jobs may await what needs the runtime (a timer, a pooled read): they run
         // inside its context.
@@ -104,17 +114,88 @@ fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
     // The same settings as every other connection that writes (see `Db::connect`).
     c.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-         PRAGMA cache_size = -16000; PRAGMA wal_autocheckpoint = 10000; PRAGMA secure_delete = ON; \
-         PRAGMA temp_store = MEMORY;",
+         PRAGMA cache_size = -16000; PRAGMA secure_delete = ON; PRAGMA temp_store = MEMORY;",
     )?;
     c.set_prepared_statement_cache_capacity(128);
     Ok(c)
 }
 
+/// A checkpoint is due once the WAL holds this many frames (~40 MiB).
+const CHECKPOINT_FRAMES: i32 = 10_000;
+
+/// Runs the WAL checkpoints of the writer's commits on a thread and connection
+/// of its own. The writer's connection reports each commit's WAL size to it (a
+/// WAL hook, which replaces SQLite's automatic checkpoint on that connection);
+/// once the WAL has grown past [`CHECKPOINT_FRAMES`] it copies what it can back
+/// into the database (a `PASSIVE` checkpoint: it never waits for, nor blocks, the
+/// writer or readers), and the writer starts the WAL over at a later commit.
+struct Checkpointer {
+    due: std::sync::mpsc::SyncSender<()>,
+    /// The WAL size (frames) that makes a checkpoint due.
+    frames: i32,
+}
+
+/// The writer's connection with the checkpointer its WAL hook reports to (which
+/// must outlive the connection: fields drop in order).
+pub(crate) struct WriterConn {
+    conn: Connection,
+    _checkpointer: Box<Checkpointer>,
+}
+
+impl std::ops::Deref for WriterConn {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl Checkpointer {
+    fn start(path: &Path, conn: Connection, frames: i32) -> anyhow::Result<WriterConn> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let own = Connection::open_with_flags(path, flags)?;
+        // A checkpoint syncs the WAL before copying and the database after, as durably as the writer commits.
+        own.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;")?;
+        let (due, wanted) = std::sync::mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new().name("clientele-checkpoint".into()).spawn(move || {
+            // Ends with the writer (its sender dropped).
+            while wanted.recv().is_ok() {
+                let checkpointed = own.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0));
+                if let Err(e) = checkpointed {
+                    tracing::warn!(error = %e, "a WAL checkpoint failed; the next commit asks again");
+                }
+            }
+        })?;
+        let checkpointer = Box::new(Checkpointer { due, frames });
+        // SAFETY: the hook's context is the boxed checkpointer, which `WriterConn` drops only
+        // after the connection; the hook runs on the thread using the connection.
+        unsafe {
+            let context = &*checkpointer as *const Checkpointer as *mut std::ffi::c_void;
+            rusqlite::ffi::sqlite3_wal_hook(conn.handle(), Some(wal_committed), context);
+        }
+        Ok(WriterConn { conn, _checkpointer: checkpointer })
+    }
+}
+
+/// SQLite's WAL hook: called after each commit with the WAL's size in frames.
+unsafe extern "C" fn wal_committed(
+    context: *mut std::ffi::c_void,
+    _db: *mut rusqlite::ffi::sqlite3,
+    _name: *const std::ffi::c_char,
+    frames: std::ffi::c_int,
+) -> std::ffi::c_int {
+    // SAFETY: `context` is the `Checkpointer` registered with the hook, alive while the connection is.
+    let checkpointer = unsafe { &*(context as *const Checkpointer) };
+    if frames >= checkpointer.frames {
+        // Full: a checkpoint is already due, which covers this commit too.
+        let _ = checkpointer.due.try_send(());
+    }
+    rusqlite::ffi::SQLITE_OK
+}
+
 /// The batch connection, lent to one job at a time; it comes back through `back`
 /// with whether the job committed, when the job commits or drops its transaction.
 pub(crate) struct Lease {
-    conn: Option<Connection>,
+    conn: Option<WriterConn>,
     back: Option<oneshot::Sender<Returned>>,
     /// Search index entries the job made, written when its batch commits.
     entries: Vec<search_index::Entry>,
@@ -122,7 +203,7 @@ pub(crate) struct Lease {
 
 /// What a job hands back: the connection, whether it committed, and (if it did)
 /// its search index entries.
-type Returned = (Connection, bool, Vec<search_index::Entry>);
+type Returned = (WriterConn, bool, Vec<search_index::Entry>);
 
 impl Lease {
     /// Ends the job's part: `committed` keeps its savepoint, otherwise it is rolled back.
@@ -171,7 +252,7 @@ fn newest_creation(conn: &Connection) -> i64 {
     conn.query_row("SELECT created_at FROM customers ORDER BY seq DESC LIMIT 1", [], |r| r.get(0)).unwrap_or(0)
 }
 
-fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
+fn writer(mut conn: WriterConn, mut rx: mpsc::Receiver<Job>) {
     let mut clock: Option<i64> = None;
     let mut batch: Vec<(Deliver, bool)> = Vec::with_capacity(MAX_BATCH);
     // A bulk job met while gathering a batch starts the next one.
@@ -261,7 +342,7 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
 /// Runs one job, stamped `now`, in the savepoint (or transaction) the writer opened, to its end on this thread.
 /// Returns the connection, whether the job committed, its search index entries and its delivery; `None` if the
 /// job never gave the connection back.
-fn run_job(conn: Connection, job: Job, now: i64) -> Option<(Connection, bool, Vec<search_index::Entry>, Deliver)> {
+fn run_job(conn: WriterConn, job: Job, now: i64) -> Option<(WriterConn, bool, Vec<search_index::Entry>, Deliver)> {
     let (back, mut returned) = oneshot::channel();
     let lease = Lease { conn: Some(conn), back: Some(back), entries: Vec::new() };
     let tx = WriteTx { inner: TxInner::Sqlite(lease), actor: job.actor, now };
@@ -271,4 +352,36 @@ fn run_job(conn: Connection, job: Job, now: i64) -> Option<(Connection, bool, Ve
         .unwrap_or_else(|_| Box::new(|_| ()));
     let (conn, committed, entries) = returned.try_recv().ok()?;
     Some((conn, committed, entries, deliver))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{StoreError, Tenant};
+
+    #[tokio::test]
+    async fn commits_reach_the_database_file_without_the_writer_checkpointing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        Connection::open(&path).unwrap().execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x BLOB);").unwrap();
+        let size = || std::fs::metadata(&path).unwrap().len();
+        let before = size();
+        let writer = GroupWriter::start_checkpointing_at(&path, 16).unwrap();
+        let actor = Actor::system(Tenant::trusted(uuid::Uuid::now_v7()));
+        for _ in 0..20 {
+            let job = |mut tx: WriteTx| async move {
+                tx.exec("INSERT INTO t (x) VALUES (randomblob(8000))", &[]).await?;
+                tx.commit().await?;
+                Ok::<_, StoreError>(())
+            };
+            writer.write(actor.clone(), false, job).await.unwrap();
+        }
+        // 20 rows of 8 kB are some 60 WAL frames: past 16, the checkpointer copies them
+        // into the file. (Left to SQLite, nothing would: its own threshold is 1,000.)
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while size() < before + 150_000 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(size() >= before + 150_000, "the file grew from {before} to {} bytes only", size());
+    }
 }
