@@ -301,6 +301,7 @@ async fn export(config: &Config, merchant: Uuid, output: Option<&std::path::Path
 }
 
 fn main() -> ExitCode {
+    clientele::store::configure_sqlite();
     let cli = Cli::parse();
     telemetry::init_logs(cli.config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
