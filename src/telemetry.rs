@@ -20,17 +20,55 @@ pub fn init_logs(format: LogFormat) {
     };
 }
 
+/// How often the recorder folds recorded samples into its histograms.
+const UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The process-wide recorder (installed once; tests start many apps in one process).
+///
+/// The recorder keeps every histogram sample until something folds them into the
+/// histograms' buckets: a scrape of `/metrics`, or its upkeep. Nothing ran the
+/// upkeep, so a server nobody scraped grew by every request's latency sample
+/// (15 MB per 750,000 requests); a thread of the recorder's own now runs it.
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
             let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full("http_request_duration_seconds".into()), &buckets)
                 .expect("buckets are non-empty")
                 .install_recorder()
-                .expect("the metrics recorder is installed once")
+                .expect("the metrics recorder is installed once");
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP);
+                    upkeep.run_upkeep();
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "no metrics upkeep thread: samples are folded only when scraped");
+            }
+            handle
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recorder_folds_its_samples_without_being_scraped() {
+        let handle = metrics_handle();
+        let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .expect("Linux")
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .collect();
+        assert!(threads.iter().any(|name| name.trim() == "metrics-upkeep"), "threads: {threads:?}");
+        // Upkeep folds samples in; it loses none.
+        metrics::histogram!("clientele_test_upkeep_seconds").record(0.5);
+        handle.run_upkeep();
+        assert!(handle.render().contains("clientele_test_upkeep_seconds_count 1"), "{}", handle.render());
+    }
 }

@@ -71,7 +71,7 @@ impl GroupWriter {
         // Jobs may await what needs the runtime (a timer, a pooled read): they run
         // inside its context.
         let runtime = tokio::runtime::Handle::try_current().ok();
-        std::thread::Builder::new().name("clientele-writer".into()).spawn(move || {
+        std::thread::Builder::new().name("db-writer".into()).spawn(move || {
             let _context = runtime.as_ref().map(|r| r.enter());
             writer(conn, rx);
         })?;
@@ -157,7 +157,7 @@ impl Checkpointer {
         // A checkpoint syncs the WAL before copying and the database after, as durably as the writer commits.
         own.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;")?;
         let (due, wanted) = std::sync::mpsc::sync_channel::<()>(1);
-        std::thread::Builder::new().name("clientele-checkpoint".into()).spawn(move || {
+        std::thread::Builder::new().name("db-checkpoint".into()).spawn(move || {
             // Ends with the writer (its sender dropped).
             while wanted.recv().is_ok() {
                 if let Err(e) = checkpoint(&own) {
