@@ -386,22 +386,33 @@ mod tests {
     use super::*;
     use crate::store::{StoreError, Tenant};
 
-    #[tokio::test]
-    async fn commits_reach_the_database_file_through_the_checkpointer() {
+    /// A WAL database with one table, `t`, and a writer checkpointing at 16 frames.
+    fn writer_on_a_new_database() -> (tempfile::TempDir, std::path::PathBuf, GroupWriter) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
         Connection::open(&path).unwrap().execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x BLOB);").unwrap();
+        let writer = GroupWriter::start_checkpointing_at(&path, 16).unwrap();
+        (dir, path, writer)
+    }
+
+    /// Commits one row of `bytes` random bytes through the writer.
+    async fn insert_blob(writer: &GroupWriter, bytes: i64) {
+        let actor = Actor::system(Tenant::trusted(uuid::Uuid::now_v7()));
+        let job = move |mut tx: WriteTx| async move {
+            tx.exec("INSERT INTO t (x) VALUES (randomblob($1))", &[&bytes]).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(())
+        };
+        writer.write(actor, false, job).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn commits_reach_the_database_file_through_the_checkpointer() {
+        let (_dir, path, writer) = writer_on_a_new_database();
         let size = || std::fs::metadata(&path).unwrap().len();
         let before = size();
-        let writer = GroupWriter::start_checkpointing_at(&path, 16).unwrap();
-        let actor = Actor::system(Tenant::trusted(uuid::Uuid::now_v7()));
         for _ in 0..20 {
-            let job = |mut tx: WriteTx| async move {
-                tx.exec("INSERT INTO t (x) VALUES (randomblob(8000))", &[]).await?;
-                tx.commit().await?;
-                Ok::<_, StoreError>(())
-            };
-            writer.write(actor.clone(), false, job).await.unwrap();
+            insert_blob(&writer, 8000).await;
         }
         // 20 rows of 8 kB are some 60 WAL frames: past 16, the checkpointer copies them
         // into the file. (Left to SQLite, nothing would: its own threshold is 1,000.)
@@ -414,23 +425,14 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_wal_starts_over_while_the_writer_never_pauses() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.db");
-        Connection::open(&path).unwrap().execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x BLOB);").unwrap();
-        let writer = GroupWriter::start_checkpointing_at(&path, 16).unwrap();
-        let actor = Actor::system(Tenant::trusted(uuid::Uuid::now_v7()));
+        let (dir, _path, writer) = writer_on_a_new_database();
         // 64 writers at once keep the queue full, so batches follow each other without a pause.
         let tasks: Vec<_> = (0..64)
             .map(|_| {
-                let (writer, actor) = (writer.clone(), actor.clone());
+                let writer = writer.clone();
                 tokio::spawn(async move {
                     for _ in 0..40 {
-                        let job = |mut tx: WriteTx| async move {
-                            tx.exec("INSERT INTO t (x) VALUES (randomblob(3000))", &[]).await?;
-                            tx.commit().await?;
-                            Ok::<_, StoreError>(())
-                        };
-                        writer.write(actor.clone(), false, job).await.unwrap();
+                        insert_blob(&writer, 3000).await;
                     }
                 })
             })
