@@ -61,11 +61,18 @@ mod tests {
     #[test]
     fn the_recorder_folds_its_samples_without_being_scraped() {
         let handle = metrics_handle();
-        let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
-            .expect("Linux")
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-            .collect();
-        assert!(threads.iter().any(|name| name.trim() == "metrics-upkeep"), "threads: {threads:?}");
+        let threads = || -> Vec<String> {
+            std::fs::read_dir("/proc/self/task")
+                .expect("Linux")
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .collect()
+        };
+        // A new thread names itself once it runs.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !threads().iter().any(|name| name.trim() == "metrics-upkeep") && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(threads().iter().any(|name| name.trim() == "metrics-upkeep"), "threads: {:?}", threads());
         // Upkeep folds samples in; it loses none.
         metrics::histogram!("clientele_test_upkeep_seconds").record(0.5);
         handle.run_upkeep();
