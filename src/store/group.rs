@@ -107,9 +107,14 @@ impl GroupWriter {
     }
 }
 
-fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+/// A connection that may write, used by one thread at a time (no SQLite mutex).
+fn open_read_write(path: &Path) -> rusqlite::Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-    let c = Connection::open_with_flags(path, flags)?;
+    Connection::open_with_flags(path, flags)
+}
+
+fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+    let c = open_read_write(path)?;
     c.busy_timeout(Duration::from_secs(5))?;
     // The same settings as every other connection that writes (see `Db::connect`).
     c.execute_batch(
@@ -152,8 +157,7 @@ impl std::ops::Deref for WriterConn {
 
 impl Checkpointer {
     fn start(path: &Path, conn: Connection, frames: i32) -> anyhow::Result<WriterConn> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-        let own = Connection::open_with_flags(path, flags)?;
+        let own = open_read_write(path)?;
         // A checkpoint syncs the WAL before copying and the database after, as durably as the writer commits.
         own.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;")?;
         let (due, wanted) = std::sync::mpsc::sync_channel::<()>(1);

@@ -160,7 +160,8 @@ impl Db {
                     "an in-memory SQLite database cannot be shared by the service's connections; use sqlite://PATH"
                 );
             }
-            if let Some(dir) = Path::new(connect.get_filename()).parent()
+            let path = Path::new(connect.get_filename()).to_owned();
+            if let Some(dir) = path.parent()
                 && !dir.as_os_str().is_empty()
             {
                 std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -184,14 +185,12 @@ impl Db {
                 .connect_with(connect.clone().read_only(true).pragma("cache_size", "-4000"))
                 .await
                 .context("opening the SQLite database for reading")?;
-            let group = group::GroupWriter::start(Path::new(connect.get_filename()))
-                .context("opening the SQLite database for the writer")?;
+            let group = group::GroupWriter::start(&path).context("opening the SQLite database for the writer")?;
             // One per runtime thread and a few spare: a holder never awaits, so
             // callers practically never queue for one.
             let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-            let inline = inline::InlineReaders::open(Path::new(connect.get_filename()), threads + 2)
+            let inline = inline::InlineReaders::open(&path, threads + 2)
                 .context("opening the SQLite database for inline reads")?;
-            let path = Path::new(connect.get_filename()).to_owned();
             Ok(Db { pools: Pools::Sqlite { read, write, group, path, inline: std::sync::Arc::new(inline) } })
         } else {
             anyhow::bail!("unsupported database URL (use sqlite://PATH or postgres://...)")
