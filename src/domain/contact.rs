@@ -4,6 +4,8 @@
 use std::str::FromStr;
 
 use email_address::{EmailAddress, Options};
+use rlibphonenumber::enums::Region;
+use rlibphonenumber::{PHONE_NUMBER_UTIL, PhoneNumberFormat};
 
 use super::Problems;
 
@@ -65,10 +67,10 @@ impl Phone {
         if t.is_empty() {
             return None;
         }
-        let id = region.and_then(|r| phonenumber::country::Id::from_str(r).ok());
-        let parsed = if t.len() <= 40 { phonenumber::parse(id, t).ok() } else { None };
+        let id = region.and_then(|r| Region::from_str(r).ok());
+        let parsed = if t.len() <= 40 { PHONE_NUMBER_UTIL.parse(t, id).ok() } else { None };
         match parsed {
-            Some(n) if phonenumber::is_valid(&n) => Some(Phone(n.format().mode(phonenumber::Mode::E164).to_string())),
+            Some(n) if n.is_valid() => Some(Phone(n.format_as(PhoneNumberFormat::E164).into_owned())),
             _ => {
                 let hint = if id.is_none() && !t.starts_with('+') {
                     " Give it in international form (+country code) or with an address country."
@@ -119,5 +121,8 @@ mod tests {
         assert!(Phone::parse("4165550199", None, "x", &mut p).is_none());
         assert!(Phone::parse("12345678", Some("US"), "x", &mut p).is_none());
         assert!(p.iter().next().unwrap().message.contains("international"));
+        // A number in international form keeps its own country whatever the address's.
+        assert_eq!(Phone::parse("+33 1 23 45 67 89", Some("US"), "x", &mut p).unwrap().as_str(), "+33123456789");
+        assert_eq!(Phone::parse("+44 20 7946 0958", Some("CA"), "x", &mut p).unwrap().as_str(), "+442079460958");
     }
 }
