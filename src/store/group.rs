@@ -326,10 +326,17 @@ fn writer(mut conn: WriterConn, mut rx: mpsc::Receiver<Job>) {
             entries.extend(job_entries);
             let mut next = None;
             if !alone && batch.len() < MAX_BATCH && started.elapsed() < MAX_BATCH_TIME {
-                match rx.try_recv() {
-                    Ok(j) if j.alone => carried = Some(j),
-                    Ok(j) => next = Some(j),
-                    Err(_) => {}
+                // An empty queue gets one more look after letting other threads run:
+                // where the writer shares a core with the runtime, requests parsed
+                // meanwhile join this commit instead of waiting for the next one.
+                let job = rx.try_recv().ok().or_else(|| {
+                    std::thread::yield_now();
+                    rx.try_recv().ok()
+                });
+                match job {
+                    Some(j) if j.alone => carried = Some(j),
+                    Some(j) => next = Some(j),
+                    None => {}
                 }
             }
             // End this job's savepoint, then open the next one's or commit the batch.
