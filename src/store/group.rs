@@ -116,11 +116,9 @@ fn open_read_write(path: &Path) -> rusqlite::Result<Connection> {
 fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
     let c = open_read_write(path)?;
     c.busy_timeout(Duration::from_secs(5))?;
-    // The same settings as every other connection that writes (see `Db::connect`).
-    c.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-         PRAGMA cache_size = -16000; PRAGMA secure_delete = ON; PRAGMA temp_store = MEMORY;",
-    )?;
+    let settings: String =
+        super::SQLITE_WRITE_PRAGMAS.iter().map(|(name, value)| format!("PRAGMA {name} = {value}; ")).collect();
+    c.execute_batch(&settings)?;
     c.set_prepared_statement_cache_capacity(128);
     Ok(c)
 }

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
@@ -115,6 +115,20 @@ macro_rules! on_conn {
 }
 pub(crate) use on_conn;
 
+/// The settings of every SQLite connection that writes: the sqlx pool's (migrations
+/// and the writes outside the group writer) and the group writer's own
+/// ([`group`]), which adds its own checkpointing.
+pub(crate) const SQLITE_WRITE_PRAGMAS: [(&str, &str); 6] = [
+    ("journal_mode", "WAL"),
+    // FULL: a commit is on disk (WAL fsynced) before we answer 200.
+    ("synchronous", "FULL"),
+    ("foreign_keys", "ON"),
+    ("cache_size", "-16000"),
+    // Deleted rows (ciphertext included) are overwritten, not left in free pages.
+    ("secure_delete", "ON"),
+    ("temp_store", "MEMORY"),
+];
+
 pub struct DbOptions {
     pub max_connections: u32,
 }
@@ -138,21 +152,16 @@ impl Db {
                 .context("connecting to PostgreSQL")?;
             Ok(Db { pools: Pools::Postgres(pool) })
         } else if url.starts_with("sqlite:") {
-            let connect = SqliteConnectOptions::from_str(url)
+            let options = SqliteConnectOptions::from_str(url)
                 .context("parsing the SQLite URL")?
                 .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                // FULL: a commit is on disk (WAL fsynced) before we answer 200.
-                .synchronous(SqliteSynchronous::Full)
-                .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(5))
-                .pragma("cache_size", "-16000")
+                .busy_timeout(Duration::from_secs(5));
+            let connect = SQLITE_WRITE_PRAGMAS
+                .iter()
+                .fold(options, |o, (name, value)| o.pragma(*name, *value))
                 // Checkpoint every ~40 MiB of WAL rather than 4: a page written by many
                 // commits in between is copied back once.
-                .pragma("wal_autocheckpoint", "10000")
-                // Deleted rows (ciphertext included) are overwritten, not left in free pages.
-                .pragma("secure_delete", "on")
-                .pragma("temp_store", "memory");
+                .pragma("wal_autocheckpoint", "10000");
             // The inline readers open the database by its file name; a memory
             // database has none they could share.
             if url.contains(":memory:") || url.contains("mode=memory") {
