@@ -67,12 +67,13 @@ mod tests {
                 .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
                 .collect()
         };
+        let upkeep_runs = || threads().iter().any(|name| name.trim() == "metrics-upkeep");
         // A new thread names itself once it runs.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while !threads().iter().any(|name| name.trim() == "metrics-upkeep") && std::time::Instant::now() < deadline {
+        while !upkeep_runs() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        assert!(threads().iter().any(|name| name.trim() == "metrics-upkeep"), "threads: {:?}", threads());
+        assert!(upkeep_runs(), "threads: {:?}", threads());
         // Upkeep folds samples in; it loses none.
         metrics::histogram!("clientele_test_upkeep_seconds").record(0.5);
         handle.run_upkeep();

@@ -339,7 +339,7 @@ fn writer(mut conn: WriterConn, mut rx: mpsc::Receiver<Job>) {
             }
             // End this job's savepoint, then open the next one's or commit the batch.
             let end: &[&str] = match (alone, committed) {
-                (true, true) | (true, false) => &[],
+                (true, _) => &[],
                 (false, true) => &["RELEASE job"],
                 (false, false) => &["ROLLBACK TO job", "RELEASE job"],
             };
