@@ -1292,6 +1292,49 @@ mod migration_tests {
         assert_eq!(keys, 2, "one entry per customer that exists");
     }
 
+    /// A bulk batch holds the search index's automatic merging off only while it
+    /// writes its entries: after it, committed or not, the setting is what it was,
+    /// and its customers are searchable.
+    #[tokio::test]
+    async fn a_bulk_batch_leaves_the_search_index_merging_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("bulk.db").display());
+        let db = Db::connect(&url, &DbOptions::default()).await.unwrap();
+        db.migrate().await.unwrap();
+        let a = db.create_merchant("a").await.unwrap();
+        let Pools::Sqlite { write, .. } = &db.pools else { unreachable!() };
+        let automerge = || async {
+            sqlx::query_scalar::<_, i64>("SELECT v FROM customer_search_fts_config WHERE k = 'automerge'")
+                .fetch_optional(write)
+                .await
+                .unwrap()
+        };
+        let bulk = |last: &'static str, commit: bool| {
+            let many: Vec<(Uuid, CustomerInput)> =
+                (0..50).map(|i| (Uuid::now_v7(), input(&format!("N{i}"), last))).collect();
+            db.write_bulk(Actor::system(a), move |mut tx| async move {
+                let rows: Vec<(Uuid, &CustomerInput)> = many.iter().map(|(id, c)| (*id, c)).collect();
+                tx.insert_customer_rows(&rows).await?;
+                match commit {
+                    true => Ok::<_, StoreError>(tx.commit().await?),
+                    false => Err(StoreError::NotFound("on purpose")),
+                }
+            })
+        };
+        bulk("Abbott", true).await.unwrap();
+        assert_eq!(automerge().await, Some(4), "FTS5's own default, now written down");
+        assert_eq!(search(&db, a, "abbott").await.1, 50);
+        sqlx::query("INSERT INTO customer_search_fts (customer_search_fts, rank) VALUES ('automerge', 8)")
+            .execute(write)
+            .await
+            .unwrap();
+        bulk("Barker", true).await.unwrap();
+        assert!(bulk("Carver", false).await.is_err());
+        assert_eq!(automerge().await, Some(8), "an operator's setting is kept");
+        assert_eq!(search(&db, a, "barker").await.1, 50);
+        assert_eq!(search(&db, a, "carver").await.1, 0);
+    }
+
     /// A database written before the full-text keys were partitioned by merchant
     /// (and before the contacts index held run suffixes) keeps every customer
     /// searchable, by name and by any part of the email, under its own merchant

@@ -349,9 +349,12 @@ fn writer(mut conn: WriterConn, mut rx: mpsc::Receiver<Job>) {
                 (Some(_), _) => exec(&conn, &["SAVEPOINT job"]),
                 (None, true) => exec(&conn, &["ROLLBACK"]),
                 // The batch's search index entries go in last, outside every savepoint.
-                (None, false) => search_index::write_entries(&conn, &entries)
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| exec(&conn, &["COMMIT"])),
+                (None, false) => match alone {
+                    true => search_index::write_bulk_entries(&conn, &entries),
+                    false => search_index::write_entries(&conn, &entries),
+                }
+                .map_err(|e| e.to_string())
+                .and_then(|()| exec(&conn, &["COMMIT"])),
             });
             if let Err(why) = ended {
                 drop(next);

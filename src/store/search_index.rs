@@ -238,6 +238,34 @@ pub(crate) struct Entry {
     pub(crate) replace: bool,
 }
 
+/// Writes a bulk batch's entries (an import's thousands) with FTS5's automatic
+/// merging held off. Merging as it goes, FTS5 rewrites every term about once per
+/// level of its index (levels of 4 segments), a fifth of an import's writing;
+/// held off, the segments only merge 16 at a time (its "crisis" merge), and a large
+/// load is merged once at its end ([`super::Db::settle_bulk_load`]). The setting is
+/// restored before the transaction commits, with the terms already written, so
+/// no other write ever sees it off, whatever happens to this one.
+pub(crate) fn write_bulk_entries(c: &rusqlite::Connection, entries: &[Entry]) -> rusqlite::Result<()> {
+    use rusqlite::OptionalExtension;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let automerge: Option<i64> = c
+        .prepare_cached("SELECT v FROM customer_search_fts_config WHERE k = 'automerge'")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    let set = "INSERT INTO customer_search_fts (customer_search_fts, rank) VALUES ('automerge', ?1)";
+    c.prepare_cached(set)?.execute([0])?;
+    write_entries(c, entries)?;
+    // The pending terms go to disk now, unmerged, rather than at the commit.
+    c.prepare_cached("INSERT INTO customer_search_fts (customer_search_fts) VALUES ('flush')")?.execute([])?;
+    c.prepare_cached(set)?.execute([automerge.unwrap_or(DEFAULT_AUTOMERGE)])?;
+    Ok(())
+}
+
+/// FTS5's own `automerge` when none is set.
+const DEFAULT_AUTOMERGE: i64 = 4;
+
 /// Writes `entries` in order, each keyed by its customer's row (see [`Entry`]).
 pub(crate) fn write_entries(c: &rusqlite::Connection, entries: &[Entry]) -> rusqlite::Result<()> {
     use rusqlite::OptionalExtension;
