@@ -1179,6 +1179,16 @@ mod migration_tests {
     use crate::domain::customer::CustomerInput;
     use crate::store::{Actor, Db, DbOptions, Pools, Tenant};
 
+    /// A migrated database in a folder of its own, and one merchant.
+    async fn migrated_with_merchant() -> (tempfile::TempDir, Db, Tenant) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        let db = Db::connect(&url, &DbOptions::default()).await.unwrap();
+        db.migrate().await.unwrap();
+        let a = db.create_merchant("a").await.unwrap();
+        (dir, db, a)
+    }
+
     async fn add(db: &Db, tenant: Tenant, first: &str, last: &str) -> Uuid {
         let body =
             serde_json::json!({ "firstName": first, "lastName": last, "email": format!("{first}.{last}@example.com") });
@@ -1237,11 +1247,7 @@ mod migration_tests {
     /// customers that still exist then.
     #[tokio::test]
     async fn search_entries_follow_what_their_batch_committed() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("batch.db").display());
-        let db = Db::connect(&url, &DbOptions::default()).await.unwrap();
-        db.migrate().await.unwrap();
-        let a = db.create_merchant("a").await.unwrap();
+        let (_dir, db, a) = migrated_with_merchant().await;
         let (kept, gone, renamed, dropped) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         // One job: a create, a create deleted again, a create renamed twice.
         db.write(Actor::system(a), move |mut tx| async move {
@@ -1297,11 +1303,7 @@ mod migration_tests {
     /// and its customers are searchable.
     #[tokio::test]
     async fn a_bulk_batch_leaves_the_search_index_merging_as_it_was() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("bulk.db").display());
-        let db = Db::connect(&url, &DbOptions::default()).await.unwrap();
-        db.migrate().await.unwrap();
-        let a = db.create_merchant("a").await.unwrap();
+        let (_dir, db, a) = migrated_with_merchant().await;
         let Pools::Sqlite { write, .. } = &db.pools else { unreachable!() };
         let automerge = || async {
             sqlx::query_scalar::<_, i64>("SELECT v FROM customer_search_fts_config WHERE k = 'automerge'")
