@@ -309,7 +309,7 @@ async fn export(config: &Config, merchant: Uuid, output: Option<&std::path::Path
 fn main() -> ExitCode {
     clientele::store::configure_sqlite();
     let cli = Cli::parse();
-    telemetry::init_logs(cli.config.log_format);
+    let logs = telemetry::init_logs(cli.config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -317,7 +317,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // Every log line is out before the error, which is the last word.
+    drop(runtime);
+    drop(logs);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
