@@ -103,7 +103,12 @@ pub fn build_router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
 
 impl App {
     pub async fn start(config: &Config) -> anyhow::Result<App> {
-        let db = Db::connect(&config.database_url, &DbOptions { max_connections: config.db_max_connections }).await?;
+        Self::start_with(config, DbOptions { max_connections: config.db_max_connections, ..DbOptions::default() }).await
+    }
+
+    /// [`App::start`] with database settings of the caller's (a bulk import's).
+    pub async fn start_with(config: &Config, db_options: DbOptions) -> anyhow::Result<App> {
+        let db = Db::connect(&config.database_url, &db_options).await?;
         db.migrate().await?;
         let vault = Arc::new(Vault::new(crypto::load_master_key(config.master_key.as_ref(), &config.data_dir)?));
         db.load_keys(&vault).await?;

@@ -60,13 +60,14 @@ pub(crate) struct GroupWriter {
 impl GroupWriter {
     /// Opens the writer's connection to the database at `path` and starts its
     /// thread, which ends when the last sender is dropped.
-    pub(crate) fn start(path: &Path) -> anyhow::Result<GroupWriter> {
-        Self::start_checkpointing_at(path, CHECKPOINT_FRAMES)
+    /// The writer keeps `cache_kib` KiB of pages.
+    pub(crate) fn start(path: &Path, cache_kib: u32) -> anyhow::Result<GroupWriter> {
+        Self::start_checkpointing_at(path, CHECKPOINT_FRAMES, cache_kib)
     }
 
     /// [`GroupWriter::start`], checkpointing once the WAL holds `frames` frames.
-    fn start_checkpointing_at(path: &Path, frames: i32) -> anyhow::Result<GroupWriter> {
-        let conn = Checkpointer::start(path, open_writer(path)?, frames)?;
+    fn start_checkpointing_at(path: &Path, frames: i32, cache_kib: u32) -> anyhow::Result<GroupWriter> {
+        let conn = Checkpointer::start(path, open_writer(path, cache_kib)?, frames)?;
         let (queue, rx) = mpsc::channel(QUEUE);
         // Jobs may await what needs the runtime (a timer, a pooled read): they run
         // inside its context.
@@ -113,12 +114,14 @@ fn open_read_write(path: &Path) -> rusqlite::Result<Connection> {
     Connection::open_with_flags(path, flags)
 }
 
-fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+fn open_writer(path: &Path, cache_kib: u32) -> rusqlite::Result<Connection> {
     let c = open_read_write(path)?;
     c.busy_timeout(Duration::from_secs(5))?;
     let settings: String =
         super::SQLITE_WRITE_PRAGMAS.iter().map(|(name, value)| format!("PRAGMA {name} = {value}; ")).collect();
     c.execute_batch(&settings)?;
+    // Negative: a size in KiB rather than pages.
+    c.pragma_update(None, "cache_size", -i64::from(cache_kib))?;
     c.set_prepared_statement_cache_capacity(128);
     Ok(c)
 }
@@ -403,7 +406,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
         Connection::open(&path).unwrap().execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x BLOB);").unwrap();
-        let writer = GroupWriter::start_checkpointing_at(&path, 16).unwrap();
+        let writer = GroupWriter::start_checkpointing_at(&path, 16, crate::store::WRITER_CACHE_KIB).unwrap();
         (dir, path, writer)
     }
 

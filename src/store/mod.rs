@@ -123,7 +123,7 @@ pub(crate) const SQLITE_WRITE_PRAGMAS: [(&str, &str); 6] = [
     // FULL: a commit is on disk (WAL fsynced) before we answer 200.
     ("synchronous", "FULL"),
     ("foreign_keys", "ON"),
-    ("cache_size", "-16000"),
+    ("cache_size", "-16000"), // WRITER_CACHE_KIB
     // Deleted rows (ciphertext included) are overwritten, not left in free pages.
     ("secure_delete", "ON"),
     ("temp_store", "MEMORY"),
@@ -131,11 +131,18 @@ pub(crate) const SQLITE_WRITE_PRAGMAS: [(&str, &str); 6] = [
 
 pub struct DbOptions {
     pub max_connections: u32,
+    /// SQLite: the page cache of the connection that writes (KiB). A service keeps
+    /// it small; a bulk import holds the index pages its batches touch in it, which
+    /// SQLite would otherwise evict, read back and spill to the WAL mid-batch.
+    pub writer_cache_kib: u32,
 }
+
+/// The writer's page cache of a service: bounded whatever the database's size.
+pub const WRITER_CACHE_KIB: u32 = 16_000;
 
 impl Default for DbOptions {
     fn default() -> Self {
-        DbOptions { max_connections: 16 }
+        DbOptions { max_connections: 16, writer_cache_kib: WRITER_CACHE_KIB }
     }
 }
 
@@ -194,7 +201,8 @@ impl Db {
                 .connect_with(connect.clone().read_only(true).pragma("cache_size", "-4000"))
                 .await
                 .context("opening the SQLite database for reading")?;
-            let group = group::GroupWriter::start(&path).context("opening the SQLite database for the writer")?;
+            let group = group::GroupWriter::start(&path, opts.writer_cache_kib)
+                .context("opening the SQLite database for the writer")?;
             // One per runtime thread and a few spare: a holder never awaits, so
             // callers practically never queue for one.
             let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
