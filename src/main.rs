@@ -233,8 +233,8 @@ const IMPORT_BATCH: usize = 20_000;
 /// The command-line import's writer holds ~200 MB of pages (a service's, 16 MB):
 /// the email and reference indexes of a million customers take random inserts, and
 /// with the small cache each batch read their pages back and spilled them to the
-/// WAL before its commit wrote them again. A million customers: 70-78 -> 61-64 s,
-/// kernel time 22-25 -> 13 s; the import's peak RSS 180 -> 400 MiB.
+/// WAL before its commit wrote them again. A million customers: 64-76 -> 61-66 s,
+/// system time 21-25 -> 13-15 s; the import's peak RSS 185 -> 400 MiB.
 const IMPORT_WRITER_CACHE_KIB: u32 = 200_000;
 
 async fn import(config: &Config, path: &std::path::Path, merchant: Uuid) -> anyhow::Result<()> {

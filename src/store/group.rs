@@ -403,11 +403,33 @@ mod tests {
 
     /// A WAL database with one table, `t`, and a writer checkpointing at 16 frames.
     fn writer_on_a_new_database() -> (tempfile::TempDir, std::path::PathBuf, GroupWriter) {
+        writer_with_cache(crate::store::WRITER_CACHE_KIB)
+    }
+
+    fn writer_with_cache(cache_kib: u32) -> (tempfile::TempDir, std::path::PathBuf, GroupWriter) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
         Connection::open(&path).unwrap().execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x BLOB);").unwrap();
-        let writer = GroupWriter::start_checkpointing_at(&path, 16, crate::store::WRITER_CACHE_KIB).unwrap();
+        let writer = GroupWriter::start_checkpointing_at(&path, 16, cache_kib).unwrap();
         (dir, path, writer)
+    }
+
+    /// The page cache setting the writer's jobs run with (SQLite's: negative is KiB).
+    async fn cache_size(writer: &GroupWriter) -> i64 {
+        let actor = Actor::system(Tenant::trusted(uuid::Uuid::now_v7()));
+        let job = |mut tx: WriteTx| async move {
+            let (size,): (i64,) = tx.fetch_one("PRAGMA cache_size", &[]).await?;
+            Ok::<_, StoreError>(size)
+        };
+        writer.write(actor, false, job).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_writer_keeps_the_page_cache_it_was_given() {
+        // A service's writer keeps 16 MB whatever the database's size; a bulk
+        // import's asks for more, which must not fall back to the default.
+        assert_eq!(cache_size(&writer_on_a_new_database().2).await, -16_000);
+        assert_eq!(cache_size(&writer_with_cache(200_000).2).await, -200_000);
     }
 
     /// Commits one row of `bytes` random bytes through the writer.

@@ -123,7 +123,8 @@ pub(crate) const SQLITE_WRITE_PRAGMAS: [(&str, &str); 6] = [
     // FULL: a commit is on disk (WAL fsynced) before we answer 200.
     ("synchronous", "FULL"),
     ("foreign_keys", "ON"),
-    ("cache_size", "-16000"), // WRITER_CACHE_KIB
+    // The sqlx write pool's; the group writer then sets `DbOptions::writer_cache_kib`.
+    ("cache_size", "-16000"),
     // Deleted rows (ciphertext included) are overwritten, not left in free pages.
     ("secure_delete", "ON"),
     ("temp_store", "MEMORY"),
