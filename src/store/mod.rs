@@ -117,14 +117,13 @@ pub(crate) use on_conn;
 
 /// The settings of every SQLite connection that writes: the sqlx pool's (migrations
 /// and the writes outside the group writer) and the group writer's own
-/// ([`group`]), which adds its own checkpointing.
-pub(crate) const SQLITE_WRITE_PRAGMAS: [(&str, &str); 6] = [
+/// ([`group`]), which adds its own checkpointing. Each sets its page cache itself
+/// ([`WRITER_CACHE_KIB`], [`DbOptions::writer_cache_kib`]).
+pub(crate) const SQLITE_WRITE_PRAGMAS: [(&str, &str); 5] = [
     ("journal_mode", "WAL"),
     // FULL: a commit is on disk (WAL fsynced) before we answer 200.
     ("synchronous", "FULL"),
     ("foreign_keys", "ON"),
-    // The sqlx write pool's; the group writer then sets `DbOptions::writer_cache_kib`.
-    ("cache_size", "-16000"),
     // Deleted rows (ciphertext included) are overwritten, not left in free pages.
     ("secure_delete", "ON"),
     ("temp_store", "MEMORY"),
@@ -138,7 +137,8 @@ pub struct DbOptions {
     pub writer_cache_kib: u32,
 }
 
-/// The writer's page cache of a service: bounded whatever the database's size.
+/// A service's page cache for a connection that writes (KiB): bounded whatever the
+/// database's size.
 pub const WRITER_CACHE_KIB: u32 = 16_000;
 
 impl Default for DbOptions {
@@ -167,6 +167,8 @@ impl Db {
             let connect = SQLITE_WRITE_PRAGMAS
                 .iter()
                 .fold(options, |o, (name, value)| o.pragma(*name, *value))
+                // The group writer keeps `opts.writer_cache_kib` (see `group::open_writer`).
+                .pragma("cache_size", format!("-{WRITER_CACHE_KIB}"))
                 // Checkpoint every ~40 MiB of WAL rather than 4: a page written by many
                 // commits in between is copied back once.
                 .pragma("wal_autocheckpoint", "10000");
