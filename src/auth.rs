@@ -204,6 +204,10 @@ impl<St: Send + Sync, S: RequiredScope> FromRequestParts<St> for Authed<S> {
             return Err(ApiError::forbidden(S::SCOPE.as_str()));
         }
         let claim = parts.extensions.get::<Claim>().cloned();
+        if let Some(c) = &claim {
+            // The reply may now be stored for replay, to keys holding this scope.
+            let _ = c.scope.set(S::SCOPE.as_str());
+        }
         Ok(Authed { ctx, claim, _scope: PhantomData })
     }
 }

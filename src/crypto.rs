@@ -158,6 +158,8 @@ pub struct DecryptError(&'static str);
 pub struct Vault {
     master: MasterKey,
     fingerprint_key: Zeroizing<[u8; 32]>,
+    digest_key: Zeroizing<[u8; 32]>,
+    pepper: Zeroizing<[u8; 32]>,
     keys: RwLock<HashMap<u32, Arc<Aes256Gcm>>>,
 }
 
@@ -183,7 +185,9 @@ fn wrap_aad(version: u32) -> Vec<u8> {
 impl Vault {
     pub fn new(master: MasterKey) -> Vault {
         let fingerprint_key = Zeroizing::new(hmac(master.expose(), &[b"clientele/fingerprint/v1"]));
-        Vault { master, fingerprint_key, keys: RwLock::new(HashMap::new()) }
+        let digest_key = Zeroizing::new(hmac(master.expose(), &[b"clientele/digest/v1"]));
+        let pepper = Zeroizing::new(hmac(master.expose(), &[b"clientele/answer-pepper/v1"]));
+        Vault { master, fingerprint_key, digest_key, pepper, keys: RwLock::new(HashMap::new()) }
     }
 
     fn master_cipher(&self) -> Aes256Gcm {
@@ -270,6 +274,26 @@ impl Vault {
             .map_err(|_| DecryptError("authentication failed"))
     }
 
+    /// A keyed digest (HMAC-SHA-256) of `parts` for `purpose`, for what is stored to
+    /// recognise a value again without keeping it: an `Idempotency-Key` and the
+    /// request it came with. Unkeyed, a digest of a request that carries a card
+    /// number could be confirmed against guesses by anyone holding a copy of the
+    /// database (the BIN, last 4 and expiry stored beside it leave ~10^8 of them);
+    /// keyed with a key derived from the master key, which is never in the
+    /// database, it cannot.
+    pub fn digest(&self, purpose: &str, parts: &[&[u8]]) -> [u8; 32] {
+        let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+        all.push(purpose.as_bytes());
+        all.extend_from_slice(parts);
+        hmac(self.digest_key.as_ref(), &all)
+    }
+
+    /// The secret argon2 mixes into every security answer's hash (a "pepper"): a
+    /// copy of the database alone cannot be used to test guessed answers.
+    pub(crate) fn answer_pepper(&self) -> &[u8; 32] {
+        &self.pepper
+    }
+
     /// A stable, non-reversible identifier of a secret within one merchant:
     /// the same card gives the same value for a merchant, different merchants differ.
     pub fn fingerprint(&self, merchant: uuid::Uuid, kind: &str, secret: &[u8]) -> String {
@@ -309,6 +333,19 @@ mod vault_tests {
         let b = Vault::new(MasterKey(Zeroizing::new([2; 32])));
         assert!(b.install(&[(1, wrapped.clone())]).is_err());
         assert!(a.install(&[(2, wrapped)]).is_err(), "a data key is bound to its version");
+    }
+
+    #[test]
+    fn digests_are_keyed_by_the_master_key_and_separated_by_purpose() {
+        use sha2::Digest;
+        let v = vault(3);
+        let d = v.digest("idempotency/request", &[b"POST", b"/x", b"{}"]);
+        assert_eq!(d, v.digest("idempotency/request", &[b"POST", b"/x", b"{}"]));
+        assert_ne!(d, vault(4).digest("idempotency/request", &[b"POST", b"/x", b"{}"]), "another master key");
+        assert_ne!(d, v.digest("idempotency/key", &[b"POST", b"/x", b"{}"]), "another purpose");
+        assert_ne!(d.as_slice(), Sha256::digest(b"POST\0/x\0{}").as_slice());
+        assert_ne!(v.answer_pepper(), vault(4).answer_pepper());
+        assert_ne!(v.answer_pepper(), &*v.fingerprint_key);
     }
 
     #[test]

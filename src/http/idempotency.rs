@@ -8,11 +8,11 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
 
 use super::extract::read_body;
 use crate::AppState;
 use crate::auth::AuthContext;
+use crate::crypto::Vault;
 use crate::error::ApiError;
 use crate::store::idempotency::ClaimOutcome;
 
@@ -24,26 +24,38 @@ pub const REPLAYED: &str = "idempotent-replayed";
 #[derive(Debug, Clone, Copy)]
 pub struct SensitiveReply;
 
-/// What identifies "the same request": method, path and body. A JSON body is
-/// compared by content (key order and spacing do not matter).
-fn request_hash(method: &Method, path: &str, body: &[u8]) -> Vec<u8> {
-    let canonical = serde_json::from_slice::<serde_json::Value>(body).ok().map(|v| {
+/// What identifies "the same request": method, path and body, as a keyed digest
+/// ([`Vault::digest`]): the body may carry a card number. A JSON body is compared
+/// by content (key order and spacing do not matter) and without its security
+/// codes, which may not be derivable from anything stored, even with the master
+/// key: two requests that differ only in a security code are the same request.
+pub fn request_digest(vault: &Vault, method: &Method, path: &str, body: &[u8]) -> Vec<u8> {
+    let canonical = serde_json::from_slice::<serde_json::Value>(body).ok().map(|mut v| {
+        strip_security_codes(&mut v);
         let mut out = Vec::with_capacity(body.len());
         write_canonical(&v, &mut out);
         out
     });
-    let mut h = Sha256::new();
-    h.update(method.as_str().as_bytes());
-    h.update([0]);
-    h.update(path.as_bytes());
-    h.update([0]);
-    h.update(canonical.as_deref().unwrap_or(body));
-    h.finalize().to_vec()
+    let body = canonical.as_deref().unwrap_or(body);
+    vault.digest("idempotency/request", &[method.as_str().as_bytes(), path.as_bytes(), body]).to_vec()
 }
 
-/// What is stored of an `Idempotency-Key`: its SHA-256, hex.
-pub fn key_digest(key: &str) -> String {
-    Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+/// What is stored of an `Idempotency-Key` (the client's free text: an order
+/// number, or worse): its keyed digest, hex.
+pub fn key_digest(vault: &Vault, key: &str) -> String {
+    vault.digest("idempotency/key", &[key.as_bytes()]).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Removes every `securityCode` member, at any depth.
+fn strip_security_codes(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            map.remove("securityCode");
+            map.values_mut().for_each(strip_security_codes);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_security_codes),
+        _ => {}
+    }
 }
 
 /// JSON with object keys sorted at every level, whatever serde_json's map order is.
@@ -105,18 +117,31 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     let Some(auth) = req.extensions().get::<AuthContext>().cloned() else {
         return Ok(next.run(req).await);
     };
-    // Keys are the client's free text (an order number, or worse); only a digest is stored.
-    let key = key_digest(&key);
+    let vault = state.vault();
+    let key = key_digest(&vault, &key);
     let (mut parts, body) = req.into_parts();
     let bytes = read_body(body).await?;
     // Nested routers see a path without their prefix; the original is the request's identity.
     let path =
         parts.extensions.get::<OriginalUri>().map_or_else(|| parts.uri.path().to_owned(), |u| u.path().to_owned());
-    let hash = request_hash(&parts.method, &path, &bytes);
+    let hash = request_digest(&vault, &parts.method, &path, &bytes);
     let db = state.db();
     let claim = match db.claim_idempotency(auth.tenant, &key, &hash).await? {
         ClaimOutcome::Claimed(c) => c,
-        ClaimOutcome::Replay { status, body } => {
+        ClaimOutcome::Replay { status, body, scope } => {
+            // The replay is what the request would have answered: only to a key that
+            // could have made it.
+            match scope.as_deref() {
+                Some(s) if auth.scopes.iter().any(|held| held.as_str() == s) => {}
+                Some(s) => return Err(ApiError::forbidden(s)),
+                None => {
+                    return Err(ApiError::conflict(
+                        "idempotency_key_reused",
+                        "This Idempotency-Key was already used by a request this key cannot replay.",
+                        None,
+                    ));
+                }
+            }
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             let mut res = (status, body).into_response();
             res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -141,8 +166,12 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     parts.extensions.insert(claim.clone());
     let res = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     let status = res.status();
-    if status.is_server_error() || res.extensions().get::<SensitiveReply>().is_some() {
-        // Nothing was committed: let the client's retry run the request again.
+    // A request refused before it ran (no key, no scope, rate limited, or failed)
+    // says nothing about what the key's request does, and a reply that carries a
+    // revealed secret must not be kept: the key is released, so a retry runs.
+    let refused = matches!(status.as_u16(), 401 | 403 | 429) || status.is_server_error();
+    let scope = claim.scope.get().copied();
+    if refused || scope.is_none() || res.extensions().get::<SensitiveReply>().is_some() {
         if let Err(e) = db.release_idempotency(&claim).await {
             tracing::warn!(error = %e, "could not release an idempotency key");
         }
@@ -153,7 +182,11 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     let (res_parts, res_body) = res.into_parts();
     // Our own replies are already in memory; the request limit does not apply to them.
     let res_bytes = axum::body::to_bytes(res_body, usize::MAX).await.map_err(ApiError::internal)?;
-    db.complete_idempotency(&claim, status.as_u16(), &res_bytes).await?;
+    if let Err(e) = db.complete_idempotency(&claim, status.as_u16(), &res_bytes).await {
+        // The claim was taken over by a retry (this request outlived it): the reply
+        // goes out, and the retry's is the one kept.
+        tracing::warn!(error = %e, "could not store an idempotent reply");
+    }
     Ok(Response::from_parts(res_parts, Body::from(res_bytes)))
 }
 
@@ -161,14 +194,35 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
 mod tests {
     use super::*;
 
+    fn vault() -> Vault {
+        Vault::new(crate::crypto::MasterKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap())
+    }
+
     #[test]
     fn json_bodies_compare_by_content() {
-        let a = request_hash(&Method::POST, "/x", br#"{"a":1,"b":2}"#);
-        let b = request_hash(&Method::POST, "/x", b"{ \"b\": 2, \"a\": 1 }");
-        let c = request_hash(&Method::POST, "/x", br#"{"a":1,"b":3}"#);
-        let d = request_hash(&Method::POST, "/y", br#"{"a":1,"b":2}"#);
+        let v = vault();
+        let a = request_digest(&v, &Method::POST, "/x", br#"{"a":1,"b":2}"#);
+        let b = request_digest(&v, &Method::POST, "/x", b"{ \"b\": 2, \"a\": 1 }");
+        let c = request_digest(&v, &Method::POST, "/x", br#"{"a":1,"b":3}"#);
+        let d = request_digest(&v, &Method::POST, "/y", br#"{"a":1,"b":2}"#);
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_ne!(a, d);
+    }
+
+    #[test]
+    fn security_codes_are_left_out_of_the_digest() {
+        let v = vault();
+        let with = |cvv: &str| {
+            let body = format!(
+                r#"{{"firstName":"A","paymentMethodsCards":[{{"pan":"4111111111111111","securityCode":"{cvv}"}}]}}"#
+            );
+            request_digest(&v, &Method::POST, "/c", body.as_bytes())
+        };
+        assert_eq!(with("123"), with("999"));
+        let without = br#"{"firstName":"A","paymentMethodsCards":[{"pan":"4111111111111111"}]}"#;
+        assert_eq!(with("123"), request_digest(&v, &Method::POST, "/c", without));
+        let other_card = br#"{"firstName":"A","paymentMethodsCards":[{"pan":"4012888888881881"}]}"#;
+        assert_ne!(with("123"), request_digest(&v, &Method::POST, "/c", other_card));
     }
 }

@@ -3,7 +3,17 @@
 //! A request first *claims* its key (a row in state `in_progress`); the work and
 //! the stored reply then commit in one transaction ([`super::WriteTx::commit_replying`]),
 //! so a reply is recorded exactly when the work is. A claim whose request died
-//! before committing is taken over once it is older than any request can run.
+//! before committing is taken over once it is older than any request can run
+//! ([`ABANDONED_MS`], longer than the request deadline); and whatever a request
+//! commits, it commits only while it still holds its claim, checked in the same
+//! transaction: a request that outlived its claim is rolled back, so one key never
+//! runs twice.
+//!
+//! What is stored of a key and its request are keyed digests
+//! ([`crate::crypto::Vault::digest`]), and the reply is stored with the scope the
+//! route required, which a replay checks first.
+
+use std::sync::{Arc, OnceLock};
 
 use uuid::Uuid;
 
@@ -12,7 +22,8 @@ use super::{Actor, Db, StoreError, Tenant, WriteTx, now_ms, on_conn};
 /// Replies are replayed for 24 hours.
 pub const RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
 /// A claim older than this belongs to a request that cannot still be running
-/// (requests time out well before), so its work never committed.
+/// (every request's deadline is shorter, see `config::MAX_REQUEST_TIMEOUT_MS`), so
+/// its work never committed.
 pub const ABANDONED_MS: i64 = 60 * 1000;
 
 #[derive(Debug, Clone)]
@@ -20,6 +31,15 @@ pub struct Claim {
     pub merchant_id: Uuid,
     pub key: String,
     pub claimed_at: i64,
+    /// The scope the route required, set by the handler's scope check when it
+    /// passes; a reply is stored only with one.
+    pub scope: Arc<OnceLock<&'static str>>,
+}
+
+impl Claim {
+    fn new(merchant_id: Uuid, key: String, claimed_at: i64) -> Claim {
+        Claim { merchant_id, key, claimed_at, scope: Arc::default() }
+    }
 }
 
 #[derive(Debug)]
@@ -28,6 +48,8 @@ pub enum ClaimOutcome {
     Replay {
         status: u16,
         body: Vec<u8>,
+        /// The scope the request needed; a replay needs it too.
+        scope: Option<String>,
     },
     /// Same key, different request.
     Reused,
@@ -40,9 +62,17 @@ struct KeyRow {
     state: String,
     response_status: Option<i32>,
     response_body: Option<Vec<u8>>,
+    required_scope: Option<String>,
     created_at: i64,
 }
-super::query::sqlite_row_by_name!(KeyRow { request_hash, state, response_status, response_body, created_at });
+super::query::sqlite_row_by_name!(KeyRow {
+    request_hash,
+    state,
+    response_status,
+    response_body,
+    required_scope,
+    created_at
+});
 
 impl Db {
     /// Claims `key` for a request whose body hashes to `hash`, or says why not.
@@ -62,7 +92,7 @@ impl Db {
         let tenant = Tenant::trusted(claim.merchant_id);
         self.write(Actor::system(tenant), move |mut tx| async move {
             complete_in(&mut tx, &claim, status, &body).await?;
-            Ok(tx.commit().await?)
+            tx.commit().await
         })
         .await
     }
@@ -100,11 +130,11 @@ async fn claim_in(tx: &mut WriteTx, key: String, hash: &[u8]) -> Result<ClaimOut
             )
             .await?;
         if inserted == 1 {
-            return Ok(ClaimOutcome::Claimed(Claim { merchant_id: merchant, key, claimed_at: now }));
+            return Ok(ClaimOutcome::Claimed(Claim::new(merchant, key, now)));
         }
         let row = tx
             .fetch_optional::<KeyRow>(
-                "SELECT request_hash, state, response_status, response_body, created_at \
+                "SELECT request_hash, state, response_status, response_body, required_scope, created_at \
              FROM idempotency_keys WHERE merchant_id = $1 AND key = $2",
                 &[&merchant, &key],
             )
@@ -123,7 +153,8 @@ async fn claim_in(tx: &mut WriteTx, key: String, hash: &[u8]) -> Result<ClaimOut
         }
         if row.state == "completed" {
             let status = row.response_status.and_then(|s| u16::try_from(s).ok()).unwrap_or(200);
-            return Ok(ClaimOutcome::Replay { status, body: row.response_body.unwrap_or_default() });
+            let body = row.response_body.unwrap_or_default();
+            return Ok(ClaimOutcome::Replay { status, body, scope: row.required_scope });
         }
         if row.created_at < now - ABANDONED_MS {
             let taken = tx
@@ -134,7 +165,7 @@ async fn claim_in(tx: &mut WriteTx, key: String, hash: &[u8]) -> Result<ClaimOut
                 )
                 .await?;
             if taken == 1 {
-                return Ok(ClaimOutcome::Claimed(Claim { merchant_id: merchant, key, claimed_at: now }));
+                return Ok(ClaimOutcome::Claimed(Claim::new(merchant, key, now)));
             }
             continue;
         }
@@ -143,12 +174,42 @@ async fn claim_in(tx: &mut WriteTx, key: String, hash: &[u8]) -> Result<ClaimOut
     Ok(ClaimOutcome::InProgress)
 }
 
-pub(super) async fn complete_in(tx: &mut WriteTx, claim: &Claim, status: u16, body: &[u8]) -> Result<(), sqlx::Error> {
-    tx.exec(
-        "UPDATE idempotency_keys SET state = 'completed', response_status = $1, response_body = $2 \
-         WHERE merchant_id = $3 AND key = $4 AND created_at = $5 AND state = 'in_progress'",
-        &[&i32::from(status), &body, &claim.merchant_id, &claim.key, &claim.claimed_at],
-    )
-    .await?;
+/// Stores the reply of the claim's request, which must still hold the claim.
+pub(super) async fn complete_in(tx: &mut WriteTx, claim: &Claim, status: u16, body: &[u8]) -> Result<(), StoreError> {
+    let scope = claim.scope.get().copied();
+    let done = tx
+        .exec(
+            "UPDATE idempotency_keys SET state = 'completed', response_status = $1, response_body = $2, required_scope = $3 \
+         WHERE merchant_id = $4 AND key = $5 AND created_at = $6 AND state = 'in_progress'",
+            &[&i32::from(status), &body, &scope, &claim.merchant_id, &claim.key, &claim.claimed_at],
+        )
+        .await?;
+    if done == 0 {
+        return Err(claim_lost());
+    }
     Ok(())
+}
+
+/// Fails unless the claim's request still holds it. On PostgreSQL the row stays
+/// locked to the end of the transaction, so a retry cannot take the claim over
+/// between this check and the commit.
+pub(super) async fn check_held(tx: &mut WriteTx, claim: &Claim) -> Result<(), StoreError> {
+    let held = tx
+        .exec(
+            "UPDATE idempotency_keys SET created_at = created_at \
+         WHERE merchant_id = $1 AND key = $2 AND created_at = $3 AND state = 'in_progress'",
+            &[&claim.merchant_id, &claim.key, &claim.claimed_at],
+        )
+        .await?;
+    if held == 0 {
+        return Err(claim_lost());
+    }
+    Ok(())
+}
+
+fn claim_lost() -> StoreError {
+    StoreError::Conflict {
+        code: "idempotency_key_in_progress",
+        message: "This request outlived its Idempotency-Key claim, which a retry has taken over; nothing of it was kept.",
+    }
 }

@@ -474,21 +474,26 @@ impl WriteTx {
 
     /// Commits; when the request claimed an idempotency key, its reply is stored in
     /// the same transaction, so the work and its replay record cannot part.
-    pub async fn commit_replying(mut self, status: u16, body: &[u8]) -> Result<(), sqlx::Error> {
-        if let Some(claim) = self.actor.idempotency.clone() {
+    pub async fn commit_replying(mut self, status: u16, body: &[u8]) -> Result<(), StoreError> {
+        if let Some(claim) = self.actor.idempotency.take() {
             idempotency::complete_in(&mut self, &claim, status, body).await?;
         }
         self.commit().await
     }
 
-    /// Commits (on SQLite: keeps this work in the batch, which is acknowledged once durable).
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
+    /// Commits (on SQLite: keeps this work in the batch, which is acknowledged once
+    /// durable). Work done under an `Idempotency-Key` commits only while its request
+    /// still holds the key's claim ([`idempotency::check_held`]).
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        if let Some(claim) = self.actor.idempotency.take() {
+            idempotency::check_held(&mut self, &claim).await?;
+        }
         match self.inner {
             TxInner::Sqlite(lease) => {
                 lease.finish(true);
                 Ok(())
             }
-            TxInner::Postgres(t) => t.commit().await,
+            TxInner::Postgres(t) => Ok(t.commit().await?),
         }
     }
 }

@@ -98,6 +98,15 @@ impl Drop for PgDatabase {
     }
 }
 
+/// The fixed master key of every test server.
+pub const TEST_MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// The test servers' vault (its keyed digests; data keys are not loaded).
+#[allow(dead_code)]
+pub fn test_vault() -> clientele::crypto::Vault {
+    clientele::crypto::Vault::new(clientele::crypto::MasterKey::from_base64(TEST_MASTER_KEY).unwrap())
+}
+
 /// A database of either backend for a test (a temp folder for SQLite).
 pub struct TestDb {
     pub url: String,
@@ -124,9 +133,7 @@ impl TestDb {
             listen: "127.0.0.1:0".parse().unwrap(),
             database_url: self.url.clone(),
             data_dir: self.dir.path().to_path_buf(),
-            master_key: Some(
-                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".parse().unwrap(), // fixed test key
-            ),
+            master_key: Some(TEST_MASTER_KEY.parse().unwrap()),
             log_format: LogFormat::Text,
             db_max_connections: 8,
             smtp_url: None,
@@ -392,5 +399,29 @@ pub async fn blob(url: &str, sql: &str) -> Vec<u8> {
     } else {
         let mut c = sqlx::PgConnection::connect(url).await.unwrap();
         sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+    }
+}
+
+/// One TEXT value straight from a test database.
+#[allow(dead_code)]
+pub async fn text(url: &str, sql: &str) -> String {
+    if url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+    }
+}
+
+/// Runs one statement straight against a test database (to set up what a test needs).
+#[allow(dead_code)]
+pub async fn exec(url: &str, sql: &str) {
+    if url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query(sql).execute(&mut c).await.unwrap();
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query(sql).execute(&mut c).await.unwrap();
     }
 }

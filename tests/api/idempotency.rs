@@ -2,8 +2,20 @@
 
 use reqwest::Method;
 use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use clientele::http::idempotency::{key_digest, request_digest};
 
 use crate::both;
+use crate::helpers::{blob, text};
+
+/// SHA-256 of `method \0 path \0 body`, the unkeyed digest an attacker holding a
+/// copy of the database could test candidate requests against.
+fn unkeyed(path: &str, body: &str) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(format!("POST\0{path}\0{body}"));
+    h.finalize().to_vec()
+}
 
 both! {
     async fn same_key_same_body_replays(app: TestApp) {
@@ -69,16 +81,89 @@ both! {
         let h = [("Idempotency-Key", "slow")];
         let ok = app.send(Method::POST, "/customers", Some(&app.key), Some(body.clone()), &[("Idempotency-Key", "other")]).await;
         ok.expect(200);
-        let hash = {
-            use sha2::Digest;
-            let mut h = sha2::Sha256::new();
-            h.update(b"POST\0/pay-api/v1/customers\0");
-            h.update(serde_json::to_vec(&body).unwrap());
-            h.finalize().to_vec()
-        };
-        app.db.claim_idempotency(tenant, &clientele::http::idempotency::key_digest("slow"), &hash).await.unwrap();
+        let vault = crate::helpers::test_vault();
+        let hash = request_digest(&vault, &reqwest::Method::POST, "/pay-api/v1/customers", &serde_json::to_vec(&body).unwrap());
+        app.db.claim_idempotency(tenant, &key_digest(&vault, "slow"), &hash).await.unwrap();
         let r = app.send(Method::POST, "/customers", Some(&app.key), Some(body), &h).await;
         r.expect_error(409, "idempotency_key_in_progress");
+    }
+
+    async fn no_stored_digest_of_a_card_request_can_be_tested_against_guesses(app: TestApp) {
+        let c = app.create_named("Card", "Holder").await;
+        let path = format!("/pay-api/v1/customers/{c}/payment-methods/cards");
+        let body = json!({"pan": "4111111111111111", "expirationMonth": 12, "expirationYear": 2035, "securityCode": "737"});
+        let r = app.send(Method::POST, &path, Some(&app.key), Some(body), &[("Idempotency-Key", "order-4471")]).await;
+        r.expect(200);
+        let stored = blob(&app.test_db.url, "SELECT request_hash FROM idempotency_keys").await;
+        // The attacker knows BIN, last 4 and expiry from the card's row, and the body's shape.
+        let guesses = (0..1000).map(|cvv| {
+            format!(r#"{{"expirationMonth":12,"expirationYear":2035,"pan":"4111111111111111","securityCode":"{cvv:03}"}}"#)
+        });
+        for guess in guesses.chain([r#"{"expirationMonth":12,"expirationYear":2035,"pan":"4111111111111111"}"#.to_owned()]) {
+            assert_ne!(stored, unkeyed(&path, &guess), "the stored digest confirms the guess {guess}");
+        }
+        let key = text(&app.test_db.url, "SELECT key FROM idempotency_keys").await;
+        let plain: String = Sha256::digest(b"order-4471").iter().map(|b| format!("{b:02x}")).collect();
+        assert_ne!(key, plain, "the client's key is stored as an unkeyed digest");
+        assert!(!key.contains("order-4471"));
+        // And the retry still replays.
+        let again = json!({"pan": "4111111111111111", "expirationMonth": 12, "expirationYear": 2035, "securityCode": "737"});
+        let r2 = app.send(Method::POST, &path, Some(&app.key), Some(again), &[("Idempotency-Key", "order-4471")]).await;
+        assert_eq!(r2.expect(200)["id"], r.body["id"]);
+        assert_eq!(r2.header("idempotent-replayed"), Some("true"));
+    }
+
+    async fn a_replay_checks_the_scope_first(app: TestApp) {
+        use clientele::auth::Scope;
+        let body = json!({"firstName": "Scoped", "lastName": "Replay"});
+        let h = [("Idempotency-Key", "scoped-1")];
+        let created = app.send(Method::POST, "/customers", Some(&app.key), Some(body.clone()), &h).await;
+        created.expect(200);
+        let (_, read_only) = app.key_with(&[Scope::CustomersRead]).await;
+        let replay = app.send(Method::POST, "/customers", Some(&read_only), Some(body.clone()), &h).await;
+        replay.expect_error(403, "insufficient_scope");
+        assert!(replay.body.get("id").is_none());
+        // A refusal is not stored: the full key's request with that key then runs.
+        let h2 = [("Idempotency-Key", "scoped-2")];
+        let refused = app.send(Method::POST, "/customers", Some(&read_only), Some(body.clone()), &h2).await;
+        refused.expect_error(403, "insufficient_scope");
+        let ran = app.send(Method::POST, "/customers", Some(&app.key), Some(body), &h2).await;
+        ran.expect(200);
+        assert_eq!(ran.header("idempotent-replayed"), None, "the 403 was stored and replayed");
+        assert_eq!(app.get("/customers").await.body["total"], 2);
+    }
+
+    async fn a_request_that_outlived_its_claim_cannot_commit(app: TestApp) {
+        use clientele::store::idempotency::ClaimOutcome;
+        use clientele::store::{Actor, StoreError};
+        let tenant = crate::helpers::tenant_of(app.merchant, &app.db).await;
+        let vault = crate::helpers::test_vault();
+        let body = json!({"firstName": "Slow", "lastName": "First"});
+        let hash = request_digest(&vault, &reqwest::Method::POST, "/pay-api/v1/customers", &serde_json::to_vec(&body).unwrap());
+        // Request A claimed the key 61 s ago and is still running.
+        let ClaimOutcome::Claimed(mut a) = app.db.claim_idempotency(tenant, &key_digest(&vault, "late"), &hash).await.unwrap() else {
+            panic!("claimed")
+        };
+        crate::helpers::exec(&app.test_db.url, "UPDATE idempotency_keys SET created_at = created_at - 61000").await;
+        a.claimed_at -= 61_000;
+        // The client's retry takes the abandoned claim over and runs.
+        let retry = app.send(Method::POST, "/customers", Some(&app.key), Some(body), &[("Idempotency-Key", "late")]).await;
+        retry.expect(200);
+        // A now reaches its commit: neither way of committing may keep its work.
+        for replying in [false, true] {
+            let actor = Actor { tenant, api_key_id: None, correlation_id: String::new(), idempotency: Some(a.clone()) };
+            let id = uuid::Uuid::now_v7();
+            let r = app.db.write(actor, move |mut tx| async move {
+                tx.event("customer.created", id).await?;
+                if replying { tx.commit_replying(200, b"{}").await } else { tx.commit().await }
+            }).await;
+            assert!(matches!(r, Err(StoreError::Conflict { code: "idempotency_key_in_progress", .. })), "{r:?}");
+            let events = app.get(&format!("/events?entityId={id}")).await;
+            assert_eq!(events.expect(200)["items"], json!([]), "the late request's work was kept");
+        }
+        let replay = app.send(Method::POST, "/customers", Some(&app.key), Some(json!({"firstName": "Slow", "lastName": "First"})), &[("Idempotency-Key", "late")]).await;
+        assert_eq!(replay.expect(200)["id"], retry.body["id"]);
+        assert_eq!(app.get("/customers").await.body["total"], 1);
     }
 
     async fn keys_are_per_merchant_and_bounded(app: TestApp) {

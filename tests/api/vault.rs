@@ -404,3 +404,29 @@ async fn count_secrets(url: &str) -> i64 {
     .await[0]
         .0
 }
+
+both! {
+    async fn stored_fingerprints_are_keyed_by_the_master_key(app: TestApp) {
+        use clientele::crypto::{MasterKey, Vault};
+        use sha2::{Digest, Sha256};
+        let c = app.create_named("Finger", "Print").await;
+        let pan = "4111111111111111";
+        app.post(&format!("/customers/{c}/payment-methods/cards"), card(pan)).await.expect(200);
+        let stored = crate::helpers::text(&app.test_db.url, "SELECT fingerprint FROM payment_methods").await;
+        let merchant = app.merchant;
+        // It is the HMAC under the key derived from this server's master key...
+        assert_eq!(stored, crate::helpers::test_vault().fingerprint(merchant, "card", pan.as_bytes()));
+        // ...which no other master key, nor any unkeyed digest of the number, reproduces.
+        let other = Vault::new(MasterKey::from_base64("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=").unwrap());
+        assert_ne!(stored, other.fingerprint(merchant, "card", pan.as_bytes()));
+        use base64::Engine;
+        let sha = Sha256::digest(pan.as_bytes());
+        for unkeyed in [
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&sha[..20]),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha),
+            sha.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        ] {
+            assert_ne!(stored, unkeyed);
+        }
+    }
+}
