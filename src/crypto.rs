@@ -288,10 +288,50 @@ impl Vault {
         hmac(self.digest_key.as_ref(), &all)
     }
 
-    /// The secret argon2 mixes into every security answer's hash (a "pepper"): a
-    /// copy of the database alone cannot be used to test guessed answers.
-    pub(crate) fn answer_pepper(&self) -> &[u8; 32] {
-        &self.pepper
+    /// Argon2id (OWASP's parameters, the crate's defaults) keyed with the vault's
+    /// pepper: a security answer is a guessable word, so a salted hash alone
+    /// would let a copy of the database be tried against a dictionary. Slow on
+    /// purpose (tens of milliseconds): run it through [`slow_work`], never on the
+    /// database writer or a runtime thread.
+    pub fn hash_answer(&self, normalized: &str) -> Result<String, DecryptError> {
+        use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+        let salt = SaltString::generate(&mut OsRng);
+        self.peppered()
+            .hash_password(normalized.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|_| DecryptError("the answer could not be hashed"))
+    }
+
+    /// Whether `normalized` is the answer `stored` was made from. A hash made
+    /// before answers were peppered (no key id) still verifies, and says so, so
+    /// that the caller can store a peppered one in its place.
+    pub fn check_answer(&self, stored: &str, normalized: &str) -> AnswerCheck {
+        use argon2::password_hash::{PasswordHash, PasswordVerifier};
+        let Ok(hash) = PasswordHash::new(stored) else { return AnswerCheck::Wrong };
+        let peppered = argon2::Params::try_from(&hash).is_ok_and(|p| p.keyid() == PEPPER_KEY_ID);
+        let ok = if peppered {
+            self.peppered().verify_password(normalized.as_bytes(), &hash).is_ok()
+        } else {
+            argon2::Argon2::default().verify_password(normalized.as_bytes(), &hash).is_ok()
+        };
+        match (ok, peppered) {
+            (false, _) => AnswerCheck::Wrong,
+            (true, true) => AnswerCheck::Right,
+            (true, false) => AnswerCheck::RightButUnpeppered,
+        }
+    }
+
+    fn peppered(&self) -> argon2::Argon2<'_> {
+        let mut params = argon2::ParamsBuilder::new();
+        params.keyid(argon2::KeyId::new(PEPPER_KEY_ID).expect("a short key id"));
+        let params = params.build().expect("the default parameters with a key id");
+        argon2::Argon2::new_with_secret(
+            self.pepper.as_ref(),
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            params,
+        )
+        .expect("a 32-byte secret")
     }
 
     /// A stable, non-reversible identifier of a secret within one merchant:
@@ -301,6 +341,35 @@ impl Vault {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&mac[..20])
     }
 }
+
+/// The key id a peppered answer hash carries in its PHC string (`keyid=cDE`):
+/// hashes without it were made before answers were peppered.
+const PEPPER_KEY_ID: &[u8] = b"p1";
+
+/// What [`Vault::check_answer`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerCheck {
+    Right,
+    /// Right, against a hash made without the pepper: replace it.
+    RightButUnpeppered,
+    Wrong,
+}
+
+/// Runs CPU-heavy work (password hashing) on the blocking pool, at most one job
+/// per core at a time: it never holds up the async runtime or the database
+/// writer, and a burst of it queues here instead of taking every core.
+pub async fn slow_work<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, SlowWorkFailed> {
+    static PERMITS: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    });
+    let _permit = PERMITS.acquire().await.map_err(|_| SlowWorkFailed)?;
+    tokio::task::spawn_blocking(work).await.map_err(|_| SlowWorkFailed)
+}
+
+/// Work given to [`slow_work`] panicked or was cancelled.
+#[derive(Debug, thiserror::Error)]
+#[error("a background computation failed")]
+pub struct SlowWorkFailed;
 
 #[cfg(test)]
 mod vault_tests {
@@ -344,8 +413,26 @@ mod vault_tests {
         assert_ne!(d, vault(4).digest("idempotency/request", &[b"POST", b"/x", b"{}"]), "another master key");
         assert_ne!(d, v.digest("idempotency/key", &[b"POST", b"/x", b"{}"]), "another purpose");
         assert_ne!(d.as_slice(), Sha256::digest(b"POST\0/x\0{}").as_slice());
-        assert_ne!(v.answer_pepper(), vault(4).answer_pepper());
-        assert_ne!(v.answer_pepper(), &*v.fingerprint_key);
+    }
+
+    #[test]
+    fn answers_are_peppered_and_old_hashes_still_verify() {
+        use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+        let v = vault(3);
+        let stored = v.hash_answer("jimmy page").unwrap();
+        assert!(stored.contains("keyid="), "{stored}");
+        assert_eq!(v.check_answer(&stored, "jimmy page"), AnswerCheck::Right);
+        assert_eq!(v.check_answer(&stored, "jimmy"), AnswerCheck::Wrong);
+        assert_eq!(vault(4).check_answer(&stored, "jimmy page"), AnswerCheck::Wrong, "another master key");
+        // Without the pepper, the right answer does not verify: a database copy is not enough.
+        let parsed = PasswordHash::new(&stored).unwrap();
+        assert!(argon2::Argon2::default().verify_password(b"jimmy page", &parsed).is_err());
+        // A hash from before the pepper verifies, flagged for replacement.
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let old = argon2::Argon2::default().hash_password(b"jimmy page", &salt).unwrap().to_string();
+        assert_eq!(v.check_answer(&old, "jimmy page"), AnswerCheck::RightButUnpeppered);
+        assert_eq!(v.check_answer(&old, "nope"), AnswerCheck::Wrong);
+        assert_eq!(v.check_answer("not a hash", "nope"), AnswerCheck::Wrong);
     }
 
     #[test]

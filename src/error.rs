@@ -38,6 +38,9 @@ pub struct ErrorBody {
     pub error_code: &'static str,
 }
 
+/// A validation error lists at most this many problems.
+const MAX_PROBLEMS: usize = 100;
+
 /// An API error; boxed so `Result<T, ApiError>` stays one pointer wide on the happy path.
 #[derive(Debug)]
 pub struct ApiError(pub(crate) Box<ErrorParts>);
@@ -91,7 +94,19 @@ impl ApiError {
         let code = if problems.only_unknown_fields() { "unknown_field" } else { "validation_failed" };
         let mut details = String::from("Validation failed:");
         let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for p in problems.into_vec() {
+        let mut all = problems.into_vec();
+        // A body of a million unknown keys gets an answer of bounded size.
+        let more = all.len().saturating_sub(MAX_PROBLEMS);
+        all.truncate(MAX_PROBLEMS);
+        if more > 0 {
+            let p = crate::domain::Problem {
+                path: "$".into(),
+                message: format!("...and {more} more problems."),
+                kind: crate::domain::ProblemKind::Invalid,
+            };
+            all.push(p);
+        }
+        for p in all {
             details.push_str(" \n -- ");
             details.push_str(&p.path);
             details.push_str(": ");

@@ -122,7 +122,7 @@ impl PlanInput {
             None
         };
         let mut terms: Vec<Term> = Vec::new();
-        match o.array("terms", &mut p) {
+        match o.array("terms", MAX_TERMS, &mut p) {
             None if !p.iter().any(|x| x.path == "terms") => p.push("terms", "'terms' is required."),
             None => {}
             Some(items) if items.is_empty() => p.push("terms", "'terms' must list at least one term."),
@@ -187,6 +187,13 @@ pub fn mask_phone(phone: &str) -> String {
     format!("***-***-{}", &digits[digits.len().saturating_sub(4)..])
 }
 
+/// At most this many terms per financing plan.
+pub const MAX_TERMS: usize = 24;
+
+/// At most this many security questions per account (seed 004 shows a handful):
+/// each answer costs an argon2 hash when the account opens.
+pub const MAX_SECURITY_QUESTIONS: usize = 5;
+
 /// Account opening, validated.
 #[derive(Debug, Clone)]
 pub struct AccountInput {
@@ -233,7 +240,8 @@ impl AccountInput {
         let tos_agreement = o.bool("tosAgreement", &mut p).unwrap_or(false);
         let payment_protection = o.bool("paymentProtection", &mut p).unwrap_or(false);
         let mut questions = Vec::new();
-        for (i, item) in o.array("securityQuestions", &mut p).into_iter().flatten().enumerate() {
+        for (i, item) in o.array("securityQuestions", MAX_SECURITY_QUESTIONS, &mut p).into_iter().flatten().enumerate()
+        {
             let path = format!("securityQuestions[{i}]");
             let Some(mut q) = Obj::at(item, path.clone(), &mut p) else { continue };
             let id = read_int(&mut q, "id", &mut p);

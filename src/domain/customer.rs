@@ -68,6 +68,10 @@ impl NewCustomer {
     }
 }
 
+/// At most this many cards, and as many bank accounts, in one create body (each
+/// is sealed and fingerprinted in the create's transaction).
+pub const MAX_INLINE_METHODS: usize = 10;
+
 impl CustomerInput {
     /// An update body (no payment methods).
     pub fn parse_update(body: &Value, declarations: &[Declaration]) -> Result<CustomerInput, Problems> {
@@ -88,7 +92,7 @@ impl CustomerInput {
         let Some(mut o) = Obj::root(body, &mut p) else { return Err(p) };
         let customer = Self::read(&mut o, declarations, &mut p);
         let mut cards: Vec<(usize, CardInput)> = Vec::new();
-        for (i, item) in o.array("paymentMethodsCards", &mut p).into_iter().flatten().enumerate() {
+        for (i, item) in o.array("paymentMethodsCards", MAX_INLINE_METHODS, &mut p).into_iter().flatten().enumerate() {
             let path = format!("paymentMethodsCards[{i}]");
             if let Some(card) = Obj::at(item, path.clone(), &mut p).and_then(|c| CardInput::read(c, &mut p)) {
                 if let Some((first, _)) = cards.iter().find(|(_, c)| c.pan.expose() == card.pan.expose()) {
@@ -101,7 +105,9 @@ impl CustomerInput {
             }
         }
         let mut ach_accounts: Vec<(usize, AchInput)> = Vec::new();
-        for (i, item) in o.array("paymentMethodsAchAccounts", &mut p).into_iter().flatten().enumerate() {
+        for (i, item) in
+            o.array("paymentMethodsAchAccounts", MAX_INLINE_METHODS, &mut p).into_iter().flatten().enumerate()
+        {
             let path = format!("paymentMethodsAchAccounts[{i}]");
             if let Some(ach) = Obj::at(item, path.clone(), &mut p).and_then(|a| AchInput::read(a, &mut p)) {
                 let same = |other: &AchInput| {

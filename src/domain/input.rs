@@ -169,8 +169,16 @@ impl<'v> Obj<'v> {
         Obj::at(v, self.path(key), p)
     }
 
-    pub fn array(&mut self, key: &'static str, p: &mut Problems) -> Option<&'v Vec<Value>> {
-        self.typed(key, "an array", p, Value::as_array)
+    /// An array of at most `max` items: every list a request can send is bounded,
+    /// so that no body makes the service do unbounded work for it.
+    pub fn array(&mut self, key: &'static str, max: usize, p: &mut Problems) -> Option<&'v Vec<Value>> {
+        let items = self.typed(key, "an array", p, Value::as_array)?;
+        if items.len() > max {
+            let path = self.path(key);
+            p.push(path.clone(), format!("'{path}' may hold at most {max} items."));
+            return None;
+        }
+        Some(items)
     }
 
     /// Reports every key that no reader asked for.

@@ -15,4 +15,4 @@ pub mod money;
 pub mod provider;
 pub mod text;
 
-pub use input::{Obj, Problems};
+pub use input::{Obj, Problem, ProblemKind, Problems};

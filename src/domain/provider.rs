@@ -100,9 +100,12 @@ impl ProviderInput {
     }
 }
 
+/// At most this many currencies per link: every active ISO 4217 code fits.
+pub const MAX_CURRENCIES: usize = 200;
+
 fn read_currencies(o: &mut Obj<'_>, p: &mut Problems) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    let Some(items) = o.array("availableCurrencies", p) else { return out };
+    let Some(items) = o.array("availableCurrencies", MAX_CURRENCIES, p) else { return out };
     for (i, v) in items.iter().enumerate() {
         let path = format!("paymentProvider.availableCurrencies[{i}]");
         match v.as_str() {

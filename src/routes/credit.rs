@@ -15,7 +15,10 @@ use super::customers::customer_id;
 use super::{JsonReply, ReadErrors, WriteErrors, commit_reply};
 use crate::AppState;
 use crate::auth::{Authed, CreditWrite, CustomersRead};
-use crate::domain::credit::{AccountInput, PlanInput, mask_email, mask_phone, monthly_payment, required_amount};
+use crate::crypto::{AnswerCheck, slow_work};
+use crate::domain::credit::{
+    AccountInput, PlanInput, mask_email, mask_phone, monthly_payment, normalize_answer, required_amount,
+};
 use crate::domain::customer::parse_date;
 use crate::domain::money::Money;
 use crate::domain::{Obj, Problems};
@@ -24,7 +27,7 @@ use crate::http::extract::{JsonBody, QueryReader};
 use crate::http::idempotency::SensitiveReply;
 use crate::store::StoreError;
 use crate::store::credit::{AccountKey, AccountRecord, PlanRecord};
-use crate::store::verification::{Format, Outcome, VerifyRequest};
+use crate::store::verification::{AnswerVerdict, Format, Outcome, VerifyRequest};
 use axum::response::{IntoResponse, Response};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -250,10 +253,18 @@ async fn open_account(
     let input = AccountInput::parse(&body)?;
     let (bin, _) = state.db().merchant_settings(auth.tenant()).await?;
     let vault = state.vault();
+    // The answers are hashed before the write is queued: argon2 takes tens of
+    // milliseconds an answer, which the writer would spend holding every other write.
+    let answers: Vec<String> = input.questions.iter().map(|(_, _, answer)| normalize_answer(answer)).collect();
+    let hasher = vault.clone();
+    let hashes = slow_work(move || answers.iter().map(|a| hasher.hash_answer(a)).collect::<Result<Vec<_>, _>>())
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
     Ok(state
         .db()
         .write(auth.actor(), move |mut tx| async move {
-            let (account_number, card_ending_in) = tx.open_account(&vault, customer, &input, &bin).await?;
+            let (account_number, card_ending_in) = tx.open_account(&vault, customer, &input, &hashes, &bin).await?;
             commit_reply(tx, &OpenedAccount { account_number, card_ending_in }).await
         })
         .await?)
@@ -748,7 +759,7 @@ fn parse_verify(body: &serde_json::Value) -> Result<VerifyRequest, Problems> {
         _ => None,
     };
     match format {
-        Some(format) => p.check(VerifyRequest { format, question, request_id, vcc_number }),
+        Some(format) => p.check(VerifyRequest { format, question, request_id, vcc_number, answer: None }),
         None => Err(p),
     }
 }
@@ -788,9 +799,24 @@ async fn verify(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     let number = account_number(&params)?;
-    let req = parse_verify(&body)?;
+    let mut req = parse_verify(&body)?;
     let (_, allow_override) = state.db().merchant_settings(auth.tenant()).await?;
     let vault = state.vault();
+    if let Some((qid, answer)) = &req.question
+        && let Some(stored) = state.db().scoped(auth.tenant()).answer_to_check(&number, *qid).await?
+    {
+        // Checked before the write is queued: argon2 is slow, and the writer is shared.
+        let (checker, normalized) = (vault.clone(), normalize_answer(answer));
+        let verdict = slow_work(move || {
+            let check = checker.check_answer(&stored, &normalized);
+            let rehash = match check {
+                AnswerCheck::RightButUnpeppered => checker.hash_answer(&normalized).ok(),
+                _ => None,
+            };
+            AnswerVerdict { checked: stored, check, rehash }
+        });
+        req.answer = Some(verdict.await.map_err(ApiError::internal)?);
+    }
     let outcome = state
         .db()
         .write(auth.actor(), move |mut tx| async move {

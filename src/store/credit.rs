@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::{Db, Scoped, StoreError, Tenant, TxInner, WriteTx, on_conn};
 use crate::crypto::Vault;
-use crate::domain::credit::{AccountInput, PlanInput, Term, normalize_answer};
+use crate::domain::credit::{AccountInput, PlanInput, Term};
 
 /// The IIN virtual card numbers are issued under when a merchant sets none
 /// (`clientele merchant configure --vcc-bin`): 990000, outside the card networks.
@@ -93,15 +93,6 @@ pub fn issue_vcc(bin: &str) -> String {
     (0..10).map(|d| format!("{s}{d}")).find(|c| crate::domain::card::luhn_valid(c)).expect("one check digit fits")
 }
 
-fn hash_answer(answer: &str) -> Result<String, StoreError> {
-    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
-    let salt = SaltString::generate(&mut OsRng);
-    argon2::Argon2::default()
-        .hash_password(normalize_answer(answer).as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| StoreError::Crypto(e.to_string()))
-}
-
 impl Db {
     /// The merchant's IIN for virtual cards and whether it may override verification.
     pub async fn merchant_settings(&self, tenant: Tenant) -> Result<(String, bool), sqlx::Error> {
@@ -171,13 +162,17 @@ impl WriteTx {
     }
 
     /// Opens an account with a fresh account number and virtual card; returns both.
+    /// `answer_hashes` are the hashes of `a`'s security answers, in order, made
+    /// before the write ([`Vault::hash_answer`] is slow, and this runs on the writer).
     pub async fn open_account(
         &mut self,
         vault: &Vault,
         customer: Uuid,
         a: &AccountInput,
+        answer_hashes: &[String],
         bin: &str,
     ) -> Result<(String, String), StoreError> {
+        debug_assert_eq!(a.questions.len(), answer_hashes.len());
         self.lock_customer(customer).await?;
         let version = self.active_key_version(vault).await?;
         let (merchant, now) = (self.merchant(), self.now);
@@ -227,9 +222,8 @@ impl WriteTx {
              risk_rating, preferred_language, tos_agreement, payment_protection, status, status_reason, vcc_secret, vcc_last4, \
              vcc_fingerprint, key_version, version, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'open', 'NNOR', $12, $13, $14, $15, 1, $16)", &[&merchant, &number.as_str(), &id, &customer, &a.account_type.as_str(), &a.credit_limit, &a.interest_rate.to_string(), &a.risk_rating.as_str(), &a.preferred_language.as_deref(), &a.tos_agreement, &a.payment_protection, &sealed, &last4.as_str(), &fingerprint.as_str(), &i64::from(version), &now]).await?;
-        for (qid, text, answer) in &a.questions {
-            let hash = hash_answer(answer)?;
-            self.exec("INSERT INTO credit_security_questions (merchant_id, account_number, question_id, text, answer_hash) VALUES ($1, $2, $3, $4, $5)", &[&merchant, &number.as_str(), qid, &text.as_str(), &hash]).await?;
+        for ((qid, text, _), hash) in a.questions.iter().zip(answer_hashes) {
+            self.exec("INSERT INTO credit_security_questions (merchant_id, account_number, question_id, text, answer_hash) VALUES ($1, $2, $3, $4, $5)", &[&merchant, &number.as_str(), qid, &text.as_str(), &hash.as_str()]).await?;
         }
         self.event("credit_account.opened", id).await?;
         Ok((number, last4))

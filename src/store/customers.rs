@@ -1196,7 +1196,7 @@ mod migration_tests {
         let id = Uuid::now_v7();
         db.write(Actor::system(tenant), move |mut tx| async move {
             tx.insert_customer(id, &input).await?;
-            Ok::<_, StoreError>(tx.commit().await?)
+            tx.commit().await
         })
         .await
         .unwrap();
@@ -1257,7 +1257,7 @@ mod migration_tests {
             tx.insert_customer(renamed, &input("Olga", "Zweig")).await?;
             tx.update_customer(renamed, &input("Petra", "Zweig"), None).await?;
             tx.update_customer(renamed, &input("Quinn", "Zweig"), None).await?;
-            Ok::<_, StoreError>(tx.commit().await?)
+            tx.commit().await
         })
         .await
         .unwrap();
@@ -1282,7 +1282,7 @@ mod migration_tests {
         db.write_bulk(Actor::system(a), move |mut tx| async move {
             let rows: Vec<(Uuid, &CustomerInput)> = many.iter().map(|(id, c)| (*id, c)).collect();
             tx.insert_customer_rows(&rows).await?;
-            Ok::<_, StoreError>(tx.commit().await?)
+            tx.commit().await
         })
         .await
         .unwrap();
@@ -1318,7 +1318,7 @@ mod migration_tests {
                 let rows: Vec<(Uuid, &CustomerInput)> = many.iter().map(|(id, c)| (*id, c)).collect();
                 tx.insert_customer_rows(&rows).await?;
                 match commit {
-                    true => Ok::<_, StoreError>(tx.commit().await?),
+                    true => tx.commit().await,
                     false => Err(StoreError::NotFound("on purpose")),
                 }
             })

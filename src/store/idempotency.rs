@@ -103,7 +103,7 @@ impl Db {
         let tenant = Tenant::trusted(claim.merchant_id);
         self.write(Actor::system(tenant), move |mut tx| async move {
             tx.exec("DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND state = 'in_progress' AND created_at = $3", &[&claim.merchant_id, &claim.key, &claim.claimed_at]).await?;
-            Ok(tx.commit().await?)
+            tx.commit().await
         })
         .await
     }

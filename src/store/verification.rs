@@ -8,9 +8,8 @@ use rand::Rng;
 use uuid::Uuid;
 
 use super::keys::secret_aad;
-use super::{StoreError, TxInner, WriteTx};
-use crate::crypto::Vault;
-use crate::domain::credit::normalize_answer;
+use super::{Scoped, StoreError, TxInner, WriteTx, now_ms, on_conn};
+use crate::crypto::{AnswerCheck, Vault};
 
 /// Codes live 10 minutes.
 pub const CODE_TTL_MS: i64 = 10 * 60 * 1000;
@@ -53,9 +52,23 @@ impl Format {
 #[derive(Debug, Clone)]
 pub struct VerifyRequest {
     pub format: Format,
+    /// The security question's id and the answer given.
     pub question: Option<(i64, String)>,
     pub request_id: Option<String>,
     pub vcc_number: Option<String>,
+    /// The answer, checked before the write ([`Scoped::answer_to_check`]).
+    pub answer: Option<AnswerVerdict>,
+}
+
+/// A security answer checked against its stored hash before the write: argon2
+/// takes tens of milliseconds, which the writer would spend holding every other
+/// write. The write uses the verdict only if the hash is still the one checked.
+#[derive(Debug, Clone)]
+pub struct AnswerVerdict {
+    pub checked: String,
+    pub check: AnswerCheck,
+    /// A peppered hash of the answer, to replace an unpeppered `checked`.
+    pub rehash: Option<String>,
 }
 
 #[derive(Debug)]
@@ -219,11 +232,15 @@ impl WriteTx {
                 Outcome::Sent(channel)
             }
             Format::SecurityQuestion => {
-                let (qid, answer) = req.question.clone().unwrap_or_default();
+                let qid = req.question.as_ref().map_or(0, |(q, _)| *q);
                 let row: Option<(String,)> = self.fetch_optional("SELECT answer_hash FROM credit_security_questions WHERE merchant_id = $1 AND account_number = $2 AND question_id = $3", &[&merchant, &number, &qid]).await?;
                 let Some((hash,)) = row else { return Err(StoreError::NotFound("Security question")) };
-                if !answer_matches(&hash, &answer) {
+                let verdict = req.answer.as_ref().filter(|v| v.checked == hash);
+                if verdict.is_none_or(|v| v.check == AnswerCheck::Wrong) {
                     return self.record_failure(number, &a).await;
+                }
+                if let Some(rehash) = verdict.and_then(|v| v.rehash.as_deref()) {
+                    self.exec("UPDATE credit_security_questions SET answer_hash = $1 WHERE merchant_id = $2 AND account_number = $3 AND question_id = $4", &[&rehash, &merchant, &number, &qid]).await?;
                 }
                 self.record_success(number).await?;
                 Outcome::Code(self.new_code(vault, number, req.format, request_id).await?)
@@ -277,9 +294,16 @@ impl WriteTx {
     }
 }
 
-fn answer_matches(hash: &str, answer: &str) -> bool {
-    use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    PasswordHash::new(hash)
-        .map(|h| argon2::Argon2::default().verify_password(normalize_answer(answer).as_bytes(), &h).is_ok())
-        .unwrap_or(false)
+impl Scoped<'_> {
+    /// The stored hash a security answer is to be checked against, unless the
+    /// account is locked (or unknown, or has no such question): then the write
+    /// answers without anyone spending an argon2 computation on it.
+    pub async fn answer_to_check(&self, number: &str, question: i64) -> Result<Option<String>, sqlx::Error> {
+        let row: Option<(String, Option<i64>)> = on_conn!(self.conn(), p => sqlx::query_as(
+            "SELECT q.answer_hash, a.verify_locked_until FROM credit_accounts a \
+             JOIN credit_security_questions q ON q.merchant_id = a.merchant_id AND q.account_number = a.account_number \
+             WHERE a.merchant_id = $1 AND a.account_number = $2 AND q.question_id = $3")
+            .bind(self.merchant()).bind(number).bind(question).fetch_optional(p).await)?;
+        Ok(row.filter(|(_, locked)| locked.is_none_or(|until| until <= now_ms())).map(|(hash, _)| hash))
+    }
 }

@@ -192,3 +192,61 @@ async fn stored_vcc(app: &TestApp, number: &str) -> String {
     assert!(crate::helpers::luhn_valid(&vcc), "{vcc} is Luhn-valid");
     vcc
 }
+
+both! {
+    async fn writes_go_on_while_security_answers_are_hashed(app: TestApp) {
+        use std::time::{Duration, Instant};
+        let c = customer(&app, "ON").await;
+        let mut body = account_body();
+        body["securityQuestions"] = json!((1..=5).map(|i| json!({"id": i, "text": format!("Question {i}?"), "answer": format!("answer number {i}")})).collect::<Vec<_>>());
+        let started = Instant::now();
+        let opening = {
+            let (client, url, key) = (app.client.clone(), app.url(&format!("/customers/{c}/credit-accounts")), app.key.clone());
+            tokio::spawn(async move { client.post(url).bearer_auth(key).json(&body).send().await.unwrap().status().as_u16() })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // Other writes while the account opens: none waits for its answers to be hashed.
+        let (mut writes, mut slowest) = (0, Duration::ZERO);
+        while !opening.is_finished() {
+            let t = Instant::now();
+            app.create_named("Meanwhile", "Writing").await;
+            slowest = slowest.max(t.elapsed());
+            writes += 1;
+        }
+        let took = started.elapsed();
+        assert_eq!(opening.await.unwrap(), 200);
+        assert!(writes >= 1, "no write ran during the opening ({took:?})");
+        assert!(slowest < took / 2, "a write waited {slowest:?} while an account opened in {took:?}");
+    }
+
+    async fn every_list_in_a_body_is_bounded(app: TestApp) {
+        let c = customer(&app, "ON").await;
+        let mut body = account_body();
+        body["securityQuestions"] = json!((1..=6).map(|i| json!({"id": i, "text": "Question?", "answer": "answer"})).collect::<Vec<_>>());
+        let r = app.post(&format!("/customers/{c}/credit-accounts"), body).await;
+        assert!(r.expect_error(400, "validation_failed")["errors"]["securityQuestions"].is_array(), "{}", r.body);
+        let mut plan = seed_plan();
+        plan["terms"] = json!((1..=25).map(|t| json!({"term": t})).collect::<Vec<_>>());
+        let r = app.put("/financing-plans/3", plan).await;
+        assert!(r.expect_error(400, "validation_failed")["errors"]["terms"].is_array());
+        let cards: Vec<Value> = (0..11).map(|_| json!({"pan": "4111111111111111", "expirationMonth": 1, "expirationYear": 2040})).collect();
+        let r = app.post("/customers", json!({"firstName": "Many", "lastName": "Cards", "paymentMethodsCards": cards})).await;
+        assert!(r.expect_error(400, "validation_failed")["errors"]["paymentMethodsCards"].is_array());
+        let accounts: Vec<Value> = (0..11).map(|_| json!({"name": "x", "routingNumber": "021000021", "accountType": 1, "accountHolderType": 1})).collect();
+        let r = app.post("/customers", json!({"firstName": "Many", "lastName": "Accounts", "paymentMethodsAchAccounts": accounts})).await;
+        assert!(r.expect_error(400, "validation_failed")["errors"]["paymentMethodsAchAccounts"].is_array());
+        let link = json!({"providerConfigId": "cfg", "provider": "p", "paymentProvider": {"availableCurrencies": vec!["CAD"; 201]}});
+        let r = app.post(&format!("/customers/{c}/providers"), link).await;
+        assert!(r.expect_error(400, "validation_failed")["errors"]["paymentProvider.availableCurrencies"].is_array(), "{}", r.body);
+        // A body of thousands of unknown keys gets a bounded answer.
+        let mut wide = serde_json::Map::new();
+        for i in 0..5000 {
+            wide.insert(format!("k{i}"), json!(1));
+        }
+        wide.insert("firstName".into(), json!("A"));
+        wide.insert("lastName".into(), json!("B"));
+        let r = app.post("/customers", Value::Object(wide)).await;
+        let errors = r.expect_error(400, "unknown_field")["errors"].as_object().unwrap().len();
+        assert!(errors <= 101, "{errors} entries");
+    }
+}

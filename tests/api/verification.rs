@@ -166,3 +166,22 @@ async fn expire_codes(url: &str) {
         sqlx::query("UPDATE credit_verifications SET expires_at = 0").execute(&mut c).await.unwrap();
     }
 }
+
+both! {
+    async fn an_answer_hashed_before_the_pepper_still_verifies_and_is_replaced(app: TestApp) {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let number = account(&app, "L", false).await;
+        let url = &app.test_db.url;
+        let stored = crate::helpers::text(url, "SELECT answer_hash FROM credit_security_questions").await;
+        assert!(stored.contains("keyid="), "{stored}");
+        let salt = SaltString::encode_b64(b"an-old-salt-1234").unwrap();
+        let old = argon2::Argon2::default().hash_password(b"jimmy page", &salt).unwrap().to_string();
+        crate::helpers::exec(url, &format!("UPDATE credit_security_questions SET answer_hash = '{old}'")).await;
+        let r = verify(&app, &number, json!({"format": "security_question", "securityQid": 4, "securityAnswer": "JIMMY  page"})).await;
+        assert!(r.expect(200)["verificationCode"].is_number(), "{}", r.body);
+        let now = crate::helpers::text(url, "SELECT answer_hash FROM credit_security_questions").await;
+        assert!(now.contains("keyid=") && now != old, "{now}");
+        let again = verify(&app, &number, json!({"format": "security_question", "securityQid": 4, "securityAnswer": "jimmy page"})).await;
+        assert!(again.expect(200)["verificationCode"].is_number());
+    }
+}
