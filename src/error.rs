@@ -225,6 +225,15 @@ impl From<Problems> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        if crate::store::is_query_timeout(&e) {
+            tracing::warn!(correlation_id = %correlation::current(), "a query ran past its time budget and was stopped");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "query_timeout",
+                "ServiceUnavailableException",
+                "The query took longer than the service allows; narrow it (fewer or longer search words, a filter).",
+            );
+        }
         match &e {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 tracing::error!(correlation_id = %correlation::current(), error = %e, "database unavailable");

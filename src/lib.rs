@@ -103,7 +103,12 @@ pub fn build_router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
 
 impl App {
     pub async fn start(config: &Config) -> anyhow::Result<App> {
-        Self::start_with(config, DbOptions { max_connections: config.db_max_connections, ..DbOptions::default() }).await
+        let options = DbOptions {
+            max_connections: config.db_max_connections,
+            query_timeout: Some(config.limits.query_timeout()),
+            ..DbOptions::default()
+        };
+        Self::start_with(config, options).await
     }
 
     /// [`App::start`] with database settings of the caller's (a bulk import's).

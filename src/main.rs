@@ -239,7 +239,11 @@ const IMPORT_WRITER_CACHE_KIB: u32 = 200_000;
 
 async fn import(config: &Config, path: &std::path::Path, merchant: Uuid) -> anyhow::Result<()> {
     use tokio::io::AsyncReadExt;
-    let options = DbOptions { max_connections: config.db_max_connections, writer_cache_kib: IMPORT_WRITER_CACHE_KIB };
+    let options = DbOptions {
+        max_connections: config.db_max_connections,
+        writer_cache_kib: IMPORT_WRITER_CACHE_KIB,
+        ..DbOptions::default()
+    };
     let app = App::start_with(config, options).await?;
     let tenant = app.state.db().find_merchant(merchant).await?.with_context(|| format!("no merchant {merchant}"))?;
     let file = tokio::fs::File::open(path).await.with_context(|| format!("opening {}", path.display()))?;

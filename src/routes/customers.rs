@@ -546,6 +546,11 @@ pub(crate) fn parse_instant(raw: &str, end_of_day: bool) -> Option<i64> {
 
 /// The part of an email or phone a search word stands for: a phone fragment as
 /// typed (`555-0199`, `(416)`) is reduced to its digits, anything else is lowercased.
+/// Whether `s` holds `n` ASCII letters or digits in a row.
+fn has_run_of(s: &str, n: usize) -> bool {
+    s.split(|c: char| !c.is_ascii_alphanumeric()).any(|run| run.len() >= n)
+}
+
 fn contact_fragment(word: &str) -> String {
     let phone_like =
         word.bytes().any(|b| b.is_ascii_digit()) && word.bytes().all(|b| b.is_ascii_digit() || b"+-.()/".contains(&b));
@@ -588,12 +593,21 @@ pub fn parse_search(raw: Option<&str>, declarations: &[Declaration]) -> Result<C
         if s.chars().count() > 200 || s.split_whitespace().count() > 10 {
             p.push("search", "'search' must be at most 200 characters and 10 words.");
         } else {
+            // A word matches a prefix of a name word, and emails and phone numbers
+            // from a run of 3 letters or digits (what their index is made of);
+            // punctuation alone matches nothing and separates words.
             for w in s.split_whitespace() {
                 let names = Some(fold(w)).filter(|n| !n.is_empty());
-                let contacts = Some(contact_fragment(w)).filter(|c| c.chars().count() >= 3);
+                let contacts = Some(contact_fragment(w)).filter(|c| has_run_of(c, 3));
                 if names.is_some() || contacts.is_some() {
                     words.push(SearchWord { names, contacts });
                 }
+            }
+            if words.is_empty() {
+                p.push(
+                    "search",
+                    "'search' must hold a letter or digit: words match the start of a name word, or part of an email or phone number from 3 letters or digits.",
+                );
             }
         }
     }
@@ -721,12 +735,27 @@ mod tests {
         assert_eq!(
             w,
             [
-                (Some("zoe".into()), Some("zoë".into())),
+                // No 3 ASCII letters or digits in a row: names only.
+                (Some("zoe".into()), None),
                 (Some("1416".into()), Some("1416".into())),
                 (Some("jo".into()), None),
                 (Some("555 01".into()), Some("55501".into()))
             ]
         );
+    }
+
+    #[test]
+    fn words_reach_contacts_only_from_a_run_of_3() {
+        let s = parse_search_test(Some("search=a.b%20e.c%20x.org%20-")).unwrap();
+        let w: Vec<_> = s.words.iter().map(|w| (w.names.clone(), w.contacts.clone())).collect();
+        assert_eq!(
+            w,
+            [(Some("a b".into()), None), (Some("e c".into()), None), (Some("x org".into()), Some("x.org".into()))]
+        );
+        for only_punctuation in ["%25%25%25", "___", "-%20.", "@.-"] {
+            let p = parse_search_test(Some(&format!("search={only_punctuation}"))).err().unwrap();
+            assert_eq!(p.iter().map(|x| x.path.as_str()).collect::<Vec<_>>(), ["search"], "{only_punctuation}");
+        }
     }
 
     #[test]

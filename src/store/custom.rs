@@ -53,9 +53,11 @@ impl Scoped<'_> {
         static SQL: LazyLock<String> = LazyLock::new(|| {
             format!("SELECT {DECL_COLUMNS} FROM custom_parameters WHERE merchant_id = $1 ORDER BY name")
         });
+        let merchant = self.merchant();
         let rows = match self.inline() {
             Some(r) => {
-                r.with(|c| c.prepare_cached(&SQL)?.query_map([self.merchant()], DeclRow::from_inline_row)?.collect())?
+                r.read(move |c| c.prepare_cached(&SQL)?.query_map([merchant], DeclRow::from_inline_row)?.collect())
+                    .await?
             }
             None => {
                 on_conn!(self.conn(), p => sqlx::query_as::<_, DeclRow>(&SQL).bind(self.merchant()).fetch_all(p).await)?
@@ -70,7 +72,8 @@ impl Scoped<'_> {
             return Ok(HashMap::new());
         }
         if let Some(r) = self.inline() {
-            return r.with(|c| inline_custom_values(c, self.merchant(), customers));
+            let (merchant, customers) = (self.merchant(), customers.to_vec());
+            return r.read(move |c| inline_custom_values(c, merchant, &customers)).await;
         }
         let sql = custom_values_sql(customers.len());
         let rows: Vec<(Uuid, String, Option<String>, Option<String>)> = on_conn!(self.conn(), p => {

@@ -693,7 +693,7 @@ fn search_sql(sqlite: bool, merchant: Uuid, q: &CustomerSearch) -> SearchSql {
     // the same pass; so do narrow filters, whose matches are few. Otherwise the page
     // reads an index in order and stops early, and the count is a separate index scan.
     // On SQLite a narrow filter's page alone usually tells the total (fewer rows than
-    // a page: all of them; see `inline_search`), and the window function would copy
+    // a page: all of them; see `run_search`), and the window function would copy
     // the matches into a temporary B-tree: a fifth of an email lookup's instructions.
     let counted = !q.words.is_empty() || (q.is_narrow() && !sqlite);
     // On SQLite, creation order breaks ties by insertion order (`seq`), as the
@@ -786,14 +786,16 @@ impl Scoped<'_> {
     pub async fn customer_parts(&self, id: Uuid) -> Result<Option<CustomerParts>, sqlx::Error> {
         if let Some(r) = self.inline() {
             let merchant = self.merchant();
-            return r.with(|c| {
-                super::inline::read_transaction(c, |tx| {
-                    let Some(record) = inline_customer(tx, merchant, id)? else { return Ok(None) };
-                    let methods = super::payment_methods::inline_methods_of(tx, merchant, id)?;
-                    let custom = inline_custom_values(tx, merchant, &[id])?.remove(&id).unwrap_or_default();
-                    Ok(Some(CustomerParts { record, methods, custom }))
+            return r
+                .read(move |c| {
+                    super::inline::read_transaction(c, |tx| {
+                        let Some(record) = inline_customer(tx, merchant, id)? else { return Ok(None) };
+                        let methods = super::payment_methods::inline_methods_of(tx, merchant, id)?;
+                        let custom = inline_custom_values(tx, merchant, &[id])?.remove(&id).unwrap_or_default();
+                        Ok(Some(CustomerParts { record, methods, custom }))
+                    })
                 })
-            });
+                .await;
         }
         let Some(record) = self.get_customer(id).await? else { return Ok(None) };
         self.parts_of(record).await.map(Some)
@@ -808,25 +810,33 @@ impl Scoped<'_> {
 
     pub async fn get_customer(&self, id: Uuid) -> Result<Option<CustomerRecord>, sqlx::Error> {
         if let Some(r) = self.inline() {
-            return r.with(|c| inline_customer(c, self.merchant(), id));
+            let merchant = self.merchant();
+            return r.read(move |c| inline_customer(c, merchant, id)).await;
         }
         on_conn!(self.conn(), p => sqlx::query_as::<_, CustomerRecord>(GET_SQL.as_str())
             .bind(self.merchant()).bind(id).fetch_optional(p).await)
     }
 
     /// One page of matches, their custom values and the number of all matches.
+    /// On SQLite: a word search on the blocking pool ([`super::inline`]; a word can
+    /// prefix a large share of all names), any other search on the caller's thread
+    /// unless it needs more than a few milliseconds; in creation order from the
+    /// full-text keys alone ([`search_by_words`]), otherwise through
+    /// [`search_sql`]'s statements; the page's custom values from the same snapshot.
     pub async fn search_customers(&self, q: &CustomerSearch) -> Result<SearchPage, sqlx::Error> {
-        let inline = self.inline();
-        // Words alone in creation order, or few matches by construction: on the
-        // caller's thread, page and custom values in one read transaction.
         let merchant = self.merchant();
-        if let Some(r) = inline.filter(|_| q.is_words_in_creation_order()) {
-            return r.with(|c| with_custom(c, merchant, |tx| search_by_words(tx, merchant, q)));
+        if let Some(r) = self.inline() {
+            let (q, sql) = (q.clone(), search_sql(true, merchant, q));
+            let words = !q.words.is_empty();
+            let search = move |c: &rusqlite::Connection| {
+                with_custom(c, merchant, |tx| match q.is_words_in_creation_order() {
+                    true => search_by_words(tx, merchant, &q),
+                    false => run_search(tx, &sql, &q),
+                })
+            };
+            return if words { r.read_blocking(search).await } else { r.read(search).await };
         }
-        let sql = search_sql(matches!(self.conn(), Conn::Sqlite(_)), merchant, q);
-        if let Some(r) = inline.filter(|_| q.is_narrow()) {
-            return r.with(|c| with_custom(c, merchant, |tx| inline_search(tx, &sql, q)));
-        }
+        let sql = search_sql(false, merchant, q);
         let filter_args = &sql.args[..sql.args.len() - 2];
         let (count_sql, page_sql) = (&sql.count, &sql.page);
         // A counted page carries the number of all matches, so only a page past the
@@ -878,25 +888,32 @@ fn with_custom(
     })
 }
 
-/// A search with few matches (see [`CustomerSearch::is_narrow`]). A page short of
-/// full tells the total itself; the count runs alone only after a full page or for
+/// A search through [`search_sql`]'s statements on SQLite. A counted page
+/// carries the number of all matches; otherwise a page short of full (and not
+/// past the end) tells it, and the count runs alone only after a full page or for
 /// a page past the end.
-fn inline_search(
+fn run_search(
     c: &rusqlite::Connection,
     sql: &SearchSql,
     q: &CustomerSearch,
 ) -> rusqlite::Result<(Vec<CustomerRecord>, i64)> {
-    debug_assert!(!sql.counted, "a narrow SQLite page carries no count (see `search_sql`)");
     let mut items = Vec::new();
+    let mut total = None;
     let mut stmt = c.prepare_cached(&sql.page)?;
     bind_numbered(&mut stmt, &sql.args)?;
     let mut rows = stmt.raw_query();
     while let Some(row) = rows.next()? {
+        if sql.counted {
+            total = Some(row.get::<_, i64>(TOTAL_COLUMN)?);
+        }
         items.push(CustomerRecord::from_inline_row(row)?);
     }
     let (page, size) = (q.page as usize, q.page_size as usize);
+    if let Some(total) = total {
+        return Ok((items, total));
+    }
     // A page short of full, and not past the end, holds the last matches.
-    if items.len() < size && (!items.is_empty() || page == 1) {
+    if !sql.counted && items.len() < size && (!items.is_empty() || page == 1) {
         let total = ((page - 1) * size + items.len()) as i64;
         return Ok((items, total));
     }

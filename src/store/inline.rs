@@ -7,33 +7,80 @@
 //! the hot paths — one customer with its methods and custom values, and searches
 //! narrowed by an exact, indexed filter — run here instead, on a small set of
 //! read-only connections with cached prepared statements, synchronously on the
-//! request's thread. Everything open-ended (word search, long scans) stays on the
-//! sqlx pool, which never stalls the runtime.
+//! request's thread.
+//!
+//! A read may hold the calling thread for [`INLINE_BUDGET`] at most: every
+//! connection carries a progress handler that interrupts a statement past its
+//! deadline. A read that needed longer (a word search matching a large share of
+//! the merchant's customers, say) runs again on the blocking pool, a few at a
+//! time, with the service's query budget ([`InlineReaders::read`]); so no request
+//! holds a runtime thread for more than a few milliseconds, and none reads for
+//! longer than the budget.
 //!
 //! These connections only read, and only through [`super::Scoped`], which supplies
 //! the merchant to every statement like any other read.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, TryLockError};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, TryLockError};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 
+/// How long a read may hold the thread that asked for it (a runtime thread).
+pub(crate) const INLINE_BUDGET: Duration = Duration::from_millis(5);
+
+/// SQLite calls a connection's progress handler every this many virtual machine
+/// instructions (some microseconds): how late past its deadline a statement stops.
+pub(crate) const PROGRESS_OPS: i32 = 1000;
+
+/// The instant deadlines are counted from, as nanoseconds in an atomic.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn nanos_since_epoch(at: Instant) -> u64 {
+    at.saturating_duration_since(*EPOCH).as_nanos().try_into().unwrap_or(u64::MAX)
+}
+
+/// A read-only connection whose statements stop at `deadline` (0: none).
+struct Reader {
+    conn: Connection,
+    deadline: Arc<AtomicU64>,
+}
+
 /// Read-only connections, each behind its own lock. A reader holds one only for
-/// the length of a synchronous call, so with one per runtime thread (and a few
-/// spare) a caller practically never waits.
+/// the length of a synchronous call, so with one per runtime thread, one per read
+/// the blocking pool may run at once, and a few spare, a caller practically never
+/// waits.
 pub(crate) struct InlineReaders {
-    conns: Box<[Mutex<Connection>]>,
+    conns: Box<[Mutex<Reader>]>,
     next: AtomicUsize,
     path: PathBuf,
+    /// The reads that outgrew [`INLINE_BUDGET`] running at once on the blocking pool.
+    heavy: Arc<tokio::sync::Semaphore>,
+    /// How long one of those may take (`None`: as long as it needs).
+    budget: Option<Duration>,
 }
 
 impl InlineReaders {
-    pub(crate) fn open(path: &Path, count: usize) -> rusqlite::Result<InlineReaders> {
-        let conns =
-            (0..count.max(1)).map(|_| open_reader(path).map(Mutex::new)).collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(InlineReaders { conns: conns.into_boxed_slice(), next: AtomicUsize::new(0), path: path.to_owned() })
+    /// `count` connections for reads on the callers' threads, and `heavy` more for
+    /// the reads that move to the blocking pool.
+    pub(crate) fn open(
+        path: &Path,
+        count: usize,
+        heavy: usize,
+        budget: Option<Duration>,
+    ) -> rusqlite::Result<InlineReaders> {
+        let heavy = heavy.max(1);
+        let conns = (0..count.max(1) + heavy)
+            .map(|_| open_budgeted_reader(path).map(Mutex::new))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(InlineReaders {
+            conns: conns.into_boxed_slice(),
+            next: AtomicUsize::new(0),
+            path: path.to_owned(),
+            heavy: Arc::new(tokio::sync::Semaphore::new(heavy)),
+            budget,
+        })
     }
 
     /// A read-only connection of the caller's own, for a long read (an export) that
@@ -42,9 +89,59 @@ impl InlineReaders {
         open_reader(&self.path)
     }
 
-    /// Runs `f` on a free connection (the first one not in use, from a rotating
-    /// start; when every one is busy, waits for the one at the start).
+    /// Runs `f` on the caller's thread for up to [`INLINE_BUDGET`]; if it needs
+    /// longer, runs it again on the blocking pool (at most a few at a time) with
+    /// the query budget. A read past that budget fails with an interrupt
+    /// ([`is_interrupt`]).
+    pub(crate) async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T, sqlx::Error>
+    where
+        T: Send + 'static,
+        F: Fn(&Connection) -> rusqlite::Result<T> + Send + Sync + 'static,
+    {
+        match self.with_deadline(Some(Instant::now() + INLINE_BUDGET), &f) {
+            Err(e) if is_interrupt(&e) => {}
+            done => return done.map_err(driver_error),
+        }
+        metrics::counter!("clientele_reads_moved_to_blocking_pool_total").increment(1);
+        self.read_blocking(f).await
+    }
+
+    /// Runs `f` on the blocking pool (at most a few at a time) with the query
+    /// budget: for reads that may need long from their first instruction. A
+    /// full-text query does its heaviest work (merging the lists of a word that
+    /// prefixes many terms) inside one step of SQLite's machine, which the
+    /// progress handler cannot cut short: at a million customers a one-letter word
+    /// ran ~20 ms past a 1 ms deadline.
+    pub(crate) async fn read_blocking<T, F>(self: &Arc<Self>, f: F) -> Result<T, sqlx::Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let permit = self.heavy.clone().acquire_owned().await.map_err(driver_error)?;
+        let (this, deadline) = (self.clone(), self.budget.map(|b| Instant::now() + b));
+        let done = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            this.with_deadline(deadline, f)
+        })
+        .await
+        .map_err(driver_error)?;
+        done.map_err(driver_error)
+    }
+
+    /// Runs `f` on the caller's thread, for up to [`INLINE_BUDGET`].
+    #[cfg(test)]
     pub(crate) fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, sqlx::Error> {
+        self.with_deadline(Some(Instant::now() + INLINE_BUDGET), f).map_err(driver_error)
+    }
+
+    /// Runs `f` on a free connection (the first one not in use, from a rotating
+    /// start; when every one is busy, waits for the one at the start), its
+    /// statements interrupted past `deadline`.
+    fn with_deadline<T>(
+        &self,
+        deadline: Option<Instant>,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
         let n = self.conns.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         // A lock poisoned by a panic is still a good connection: the panic rolled
@@ -56,8 +153,33 @@ impl InlineReaders {
                 Err(TryLockError::WouldBlock) => None,
             })
             .unwrap_or_else(|| self.conns[start].lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-        f(&guard).map_err(driver_error)
+        guard
+            .deadline
+            .store(deadline.map_or(0, nanos_since_epoch).max(u64::from(deadline.is_some())), Ordering::Relaxed);
+        let done = f(&guard.conn);
+        guard.deadline.store(0, Ordering::Relaxed);
+        done
     }
+}
+
+/// Whether a read stopped because it ran past its deadline.
+pub(crate) fn is_interrupt(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted)
+}
+
+/// A reader whose statements stop once its `deadline` has passed.
+fn open_budgeted_reader(path: &Path) -> rusqlite::Result<Reader> {
+    let conn = open_reader(path)?;
+    let deadline = Arc::new(AtomicU64::new(0));
+    let watched = deadline.clone();
+    conn.progress_handler(
+        PROGRESS_OPS,
+        Some(move || {
+            let d = watched.load(Ordering::Relaxed);
+            d != 0 && nanos_since_epoch(Instant::now()) > d
+        }),
+    );
+    Ok(Reader { conn, deadline })
 }
 
 /// Runs `f` in one read transaction, begun and ended by cached statements:
@@ -147,7 +269,7 @@ mod tests {
             .unwrap()
             .execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (x);")
             .unwrap();
-        let readers = InlineReaders::open(&path, 1).unwrap();
+        let readers = InlineReaders::open(&path, 1, 1, None).unwrap();
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             readers.with(|c| -> rusqlite::Result<()> {
                 let tx = c.unchecked_transaction()?;
@@ -168,7 +290,7 @@ mod tests {
         let path = dir.path().join("r.db");
         let writer = rusqlite::Connection::open(&path).unwrap();
         writer.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1);").unwrap();
-        let readers = InlineReaders::open(&path, 1).unwrap();
+        let readers = InlineReaders::open(&path, 1, 1, None).unwrap();
         let count = |c: &Connection| c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0));
         // One snapshot: a write committed between two reads of one transaction is not seen.
         let (a, b) = readers

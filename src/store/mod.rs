@@ -96,6 +96,9 @@ enum Pools {
 #[derive(Clone)]
 pub struct Db {
     pools: Pools,
+    /// PostgreSQL: how to connect without the service's statement timeout (the
+    /// migrations, which may build an index over millions of rows).
+    pg_admin: Option<PgConnectOptions>,
 }
 
 /// A pool of one backend, borrowed.
@@ -131,6 +134,10 @@ pub(crate) const SQLITE_WRITE_PRAGMAS: [(&str, &str); 5] = [
 
 pub struct DbOptions {
     pub max_connections: u32,
+    /// How long one read (SQLite: and one statement of the read pool; PostgreSQL:
+    /// one statement) may run before it is interrupted; `None` for no limit (the
+    /// operator's command line).
+    pub query_timeout: Option<Duration>,
     /// SQLite: the page cache of the connection that writes (KiB). A service keeps
     /// it small; a bulk import holds the index pages its batches touch in it, which
     /// SQLite would otherwise evict, read back and spill to the WAL mid-batch.
@@ -143,7 +150,7 @@ pub const WRITER_CACHE_KIB: u32 = 16_000;
 
 impl Default for DbOptions {
     fn default() -> Self {
-        DbOptions { max_connections: 16, writer_cache_kib: WRITER_CACHE_KIB }
+        DbOptions { max_connections: 16, writer_cache_kib: WRITER_CACHE_KIB, query_timeout: None }
     }
 }
 
@@ -151,14 +158,25 @@ impl Db {
     /// Opens the database named by `url`, creating a SQLite file (and its folder) when missing.
     pub async fn connect(url: &str, opts: &DbOptions) -> anyhow::Result<Db> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let connect = PgConnectOptions::from_str(url).context("parsing the PostgreSQL URL")?;
+            let admin = PgConnectOptions::from_str(url).context("parsing the PostgreSQL URL")?;
+            let mut connect = admin.clone();
+            if let Some(t) = opts.query_timeout {
+                // Every statement of the service's connections, reads and writes, and any
+                // transaction left idle (a stalled export's, say), end in time.
+                let ms = t.as_millis().to_string();
+                let idle = (t.as_millis().max(1) * 10).to_string();
+                connect = connect.options([
+                    ("statement_timeout", ms.as_str()),
+                    ("idle_in_transaction_session_timeout", idle.as_str()),
+                ]);
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(opts.max_connections)
                 .acquire_timeout(Duration::from_secs(5))
                 .connect_with(connect)
                 .await
                 .context("connecting to PostgreSQL")?;
-            Ok(Db { pools: Pools::Postgres(pool) })
+            Ok(Db { pools: Pools::Postgres(pool), pg_admin: Some(admin) })
         } else if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
                 .context("parsing the SQLite URL")?
@@ -197,7 +215,15 @@ impl Db {
             // bounds the pool's memory whatever the database's size. Point reads run
             // inline ([`inline`]); this pool serves word searches and scans, and more
             // of those at once than the cores could run would only share the cores.
-            let read = SqlitePoolOptions::new()
+            let mut read = SqlitePoolOptions::new();
+            if let Some(budget) = opts.query_timeout {
+                // Each use of a pooled reader gets the budget anew: a reader is acquired
+                // for one query (or one read transaction) at a time.
+                read = read
+                    .after_connect(move |c, _| Box::pin(async move { sqlite_budget(c, budget).await }))
+                    .before_acquire(move |c, _| Box::pin(async move { sqlite_budget(c, budget).await.map(|()| true) }));
+            }
+            let read = read
                 .max_connections(opts.max_connections.clamp(2, 8))
                 .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(5))
@@ -209,9 +235,12 @@ impl Db {
             // One per runtime thread and a few spare: a holder never awaits, so
             // callers practically never queue for one.
             let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-            let inline = inline::InlineReaders::open(&path, threads + 2)
+            let inline = inline::InlineReaders::open(&path, threads + 2, threads, opts.query_timeout)
                 .context("opening the SQLite database for inline reads")?;
-            Ok(Db { pools: Pools::Sqlite { read, write, group, path, inline: std::sync::Arc::new(inline) } })
+            Ok(Db {
+                pools: Pools::Sqlite { read, write, group, path, inline: std::sync::Arc::new(inline) },
+                pg_admin: None,
+            })
         } else {
             anyhow::bail!("unsupported database URL (use sqlite://PATH or postgres://...)")
         }
@@ -232,7 +261,15 @@ impl Db {
                 sqlx::migrate!("migrations/sqlite").run(write).await?;
                 search_index::build_if_pending(path, write).await?;
             }
-            Pools::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await?,
+            Pools::Postgres(p) => match &self.pg_admin {
+                Some(admin) => {
+                    use sqlx::Connection;
+                    let mut c = sqlx::PgConnection::connect_with(admin).await?;
+                    sqlx::migrate!("migrations/postgres").run(&mut c).await?;
+                    c.close().await?;
+                }
+                None => sqlx::migrate!("migrations/postgres").run(p).await?,
+            },
         }
         Ok(())
     }
@@ -245,7 +282,7 @@ impl Db {
     }
 
     /// Readers that run on the caller's thread (SQLite only).
-    pub(crate) fn inline(&self) -> Option<&inline::InlineReaders> {
+    pub(crate) fn inline(&self) -> Option<&std::sync::Arc<inline::InlineReaders>> {
         match &self.pools {
             Pools::Sqlite { inline, .. } => Some(inline),
             Pools::Postgres(_) => None,
@@ -374,7 +411,7 @@ impl Scoped<'_> {
     }
 
     /// Readers that run on the caller's thread (SQLite only).
-    pub(crate) fn inline(&self) -> Option<&inline::InlineReaders> {
+    pub(crate) fn inline(&self) -> Option<&std::sync::Arc<inline::InlineReaders>> {
         self.db.inline()
     }
 }
@@ -495,6 +532,26 @@ impl WriteTx {
             }
             TxInner::Postgres(t) => Ok(t.commit().await?),
         }
+    }
+}
+
+/// Interrupts the statements of a pooled SQLite connection once `budget` has
+/// passed from now (its progress handler, which SQLite calls every few thousand
+/// instructions).
+async fn sqlite_budget(c: &mut sqlx::SqliteConnection, budget: Duration) -> Result<(), sqlx::Error> {
+    let deadline = std::time::Instant::now() + budget;
+    c.lock_handle().await?.set_progress_handler(inline::PROGRESS_OPS, move || std::time::Instant::now() < deadline);
+    Ok(())
+}
+
+/// Whether a read was stopped for running past its time budget: SQLite's
+/// interrupt (inline readers and the pooled ones) or PostgreSQL's
+/// `statement_timeout` (`query_canceled`).
+pub fn is_query_timeout(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => matches!(d.code().as_deref(), Some("57014") | Some("9")),
+        sqlx::Error::AnyDriverError(inner) => inner.downcast_ref::<rusqlite::Error>().is_some_and(inline::is_interrupt),
+        _ => false,
     }
 }
 

@@ -467,7 +467,8 @@ impl Scoped<'_> {
     /// Every method of a customer, oldest first (for the customer view).
     pub async fn methods_of(&self, customer_id: Uuid) -> Result<Vec<MethodRecord>, sqlx::Error> {
         if let Some(r) = self.inline() {
-            return r.with(|c| inline_methods_of(c, self.merchant(), customer_id));
+            let merchant = self.merchant();
+            return r.read(move |c| inline_methods_of(c, merchant, customer_id)).await;
         }
         on_conn!(self.conn(), p => sqlx::query_as::<_, MethodRecord>(&METHODS_OF_SQL).bind(self.merchant()).bind(customer_id).fetch_all(p).await)
     }

@@ -18,8 +18,9 @@
 //!
 //! A word with other characters (`smith.1`, `@mail.com`) needs every one of its
 //! runs to be a prefix of a contacts term, which narrows the candidates; each
-//! candidate's row is then checked for the whole word. A word with no run at all
-//! checks the merchant's rows.
+//! candidate's row is then checked for the whole word. A word reaches contacts
+//! only with a run of 3 characters or more (`routes::customers::parse_search`):
+//! without one, no index could narrow it, and every row would be checked.
 //!
 //! The terms are computed here, so the customer writes keep the index themselves,
 //! in their transaction (a trigger cannot compute them); deletes stay with a
@@ -66,15 +67,14 @@ pub(crate) enum WordMatch {
     /// One match expression, exact: a name prefix, a contacts run, or both.
     Exact(String),
     /// A contacts fragment that is not one run: `runs` (all those of 3 characters
-    /// or more) narrow the candidates, each row is checked for `fragment`; `names` (an expression, if
-    /// the word has a name form) adds its matches.
+    /// or more; there is at least one) narrow the candidates, each row is checked
+    /// for `fragment`; `names` (an expression, if the word has a name form) adds
+    /// its matches.
     Checked { names: Option<String>, runs: String, fragment: String },
-    /// A contacts fragment with no run of 3 characters: the merchant's rows, each
-    /// checked for `fragment`, and the name matches.
-    Scan { names: Option<String>, fragment: String },
 }
 
 impl WordMatch {
+    /// `contacts`, when given, holds a run of 3 characters or more.
     pub(crate) fn of(names: Option<&str>, contacts: Option<&str>) -> WordMatch {
         let names_expr = names.map(|n| format!("names : {}", prefix_expression(n)));
         let Some(contacts) = contacts else {
@@ -97,10 +97,8 @@ impl WordMatch {
                     .filter(|r| r.len() >= MIN_CONTACT_TERM)
                     .map(|r| format!("contacts : {}", prefix_expression(r)))
                     .collect();
-                match long.is_empty() {
-                    true => WordMatch::Scan { names: names_expr, fragment },
-                    false => WordMatch::Checked { names: names_expr, runs: long.join(" AND "), fragment },
-                }
+                debug_assert!(!long.is_empty(), "a contacts fragment without a run of 3: {fragment}");
+                WordMatch::Checked { names: names_expr, runs: long.join(" AND "), fragment }
             }
         }
     }
@@ -124,13 +122,6 @@ impl WordMatch {
                 ),
                 names,
             ),
-            WordMatch::Scan { names, .. } => (
-                format!(
-                    "SELECT {first} | seq AS key FROM customers \
-                     WHERE merchant_id = {merchant} AND instr(search_contacts, {f}) > 0"
-                ),
-                names,
-            ),
         };
         match names {
             Some(_) => format!("{checked} UNION {}", matches(n)),
@@ -144,7 +135,6 @@ impl WordMatch {
         match self {
             WordMatch::Exact(e) => [Some(e), None, None],
             WordMatch::Checked { names, runs, fragment } => [Some(runs), Some(fragment), names.as_deref()],
-            WordMatch::Scan { names, fragment } => [None, Some(fragment), names.as_deref()],
         }
     }
 
@@ -155,21 +145,18 @@ impl WordMatch {
     /// stepped through their once-only guards for every match.
     pub(crate) fn keys(&self, c: &rusqlite::Connection, merchant: Uuid, first_key: i64) -> rusqlite::Result<Vec<i64>> {
         // One statement per shape, built once: this runs for every word of a search.
-        static SQL: LazyLock<[String; 5]> = LazyLock::new(|| {
+        static SQL: LazyLock<[String; 3]> = LazyLock::new(|| {
             let n = || Some(String::new());
             [
                 WordMatch::Exact(String::new()),
                 WordMatch::Checked { names: None, runs: String::new(), fragment: String::new() },
                 WordMatch::Checked { names: n(), runs: String::new(), fragment: String::new() },
-                WordMatch::Scan { names: None, fragment: String::new() },
-                WordMatch::Scan { names: n(), fragment: String::new() },
             ]
             .map(|shape| format!("{} ORDER BY key", shape.keys_sql("?1", "?2", "?3", "?4", ["?5", "?6"])))
         });
         let shape = match self {
             WordMatch::Exact(_) => 0,
             WordMatch::Checked { names, .. } => 1 + usize::from(names.is_some()),
-            WordMatch::Scan { names, .. } => 3 + usize::from(names.is_some()),
         };
         let mut stmt = c.prepare_cached(&SQL[shape])?;
         for (i, v) in self.args().into_iter().enumerate() {
@@ -179,10 +166,7 @@ impl WordMatch {
         }
         stmt.raw_bind_parameter(4, merchant)?;
         stmt.raw_bind_parameter(5, first_key)?;
-        // (A scan of the merchant's rows has no upper bound.)
-        if stmt.parameter_count() >= 6 {
-            stmt.raw_bind_parameter(6, first_key | SEQ_MASK)?;
-        }
+        stmt.raw_bind_parameter(6, first_key | SEQ_MASK)?;
         let mut keys = Vec::new();
         let mut rows = stmt.raw_query();
         while let Some(row) = rows.next()? {
@@ -417,7 +401,5 @@ mod tests {
                 fragment: "john.smith@".into()
             }
         );
-        assert_eq!(WordMatch::of(None, Some("a.b")), WordMatch::Scan { names: None, fragment: "a.b".into() });
-        assert_eq!(WordMatch::of(None, Some("@.-")), WordMatch::Scan { names: None, fragment: "@.-".into() });
     }
 }

@@ -141,6 +141,9 @@ impl TestDb {
             sms_webhook_url: None,
             outbox_poll_ms: 50,
             outbox_retry_ms: 50,
+            metrics_listen: None,
+            metrics_token: None,
+            limits: clientele::config::Limits::default(),
         }
     }
 }
@@ -424,4 +427,66 @@ pub async fn exec(url: &str, sql: &str) {
         let mut c = sqlx::PgConnection::connect(url).await.unwrap();
         sqlx::query(sql).execute(&mut c).await.unwrap();
     }
+}
+
+/// Grows a merchant's customers `times`-fold by copying its rows in SQL (fresh
+/// ids, no external reference), then restarts the server, which on SQLite
+/// rebuilds the search index from the rows (as after an upgrade): a large
+/// merchant in seconds rather than the minutes an import takes in a debug build.
+#[allow(dead_code)]
+pub async fn multiply_customers(mut app: TestApp, times: u32) -> TestApp {
+    let url = app.test_db.url.clone();
+    app.stop().await;
+    if url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let cols: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info('customers') WHERE name <> 'seq'")
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
+        let values: Vec<String> = cols
+            .iter()
+            .map(|c| match c.as_str() {
+                "id" => "randomblob(16)".to_owned(),
+                "external_reference" => "NULL".to_owned(),
+                other => format!("c.{other}"),
+            })
+            .collect();
+        let sql = format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {times}) \
+             INSERT INTO customers ({}) SELECT {} FROM customers c CROSS JOIN n",
+            cols.join(", "),
+            values.join(", ")
+        );
+        sqlx::query(&sql).execute(&mut c).await.unwrap();
+        sqlx::query("INSERT INTO search_index_builds (name) VALUES ('customer_search_fts')")
+            .execute(&mut c)
+            .await
+            .unwrap();
+    } else {
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        let cols: Vec<String> = sqlx::query_scalar(
+            "SELECT column_name::text FROM information_schema.columns WHERE table_name = 'customers' ORDER BY ordinal_position",
+        )
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+        let values: Vec<String> = cols
+            .iter()
+            .map(|c| match c.as_str() {
+                "id" => "gen_random_uuid()".to_owned(),
+                "external_reference" => "NULL".to_owned(),
+                other => format!("c.{other}"),
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO customers ({}) SELECT {} FROM customers c CROSS JOIN generate_series(1, {times})",
+            cols.join(", "),
+            values.join(", ")
+        );
+        sqlx::query(&sql).execute(&mut c).await.unwrap();
+        sqlx::query("ANALYZE customers").execute(&mut c).await.unwrap();
+    }
+    let cfg = app.test_db.config();
+    app.start_again(cfg).await
 }
