@@ -181,6 +181,27 @@ impl ApiError {
         )
     }
 
+    /// The request ran past its deadline (`CLIENTELE_REQUEST_TIMEOUT_MS`).
+    pub fn request_timeout(limit: std::time::Duration) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request_timeout",
+            "ServiceUnavailableException",
+            format!("The request was not answered within {} ms; retry it.", limit.as_millis()),
+        )
+        .with(|e| e.retry_after = Some(1))
+    }
+
+    /// The client stopped sending the request's body.
+    pub fn body_timeout() -> Self {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_body_timeout",
+            "RequestTimeoutException",
+            "The request body stopped arriving before it was complete.",
+        )
+    }
+
     pub fn unavailable(details: &str) -> Self {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "ServiceUnavailableException", details)
             .with(|e| e.retry_after = Some(1))

@@ -43,6 +43,7 @@ pub(crate) struct Inner {
     shutting_down: AtomicBool,
     vault: Arc<Vault>,
     keys: auth::KeyCache,
+    limits: config::Limits,
 }
 
 impl AppState {
@@ -56,6 +57,10 @@ impl AppState {
 
     pub(crate) fn keys(&self) -> &auth::KeyCache {
         &self.inner.keys
+    }
+
+    pub fn limits(&self) -> &config::Limits {
+        &self.inner.limits
     }
 }
 
@@ -95,6 +100,7 @@ pub fn build_router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             // The payload is not logged: it could quote request data.
             ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response()
         }))
+        .layer(from_fn_with_state(state.limits().request_timeout(), http::deadline::layer))
         .layer(from_fn(http::observe::layer))
         .layer(from_fn(http::correlation::layer))
         .with_state(state);
@@ -124,6 +130,7 @@ impl App {
                 shutting_down: AtomicBool::new(false),
                 vault,
                 keys: auth::KeyCache::default(),
+                limits: config.limits.clone(),
             }),
         };
         let (router, openapi) = build_router(state.clone());
@@ -154,7 +161,15 @@ impl App {
             flag.inner.shutting_down.store(true, Ordering::Relaxed);
             tracing::info!("shutting down: finishing in-flight requests");
         };
-        axum::serve(listener, self.router).with_graceful_shutdown(signal).await?;
+        let l = state.limits();
+        let limits = http::server::ServerLimits {
+            header: Duration::from_millis(l.header_timeout_ms),
+            idle: Duration::from_millis(l.idle_timeout_ms),
+            io: Duration::from_millis(l.io_timeout_ms),
+            max_connections: l.max_connections as usize,
+            grace: l.request_timeout() + Duration::from_secs(5),
+        };
+        http::server::serve(listener, self.router, limits, signal).await?;
         purge.abort();
         outbox.abort();
         state.db().close().await;

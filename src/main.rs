@@ -146,10 +146,32 @@ async fn new_key(db: &Db, tenant: Tenant, scopes: &[Scope]) -> anyhow::Result<(U
     Ok((key.id, key.secret))
 }
 
+/// Raises the soft limit on open files to the hard one (a service's default is
+/// often 1,024), and keeps the connection limit far enough under it for the
+/// database and log files: past it, `accept` fails and nobody is served.
+fn fit_connections_to_open_files(limits: &mut clientele::config::Limits) {
+    const RESERVED: u64 = 256;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(files) => {
+            let room = files.saturating_sub(RESERVED).max(16);
+            if u64::from(limits.max_connections) > room {
+                tracing::warn!(
+                    open_files = files,
+                    max_connections = room,
+                    "the open-file limit is too low for CLIENTELE_MAX_CONNECTIONS; connections are limited to fit"
+                );
+                limits.max_connections = u32::try_from(room).unwrap_or(u32::MAX);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read or raise the open-file limit"),
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = cli.config;
+    let mut config = cli.config;
     match cli.command {
         Command::Serve => {
+            fit_connections_to_open_files(&mut config.limits);
             let app = App::start(&config).await?;
             let db = app.state.db().clone();
             if db.count_merchants().await? == 0 {

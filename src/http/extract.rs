@@ -24,11 +24,13 @@ pub fn is_json(content_type: Option<&str>) -> bool {
 /// Reads the whole body, up to [`BODY_LIMIT`].
 pub async fn read_body(body: axum::body::Body) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            ApiError::payload_too_large(BODY_LIMIT)
-        } else {
-            ApiError::malformed_json("The request body could not be read.")
+        let mut causes = std::iter::successors(std::error::Error::source(&e), |c| c.source());
+        let cause =
+            causes.find(|c| c.is::<http_body_util::LengthLimitError>() || c.is::<tower_http::timeout::TimeoutError>());
+        match cause {
+            Some(c) if c.is::<http_body_util::LengthLimitError>() => ApiError::payload_too_large(BODY_LIMIT),
+            Some(_) => ApiError::body_timeout(),
+            None => ApiError::malformed_json("The request body could not be read."),
         }
     })
 }

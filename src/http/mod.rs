@@ -2,6 +2,8 @@
 //! metrics, body and header extraction, and `Idempotency-Key` handling.
 
 pub mod correlation;
+pub mod deadline;
 pub mod extract;
 pub mod idempotency;
 pub mod observe;
+pub mod server;

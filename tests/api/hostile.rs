@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::both;
-use crate::helpers::multiply_customers;
+use crate::helpers::{TestApp, multiply_customers};
 
 const FIRST: [&str; 10] = ["Ada", "Bob", "Carla", "Dmitri", "Eve", "Farah", "Gus", "Hana", "Ivan", "Jo"];
 const LAST: [&str; 5] = ["Abbott", "Becker", "Cruz", "Diaz", "Eriksen"];
@@ -18,6 +20,116 @@ const LAST: [&str; 5] = ["Abbott", "Becker", "Cruz", "Diaz", "Eriksen"];
 fn percentile(samples: &mut [Duration], pct: usize) -> Duration {
     samples.sort();
     samples[(samples.len() * pct / 100).min(samples.len() - 1)]
+}
+
+/// Restarts `app` with tight connection limits.
+async fn with_tight_limits(mut app: TestApp) -> TestApp {
+    app.stop().await;
+    let mut cfg = app.test_db.config();
+    cfg.limits.header_timeout_ms = 300;
+    cfg.limits.idle_timeout_ms = 800;
+    cfg.limits.io_timeout_ms = 400;
+    cfg.limits.request_timeout_ms = 1500;
+    cfg.limits.max_connections = 4;
+    app.start_again(cfg).await
+}
+
+async fn connect(app: &TestApp) -> TcpStream {
+    TcpStream::connect(app.base.trim_start_matches("http://")).await.unwrap()
+}
+
+/// Reads until the server closes the connection (or 5 s pass); what it sent and when it closed.
+async fn read_to_close(s: &mut TcpStream) -> (String, Duration) {
+    let t = Instant::now();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    (String::from_utf8_lossy(&out).into_owned(), t.elapsed())
+}
+
+/// Reads one reply's head and its `Content-Length` body.
+async fn read_reply(s: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await.unwrap().unwrap();
+        assert!(n > 0, "closed before a reply: {}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                return text;
+            }
+        }
+    }
+}
+
+both! {
+    async fn slow_and_idle_connections_are_closed(app: TestApp) {
+        let app = with_tight_limits(app).await;
+        // Headers that never end (slowloris): closed after the header timeout.
+        let mut slow = connect(&app).await;
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+        let (_, after) = read_to_close(&mut slow).await;
+        assert!(after < Duration::from_secs(2), "a connection sending headers slowly stayed open {after:?}");
+        // A keep-alive connection with nothing to do: closed after the idle timeout.
+        let mut idle = connect(&app).await;
+        idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        assert!(read_reply(&mut idle).await.starts_with("HTTP/1.1 200"));
+        let (_, after) = read_to_close(&mut idle).await;
+        assert!(after >= Duration::from_millis(600) && after < Duration::from_secs(3), "idle connection closed after {after:?}");
+        // A body that stops arriving: 408.
+        let mut stalled = connect(&app).await;
+        let head = format!("POST /pay-api/v1/customers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"firstName\"", app.key);
+        stalled.write_all(head.as_bytes()).await.unwrap();
+        let (reply, after) = read_to_close(&mut stalled).await;
+        assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+        assert!(reply.contains("request_body_timeout") && after < Duration::from_secs(3), "{reply} after {after:?}");
+        // A body that trickles in (never 400 ms without a byte) past the request's deadline: 503.
+        let mut trickle = connect(&app).await;
+        let body = br#"{"firstName": "Tric", "lastName": "Kle", "companyName": "A slowly sent body........."}"#;
+        let head = format!("POST /pay-api/v1/customers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", app.key, body.len());
+        trickle.write_all(head.as_bytes()).await.unwrap();
+        let started = Instant::now();
+        for b in body.iter() {
+            if trickle.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(3) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (reply, _) = read_to_close(&mut trickle).await;
+        assert!(reply.starts_with("HTTP/1.1 503") && reply.contains("request_timeout"), "{reply}");
+        assert_eq!(app.get("/customers?search=tric").await.body["total"], 0, "the timed-out create did not happen");
+    }
+
+    async fn a_full_house_of_slow_clients_does_not_keep_others_out(app: TestApp) {
+        let app = with_tight_limits(app).await;
+        // As many connections as the limit, each sending headers slowly.
+        let mut hogs = Vec::new();
+        for _ in 0..4 {
+            let mut s = connect(&app).await;
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+            hogs.push(s);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // A well-behaved client waits at most until the slow ones are shed.
+        let t = Instant::now();
+        let r = app.get("/healthz").await;
+        assert_eq!(r.status, 200);
+        assert!(t.elapsed() < Duration::from_secs(3), "served after {:?}", t.elapsed());
+        for mut h in hogs {
+            let (_, after) = read_to_close(&mut h).await;
+            assert!(after < Duration::from_secs(2));
+        }
+    }
 }
 
 both! {
