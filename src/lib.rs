@@ -44,6 +44,7 @@ pub(crate) struct Inner {
     vault: Arc<Vault>,
     keys: auth::KeyCache,
     limits: config::Limits,
+    exports: routes::bulk::ExportSlots,
 }
 
 impl AppState {
@@ -61,6 +62,10 @@ impl AppState {
 
     pub fn limits(&self) -> &config::Limits {
         &self.inner.limits
+    }
+
+    pub(crate) fn exports(&self) -> &routes::bulk::ExportSlots {
+        &self.inner.exports
     }
 }
 
@@ -112,6 +117,7 @@ impl App {
         let options = DbOptions {
             max_connections: config.db_max_connections,
             query_timeout: Some(config.limits.query_timeout()),
+            exports: config.limits.max_exports,
             ..DbOptions::default()
         };
         Self::start_with(config, options).await
@@ -131,6 +137,7 @@ impl App {
                 vault,
                 keys: auth::KeyCache::default(),
                 limits: config.limits.clone(),
+                exports: routes::bulk::ExportSlots::new(config.limits.max_exports),
             }),
         };
         let (router, openapi) = build_router(state.clone());

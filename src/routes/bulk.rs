@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -393,31 +394,127 @@ pub fn export_lines((rows, mut custom): crate::store::customers::ExportBatch) ->
     Bytes::from(chunk)
 }
 
+/// The exports streaming at once: a few in all, one per merchant. Each holds a
+/// read snapshot (on PostgreSQL, a connection of the export pool) for as long as
+/// its client reads, so their number is bounded like connections are.
+pub struct ExportSlots {
+    all: Arc<tokio::sync::Semaphore>,
+    merchants: Arc<std::sync::Mutex<std::collections::HashSet<Uuid>>>,
+}
+
+/// A running export's slot, given back when it is dropped.
+pub struct ExportSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    merchant: Uuid,
+    merchants: Arc<std::sync::Mutex<std::collections::HashSet<Uuid>>>,
+}
+
+impl Drop for ExportSlot {
+    fn drop(&mut self) {
+        self.merchants.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.merchant);
+    }
+}
+
+impl ExportSlots {
+    pub fn new(max: u32) -> ExportSlots {
+        ExportSlots { all: Arc::new(tokio::sync::Semaphore::new(max.max(1) as usize)), merchants: Arc::default() }
+    }
+
+    /// A slot for `merchant`'s export, or why there is none.
+    fn take(&self, merchant: Uuid) -> Result<ExportSlot, ApiError> {
+        let mut running = self.merchants.lock().unwrap_or_else(|e| e.into_inner());
+        if running.contains(&merchant) {
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "export_in_progress",
+                "TooManyRequestsException",
+                "An export of this merchant's customers is already streaming; one runs at a time.",
+            );
+            e.set_retry_after(5);
+            return Err(e);
+        }
+        let Ok(permit) = self.all.clone().try_acquire_owned() else {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "export_busy",
+                "ServiceUnavailableException",
+                "Every export slot is in use (CLIENTELE_MAX_EXPORTS); retry shortly.",
+            );
+            e.set_retry_after(5);
+            return Err(e);
+        };
+        running.insert(merchant);
+        Ok(ExportSlot { _permit: permit, merchant, merchants: self.merchants.clone() })
+    }
+}
+
+/// The line that ends a stream which failed midway, so that what the client got
+/// can never pass for the whole. (Breaking the transfer instead would lose the
+/// line: hyper drops what it has not yet written when a body fails.)
+async fn fail_stream(out: &mpsc::Sender<Result<Bytes, std::io::Error>>, why: &str) {
+    let _ = out.send(Ok(line(&json!({"error": why})))).await;
+}
+
 /// Export customers (NDJSON)
 ///
 /// Every customer of the merchant, one representation per line (as in search
 /// items, with non-secret custom parameters), streamed from one consistent
-/// snapshot while writes go on. No card, bank or secret data.
+/// snapshot while writes go on. No card, bank or secret data. One export per
+/// merchant at a time (429 `export_in_progress`), a few in all (503
+/// `export_busy`). An export that fails midway, or runs past
+/// `CLIENTELE_EXPORT_TIMEOUT_S`, ends with an `{"error"}` line, never with what
+/// looks like a complete file.
 #[utoipa::path(get, path = "/customers/export", tag = "customers",
-    responses((status = 200, description = "One customer per line", content_type = "application/x-ndjson", body = String), ReadErrors),
+    responses((status = 200, description = "One customer per line", content_type = "application/x-ndjson", body = String), ReadErrors,
+        (status = 429, description = "An export of this merchant is already streaming", body = crate::error::ErrorBody)),
     security(("bearer" = ["customers:read"])))]
 async fn export_customers(State(state): State<AppState>, auth: Authed<CustomersRead>) -> ApiResult<Response> {
-    let (batches_tx, mut batches) = mpsc::channel(4);
-    let (out, rx) = mpsc::channel::<Bytes>(16);
+    let slot = state.exports().take(auth.tenant().id())?;
+    // A couple of batches (~0.5 MB each) in each hand-off: enough to keep the
+    // socket fed, little for a client that reads slowly to pile up.
+    let (batches_tx, mut batches) = mpsc::channel(2);
+    let (out, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(2);
     let (db, tenant) = (state.db().clone(), auth.tenant());
+    let producer = tokio::spawn(async move { db.export_customers(tenant, &batches_tx).await });
+    let limit = Duration::from_secs(state.limits().export_timeout_s);
     tokio::spawn(async move {
-        if let Err(e) = db.export_customers(tenant, &batches_tx).await {
-            tracing::error!(error = %e, "export failed");
+        let _slot = slot;
+        let deadline = tokio::time::Instant::now() + limit;
+        let timed_out = async |out: &mpsc::Sender<Result<Bytes, std::io::Error>>| {
+            let why = format!(
+                "The export ran longer than {} s and was stopped; export from the command line (clientele export) instead.",
+                limit.as_secs()
+            );
+            fail_stream(out, &why).await;
+        };
+        loop {
+            let batch = match tokio::time::timeout_at(deadline, batches.recv()).await {
+                Ok(Some(batch)) => batch,
+                Ok(None) => break,
+                // Dropping `batches` stops the reading.
+                Err(_) => return timed_out(&out).await,
+            };
+            match tokio::time::timeout_at(deadline, out.send(Ok(export_lines(batch)))).await {
+                Ok(Ok(())) => {}
+                // The client is gone.
+                Ok(Err(_)) => return,
+                Err(_) => return timed_out(&out).await,
+            }
         }
-    });
-    tokio::spawn(async move {
-        while let Some(batch) = batches.recv().await {
-            if out.send(export_lines(batch)).await.is_err() {
-                break;
+        match producer.await {
+            Ok(Ok(())) => {}
+            failed => {
+                tracing::error!(result = ?failed.map(|r| r.map_err(|e| e.to_string())), "an export failed midway");
+                fail_stream(&out, "The export failed midway; what came before this line is not the whole.").await;
             }
         }
     });
-    let mut res = (StatusCode::OK, ndjson_stream(rx)).into_response();
+    let body =
+        Body::from_stream(futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+        ));
+    let mut res = (StatusCode::OK, body).into_response();
     res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(NDJSON));
     Ok(res)
 }

@@ -1032,7 +1032,8 @@ impl super::Db {
                 .map_err(driver_error)?
                 .map_err(driver_error);
         }
-        on_conn!(self.reader(), p => {
+        let exports = self.export_pool().map(Conn::Postgres).unwrap_or_else(|| self.reader());
+        on_conn!(exports, p => {
             let mut tx = p.begin().await?;
             if matches!(self.reader(), Conn::Postgres(_)) {
                 sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;

@@ -67,7 +67,11 @@ impl GroupWriter {
 
     /// [`GroupWriter::start`], checkpointing once the WAL holds `frames` frames.
     fn start_checkpointing_at(path: &Path, frames: i32, cache_kib: u32) -> anyhow::Result<GroupWriter> {
-        let conn = Checkpointer::start(path, open_writer(path, cache_kib)?, frames)?;
+        let own = open_writer(path, cache_kib)?;
+        // When the WAL starts over, a WAL that grew past twice the checkpoint
+        // threshold (while a long read held an old snapshot, say) is truncated back.
+        own.pragma_update(None, "journal_size_limit", wal_size_limit(frames))?;
+        let conn = Checkpointer::start(path, own, frames)?;
         let (queue, rx) = mpsc::channel(QUEUE);
         // Jobs may await what needs the runtime (a timer, a pooled read): they run
         // inside its context.
@@ -129,6 +133,12 @@ fn open_writer(path: &Path, cache_kib: u32) -> rusqlite::Result<Connection> {
 /// A checkpoint is due once the WAL holds this many frames (~40 MiB).
 const CHECKPOINT_FRAMES: i32 = 10_000;
 
+/// The WAL's size once it starts over (bytes): twice the checkpoint threshold's
+/// frames of 4 KiB pages (~80 MiB).
+fn wal_size_limit(frames: i32) -> i64 {
+    i64::from(frames) * 2 * (4096 + 24)
+}
+
 /// Runs the WAL checkpoints of the writer's commits on a thread and connection
 /// of its own. The writer's connection reports each commit's WAL size to it (a
 /// WAL hook, which replaces SQLite's automatic checkpoint on that connection);
@@ -161,6 +171,7 @@ impl Checkpointer {
         let own = open_read_write(path)?;
         // A checkpoint syncs the WAL before copying and the database after, as durably as the writer commits.
         own.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;")?;
+        own.pragma_update(None, "journal_size_limit", wal_size_limit(frames))?;
         let (due, wanted) = std::sync::mpsc::sync_channel::<()>(1);
         std::thread::Builder::new().name("db-checkpoint".into()).spawn(move || {
             // Ends with the writer (its sender dropped).
@@ -458,6 +469,28 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(size() >= before + 100_000, "the file grew from {before} to {} bytes only", size());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wal_grown_past_its_limit_shrinks_back_when_it_starts_over() {
+        let (dir, path, writer) = writer_on_a_new_database();
+        let wal = || std::fs::metadata(dir.path().join("w.db-wal")).map(|m| m.len()).unwrap_or(0);
+        // A reader holding an old snapshot keeps the WAL from starting over...
+        let reader = Connection::open(&path).unwrap();
+        reader.execute_batch("BEGIN; SELECT count(*) FROM t;").unwrap();
+        for _ in 0..60 {
+            insert_blob(&writer, 50_000).await;
+        }
+        let grown = wal();
+        assert!(grown > 2_000_000, "the WAL only grew to {grown} bytes");
+        // ...and once it lets go, the WAL goes back to its limit (16 frames: 128 KiB).
+        reader.execute_batch("COMMIT").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while wal() > 2 * wal_size_limit(16) as u64 && Instant::now() < deadline {
+            insert_blob(&writer, 100).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(wal() <= 2 * wal_size_limit(16) as u64, "the WAL stayed at {} bytes (was {grown})", wal());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

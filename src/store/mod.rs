@@ -93,9 +93,14 @@ enum Pools {
     Postgres(PgPool),
 }
 
+/// PostgreSQL's connections for exports, opened when first needed.
+#[derive(Clone)]
+struct ExportPool(PgPool);
+
 #[derive(Clone)]
 pub struct Db {
     pools: Pools,
+    export_pool: Option<ExportPool>,
     /// PostgreSQL: how to connect without the service's statement timeout (the
     /// migrations, which may build an index over millions of rows).
     pg_admin: Option<PgConnectOptions>,
@@ -138,6 +143,9 @@ pub struct DbOptions {
     /// one statement) may run before it is interrupted; `None` for no limit (the
     /// operator's command line).
     pub query_timeout: Option<Duration>,
+    /// PostgreSQL: connections of the export pool (an export holds one while its
+    /// client reads), apart from the pool every other request uses.
+    pub exports: u32,
     /// SQLite: the page cache of the connection that writes (KiB). A service keeps
     /// it small; a bulk import holds the index pages its batches touch in it, which
     /// SQLite would otherwise evict, read back and spill to the WAL mid-batch.
@@ -150,7 +158,7 @@ pub const WRITER_CACHE_KIB: u32 = 16_000;
 
 impl Default for DbOptions {
     fn default() -> Self {
-        DbOptions { max_connections: 16, writer_cache_kib: WRITER_CACHE_KIB, query_timeout: None }
+        DbOptions { max_connections: 16, writer_cache_kib: WRITER_CACHE_KIB, query_timeout: None, exports: 2 }
     }
 }
 
@@ -173,10 +181,15 @@ impl Db {
             let pool = PgPoolOptions::new()
                 .max_connections(opts.max_connections)
                 .acquire_timeout(Duration::from_secs(5))
-                .connect_with(connect)
+                .connect_with(connect.clone())
                 .await
                 .context("connecting to PostgreSQL")?;
-            Ok(Db { pools: Pools::Postgres(pool), pg_admin: Some(admin) })
+            let exports = PgPoolOptions::new()
+                .max_connections(opts.exports.max(1))
+                .min_connections(0)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_lazy_with(connect);
+            Ok(Db { pools: Pools::Postgres(pool), export_pool: Some(ExportPool(exports)), pg_admin: Some(admin) })
         } else if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
                 .context("parsing the SQLite URL")?
@@ -239,6 +252,7 @@ impl Db {
                 .context("opening the SQLite database for inline reads")?;
             Ok(Db {
                 pools: Pools::Sqlite { read, write, group, path, inline: std::sync::Arc::new(inline) },
+                export_pool: None,
                 pg_admin: None,
             })
         } else {
@@ -390,8 +404,18 @@ impl Db {
                 read.close().await;
                 write.close().await;
             }
-            Pools::Postgres(p) => p.close().await,
+            Pools::Postgres(p) => {
+                p.close().await;
+                if let Some(ExportPool(e)) = &self.export_pool {
+                    e.close().await;
+                }
+            }
         }
+    }
+
+    /// PostgreSQL: the pool exports read through.
+    pub(crate) fn export_pool(&self) -> Option<&PgPool> {
+        self.export_pool.as_ref().map(|ExportPool(p)| p)
     }
 }
 

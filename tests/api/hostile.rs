@@ -38,6 +38,15 @@ async fn connect(app: &TestApp) -> TcpStream {
     TcpStream::connect(app.base.trim_start_matches("http://")).await.unwrap()
 }
 
+/// A connection whose receive window stays small (64 KiB; the kernel would grow
+/// it to tens of MB on loopback), so that a client not reading soon stalls the
+/// server's writes, as across a real network.
+async fn connect_narrow(app: &TestApp) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    socket.connect(app.base.trim_start_matches("http://").parse().unwrap()).await.unwrap()
+}
+
 /// Reads until the server closes the connection (or 5 s pass); what it sent and when it closed.
 async fn read_to_close(s: &mut TcpStream) -> (String, Duration) {
     let t = Instant::now();
@@ -129,6 +138,81 @@ both! {
             let (_, after) = read_to_close(&mut h).await;
             assert!(after < Duration::from_secs(2));
         }
+    }
+}
+
+both! {
+    async fn a_stalled_export_holds_nothing_others_need(app: TestApp) {
+        for i in 0..30 {
+            app.create(json!({"firstName": format!("Ex{i}"), "lastName": "Porter", "email": format!("ex{i}@example.com"),
+                "companyName": "A company name long enough to make lines of a realistic length"})).await;
+        }
+        let mut app = multiply_customers(app, 1000).await;
+        app.stop().await;
+        let mut cfg = app.test_db.config();
+        cfg.limits.io_timeout_ms = 2000;
+        let app = app.start_again(cfg).await;
+        // Clients that ask for an export and stop reading it.
+        let mut stalled = Vec::new();
+        let mut statuses = Vec::new();
+        for _ in 0..8 {
+            let mut s = connect_narrow(&app).await;
+            let head = format!("GET /pay-api/v1/customers/export HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n", app.key);
+            s.write_all(head.as_bytes()).await.unwrap();
+            let mut first = [0u8; 12];
+            s.read_exact(&mut first).await.unwrap();
+            statuses.push(String::from_utf8_lossy(&first[9..12]).into_owned());
+            stalled.push(s);
+        }
+        assert_eq!(statuses.iter().filter(|s| *s == "200").count(), 1, "one export per merchant at a time: {statuses:?}");
+        assert!(statuses.iter().all(|s| s == "200" || s == "429"), "{statuses:?}");
+        // Everyone else is served meanwhile.
+        for i in 0..5 {
+            let t = Instant::now();
+            let id = app.create(json!({"firstName": format!("During{i}"), "lastName": "Stall"})).await;
+            app.get(&format!("/customers/{id}")).await.expect(200);
+            assert_eq!(app.get("/readyz").await.status, 200);
+            assert!(t.elapsed() < Duration::from_secs(1), "a request waited {:?} beside a stalled export", t.elapsed());
+        }
+        // The stalled export is cut off once its client has not read for the I/O timeout:
+        // what it then finds is a part of the export, never the end of a complete one.
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        let mut cut = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stalled[statuses.iter().position(|s| s == "200").unwrap()].read_to_end(&mut cut)).await;
+        assert!(read.is_ok(), "the stalled export's connection was still open");
+        assert!(!cut.ends_with(b"0\r\n\r\n"), "a cut export ended like a complete one");
+        // ...and the next export streams every customer.
+        let r = app.client.get(app.url("/customers/export")).bearer_auth(&app.key).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let text = r.text().await.unwrap();
+        let total = app.get("/customers?pageSize=1").await.expect(200)["total"].as_u64().unwrap();
+        assert_eq!(text.lines().count() as u64, total);
+        assert!(!text.contains("\"error\""));
+
+        // An export that runs past its time limit ends with an error line.
+        let mut app = app;
+        app.stop().await;
+        let mut cfg = app.test_db.config();
+        cfg.limits.export_timeout_s = 1;
+        let app = app.start_again(cfg).await;
+        let mut slow = connect_narrow(&app).await;
+        let head = format!("GET /pay-api/v1/customers/export HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {}\r\n\r\n", app.key);
+        slow.write_all(head.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let mut chunk = vec![0u8; 16 * 1024];
+        let started = Instant::now();
+        // Slowly for two seconds, then all the rest.
+        while started.elapsed() < Duration::from_secs(2) {
+            match tokio::time::timeout(Duration::from_secs(5), slow.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                Ok(Ok(n)) => got.extend_from_slice(&chunk[..n]),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(20), slow.read_to_end(&mut got)).await;
+        let text = String::from_utf8_lossy(&got);
+        let last = text.lines().rev().find(|l| l.starts_with('{')).unwrap_or_default();
+        assert!(last.starts_with("{\"error\":\"The export ran longer than 1 s"), "the export of {} bytes ended with {last}", got.len());
     }
 }
 
