@@ -1,6 +1,7 @@
 //! Point-of-sale credit (seed 004): financing plans, instalment payments, and
 //! the rules of opening an account.
 
+use crate::domain::money::MAX_AMOUNT;
 use rust_decimal::prelude::*;
 use serde_json::Value;
 
@@ -36,15 +37,13 @@ pub fn parse_amount(v: &Value, path: &str, p: &mut Problems) -> Option<Decimal> 
     };
     let d = Decimal::from_str_exact(&text).or_else(|_| Decimal::from_scientific(&text)).ok();
     match d {
-        Some(d) if d > Decimal::ZERO && d.normalize().scale() <= 2 && d < Decimal::from(1_000_000_000_000i64) => {
-            Some(d)
-        }
+        Some(d) if d > Decimal::ZERO && d.normalize().scale() <= 2 && d <= Decimal::new(MAX_AMOUNT, 2) => Some(d),
         Some(d) if d <= Decimal::ZERO => {
             p.push(path, format!("'{path}' must be greater than 0."));
             None
         }
         Some(_) => {
-            p.push(path, format!("'{path}' must have at most 2 decimals (and be below 10^12)."));
+            p.push(path, format!("'{path}' must have at most 2 decimals and be at most 999999999999.99."));
             None
         }
         None => {

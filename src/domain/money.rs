@@ -4,6 +4,16 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde::{Serialize, Serializer};
 
+/// The largest amount one purchase or refund may carry, in minor units
+/// (999,999,999,999.99).
+pub const MAX_AMOUNT: i64 = 100_000_000_000_000 - 1;
+
+/// The bound of a customer's transaction volume either way, in minor units
+/// (9,999,999,999,999.99): a purchase or refund that would carry it past is
+/// refused. Sums stay exact in 64 bits, and every amount shown has at most 15
+/// significant digits, which a JSON number (an IEEE double) carries exactly.
+pub const MAX_VOLUME: i64 = 1_000_000_000_000_000 - 1;
+
 /// An amount in minor units (cents).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Money(pub i64);

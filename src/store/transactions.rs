@@ -3,6 +3,7 @@
 use uuid::Uuid;
 
 use super::{StoreError, TxInner, WriteTx};
+use crate::domain::money::MAX_VOLUME;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxKind {
@@ -131,10 +132,18 @@ impl WriteTx {
              payment_method_id, credit_account_number, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)", &[&merchant, &id, &t.external_id.as_str(), &customer, &t.kind.as_str(), &t.amount, &t.currency.as_str(), &t.occurred_at, &t.payment_method_id, &t.credit_account_number.as_deref(), &now]).await?;
         // Statistics: refunds count and reduce the volume; the last transaction is the latest by time.
         let signed = if t.kind == TxKind::Refund { -t.amount } else { t.amount };
-        self.exec("UPDATE customers SET transactions_count = transactions_count + 1, transactions_volume = transactions_volume + $1, \
+        // The volume stays within its documented bound (checked in the statement,
+        // on the locked row), so it can never overflow into a floating-point value.
+        let changed = self.exec("UPDATE customers SET transactions_count = transactions_count + 1, transactions_volume = transactions_volume + $1, \
              last_transaction_amount = CASE WHEN last_transaction_at IS NULL OR last_transaction_at <= $2 THEN $1 ELSE last_transaction_amount END, \
              last_transaction_at = CASE WHEN last_transaction_at IS NULL OR last_transaction_at <= $2 THEN $2 ELSE last_transaction_at END \
-             WHERE merchant_id = $3 AND id = $4", &[&signed, &t.occurred_at, &merchant, &customer]).await?;
+             WHERE merchant_id = $3 AND id = $4 AND transactions_volume + $1 BETWEEN $5 AND $6", &[&signed, &t.occurred_at, &merchant, &customer, &-MAX_VOLUME, &MAX_VOLUME]).await?;
+        if changed == 0 {
+            return Err(StoreError::Conflict {
+                code: "transactions_volume_limit",
+                message: "This transaction would carry the customer's transaction volume past 9,999,999,999,999.99 either way.",
+            });
+        }
         self.event("transaction.recorded", id).await?;
         Ok(Recorded::New(id))
     }

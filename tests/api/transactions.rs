@@ -107,3 +107,41 @@ both! {
         assert_eq!(app.get(&format!("/customers/{c}")).await.body["transactionsVolume"], 1000.0);
     }
 }
+
+both! {
+    async fn the_volume_is_bounded_and_never_overflows(app: TestApp) {
+        let c = app.create_named("Big", "Spender").await;
+        let path = format!("/customers/{c}/transactions");
+        let mut largest = tx("big-0", "purchase", 0.0);
+        largest["amount"] = json!("999999999999.99");
+        app.post(&path, largest.clone()).await.expect(200);
+        let mut over = largest.clone();
+        over["amount"] = json!("1000000000000.00");
+        assert!(app.post(&path, over).await.expect_error(400, "validation_failed")["errors"]["amount"].is_array());
+        // Ten of the largest purchases fit under the volume's bound; the eleventh does not.
+        for i in 1..10 {
+            largest["externalId"] = json!(format!("big-{i}"));
+            app.post(&path, largest.clone()).await.expect(200);
+        }
+        largest["externalId"] = json!("big-10");
+        app.post(&path, largest.clone()).await.expect_error(409, "transactions_volume_limit");
+        let v = app.get(&format!("/customers/{c}")).await.expect(200).clone();
+        assert_eq!(v["transactionsVolume"].to_string(), "9999999999999.9");
+        assert_eq!(v["transactionsCount"], 10);
+        // Refunds are bounded the same way below zero.
+        let other = app.create_named("Big", "Refunder").await;
+        let mut refund = tx("r-0", "refund", 0.0);
+        refund["amount"] = json!("999999999999.99");
+        for i in 0..10 {
+            refund["externalId"] = json!(format!("r-{i}"));
+            app.post(&format!("/customers/{other}/transactions"), refund.clone()).await.expect(200);
+        }
+        refund["externalId"] = json!("r-10");
+        app.post(&format!("/customers/{other}/transactions"), refund).await.expect_error(409, "transactions_volume_limit");
+        // Every read of these customers still answers.
+        app.get("/customers").await.expect(200);
+        let export = app.client.get(app.url("/customers/export")).bearer_auth(&app.key).send().await.unwrap().text().await.unwrap();
+        assert_eq!(export.lines().count(), 2);
+        assert!(export.contains("-9999999999999.9"), "{export}");
+    }
+}
