@@ -27,7 +27,7 @@ use crate::http::extract::{JsonBody, QueryReader};
 use crate::http::idempotency::SensitiveReply;
 use crate::store::StoreError;
 use crate::store::credit::{AccountKey, AccountRecord, PlanRecord};
-use crate::store::verification::{AnswerVerdict, Format, Outcome, VerifyRequest};
+use crate::store::verification::{AnswerVerdict, Format, Outcome, VerifyPolicy, VerifyRequest};
 use axum::response::{IntoResponse, Response};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -783,9 +783,13 @@ fn failed(locked: bool) -> ApiError {
 /// answer), `merchant_override` (merchants allowed to, see `clientele merchant
 /// configure`) and `regular_purchase_bypass` (open, low-risk accounts with credit
 /// left and no failed attempt pending) answer the code itself. Codes expire after
-/// 10 minutes and are stored only as keyed hashes. Five wrong answers or codes
-/// lock verification for 30 minutes (429 with `Retry-After`). Replies are never
-/// stored for replay.
+/// 10 minutes and are stored only as keyed hashes; a new code replaces the
+/// account's earlier ones. Five attempts without a success (wrong answers, wrong
+/// codes, and codes sent by SMS or email) lock verification for 30 minutes (429
+/// `verification_locked` with `Retry-After`). One code per account and channel
+/// every 30 seconds (429 `verification_throttled`), and a merchant's sends per
+/// minute are bounded (429 `verification_rate_limited`). Replies are never stored
+/// for replay.
 #[utoipa::path(post, path = "/credit-accounts/{accountNumber}/verify", tag = "point of sale",
     params(("accountNumber" = String, Path)),
     request_body = VerifyBody,
@@ -801,6 +805,7 @@ async fn verify(
     let number = account_number(&params)?;
     let mut req = parse_verify(&body)?;
     let (_, allow_override) = state.db().merchant_settings(auth.tenant()).await?;
+    let policy = VerifyPolicy { allow_override, sends_per_minute: state.limits().verification_sends_per_minute };
     let vault = state.vault();
     if let Some((qid, answer)) = &req.question
         && let Some(stored) = state.db().scoped(auth.tenant()).answer_to_check(&number, *qid).await?
@@ -820,7 +825,7 @@ async fn verify(
     let outcome = state
         .db()
         .write(auth.actor(), move |mut tx| async move {
-            let o = tx.verify(&vault, &number, &req, allow_override).await?;
+            let o = tx.verify(&vault, &number, &req, policy).await?;
             tx.commit().await?;
             Ok::<_, StoreError>(o)
         })

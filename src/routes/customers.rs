@@ -65,6 +65,11 @@ impl From<StoreError> for ApiError {
                 e.set_retry_after(secs);
                 e
             }
+            StoreError::Throttled { code, message, retry_after_ms } => {
+                let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, "TooManyRequestsException", message);
+                e.set_retry_after(((retry_after_ms + 999) / 1000).max(1) as u64);
+                e
+            }
             StoreError::Crypto(e) => ApiError::internal(anyhow::anyhow!(e)),
         }
     }

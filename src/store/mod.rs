@@ -634,6 +634,9 @@ pub enum StoreError {
     /// Verification is locked until this instant (ms).
     #[error("locked")]
     Locked { until: i64 },
+    /// Too soon or too many: try again in `retry_after_ms`.
+    #[error("{message}")]
+    Throttled { code: &'static str, message: &'static str, retry_after_ms: i64 },
     /// The merchant may not do this.
     #[error("{message}")]
     Forbidden { code: &'static str, message: &'static str },

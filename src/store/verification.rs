@@ -13,9 +13,21 @@ use crate::crypto::{AnswerCheck, Vault};
 
 /// Codes live 10 minutes.
 pub const CODE_TTL_MS: i64 = 10 * 60 * 1000;
-/// Five wrong answers or codes lock verification for 30 minutes.
+/// Five wrong answers or codes lock verification for 30 minutes; every code sent
+/// by SMS or email counts as an attempt too (see [`WriteTx::verify`]).
 pub const MAX_FAILURES: i64 = 5;
 pub const LOCK_MS: i64 = 30 * 60 * 1000;
+/// One code per account and channel (SMS, email) in this long.
+pub const SEND_COOLDOWN_MS: i64 = 30 * 1000;
+
+/// What bounds the verifications of one merchant.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyPolicy {
+    /// Whether the merchant may override verification.
+    pub allow_override: bool,
+    /// Codes the merchant may send by SMS or email in a minute, all accounts together.
+    pub sends_per_minute: u32,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -153,13 +165,52 @@ impl WriteTx {
         Ok(Outcome::Failed { locked })
     }
 
+    /// Refuses a code sent to `channel` too soon after the account's last one there,
+    /// or past the merchant's sends per minute: each costs the merchant a message,
+    /// and each live code is one more an attacker could guess.
+    async fn may_send(&mut self, number: &str, format: Format, per_minute: u32) -> Result<(), StoreError> {
+        let (merchant, now) = (self.merchant(), self.now);
+        let last: Option<(Option<i64>,)> = self
+            .fetch_optional(
+                "SELECT MAX(created_at) FROM credit_verifications WHERE merchant_id = $1 AND account_number = $2 AND format = $3",
+                &[&merchant, &number, &format.as_str()],
+            )
+            .await?;
+        if let Some(last) = last.and_then(|(t,)| t).filter(|t| now - t < SEND_COOLDOWN_MS) {
+            return Err(StoreError::Throttled {
+                code: "verification_throttled",
+                message: "A code was sent to this account on this channel less than 30 seconds ago; it stays valid.",
+                retry_after_ms: last + SEND_COOLDOWN_MS - now,
+            });
+        }
+        let window = now - 60_000;
+        let sent: Option<(i64, Option<i64>)> = self
+            .fetch_optional(
+                "SELECT COUNT(*), MIN(created_at) FROM credit_verifications \
+                 WHERE merchant_id = $1 AND created_at > $2 AND format IN ('sms', 'email')",
+                &[&merchant, &window],
+            )
+            .await?;
+        if let Some((n, oldest)) = sent
+            && n >= i64::from(per_minute)
+        {
+            return Err(StoreError::Throttled {
+                code: "verification_rate_limited",
+                message: "This merchant has sent as many verification codes as it may in a minute (CLIENTELE_VERIFICATION_SENDS_PER_MINUTE).",
+                retry_after_ms: oldest.map_or(60_000, |t| t + 60_000 - now),
+            });
+        }
+        Ok(())
+    }
+
     async fn record_success(&mut self, number: &str) -> Result<(), StoreError> {
         let merchant = self.merchant();
         self.exec("UPDATE credit_accounts SET verify_failures = 0, verify_locked_until = NULL WHERE merchant_id = $1 AND account_number = $2", &[&merchant, &number]).await?;
         Ok(())
     }
 
-    /// A fresh 6-digit code, stored as its keyed hash with a 10-minute expiry.
+    /// A fresh 6-digit code, stored as its keyed hash with a 10-minute expiry. It
+    /// replaces every code of the account not yet used: one live code at a time.
     async fn new_code(
         &mut self,
         vault: &Vault,
@@ -169,6 +220,11 @@ impl WriteTx {
     ) -> Result<u32, StoreError> {
         let (merchant, now) = (self.merchant(), self.now);
         let code: u32 = rand::thread_rng().gen_range(100_000..1_000_000);
+        self.exec(
+            "UPDATE credit_verifications SET used_at = $1 WHERE merchant_id = $2 AND account_number = $3 AND used_at IS NULL",
+            &[&now, &merchant, &number],
+        )
+        .await?;
         self.exec("INSERT INTO credit_verifications (merchant_id, id, account_number, format, request_id, code_hash, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", &[&merchant, &Uuid::now_v7(), &number, &format.as_str(), &request_id, &code_hash(vault, merchant, number, code), &now, &(now + CODE_TTL_MS)]).await?;
         Ok(code)
@@ -201,7 +257,7 @@ impl WriteTx {
         vault: &Vault,
         number: &str,
         req: &VerifyRequest,
-        allow_override: bool,
+        policy: VerifyPolicy,
     ) -> Result<Outcome, StoreError> {
         let a = self.verifiable_account(number).await?;
         let merchant = self.merchant();
@@ -226,6 +282,21 @@ impl WriteTx {
                         message: "The customer has no phone number or email address on file for this format.",
                     });
                 };
+                self.may_send(number, req.format, policy.sends_per_minute).await?;
+                // A code sent counts as an attempt: sends cannot multiply the codes
+                // one may guess beyond the lockout's five attempts.
+                let attempts = a.verify_failures + 1;
+                if attempts >= MAX_FAILURES {
+                    let until = self.now + LOCK_MS;
+                    self.exec("UPDATE credit_accounts SET verify_failures = 0, verify_locked_until = $1 WHERE merchant_id = $2 AND account_number = $3", &[&until, &merchant, &number]).await?;
+                    self.event("credit_account.verification_locked", a.id).await?;
+                    return Ok(Outcome::Failed { locked: true });
+                }
+                self.exec(
+                    "UPDATE credit_accounts SET verify_failures = $1 WHERE merchant_id = $2 AND account_number = $3",
+                    &[&attempts, &merchant, &number],
+                )
+                .await?;
                 let code = self.new_code(vault, number, req.format, request_id).await?;
                 let text = format!("Your {} verification code is {code}. It expires in 10 minutes.", a.merchant_name);
                 self.enqueue(vault, channel, &recipient, &text).await?;
@@ -246,7 +317,7 @@ impl WriteTx {
                 Outcome::Code(self.new_code(vault, number, req.format, request_id).await?)
             }
             Format::MerchantOverride => {
-                if !allow_override {
+                if !policy.allow_override {
                     return Err(StoreError::Forbidden {
                         code: "merchant_override_not_allowed",
                         message: "This merchant may not override customer verification.",

@@ -185,3 +185,78 @@ both! {
         assert!(again.expect(200)["verificationCode"].is_number());
     }
 }
+
+/// Moves every code's sending time a minute back, as if the client had waited.
+async fn age_codes(url: &str) {
+    crate::helpers::exec(url, "UPDATE credit_verifications SET created_at = created_at - 61000").await;
+}
+
+both! {
+    async fn codes_replace_each_other_and_sends_are_throttled(app: TestApp) {
+        let n = account(&app, "L", true).await;
+        let url = app.test_db.url.clone();
+        verify(&app, &n, json!({"format": "sms"})).await.expect(200);
+        let first = code_in(&last_message(&app).await.2);
+        // A second SMS at once: refused, with when to retry; email is another channel.
+        let r = verify(&app, &n, json!({"format": "sms"})).await;
+        r.expect_error(429, "verification_throttled");
+        let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=30).contains(&wait), "{wait}");
+        // After the cooldown a new code goes out, and the first no longer works.
+        age_codes(&url).await;
+        verify(&app, &n, json!({"format": "sms"})).await.expect(200);
+        let second = code_in(&last_message(&app).await.2);
+        let confirm = format!("/credit-accounts/{n}/verify/confirm");
+        if first != second {
+            app.post(&confirm, json!({"code": first})).await.expect_error(400, "verification_failed");
+        }
+        app.post(&confirm, json!({"code": second})).await.expect(200);
+    }
+
+    async fn codes_sent_count_toward_the_lockout(app: TestApp) {
+        let n = account(&app, "L", true).await;
+        let url = app.test_db.url.clone();
+        // Four codes sent without a success...
+        for _ in 0..4 {
+            verify(&app, &n, json!({"format": "sms"})).await.expect(200);
+            age_codes(&url).await;
+        }
+        // ...and the fifth attempt locks, whatever it is.
+        verify(&app, &n, json!({"format": "sms"})).await.expect_error(429, "verification_locked");
+        let sent = crate::helpers::int_pairs(&url, "SELECT COUNT(*), CAST(0 AS BIGINT) FROM notification_outbox").await;
+        assert_eq!(sent[0].0, 4, "the locked attempt sent nothing");
+        verify(&app, &n, json!({"format": "security_question", "securityQid": 4, "securityAnswer": "Jimmy Page"})).await.expect_error(429, "verification_locked");
+        // A success in between starts the count over.
+        let m = account(&app, "L", true).await;
+        for _ in 0..3 {
+            verify(&app, &m, json!({"format": "email"})).await.expect(200);
+            age_codes(&url).await;
+        }
+        let code = code_in(&last_message(&app).await.2);
+        app.post(&format!("/credit-accounts/{m}/verify/confirm"), json!({"code": code})).await.expect(200);
+        for _ in 0..4 {
+            verify(&app, &m, json!({"format": "email"})).await.expect(200);
+            age_codes(&url).await;
+        }
+    }
+
+    async fn a_merchant_sends_a_bounded_number_of_codes_a_minute(app: TestApp) {
+        let mut app = app;
+        app.stop().await;
+        let mut cfg = app.test_db.config();
+        cfg.limits.verification_sends_per_minute = 3;
+        let app = app.start_again(cfg).await;
+        let mut accounts = Vec::new();
+        for _ in 0..4 {
+            accounts.push(account(&app, "L", true).await);
+        }
+        for n in &accounts[..3] {
+            verify(&app, n, json!({"format": "sms"})).await.expect(200);
+        }
+        let r = verify(&app, &accounts[3], json!({"format": "email"})).await;
+        r.expect_error(429, "verification_rate_limited");
+        assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() <= 60);
+        // Codes the cashier is given are not sends.
+        verify(&app, &accounts[3], json!({"format": "security_question", "securityQid": 4, "securityAnswer": "Jimmy Page"})).await.expect(200);
+    }
+}
