@@ -32,6 +32,10 @@ trap cleanup EXIT
 export CLIENTELE_DATABASE_URL=${BENCH_DATABASE_URL:-sqlite://$WORK/bench.db}
 export CLIENTELE_DATA_DIR=$WORK
 export CLIENTELE_LISTEN=127.0.0.1:$PORT
+# One key from one address at tens of thousands of requests a second: the rate
+# limits stay on (their cost is measured) but far above the load.
+export CLIENTELE_RATE_LIMIT_PER_KEY=${CLIENTELE_RATE_LIMIT_PER_KEY:-1000000000}
+export CLIENTELE_RATE_LIMIT_PER_ADDRESS=${CLIENTELE_RATE_LIMIT_PER_ADDRESS:-1000000000}
 CREATED=$("$BIN" merchant create --name Bench 2>/dev/null)
 BENCH_KEY=$(sed -E 's/.*"apiKey":"([^"]+)".*/\1/' <<<"$CREATED")
 MERCHANT=$(sed -E 's/.*"merchantId":"([^"]+)".*/\1/' <<<"$CREATED")

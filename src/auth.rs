@@ -9,7 +9,9 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{FromRequestParts, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::middleware::Next;
@@ -122,22 +124,36 @@ impl KeyCache {
     }
 }
 
-/// Authenticates every API route: a live key, or 401.
+/// Authenticates every API route: a live key, or 401; and counts the request
+/// against the rate limits of its address and its key ([`crate::http::rate`]).
 pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
+    let rates = state.rates();
+    let addr = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    if let Some(addr) = addr {
+        rates.address(addr)?;
+    }
+    let failed = |e: ApiError| match addr {
+        Some(addr) => rates.failed(addr, e),
+        None => e,
+    };
     let header = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
     let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))) else {
-        return Err(ApiError::unauthorized("Send 'Authorization: Bearer <api key>'."));
+        return Err(failed(ApiError::unauthorized("Send 'Authorization: Bearer <api key>'.")));
     };
     let token = token.trim();
     if token.is_empty() || token.len() > 256 {
-        return Err(ApiError::unauthorized("The API key is not valid."));
+        return Err(failed(ApiError::unauthorized("The API key is not valid.")));
     }
     let hash = hash_key(token);
     let ctx = match state.keys().get(&hash) {
         Some(ctx) => ctx,
         None => {
+            // An address that keeps sending unknown keys costs no more lookups.
+            if let Some(addr) = addr {
+                rates.check_blocked(addr)?;
+            }
             let Some(rec) = state.db().find_api_key(&hash).await? else {
-                return Err(ApiError::unauthorized("The API key is not valid."));
+                return Err(failed(ApiError::unauthorized("The API key is not valid.")));
             };
             let scopes = rec.scopes.split_whitespace().filter_map(Scope::parse).collect();
             let ctx = AuthContext { tenant: Tenant::trusted(rec.merchant_id), key_id: rec.id, scopes };
@@ -145,6 +161,7 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
             ctx
         }
     };
+    rates.key(ctx.key_id)?;
     req.extensions_mut().insert(ctx);
     Ok(next.run(req).await)
 }

@@ -45,6 +45,7 @@ pub(crate) struct Inner {
     keys: auth::KeyCache,
     limits: config::Limits,
     exports: routes::bulk::ExportSlots,
+    rates: http::rate::RateLimits,
 }
 
 impl AppState {
@@ -66,6 +67,10 @@ impl AppState {
 
     pub(crate) fn exports(&self) -> &routes::bulk::ExportSlots {
         &self.inner.exports
+    }
+
+    pub(crate) fn rates(&self) -> &http::rate::RateLimits {
+        &self.inner.rates
     }
 }
 
@@ -138,6 +143,7 @@ impl App {
                 keys: auth::KeyCache::default(),
                 limits: config.limits.clone(),
                 exports: routes::bulk::ExportSlots::new(config.limits.max_exports),
+                rates: http::rate::RateLimits::new(&config.limits),
             }),
         };
         let (router, openapi) = build_router(state.clone());
@@ -161,6 +167,7 @@ impl App {
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let purge = tokio::spawn(purge_idempotency_keys(state.clone()));
+        let forget = tokio::spawn(forget_idle_clients(state.clone()));
         let outbox = tokio::spawn(self.notifier.run());
         let flag = state.clone();
         let signal = async move {
@@ -178,6 +185,7 @@ impl App {
         };
         http::server::serve(listener, self.router, limits, signal).await?;
         purge.abort();
+        forget.abort();
         outbox.abort();
         state.db().close().await;
         tracing::info!("stopped");
@@ -195,6 +203,15 @@ async fn purge_idempotency_keys(state: AppState) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not purge idempotency keys"),
         }
+    }
+}
+
+/// Every minute, the rate limits forget the clients that have gone quiet.
+async fn forget_idle_clients(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        state.rates().forget_idle();
     }
 }
 

@@ -6,4 +6,5 @@ pub mod deadline;
 pub mod extract;
 pub mod idempotency;
 pub mod observe;
+pub mod rate;
 pub mod server;

@@ -217,6 +217,57 @@ both! {
 }
 
 both! {
+    async fn request_rates_are_limited_per_key_and_address(app: TestApp) {
+        let mut app = app;
+        app.stop().await;
+        let mut cfg = app.test_db.config();
+        cfg.limits.rate_limit_per_key = 5;
+        cfg.limits.rate_limit_per_address = 20;
+        cfg.limits.auth_failures_per_minute = 60;
+        let app = app.start_again(cfg).await;
+        // A key: bursts of twice its rate, then 429 with when to retry.
+        let mut statuses = Vec::new();
+        for _ in 0..14 {
+            statuses.push(app.get("/customers?pageSize=1").await);
+        }
+        let limited = statuses.iter().find(|r| r.status == 429).expect("the key was never limited");
+        limited.expect_error(429, "rate_limited");
+        assert!(limited.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+        assert!(statuses.iter().take(10).all(|r| r.status == 200));
+        // Another key of the same merchant has its own allowance.
+        let (_, other) = app.key_with(&clientele::auth::Scope::DEFAULT).await;
+        app.send(reqwest::Method::GET, "/customers", Some(&other), None, &[]).await.expect(200);
+        // Unknown keys from one address: 401 ten times, then 429 without a lookup.
+        let mut codes = Vec::new();
+        for i in 0..12 {
+            let r = app.send(reqwest::Method::GET, "/customers", Some(&format!("ck_wrong{i}")), None, &[]).await;
+            codes.push(r.status);
+        }
+        assert_eq!(&codes[..10], &[401; 10]);
+        let r = app.send(reqwest::Method::GET, "/customers", Some("ck_wrong"), None, &[]).await;
+        r.expect_error(429, "too_many_failed_authentications");
+        assert!(r.header("retry-after").is_some());
+        // Another address is not held to this one's failures (127.0.0.2 is loopback too).
+        let elsewhere = reqwest::Client::builder().local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+        let r = elsewhere.get(app.url("/customers")).bearer_auth("ck_wrong").send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401);
+        // And an address's own rate: past its burst (40), 429 whatever the key; five
+        // keys in turn stay under their own bursts (10 each).
+        let mut keys = Vec::new();
+        for _ in 0..5 {
+            keys.push(app.key_with(&clientele::auth::Scope::DEFAULT).await.1);
+        }
+        let mut seen = Vec::new();
+        for i in 0..45 {
+            let r = elsewhere.get(app.url("/customers?pageSize=1")).bearer_auth(&keys[i % 5]).send().await.unwrap();
+            seen.push(r.status().as_u16());
+        }
+        let first = seen.iter().position(|s| *s == 429).expect("the address was never limited");
+        assert!(first >= 38, "limited after {first} requests: {seen:?}");
+    }
+}
+
+both! {
     async fn healthz_stays_fast_while_the_worst_searches_run(app: TestApp) {
         let mut ids = Vec::new();
         for i in 0..50 {
