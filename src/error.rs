@@ -255,18 +255,20 @@ impl From<sqlx::Error> for ApiError {
                 "The query took longer than the service allows; narrow it (fewer or longer search words, a filter).",
             );
         }
-        match &e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                tracing::error!(correlation_id = %correlation::current(), error = %e, "database unavailable");
-                ApiError::unavailable("The database is unavailable; try again shortly.")
-            }
-            _ => ApiError::internal(e),
+        if crate::store::is_unavailable(&e) {
+            tracing::error!(correlation_id = %correlation::current(), error = %e, "database unavailable");
+            return ApiError::unavailable("The database is unavailable; try again shortly.");
         }
+        ApiError::internal(e)
     }
 }
 
 impl From<crate::store::WriteAborted> for ApiError {
     fn from(e: crate::store::WriteAborted) -> Self {
+        if e.unavailable {
+            tracing::error!(correlation_id = %correlation::current(), error = %e, "database unavailable");
+            return ApiError::unavailable("The database is unavailable; try again shortly.");
+        }
         ApiError::internal(e)
     }
 }

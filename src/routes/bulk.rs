@@ -236,7 +236,7 @@ impl Importer {
     /// back: its lines are then written one by one, so only that line fails.
     async fn settle(&mut self) {
         let Some((write, lines)) = self.pending.take() else { return };
-        let outcome = write.await.unwrap_or_else(|e| Err(StoreError::Aborted(WriteAborted(e.to_string()))));
+        let outcome = write.await.unwrap_or_else(|e| Err(StoreError::Aborted(WriteAborted::failed(e.to_string()))));
         if let Ok(done) = outcome {
             return self.report_written(done).await;
         }

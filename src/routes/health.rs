@@ -37,7 +37,15 @@ async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>, Api
     if state.inner.shutting_down.load(Ordering::Relaxed) {
         return Err(ApiError::unavailable("The service is shutting down."));
     }
-    state.db().ping().await.map_err(|_| ApiError::unavailable("The database is unreachable."))?;
+    state.db().ping().await.map_err(|e| {
+        tracing::warn!(error = %e, "not ready");
+        match e {
+            crate::store::NotReady::Unreachable(_) => ApiError::unavailable("The database is unreachable."),
+            crate::store::NotReady::Schema { .. } => {
+                ApiError::unavailable("The database does not hold this service's schema; run the migrations.")
+            }
+        }
+    })?;
     Ok(axum::Json(Health { status: "ok" }))
 }
 

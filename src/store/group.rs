@@ -98,17 +98,18 @@ impl GroupWriter {
                 Box::new(move |durable: Result<(), String>| {
                     let out = match durable {
                         Ok(()) => result,
-                        Err(why) => Err(E::from(WriteAborted(why))),
+                        Err(why) => Err(E::from(WriteAborted::unavailable(why))),
                     };
                     let _ = reply.send(out);
                 }) as Deliver
             })
         });
         if self.queue.send(Job { actor, alone, run }).await.is_err() {
-            return Err(E::from(WriteAborted("the writer has stopped".into())));
+            return Err(E::from(WriteAborted::unavailable("the writer has stopped")));
         }
-        // A job that panicked drops `reply` without sending.
-        answer.await.unwrap_or_else(|_| Err(E::from(WriteAborted("the write job failed".into()))))
+        // A job the writer could not begin (the database busy or failing), or one
+        // that panicked (logged by the writer), drops `reply` without sending.
+        answer.await.unwrap_or_else(|_| Err(E::from(WriteAborted::unavailable("the write could not run"))))
     }
 }
 
@@ -401,8 +402,11 @@ fn run_job(conn: WriterConn, job: Job, now: i64) -> Option<(WriterConn, bool, Ve
     let tx = WriteTx { inner: TxInner::Sqlite(lease), actor: job.actor, now };
     // A panicking job drops its lease (so its savepoint is rolled back) and its reply.
     let run = job.run;
-    let deliver = std::panic::catch_unwind(AssertUnwindSafe(|| futures_executor::block_on(run(tx))))
-        .unwrap_or_else(|_| Box::new(|_| ()));
+    let deliver =
+        std::panic::catch_unwind(AssertUnwindSafe(|| futures_executor::block_on(run(tx)))).unwrap_or_else(|_| {
+            tracing::error!("a write job panicked; its work was rolled back");
+            Box::new(|_| ())
+        });
     let (conn, committed, entries) = returned.try_recv().ok()?;
     Some((conn, committed, entries, deliver))
 }

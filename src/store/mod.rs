@@ -364,7 +364,7 @@ impl Db {
         });
         match task.await {
             Ok(result) => result,
-            Err(e) => Err(E::from(WriteAborted(e.to_string()))),
+            Err(e) => Err(E::from(WriteAborted::failed(e.to_string()))),
         }
     }
 
@@ -393,9 +393,25 @@ impl Db {
         Ok(())
     }
 
-    /// `SELECT 1`, for readiness.
-    pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        on_conn!(self.reader(), p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))
+    /// Readiness: the database answers, and holds this build's schema (every
+    /// migration it embeds applied): a database recreated empty under a running
+    /// service is not ready, though it answers.
+    pub async fn ping(&self) -> Result<(), NotReady> {
+        let expected = match self.backend() {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").migrations.len(),
+            Backend::Postgres => sqlx::migrate!("migrations/postgres").migrations.len(),
+        };
+        let sql = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
+        let applied: Result<(i64,), sqlx::Error> = on_conn!(self.reader(), p => sqlx::query_as(sql).fetch_one(p).await);
+        match applied {
+            Ok((n,)) if n as usize >= expected => Ok(()),
+            Ok((n,)) => Err(NotReady::Schema { applied: n, expected }),
+            // No migrations table at all: an empty database.
+            Err(sqlx::Error::Database(d)) if d.message().contains("_sqlx_migrations") => {
+                Err(NotReady::Schema { applied: 0, expected })
+            }
+            Err(e) => Err(NotReady::Unreachable(e)),
+        }
     }
 
     pub async fn close(&self) {
@@ -579,6 +595,44 @@ pub fn is_query_timeout(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether an error says the database cannot serve now (unreachable, gone,
+/// shutting down, out of room, locked, or without our schema) rather than that
+/// this request was wrong: the client gets 503 and may retry. Each dialect's codes
+/// are named here: PostgreSQL's SQLSTATE classes, SQLite's primary result codes.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    // SQLite: BUSY, LOCKED, NOMEM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB.
+    const SQLITE: [i32; 9] = [5, 6, 7, 8, 10, 11, 13, 14, 26];
+    let sqlite_code = |code: i32, message: &str| SQLITE.contains(&(code & 0xff)) || message.contains("no such table");
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => {
+            let code = d.code().unwrap_or_default();
+            match code.parse::<i32>() {
+                Ok(n) => sqlite_code(n, d.message()),
+                // PostgreSQL: connection exceptions (08), insufficient resources (53),
+                // operator intervention (57P0x, not 57014: a statement timeout),
+                // system errors (58), no such database (3D000), no such table (42P01).
+                Err(_) => {
+                    ["08", "53", "57P", "58"].iter().any(|class| code.starts_with(class))
+                        || code == "3D000"
+                        || code == "42P01"
+                }
+            }
+        }
+        sqlx::Error::AnyDriverError(inner) => match inner.downcast_ref::<rusqlite::Error>() {
+            Some(rusqlite::Error::SqliteFailure(f, message)) => {
+                sqlite_code(f.extended_code, message.as_deref().unwrap_or_default())
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 /// `$from, $from+1, …`: `n` numbered placeholders for an `IN (…)` list.
 pub(crate) fn placeholders(from: usize, n: usize) -> String {
     (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
@@ -605,10 +659,34 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
-/// A write task that panicked or was cancelled; nothing it did was committed.
+/// Why the database cannot serve the service.
 #[derive(Debug, thiserror::Error)]
-#[error("write task aborted: {0}")]
-pub struct WriteAborted(pub String);
+pub enum NotReady {
+    #[error("the database is unreachable: {0}")]
+    Unreachable(sqlx::Error),
+    #[error("the database does not hold this service's schema ({applied} of {expected} migrations applied)")]
+    Schema { applied: i64, expected: usize },
+}
+
+/// A write that did not complete; nothing it did was committed.
+#[derive(Debug, thiserror::Error)]
+#[error("write aborted: {reason}")]
+pub struct WriteAborted {
+    pub reason: String,
+    /// The database could not take it (a failed commit, a stopped writer): the
+    /// client may retry; otherwise the write itself failed (a panic).
+    pub unavailable: bool,
+}
+
+impl WriteAborted {
+    pub fn unavailable(reason: impl Into<String>) -> WriteAborted {
+        WriteAborted { reason: reason.into(), unavailable: true }
+    }
+
+    pub fn failed(reason: impl Into<String>) -> WriteAborted {
+        WriteAborted { reason: reason.into(), unavailable: false }
+    }
+}
 
 /// What a write can fail with besides the database itself.
 #[derive(Debug, thiserror::Error)]

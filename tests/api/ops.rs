@@ -246,3 +246,35 @@ fn migration_folders_have_the_same_versions() {
     assert_eq!(versions("sqlite"), versions("postgres"));
     assert!(!versions("sqlite").is_empty());
 }
+
+both! {
+    async fn not_ready_without_the_schema(app: TestApp) {
+        assert_eq!(app.send(Method::GET, "/readyz", None, None, &[]).await.status, 200);
+        let url = app.test_db.url.clone();
+        if url.starts_with("sqlite") {
+            crate::helpers::exec(&url, "DROP TABLE _sqlx_migrations").await;
+        } else {
+            // The database is still there, emptied: every table gone.
+            crate::helpers::exec(&url, "DROP SCHEMA public CASCADE").await;
+            crate::helpers::exec(&url, "CREATE SCHEMA public").await;
+            app.get("/customers").await.expect_error(503, "unavailable");
+        }
+        let r = app.send(Method::GET, "/readyz", None, None, &[]).await;
+        r.expect_error(503, "unavailable");
+        assert!(r.body["details"].as_str().unwrap().contains("schema"), "{}", r.body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_postgresql_database_answers_503() {
+    let Some(app) = TestApp::spawn(clientele::store::Backend::Postgres).await else { return };
+    let id = app.create_named("Before", "Loss").await;
+    let admin = crate::helpers::postgres_url().unwrap();
+    let name = app.test_db.url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
+    crate::helpers::exec(&admin, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
+    for path in [format!("/customers/{id}"), "/customers".to_owned()] {
+        app.get(&path).await.expect_error(503, "unavailable");
+    }
+    app.post("/customers", json!({"firstName": "After", "lastName": "Loss"})).await.expect_error(503, "unavailable");
+    app.send(Method::GET, "/readyz", None, None, &[]).await.expect_error(503, "unavailable");
+}
