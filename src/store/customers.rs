@@ -429,6 +429,7 @@ impl WriteTx {
         self.check_version(id, if_match).await?;
         let merchant = self.merchant();
         self.exec("DELETE FROM customers WHERE merchant_id = $1 AND id = $2", &[&merchant, &id]).await?;
+        self.secrets_removed();
         self.event("customer.deleted", id).await?;
         Ok(())
     }

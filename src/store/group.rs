@@ -78,7 +78,7 @@ impl GroupWriter {
         let runtime = tokio::runtime::Handle::try_current().ok();
         std::thread::Builder::new().name("db-writer".into()).spawn(move || {
             let _context = runtime.as_ref().map(|r| r.enter());
-            writer(conn, rx);
+            writer(conn, rx, runtime.as_ref());
         })?;
         Ok(GroupWriter { queue })
     }
@@ -241,13 +241,22 @@ unsafe extern "C" fn wal_committed(
 pub(crate) struct Lease {
     conn: Option<WriterConn>,
     back: Option<oneshot::Sender<Returned>>,
-    /// Search index entries the job made, written when its batch commits.
+    effects: Effects,
+}
+
+/// What a committed job leaves the writer to do after its batch.
+#[derive(Default)]
+struct Effects {
+    /// Search index entries, written when the batch commits.
     entries: Vec<search_index::Entry>,
+    /// It deleted secret data (ciphertexts, fingerprints), whose old pages the
+    /// WAL keeps until it is emptied ([`purge_wal`]).
+    secrets_removed: bool,
 }
 
 /// What a job hands back: the connection, whether it committed, and (if it did)
-/// its search index entries.
-type Returned = (WriterConn, bool, Vec<search_index::Entry>);
+/// what it leaves to do.
+type Returned = (WriterConn, bool, Effects);
 
 impl Lease {
     /// Ends the job's part: `committed` keeps its savepoint, otherwise it is rolled back.
@@ -258,7 +267,13 @@ impl Lease {
     /// Indexes a customer written by this job once the batch commits (see
     /// [`search_index::Entry`]); dropped if the job does not commit.
     pub(crate) fn index_later(&mut self, entry: search_index::Entry) {
-        self.entries.push(entry);
+        self.effects.entries.push(entry);
+    }
+
+    /// Says the job deleted secret data: once its batch commits, the WAL is
+    /// emptied soon ([`purge_wal`]).
+    pub(crate) fn secrets_removed(&mut self) {
+        self.effects.secrets_removed = true;
     }
 
     /// The batch's connection.
@@ -268,8 +283,8 @@ impl Lease {
 
     fn give_back(&mut self, committed: bool) {
         if let (Some(conn), Some(back)) = (self.conn.take(), self.back.take()) {
-            let entries = if committed { std::mem::take(&mut self.entries) } else { Vec::new() };
-            let _ = back.send((conn, committed, entries));
+            let effects = if committed { std::mem::take(&mut self.effects) } else { Effects::default() };
+            let _ = back.send((conn, committed, effects));
         }
     }
 }
@@ -296,19 +311,48 @@ fn newest_creation(conn: &Connection) -> i64 {
     conn.query_row("SELECT created_at FROM customers ORDER BY seq DESC LIMIT 1", [], |r| r.get(0)).unwrap_or(0)
 }
 
-fn writer(mut conn: WriterConn, mut rx: mpsc::Receiver<Job>) {
+/// At most one [`purge_wal`] in this long: deletes in between share it.
+const PURGE_EVERY: Duration = Duration::from_secs(1);
+
+/// Copies every frame of the WAL into the database and truncates the WAL to
+/// nothing, so that pages of deleted rows (ciphertexts, fingerprints) no longer
+/// exist in it; the database's own copies were overwritten on delete
+/// (`secure_delete`). Waits at most 50 ms for a reader still on an older
+/// snapshot (a `TRUNCATE` checkpoint holds new writers meanwhile); if one is,
+/// it is tried again later. Whether it was done.
+fn purge_wal(conn: &Connection) -> bool {
+    let _ = conn.busy_timeout(Duration::from_millis(50));
+    let busy = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
+    let _ = conn.busy_timeout(Duration::from_secs(5));
+    matches!(busy, Ok(0))
+}
+
+fn writer(mut conn: WriterConn, mut rx: mpsc::Receiver<Job>, runtime: Option<&tokio::runtime::Handle>) {
     let mut clock: Option<i64> = None;
     let mut batch: Vec<(Deliver, bool)> = Vec::with_capacity(MAX_BATCH);
     // A bulk job met while gathering a batch starts the next one.
     let mut carried: Option<Job> = None;
+    // Secrets were deleted since the WAL was last emptied.
+    let mut purge_due = false;
+    let mut purged_at = Instant::now() - PURGE_EVERY;
     loop {
-        let first = match carried.take() {
-            Some(job) => job,
-            None => match rx.blocking_recv() {
-                Some(job) => job,
-                None => return,
-            },
+        if purge_due && purged_at.elapsed() >= PURGE_EVERY {
+            purged_at = Instant::now();
+            purge_due = !purge_wal(&conn);
+        }
+        let next_job = match (carried.take(), runtime) {
+            (Some(job), _) => Some(job),
+            // With a purge pending, wait no longer than until its next try.
+            (None, Some(rt)) if purge_due => {
+                let wait = PURGE_EVERY.saturating_sub(purged_at.elapsed());
+                match rt.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
+                    Ok(job) => job,
+                    Err(_) => continue,
+                }
+            }
+            (None, _) => rx.blocking_recv(),
         };
+        let Some(first) = next_job else { return };
         let clock = clock.get_or_insert_with(|| newest_creation(&conn));
         let alone = first.alone;
         // IMMEDIATE takes the write lock up front, so no statement can fail to upgrade it.
@@ -323,9 +367,10 @@ fn writer(mut conn: WriterConn, mut rx: mpsc::Receiver<Job>) {
         let started = Instant::now();
         let mut job = first;
         let mut entries = Vec::new();
+        let mut secrets_removed = false;
         let outcome = loop {
             *clock = (*clock).max(now_ms());
-            let Some((c, committed, job_entries, deliver)) = run_job(conn, job, *clock) else {
+            let Some((c, committed, effects, deliver)) = run_job(conn, job, *clock) else {
                 // A job kept the connection beyond its end: a bug this writer cannot
                 // recover from, as the connection is gone with it.
                 tracing::error!("a write job did not return the connection; the writer stops");
@@ -336,7 +381,8 @@ fn writer(mut conn: WriterConn, mut rx: mpsc::Receiver<Job>) {
             };
             conn = c;
             batch.push((deliver, committed));
-            entries.extend(job_entries);
+            entries.extend(effects.entries);
+            secrets_removed |= effects.secrets_removed;
             let mut next = None;
             if !alone && batch.len() < MAX_BATCH && started.elapsed() < MAX_BATCH_TIME {
                 // An empty queue gets one more look after letting other threads run:
@@ -386,6 +432,7 @@ fn writer(mut conn: WriterConn, mut rx: mpsc::Receiver<Job>) {
                 let _ = exec(&conn, &["ROLLBACK"]);
             }
         }
+        purge_due |= secrets_removed && outcome.is_ok();
         metrics::histogram!("clientele_write_batch_size").record(batch.len() as f64);
         for (deliver, committed) in batch.drain(..) {
             deliver(if committed { outcome.clone() } else { Ok(()) });
@@ -396,9 +443,9 @@ fn writer(mut conn: WriterConn, mut rx: mpsc::Receiver<Job>) {
 /// Runs one job, stamped `now`, in the savepoint (or transaction) the writer opened, to its end on this thread.
 /// Returns the connection, whether the job committed, its search index entries and its delivery; `None` if the
 /// job never gave the connection back.
-fn run_job(conn: WriterConn, job: Job, now: i64) -> Option<(WriterConn, bool, Vec<search_index::Entry>, Deliver)> {
+fn run_job(conn: WriterConn, job: Job, now: i64) -> Option<(WriterConn, bool, Effects, Deliver)> {
     let (back, mut returned) = oneshot::channel();
-    let lease = Lease { conn: Some(conn), back: Some(back), entries: Vec::new() };
+    let lease = Lease { conn: Some(conn), back: Some(back), effects: Effects::default() };
     let tx = WriteTx { inner: TxInner::Sqlite(lease), actor: job.actor, now };
     // A panicking job drops its lease (so its savepoint is rolled back) and its reply.
     let run = job.run;
@@ -407,8 +454,8 @@ fn run_job(conn: WriterConn, job: Job, now: i64) -> Option<(WriterConn, bool, Ve
             tracing::error!("a write job panicked; its work was rolled back");
             Box::new(|_| ())
         });
-    let (conn, committed, entries) = returned.try_recv().ok()?;
-    Some((conn, committed, entries, deliver))
+    let (conn, committed, effects) = returned.try_recv().ok()?;
+    Some((conn, committed, effects, deliver))
 }
 
 #[cfg(test)]

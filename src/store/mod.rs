@@ -517,6 +517,15 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Says this transaction deletes secret data (card or account ciphertexts,
+    /// fingerprints, sealed keys): on SQLite the WAL, which keeps the pages as
+    /// they were, is emptied within about a second of the commit.
+    pub(crate) fn secrets_removed(&mut self) {
+        if let TxInner::Sqlite(lease) = &mut self.inner {
+            lease.secrets_removed();
+        }
+    }
+
     /// Runs one statement of this transaction; the changed row count.
     pub(crate) async fn exec<'a>(&mut self, sql: &'a str, args: &'a query::Args<'a>) -> Result<u64, sqlx::Error> {
         match &mut self.inner {

@@ -405,6 +405,7 @@ impl WriteTx {
         self.clear_default(customer_id, &rec).await?;
         let merchant = self.merchant();
         self.exec("DELETE FROM payment_methods WHERE merchant_id = $1 AND id = $2", &[&merchant, &id]).await?;
+        self.secrets_removed();
         self.event("payment_method.deleted", id).await?;
         Ok(())
     }

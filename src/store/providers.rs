@@ -79,6 +79,7 @@ impl WriteTx {
         if n == 0 {
             return Err(StoreError::NotFound("Provider link"));
         }
+        self.secrets_removed();
         self.event("provider.unlinked", id).await?;
         Ok(())
     }

@@ -430,3 +430,29 @@ both! {
         }
     }
 }
+
+/// SQLite: a deleted card's ciphertext and fingerprint are in no file of the
+/// database soon after the delete (the database overwrites them on delete, the
+/// WAL is emptied within about a second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_card_leaves_the_sqlite_files() {
+    let app = TestApp::spawn(clientele::store::Backend::Sqlite).await.unwrap();
+    let url = app.test_db.url.clone();
+    let c = app
+        .create(json!({"firstName": "Gone", "lastName": "Soon", "paymentMethodsCards": [card("4111111111111111")]}))
+        .await;
+    let ciphertext = crate::helpers::blob(&url, "SELECT secret FROM payment_methods").await;
+    let fingerprint = crate::helpers::text(&url, "SELECT fingerprint FROM payment_methods").await;
+    app.delete(&format!("/customers/{c}")).await.expect(200);
+    let db = app.test_db.dir.path().join("clientele.db");
+    let files = [db.clone(), db.with_extension("db-wal")];
+    let holds = |needle: &[u8]| {
+        files.iter().any(|f| std::fs::read(f).unwrap_or_default().windows(needle.len()).any(|w| w == needle))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while (holds(&ciphertext) || holds(fingerprint.as_bytes())) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!holds(&ciphertext), "the card's ciphertext is still in a database file");
+    assert!(!holds(fingerprint.as_bytes()), "the card's fingerprint is still in a database file");
+}
