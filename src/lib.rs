@@ -46,6 +46,9 @@ pub(crate) struct Inner {
     limits: config::Limits,
     exports: routes::bulk::ExportSlots,
     rates: http::rate::RateLimits,
+    metrics_token: Option<crypto::SecretString>,
+    /// `/metrics` is served on a listener of its own.
+    metrics_apart: bool,
 }
 
 impl AppState {
@@ -80,6 +83,8 @@ pub struct App {
     notifier: notify::Notifier,
     pub router: Router,
     pub openapi: utoipa::openapi::OpenApi,
+    /// Bound when `CLIENTELE_METRICS_LISTEN` is set.
+    metrics_listener: Option<std::net::TcpListener>,
 }
 
 /// The whole HTTP surface, with its OpenAPI document.
@@ -111,6 +116,7 @@ pub fn build_router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response()
         }))
         .layer(from_fn_with_state(state.limits().request_timeout(), http::deadline::layer))
+        .layer(from_fn(http::headers::layer))
         .layer(from_fn(http::observe::layer))
         .layer(from_fn(http::correlation::layer))
         .with_state(state);
@@ -144,6 +150,8 @@ impl App {
                 limits: config.limits.clone(),
                 exports: routes::bulk::ExportSlots::new(config.limits.max_exports),
                 rates: http::rate::RateLimits::new(&config.limits),
+                metrics_token: config.metrics_token.clone(),
+                metrics_apart: config.metrics_listen.is_some(),
             }),
         };
         let (router, openapi) = build_router(state.clone());
@@ -155,7 +163,21 @@ impl App {
             retry_base: Duration::from_millis(config.outbox_retry_ms.max(10)),
         };
         let notifier = notify::Notifier::new(state.db().clone(), state.vault(), channels)?;
-        Ok(App { state, notifier, router, openapi })
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => {
+                let l = std::net::TcpListener::bind(addr)
+                    .map_err(|e| anyhow::anyhow!("listening for /metrics on {addr}: {e}"))?;
+                l.set_nonblocking(true)?;
+                Some(l)
+            }
+            None => None,
+        };
+        Ok(App { state, notifier, router, openapi, metrics_listener })
+    }
+
+    /// Where `/metrics` is served apart from the API (`CLIENTELE_METRICS_LISTEN`).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
@@ -183,7 +205,23 @@ impl App {
             max_connections: l.max_connections as usize,
             grace: l.request_timeout() + Duration::from_secs(5),
         };
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics = match self.metrics_listener {
+            Some(l) => {
+                let (l, router) = (TcpListener::from_std(l)?, routes::health::metrics_only(state.clone()));
+                tracing::info!(listen = %l.local_addr()?, "serving /metrics apart");
+                let stopped = async {
+                    let _ = metrics_stopped.await;
+                };
+                Some(tokio::spawn(http::server::serve(l, router, limits, stopped)))
+            }
+            None => None,
+        };
         http::server::serve(listener, self.router, limits, signal).await?;
+        let _ = stop_metrics.send(());
+        if let Some(m) = metrics {
+            let _ = m.await;
+        }
         purge.abort();
         forget.abort();
         outbox.abort();

@@ -170,8 +170,8 @@ pub fn obfuscate(secret: &str) -> String {
 pub fn typed_value(kind: ParamType, v: &Value) -> Result<(Value, String), &'static str> {
     match (kind, v) {
         (ParamType::String, Value::String(s)) => {
-            if s.chars().count() > 1000 || s.contains('\0') {
-                Err("must be a string of at most 1000 characters")
+            if s.chars().count() > 1000 || s.contains('\0') || s.chars().any(super::text::is_bidi_control) {
+                Err("must be a string of at most 1000 characters, without bidirectional formatting characters")
             } else {
                 Ok((v.clone(), s.clone()))
             }

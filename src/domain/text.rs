@@ -31,7 +31,18 @@ pub fn optional_text(raw: &str, path: &str, max: usize, p: &mut Problems) -> Opt
         p.push(path, format!("'{path}' must not contain control characters."));
         ok = false;
     }
+    if t.chars().any(is_bidi_control) {
+        p.push(path, format!("'{path}' must not contain bidirectional formatting characters (such as U+202E)."));
+        ok = false;
+    }
     ok.then(|| t.to_owned())
+}
+
+/// Unicode's bidirectional formatting characters (embeddings, overrides,
+/// isolates and marks): in a name they make what a person reads differ from
+/// what is stored (`\u{202E}` turns `evil.exe` round), so no text field takes them.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Lowercase, accents removed, every run of non-alphanumerics one space.
@@ -72,5 +83,8 @@ mod tests {
         assert_eq!(required_text("abcd", "x", 3, &mut p), None);
         assert_eq!(required_text("a\u{7}", "x", 3, &mut p), None);
         assert_eq!(p.iter().count(), 3);
+        assert_eq!(required_text("\u{202E}cba", "x", 9, &mut p), None);
+        assert_eq!(required_text("ab\u{2067}", "x", 9, &mut p), None);
+        assert_eq!(required_text("זה שם", "x", 9, &mut p), Some("זה שם".into()), "right-to-left text itself is fine");
     }
 }

@@ -4,6 +4,7 @@
 pub mod correlation;
 pub mod deadline;
 pub mod extract;
+pub mod headers;
 pub mod idempotency;
 pub mod observe;
 pub mod rate;

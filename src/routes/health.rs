@@ -3,8 +3,8 @@
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -50,8 +50,43 @@ async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>, Api
 }
 
 /// Prometheus metrics: request counts and latency histograms by route and status.
+///
+/// With `CLIENTELE_METRICS_TOKEN` set, only `Authorization: Bearer <token>`; with
+/// `CLIENTELE_METRICS_LISTEN` set, served on that address only (404 here).
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (StatusCode::OK, [(CONTENT_TYPE, "text/plain; version=0.0.4")], state.inner.metrics.render())
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 401, description = "`CLIENTELE_METRICS_TOKEN` is set and was not sent", body = ErrorBody),
+        (status = 404, description = "Served on `CLIENTELE_METRICS_LISTEN` instead", body = ErrorBody)))]
+async fn metrics(
+    State(state): State<AppState>,
+    listener: Option<axum::Extension<MetricsListener>>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    if state.inner.metrics_apart && listener.is_none() {
+        return Err(ApiError::route_not_found());
+    }
+    if let Some(token) = &state.inner.metrics_token {
+        use sha2::{Digest, Sha256};
+        let sent = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|h| h.strip_prefix("Bearer "));
+        // Digests compared, so the comparison's time says nothing about the token.
+        let matches = sent.is_some_and(|s| Sha256::digest(s.trim()) == Sha256::digest(token.expose()));
+        if !matches {
+            return Err(ApiError::unauthorized("/metrics needs 'Authorization: Bearer <CLIENTELE_METRICS_TOKEN>'."));
+        }
+    }
+    Ok((StatusCode::OK, [(CONTENT_TYPE, "text/plain; version=0.0.4")], state.inner.metrics.render()))
+}
+
+/// Marks requests that came through the metrics listener (`CLIENTELE_METRICS_LISTEN`).
+#[derive(Clone, Copy)]
+pub struct MetricsListener;
+
+/// The router of the metrics listener: `/metrics` alone.
+pub fn metrics_only(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .fallback(|| async { ApiError::route_not_found() })
+        .layer(axum::Extension(MetricsListener))
+        .layer(axum::middleware::from_fn(crate::http::headers::layer))
+        .with_state(state)
 }

@@ -278,3 +278,68 @@ async fn a_lost_postgresql_database_answers_503() {
     app.post("/customers", json!({"firstName": "After", "lastName": "Loss"})).await.expect_error(503, "unavailable");
     app.send(Method::GET, "/readyz", None, None, &[]).await.expect_error(503, "unavailable");
 }
+
+both! {
+    async fn replies_carry_security_headers(app: TestApp) {
+        let c = app.create(json!({"firstName": "Head", "lastName": "Ers", "paymentMethodsCards": [{"pan": "4111111111111111", "expirationMonth": 12, "expirationYear": 2035}]})).await;
+        let pm = app.get(&format!("/customers/{c}")).await.body["cards"][0]["id"].as_str().unwrap().to_owned();
+        let (_, revealer) = app.key_with(&[clientele::auth::Scope::PaymentMethodsReveal]).await;
+        let revealed = app.send(Method::POST, &format!("/customers/{c}/payment-methods/{pm}/reveal"), Some(&revealer), None, &[]).await;
+        revealed.expect(200);
+        let replies = [
+            revealed,
+            app.get(&format!("/customers/{c}")).await,
+            app.get("/customers/not-a-uuid").await,
+            app.send(Method::GET, "/healthz", None, None, &[]).await,
+        ];
+        for r in &replies {
+            assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+            assert_eq!(r.header("x-frame-options"), Some("DENY"));
+            assert_eq!(r.header("cache-control"), Some("no-store"), "a reply with personal data may be cached");
+            assert!(r.header("content-security-policy").unwrap().contains("default-src 'none'"));
+        }
+        let docs = app.client.get(app.url("/docs/")).send().await.unwrap();
+        assert_eq!(docs.headers()["x-frame-options"], "DENY");
+        assert!(docs.headers().get("content-security-policy").is_none(), "the docs page runs its own scripts");
+    }
+
+    async fn names_refuse_bidirectional_overrides(app: TestApp) {
+        let r = app.post("/customers", json!({"firstName": "\u{202E}gnp.exe", "lastName": "Ok", "companyName": "A\u{2066}B"})).await;
+        let errors = &r.expect_error(400, "validation_failed")["errors"];
+        assert!(errors["firstName"].is_array() && errors["companyName"].is_array(), "{errors}");
+        app.post("/customers", json!({"firstName": "שרה", "lastName": "כהן"})).await.expect(200);
+    }
+}
+
+/// `/metrics` behind a token, and on an address of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_be_protected_and_moved() {
+    let db = crate::helpers::TestDb::new(clientele::store::Backend::Sqlite).await.unwrap();
+    let mut cfg = db.config();
+    cfg.metrics_token = Some("scrape-me-0123456789".parse().unwrap());
+    cfg.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    let app = clientele::App::start(&cfg).await.unwrap();
+    let metrics = format!("http://{}/metrics", app.metrics_addr().unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client.get(format!("{base}/metrics")).send().await.unwrap().status().as_u16(),
+        404,
+        "not beside the API"
+    );
+    assert_eq!(client.get(format!("{base}/healthz")).send().await.unwrap().status().as_u16(), 200);
+    assert_eq!(client.get(&metrics).send().await.unwrap().status().as_u16(), 401);
+    assert_eq!(client.get(&metrics).bearer_auth("wrong").send().await.unwrap().status().as_u16(), 401);
+    let ok = client.get(&metrics).bearer_auth("scrape-me-0123456789").send().await.unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    assert!(ok.text().await.unwrap().contains("http_requests_total"));
+    let elsewhere = client.get(metrics.replace("/metrics", "/pay-api/v1/customers")).send().await.unwrap();
+    assert_eq!(elsewhere.status().as_u16(), 404, "the metrics listener serves nothing else");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}

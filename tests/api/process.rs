@@ -223,10 +223,26 @@ async fn cli_administers_a_running_server(db: TestDb) {
     assert_eq!(settings, json!({"merchantId": merchant, "vccBin": "601234", "allowMerchantOverride": true}));
     let (ok, _, err) = cli(&db, &data, &["merchant", "configure", "--merchant", &merchant, "--vcc-bin", "12ab"]).await;
     assert!(!ok && err.contains("6 digits"), "{err}");
-    let (ok, shown, _) =
-        cli(&db, &data, &["config", "show", "--master-key", "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI="]).await;
+    let (ok, shown, _) = cli(
+        &db,
+        &data,
+        &[
+            "config",
+            "show",
+            "--master-key",
+            "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=",
+            "--sms-webhook-url",
+            "https://sms.example/send?token=s3cr3t-t0ken",
+            "--metrics-token",
+            "m3trics-t0ken",
+        ],
+    )
+    .await;
     assert!(ok);
     assert_eq!(shown["masterKey"], "***");
+    assert_eq!(shown["metricsToken"], "***");
+    assert_eq!(shown["smsWebhookUrl"], "https://sms.example/send?***");
+    assert!(!shown.to_string().contains("t0ken"), "{shown}");
     assert!(sigterm(&mut server.child).await.success());
 }
 
