@@ -132,6 +132,14 @@ impl WriteTx {
                 id
             }
             None => {
+                self.within_limit(
+                    "SELECT COUNT(*) FROM financing_plans WHERE merchant_id = $1",
+                    &[&merchant],
+                    super::limits::FINANCING_PLANS_PER_MERCHANT,
+                    "too_many_financing_plans",
+                    "A merchant has at most 100 financing plans; delete one first.",
+                )
+                .await?;
                 let id = Uuid::now_v7();
                 self.exec("INSERT INTO financing_plans (merchant_id, plan_id, id, name, offer_category, apr, terms, created_at, modified_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)", &[&merchant, &plan_id, &id, &plan.name.as_str(), &plan.offer_category.as_str(), &plan.apr.to_string(), &terms, &now]).await?;
@@ -176,6 +184,14 @@ impl WriteTx {
         self.lock_customer(customer).await?;
         let version = self.active_key_version(vault).await?;
         let (merchant, now) = (self.merchant(), self.now);
+        self.within_limit(
+            "SELECT COUNT(*) FROM credit_accounts WHERE merchant_id = $1 AND customer_id = $2",
+            &[&merchant, &customer],
+            super::limits::CREDIT_ACCOUNTS_PER_CUSTOMER,
+            "too_many_credit_accounts",
+            "A customer has at most 20 credit accounts, closed ones included.",
+        )
+        .await?;
         // Random numbers; a collision (vanishingly rare) just draws again.
         let mut number = String::new();
         for _ in 0..10 {

@@ -150,6 +150,14 @@ impl WriteTx {
                 d.id
             }
             None => {
+                self.within_limit(
+                    "SELECT COUNT(*) FROM custom_parameters WHERE merchant_id = $1",
+                    &[&merchant],
+                    super::limits::CUSTOM_PARAMETERS_PER_MERCHANT,
+                    "too_many_custom_parameters",
+                    "A merchant declares at most 200 custom parameters, retired ones included.",
+                )
+                .await?;
                 let id = Uuid::now_v7();
                 self.exec("INSERT INTO custom_parameters (merchant_id, name, id, type, required, secret, description, created_at, modified_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)", &[&merchant, &name, &id, &input.kind.as_str(), &input.required, &input.secret, &input.description.as_deref(), &now]).await?;

@@ -526,6 +526,25 @@ impl WriteTx {
         }
     }
 
+    /// Refuses to add one more to a collection a client can grow (`count_sql`
+    /// counts it, given `args`) once it holds `max`: every list the service reads
+    /// whole (a customer's payment methods, a merchant's declarations) stays
+    /// bounded. The count walks an index of the collection's parent.
+    pub(crate) async fn within_limit<'a>(
+        &mut self,
+        count_sql: &'a str,
+        args: &'a query::Args<'a>,
+        max: i64,
+        code: &'static str,
+        message: &'static str,
+    ) -> Result<(), StoreError> {
+        let (n,): (i64,) = self.fetch_one(count_sql, args).await?;
+        if n >= max {
+            return Err(StoreError::Conflict { code, message });
+        }
+        Ok(())
+    }
+
     /// Runs one statement of this transaction; the changed row count.
     pub(crate) async fn exec<'a>(&mut self, sql: &'a str, args: &'a query::Args<'a>) -> Result<u64, sqlx::Error> {
         match &mut self.inner {
@@ -640,6 +659,16 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
         },
         _ => false,
     }
+}
+
+/// How many of each collection a client can grow one parent may hold (see
+/// [`WriteTx::within_limit`]).
+pub mod limits {
+    pub const PAYMENT_METHODS_PER_CUSTOMER: i64 = 100;
+    pub const PROVIDER_LINKS_PER_CUSTOMER: i64 = 50;
+    pub const CREDIT_ACCOUNTS_PER_CUSTOMER: i64 = 20;
+    pub const CUSTOM_PARAMETERS_PER_MERCHANT: i64 = 200;
+    pub const FINANCING_PLANS_PER_MERCHANT: i64 = 100;
 }
 
 /// `$from, $from+1, …`: `n` numbered placeholders for an `IN (…)` list.

@@ -251,6 +251,14 @@ impl WriteTx {
 
     async fn insert_method(&mut self, customer_id: Uuid, id: Uuid, m: NewMethod<'_>) -> Result<(), StoreError> {
         let (merchant, now) = (self.merchant(), self.now);
+        self.within_limit(
+            "SELECT COUNT(*) FROM payment_methods WHERE merchant_id = $1 AND customer_id = $2",
+            &[&merchant, &customer_id],
+            super::limits::PAYMENT_METHODS_PER_CUSTOMER,
+            "too_many_payment_methods",
+            "A customer holds at most 100 payment methods; delete one first.",
+        )
+        .await?;
         if let Some(fp) = &m.fingerprint {
             let existing: Option<(Uuid,)> = self
                 .fetch_optional(

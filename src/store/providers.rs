@@ -44,6 +44,14 @@ impl WriteTx {
         self.lock_customer(customer).await?;
         let version = self.active_key_version(vault).await?;
         let (merchant, now) = (self.merchant(), self.now);
+        self.within_limit(
+            "SELECT COUNT(*) FROM customer_providers WHERE merchant_id = $1 AND customer_id = $2",
+            &[&merchant, &customer],
+            super::limits::PROVIDER_LINKS_PER_CUSTOMER,
+            "too_many_provider_links",
+            "A customer has at most 50 provider links; unlink one first.",
+        )
+        .await?;
         let seal = |cred: Option<&Credential>, field: &str| -> Result<(Option<Vec<u8>>, Option<String>), StoreError> {
             match cred {
                 None => Ok((None, None)),

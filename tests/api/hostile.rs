@@ -267,6 +267,51 @@ both! {
     }
 }
 
+/// Sends `bodies` to `path` eight at a time; the statuses.
+async fn post_all(app: &TestApp, method: reqwest::Method, paths: Vec<(String, serde_json::Value)>) -> Vec<u16> {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(paths)
+        .map(|(path, body)| {
+            let method = method.clone();
+            async move { app.send(method, &path, Some(&app.key), Some(body), &[]).await.status }
+        })
+        .buffered(8)
+        .collect()
+        .await
+}
+
+both! {
+    async fn every_collection_a_client_grows_is_bounded(app: TestApp) {
+        use reqwest::Method;
+        let c = app.create_named("Many", "Things").await;
+        let pans: Vec<String> = (0..101).map(|i| crate::vault::luhn(&format!("411111{:09}", i))).collect();
+        let cards = pans.iter().map(|pan| (format!("/customers/{c}/payment-methods/cards"), json!({"pan": pan, "expirationMonth": 12, "expirationYear": 2035}))).collect();
+        let statuses = post_all(&app, Method::POST, cards).await;
+        assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 100, "{statuses:?}");
+        let extra = json!({"pan": crate::vault::luhn("422222000000000"), "expirationMonth": 12, "expirationYear": 2035});
+        app.post(&format!("/customers/{c}/payment-methods/cards"), extra).await.expect_error(409, "too_many_payment_methods");
+        let links = (0..50).map(|i| (format!("/customers/{c}/providers"), json!({"providerConfigId": format!("cfg-{i}"), "provider": "p"}))).collect();
+        assert!(post_all(&app, Method::POST, links).await.iter().all(|s| *s == 200));
+        app.post(&format!("/customers/{c}/providers"), json!({"providerConfigId": "one-more", "provider": "p"})).await.expect_error(409, "too_many_provider_links");
+        let account = json!({"accountType": "consumer", "creditLimit": 100, "accountInterestRate": 0.1, "riskRating": "L"});
+        let accounts = (0..20).map(|_| (format!("/customers/{c}/credit-accounts"), account.clone())).collect();
+        assert!(post_all(&app, Method::POST, accounts).await.iter().all(|s| *s == 200));
+        app.post(&format!("/customers/{c}/credit-accounts"), account).await.expect_error(409, "too_many_credit_accounts");
+        let declarations = (0..200).map(|i| (format!("/custom-parameters/p{i}"), json!({"type": "string"}))).collect();
+        assert!(post_all(&app, Method::PUT, declarations).await.iter().all(|s| *s == 200));
+        app.put("/custom-parameters/p200", json!({"type": "string"})).await.expect_error(409, "too_many_custom_parameters");
+        app.put("/custom-parameters/p7", json!({"type": "string", "description": "changed"})).await.expect(200);
+        let plan = json!({"planName": "P", "offerCategory": "equal_billing", "apr": 0.1, "terms": [{"term": 3}]});
+        let plans = (1..=100).map(|i| (format!("/financing-plans/{i}"), plan.clone())).collect();
+        assert!(post_all(&app, Method::PUT, plans).await.iter().all(|s| *s == 200));
+        app.put("/financing-plans/101", plan.clone()).await.expect_error(409, "too_many_financing_plans");
+        app.put("/financing-plans/50", plan).await.expect(200);
+        // The customer, with all of it, still reads in one piece.
+        let v = app.get(&format!("/customers/{c}")).await.expect(200).clone();
+        assert_eq!(v["cards"].as_array().unwrap().len(), 100);
+    }
+}
+
 both! {
     async fn healthz_stays_fast_while_the_worst_searches_run(app: TestApp) {
         let mut ids = Vec::new();
