@@ -437,54 +437,50 @@ pub async fn exec(url: &str, sql: &str) {
 pub async fn multiply_customers(mut app: TestApp, times: u32) -> TestApp {
     let url = app.test_db.url.clone();
     app.stop().await;
-    if url.starts_with("sqlite:") {
-        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        let cols: Vec<String> =
-            sqlx::query_scalar("SELECT name FROM pragma_table_info('customers') WHERE name <> 'seq'")
-                .fetch_all(&mut c)
-                .await
-                .unwrap();
+    let sqlite = url.starts_with("sqlite:");
+    let (columns_sql, fresh_id, series) = if sqlite {
+        (
+            "SELECT name FROM pragma_table_info('customers') WHERE name <> 'seq'",
+            "randomblob(16)",
+            format!(
+                "(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {times}) SELECT i FROM n)"
+            ),
+        )
+    } else {
+        (
+            "SELECT column_name::text FROM information_schema.columns WHERE table_name = 'customers' ORDER BY ordinal_position",
+            "gen_random_uuid()",
+            format!("generate_series(1, {times})"),
+        )
+    };
+    let copy = |cols: Vec<String>| {
         let values: Vec<String> = cols
             .iter()
             .map(|c| match c.as_str() {
-                "id" => "randomblob(16)".to_owned(),
+                "id" => fresh_id.to_owned(),
                 "external_reference" => "NULL".to_owned(),
                 other => format!("c.{other}"),
             })
             .collect();
-        let sql = format!(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {times}) \
-             INSERT INTO customers ({}) SELECT {} FROM customers c CROSS JOIN n",
+        format!(
+            "INSERT INTO customers ({}) SELECT {} FROM customers c CROSS JOIN {series}",
             cols.join(", "),
             values.join(", ")
-        );
-        sqlx::query(&sql).execute(&mut c).await.unwrap();
+        )
+    };
+    if sqlite {
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let cols = sqlx::query_scalar(columns_sql).fetch_all(&mut c).await.unwrap();
+        sqlx::query(&copy(cols)).execute(&mut c).await.unwrap();
+        // The search index is built from the rows at the next start.
         sqlx::query("INSERT INTO search_index_builds (name) VALUES ('customer_search_fts')")
             .execute(&mut c)
             .await
             .unwrap();
     } else {
         let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-        let cols: Vec<String> = sqlx::query_scalar(
-            "SELECT column_name::text FROM information_schema.columns WHERE table_name = 'customers' ORDER BY ordinal_position",
-        )
-        .fetch_all(&mut c)
-        .await
-        .unwrap();
-        let values: Vec<String> = cols
-            .iter()
-            .map(|c| match c.as_str() {
-                "id" => "gen_random_uuid()".to_owned(),
-                "external_reference" => "NULL".to_owned(),
-                other => format!("c.{other}"),
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO customers ({}) SELECT {} FROM customers c CROSS JOIN generate_series(1, {times})",
-            cols.join(", "),
-            values.join(", ")
-        );
-        sqlx::query(&sql).execute(&mut c).await.unwrap();
+        let cols = sqlx::query_scalar(columns_sql).fetch_all(&mut c).await.unwrap();
+        sqlx::query(&copy(cols)).execute(&mut c).await.unwrap();
         sqlx::query("ANALYZE customers").execute(&mut c).await.unwrap();
     }
     let cfg = app.test_db.config();
