@@ -115,9 +115,7 @@ pub fn build_router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             // The payload is not logged: it could quote request data.
             ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response()
         }))
-        .layer(from_fn_with_state(state.limits().request_timeout(), http::deadline::layer))
-        .layer(from_fn(http::headers::layer))
-        .layer(from_fn(http::observe::layer))
+        .layer(from_fn_with_state(state.limits().request_timeout(), http::observe::layer))
         .layer(from_fn(http::correlation::layer))
         .with_state(state);
     (router, openapi)

@@ -24,10 +24,15 @@ fn acceptable(v: &HeaderValue) -> Option<String> {
     ok.then(|| s.to_owned())
 }
 
+/// Runs the request with its correlation id, and sets the id and the security
+/// headers ([`super::headers`]) on its reply: one layer for both, as every layer
+/// costs every request.
 pub async fn layer(req: Request, next: Next) -> Response {
     let id = req.headers().get(HEADER).and_then(acceptable).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let header = HeaderValue::from_str(&id).expect("checked characters");
+    let docs = super::headers::is_docs(&req);
     let mut res = CORRELATION_ID.scope(id, next.run(req)).await;
     res.headers_mut().insert(HEADER, header);
+    super::headers::add(res.headers_mut(), docs);
     res
 }

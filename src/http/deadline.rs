@@ -8,16 +8,17 @@
 //! before the deadline passed either commits under its claim or not at all
 //! (`store::idempotency::check_held`).
 
+use std::future::Future;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 
-pub async fn layer(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
+/// Runs a request's handling for at most `limit`; past it, 503 `request_timeout`.
+/// (Applied by [`super::observe::layer`], so the timed-out request is logged.)
+pub async fn within(limit: Duration, handling: impl Future<Output = Response>) -> Response {
+    match tokio::time::timeout(limit, handling).await {
         Ok(res) => res,
         Err(_) => {
             metrics::counter!("clientele_requests_timed_out_total").increment(1);

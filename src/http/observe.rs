@@ -1,20 +1,22 @@
-//! One log line and two metrics per request. The route template is logged, never
-//! the raw path or query string, which can carry emails and phone numbers.
+//! One log line and two metrics per request, and its deadline
+//! ([`super::deadline`]; one layer for both, as every layer costs every
+//! request). The route template is logged, never the raw path or query string,
+//! which can carry emails and phone numbers.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
 use super::correlation;
 
-pub async fn layer(req: Request, next: Next) -> Response {
+pub async fn layer(State(deadline): State<Duration>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
     let route =
         req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
-    let res = next.run(req).await;
+    let res = super::deadline::within(deadline, next.run(req)).await;
     let elapsed = start.elapsed();
     let status = res.status().as_u16();
     let labels = [("method", method.to_string()), ("route", route.clone()), ("status", status.to_string())];

@@ -264,7 +264,11 @@ async fn connection(
     let requests = activity.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let in_flight = InFlight::start(&requests);
-        let mut req = req.map(|body| Body::new(TimeoutBody::new(limits.io, body)));
+        // A body that can still arrive must keep arriving (most GETs have none).
+        let mut req = req.map(|body| match http_body::Body::is_end_stream(&body) {
+            true => Body::new(body),
+            false => Body::new(TimeoutBody::new(limits.io, body)),
+        });
         req.extensions_mut().insert(ConnectInfo(peer));
         let reply = router.clone().oneshot(req);
         async move {
