@@ -48,37 +48,63 @@ struct Reader {
 }
 
 /// Read-only connections, each behind its own lock. A reader holds one only for
-/// the length of a synchronous call, so with one per runtime thread, one per read
-/// the blocking pool may run at once, and a few spare, a caller practically never
-/// waits.
+/// the length of a synchronous call, so with one per runtime thread and one per
+/// read thread, a caller practically never waits.
 pub(crate) struct InlineReaders {
     conns: Box<[Mutex<Reader>]>,
     next: AtomicUsize,
     path: PathBuf,
-    /// The reads that outgrew [`INLINE_BUDGET`] running at once on the blocking pool.
-    heavy: Arc<tokio::sync::Semaphore>,
+    /// The threads of the reads that may take long ([`InlineReaders::read_blocking`]).
+    heavy: std::sync::mpsc::SyncSender<HeavyRead>,
     /// How long one of those may take (`None`: as long as it needs).
     budget: Option<Duration>,
 }
 
+/// A read for the read threads, with its reply inside.
+type HeavyRead = Box<dyn FnOnce() + Send>;
+
+/// Reads waiting for a read thread; past this, a read is refused (503) rather
+/// than queued without end.
+const HEAVY_QUEUE: usize = 256;
+
 impl InlineReaders {
-    /// `count` connections for reads on the callers' threads, and `heavy` more for
-    /// the reads that move to the blocking pool.
+    /// `count` connections, and `heavy` threads for the reads that may take long:
+    /// threads of their own rather than the runtime's blocking pool, which starts
+    /// a thread (with an allocator heap of its own) whenever all of its are busy.
     pub(crate) fn open(
         path: &Path,
         count: usize,
         heavy: usize,
         budget: Option<Duration>,
     ) -> rusqlite::Result<InlineReaders> {
-        let heavy = heavy.max(1);
-        let conns = (0..count.max(1) + heavy)
+        let conns = (0..count.max(1))
             .map(|_| open_budgeted_reader(path).map(Mutex::new))
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        let (send, jobs) = std::sync::mpsc::sync_channel::<HeavyRead>(HEAVY_QUEUE);
+        let jobs = Arc::new(Mutex::new(jobs));
+        for i in 0..heavy.max(1) {
+            let jobs = jobs.clone();
+            std::thread::Builder::new()
+                .name(format!("db-read-{i}"))
+                .spawn(move || {
+                    // Ends when the readers are dropped (their sender with them).
+                    loop {
+                        let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        match job {
+                            // A read that panics loses its reply (the caller gets an
+                            // error), not the thread.
+                            Ok(job) => drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))),
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        }
         Ok(InlineReaders {
             conns: conns.into_boxed_slice(),
             next: AtomicUsize::new(0),
             path: path.to_owned(),
-            heavy: Arc::new(tokio::sync::Semaphore::new(heavy)),
+            heavy: send,
             budget,
         })
     }
@@ -106,26 +132,25 @@ impl InlineReaders {
         self.read_blocking(f).await
     }
 
-    /// Runs `f` on the blocking pool (at most a few at a time) with the query
-    /// budget: for reads that may need long from their first instruction. A
-    /// full-text query does its heaviest work (merging the lists of a word that
-    /// prefixes many terms) inside one step of SQLite's machine, which the
-    /// progress handler cannot cut short: at a million customers a one-letter word
-    /// ran ~20 ms past a 1 ms deadline.
+    /// Runs `f` on a read thread (one per core) with the query budget: for reads
+    /// that may need long from their first instruction. A full-text query does its
+    /// heaviest work (merging the lists of a word that prefixes many terms) inside
+    /// one step of SQLite's machine, which the progress handler cannot cut short:
+    /// at a million customers a one-letter word ran ~20 ms past a 1 ms deadline.
     pub(crate) async fn read_blocking<T, F>(self: &Arc<Self>, f: F) -> Result<T, sqlx::Error>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let permit = self.heavy.clone().acquire_owned().await.map_err(driver_error)?;
-        let (this, deadline) = (self.clone(), self.budget.map(|b| Instant::now() + b));
-        let done = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            this.with_deadline(deadline, f)
-        })
-        .await
-        .map_err(driver_error)?;
-        done.map_err(driver_error)
+        let (reply, done) = tokio::sync::oneshot::channel();
+        let this = self.clone();
+        let job: HeavyRead = Box::new(move || {
+            // The budget counts from when the read starts, not from when it queued.
+            let deadline = this.budget.map(|b| Instant::now() + b);
+            let _ = reply.send(this.with_deadline(deadline, f));
+        });
+        self.heavy.try_send(job).map_err(|_| sqlx::Error::PoolTimedOut)?;
+        done.await.map_err(driver_error)?.map_err(driver_error)
     }
 
     /// Runs `f` on the caller's thread, for up to [`INLINE_BUDGET`].

@@ -245,10 +245,10 @@ impl Db {
                 .context("opening the SQLite database for reading")?;
             let group = group::GroupWriter::start(&path, opts.writer_cache_kib)
                 .context("opening the SQLite database for the writer")?;
-            // One per runtime thread and a few spare: a holder never awaits, so
-            // callers practically never queue for one.
+            // One per runtime thread and one per read thread: a holder never awaits,
+            // so callers practically never queue for one.
             let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-            let inline = inline::InlineReaders::open(&path, threads + 2, threads, opts.query_timeout)
+            let inline = inline::InlineReaders::open(&path, 2 * threads, threads, opts.query_timeout)
                 .context("opening the SQLite database for inline reads")?;
             Ok(Db {
                 pools: Pools::Sqlite { read, write, group, path, inline: std::sync::Arc::new(inline) },
