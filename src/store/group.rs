@@ -545,6 +545,34 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deleted_secrets_empty_the_wal_once_readers_let_go() {
+        let (dir, path, writer) = writer_on_a_new_database();
+        let wal = || std::fs::metadata(dir.path().join("w.db-wal")).map(|m| m.len()).unwrap_or(0);
+        insert_blob(&writer, 5000).await;
+        // A reader on an older snapshot keeps the WAL from being emptied at the delete...
+        let reader = Connection::open(&path).unwrap();
+        reader.execute_batch("BEGIN; SELECT count(*) FROM t;").unwrap();
+        let actor = Actor::system(Tenant::trusted(uuid::Uuid::now_v7()));
+        let job = |mut tx: WriteTx| async move {
+            tx.exec("DELETE FROM t", &[]).await?;
+            tx.secrets_removed();
+            tx.commit().await?;
+            Ok::<_, StoreError>(())
+        };
+        writer.write(actor, false, job).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(wal() > 0);
+        // ...and once it lets go, the idle writer tries again and empties it.
+        reader.execute_batch("COMMIT").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while wal() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(wal(), 0, "the WAL was not emptied");
+        insert_blob(&writer, 10).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_wal_starts_over_while_the_writer_never_pauses() {
         let (dir, _path, writer) = writer_on_a_new_database();
         // 64 writers at once keep the queue full, so batches follow each other without a pause.
