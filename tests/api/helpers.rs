@@ -394,8 +394,16 @@ pub async fn int_pairs(url: &str, sql: &str) -> Vec<(i64, i64)> {
     }
 }
 
-/// One BLOB/BYTEA value straight from a test database.
-pub async fn blob(url: &str, sql: &str) -> Vec<u8> {
+/// One value straight from a test database.
+pub async fn scalar<T>(url: &str, sql: &str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Sqlite>
+        + sqlx::Type<sqlx::Sqlite>
+        + for<'r> sqlx::Decode<'r, sqlx::Postgres>
+        + sqlx::Type<sqlx::Postgres>
+        + Send
+        + Unpin,
+{
     if url.starts_with("sqlite:") {
         let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
         sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
@@ -405,16 +413,15 @@ pub async fn blob(url: &str, sql: &str) -> Vec<u8> {
     }
 }
 
+/// One BLOB/BYTEA value straight from a test database.
+pub async fn blob(url: &str, sql: &str) -> Vec<u8> {
+    scalar(url, sql).await
+}
+
 /// One TEXT value straight from a test database.
 #[allow(dead_code)]
 pub async fn text(url: &str, sql: &str) -> String {
-    if url.starts_with("sqlite:") {
-        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
-    } else {
-        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
-    }
+    scalar(url, sql).await
 }
 
 /// Runs one statement straight against a test database (to set up what a test needs).
