@@ -466,7 +466,7 @@ async fn fail_stream(out: &mpsc::Sender<Result<Bytes, std::io::Error>>, why: &st
 /// looks like a complete file.
 #[utoipa::path(get, path = "/customers/export", tag = "customers",
     responses((status = 200, description = "One customer per line", content_type = "application/x-ndjson", body = String), ReadErrors,
-        (status = 429, description = "An export of this merchant is already streaming", body = crate::error::ErrorBody)),
+        (status = 429, description = "An export of this merchant is already streaming (`export_in_progress`), or too many requests (`rate_limited`)", body = crate::error::ErrorBody)),
     security(("bearer" = ["customers:read"])))]
 async fn export_customers(State(state): State<AppState>, auth: Authed<CustomersRead>) -> ApiResult<Response> {
     let slot = state.exports().take(auth.tenant().id())?;

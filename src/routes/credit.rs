@@ -794,7 +794,7 @@ fn failed(locked: bool) -> ApiError {
     params(("accountNumber" = String, Path)),
     request_body = VerifyBody,
     responses((status = 200, description = "Sent, or the code", body = VerifyReply), WriteErrors,
-        (status = 429, description = "Verification locked", body = crate::error::ErrorBody)),
+        (status = 429, description = "Verification locked (`verification_locked`), a code sent too recently (`verification_throttled`), the merchant's sends per minute reached (`verification_rate_limited`), or too many requests (`rate_limited`)", body = crate::error::ErrorBody)),
     security(("bearer" = ["credit:write"])))]
 async fn verify(
     State(state): State<AppState>,
@@ -862,7 +862,7 @@ pub struct Confirmed {
     params(("accountNumber" = String, Path)),
     request_body = ConfirmBody,
     responses((status = 200, description = "Verified", body = Confirmed), WriteErrors,
-        (status = 429, description = "Verification locked", body = crate::error::ErrorBody)),
+        (status = 429, description = "Verification locked (`verification_locked`), or too many requests (`rate_limited`)", body = crate::error::ErrorBody)),
     security(("bearer" = ["credit:write"])))]
 async fn confirm(
     State(state): State<AppState>,

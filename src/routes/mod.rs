@@ -92,10 +92,16 @@ pub enum ReadErrors {
     /// No such object for this merchant.
     #[response(status = 404)]
     NotFound(ErrorBody),
+    /// Too many requests from this key or address (`rate_limited`,
+    /// `too_many_failed_authentications`); retry after `Retry-After`.
+    #[response(status = 429)]
+    TooManyRequests(ErrorBody),
     /// Unexpected failure; only the correlation id is shown.
     #[response(status = 500)]
     Internal(ErrorBody),
-    /// Shutting down or the database is unreachable; retry after `Retry-After`.
+    /// Shutting down, the database unreachable, or past the request's deadline or
+    /// the query's time budget (`request_timeout`, `query_timeout`); retry after
+    /// `Retry-After`.
     #[response(status = 503)]
     Unavailable(ErrorBody),
 }
@@ -125,13 +131,22 @@ pub enum WriteErrors {
     /// The body is larger than 1 MiB.
     #[response(status = 413)]
     PayloadTooLarge(ErrorBody),
+    /// The body stopped arriving before it was complete (`request_body_timeout`).
+    #[response(status = 408)]
+    RequestTimeout(ErrorBody),
     /// The body is not `application/json`.
     #[response(status = 415)]
     UnsupportedMediaType(ErrorBody),
+    /// Too many requests from this key or address (`rate_limited`,
+    /// `too_many_failed_authentications`); retry after `Retry-After`.
+    #[response(status = 429)]
+    TooManyRequests(ErrorBody),
     /// Unexpected failure; only the correlation id is shown.
     #[response(status = 500)]
     Internal(ErrorBody),
-    /// Shutting down or the database is unreachable; retry after `Retry-After`.
+    /// Shutting down, the database unreachable, or past the request's deadline or
+    /// the query's time budget (`request_timeout`, `query_timeout`); retry after
+    /// `Retry-After`.
     #[response(status = 503)]
     Unavailable(ErrorBody),
 }
