@@ -308,6 +308,9 @@ async fn import(config: &Config, path: &std::path::Path, merchant: Uuid) -> anyh
     bar.finish_and_clear();
     println!("{summary}");
     app.state.db().close().await;
+    // The summary is the answer either way; the exit status says whether every line went in.
+    let failed = summary.get("failed").and_then(serde_json::Value::as_u64).unwrap_or(0);
+    anyhow::ensure!(failed == 0, "{failed} line(s) failed (each printed above on stderr)");
     Ok(())
 }
 
@@ -328,15 +331,25 @@ async fn export(config: &Config, merchant: Uuid, output: Option<&std::path::Path
     let (tx, mut batches) = tokio::sync::mpsc::channel(4);
     let reader = db.clone();
     let task = tokio::spawn(async move { reader.export_customers(tenant, &tx).await });
+    // A reader that stops early (`clientele export | head`) ends the export quietly.
+    let closed = |e: &std::io::Error| e.kind() == std::io::ErrorKind::BrokenPipe;
     while let Some(batch) = batches.recv().await {
         let n = batch.0.len() as u64;
-        sink.write_all(&export_lines(batch))?;
+        match sink.write_all(&export_lines(batch)) {
+            Err(e) if closed(&e) => break,
+            written => written?,
+        }
         bar.inc(n);
     }
-    task.await??;
-    sink.flush()?;
+    drop(batches);
+    let exported = task.await?;
+    match sink.flush() {
+        Err(e) if closed(&e) => {}
+        flushed => flushed?,
+    }
     bar.finish_and_clear();
     db.close().await;
+    exported?;
     Ok(())
 }
 

@@ -92,35 +92,15 @@ impl AchInput {
     pub fn read(mut o: Obj<'_>, p: &mut Problems) -> Option<AchInput> {
         let name_path = o.path("name");
         let name = o.required_string("name", p).and_then(|s| required_text(s, &name_path, 100, p));
-        let acct_path = o.path("accountNumber");
-        let account_number = o.string("accountNumber", p).filter(|s| !s.trim().is_empty()).and_then(|s| {
-            let d = SecretDigits::parse(s, 4, 17);
-            if d.is_none() {
-                p.push(acct_path.clone(), format!("'{acct_path}' must be 4 to 17 digits."));
-            }
-            d
-        });
-        let routing_path = o.path("routingNumber");
-        let routing_number = o.required_string("routingNumber", p).and_then(|s| match RoutingNumber::parse(s) {
-            Ok(r) => Some(r),
-            Err(why) => {
-                p.push(routing_path.clone(), format!("'{routing_path}' {why}."));
-                None
-            }
-        });
+        let account_number = o.string("accountNumber", p).and_then(|s| account_number(s, &o.path("accountNumber"), p));
+        let routing_number =
+            o.required_string("routingNumber", p).and_then(|s| routing(s, &o.path("routingNumber"), p));
         let type_path = o.path("accountType");
         let account_type = required_int(&mut o, "accountType", p).and_then(|v| check_account_type(v, &type_path, p));
         let holder_path = o.path("accountHolderType");
         let account_holder_type =
             required_int(&mut o, "accountHolderType", p).and_then(|v| check_holder_type(v, &holder_path, p));
-        let tax_path = o.path("taxId");
-        let tax_id = o.string("taxId", p).filter(|s| !s.trim().is_empty()).and_then(|s| {
-            let d = SecretDigits::parse(s, 9, 9);
-            if d.is_none() {
-                p.push(tax_path.clone(), format!("'{tax_path}' must be 9 digits (dashes allowed)."));
-            }
-            d
-        });
+        let tax_id = o.string("taxId", p).and_then(|s| tax_id(s, &o.path("taxId"), p));
         o.finish(p);
         Some(AchInput {
             name: name?,
@@ -130,6 +110,68 @@ impl AchInput {
             account_holder_type: account_holder_type?,
             tax_id,
         })
+    }
+}
+
+/// An account number: 4 to 17 digits (blank is none).
+fn account_number(s: &str, path: &str, p: &mut Problems) -> Option<SecretDigits> {
+    if s.trim().is_empty() {
+        return None;
+    }
+    let d = SecretDigits::parse(s, 4, 17);
+    if d.is_none() {
+        p.push(path, format!("'{path}' must be 4 to 17 digits."));
+    }
+    d
+}
+
+fn routing(s: &str, path: &str, p: &mut Problems) -> Option<RoutingNumber> {
+    RoutingNumber::parse(s).map_err(|why| p.push(path, format!("'{path}' {why}."))).ok()
+}
+
+/// A tax id: 9 digits, dashes allowed (blank is none).
+fn tax_id(s: &str, path: &str, p: &mut Problems) -> Option<SecretDigits> {
+    if s.trim().is_empty() {
+        return None;
+    }
+    let d = SecretDigits::parse(s, 9, 9);
+    if d.is_none() {
+        p.push(path, format!("'{path}' must be 9 digits (dashes allowed)."));
+    }
+    d
+}
+
+/// The bank details an update of a bank account changes (seed 000, "update
+/// ACH details"); a field left out stays as it is.
+#[derive(Debug, Default)]
+pub struct BankDetailsChange {
+    pub routing_number: Option<RoutingNumber>,
+    pub account_number: Option<SecretDigits>,
+    /// `Some(None)`: the tax id is removed (`null`).
+    pub tax_id: Option<Option<SecretDigits>>,
+}
+
+impl BankDetailsChange {
+    pub fn read(o: &mut Obj<'_>, p: &mut Problems) -> BankDetailsChange {
+        let mut c = BankDetailsChange::default();
+        if o.contains("routingNumber") {
+            c.routing_number = o.required_string("routingNumber", p).and_then(|s| routing(s, "routingNumber", p));
+        }
+        if o.contains("accountNumber") {
+            c.account_number =
+                o.required_string("accountNumber", p).and_then(|s| account_number(s, "accountNumber", p));
+            if c.account_number.is_none() && !p.iter().any(|x| x.path == "accountNumber") {
+                p.push("accountNumber", "'accountNumber' cannot be removed; delete the payment method instead.");
+            }
+        }
+        if o.contains("taxId") {
+            c.tax_id = Some(o.string("taxId", p).and_then(|s| tax_id(s, "taxId", p)));
+        }
+        c
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routing_number.is_none() && self.account_number.is_none() && self.tax_id.is_none()
     }
 }
 

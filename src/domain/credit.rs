@@ -1,6 +1,8 @@
 //! Point-of-sale credit (seed 004): financing plans, instalment payments, and
 //! the rules of opening an account.
 
+use std::collections::BTreeMap;
+
 use crate::domain::money::MAX_AMOUNT;
 use rust_decimal::prelude::*;
 use serde_json::Value;
@@ -204,7 +206,91 @@ pub struct AccountInput {
     pub preferred_language: Option<String>,
     pub tos_agreement: bool,
     pub payment_protection: bool,
-    pub questions: Vec<(i64, String, String)>,
+    pub questions: Vec<(i64, QuestionText, String)>,
+}
+
+/// The languages a security question may be written in (seed 004's `lang`).
+pub const LANGUAGES: [&str; 4] = ["en", "fr", "en-CA", "fr-CA"];
+
+/// A security question's text: the one shown by default, and the same question
+/// in other languages when the merchant gave them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuestionText {
+    pub text: String,
+    /// By language tag (one of [`LANGUAGES`]); empty when one text was given.
+    pub translations: BTreeMap<String, String>,
+}
+
+impl QuestionText {
+    /// The text in `lang`: the exact tag, else the same language in another
+    /// region (`fr` for `fr-CA`), else the default text.
+    pub fn in_language(&self, lang: Option<&str>) -> &str {
+        let Some(lang) = lang else { return &self.text };
+        let base = |tag: &str| tag.split('-').next().unwrap_or(tag).to_owned();
+        self.translations
+            .get(lang)
+            .or_else(|| self.translations.iter().find(|(k, _)| base(k) == base(lang)).map(|(_, v)| v))
+            .unwrap_or(&self.text)
+    }
+}
+
+/// Reads `lang`: one of [`LANGUAGES`], in any letter case.
+pub fn parse_language(raw: &str) -> Option<&'static str> {
+    LANGUAGES.into_iter().find(|l| l.eq_ignore_ascii_case(raw.replace('_', "-").as_str()))
+}
+
+/// A question's `text`: a string, or an object of texts by language
+/// (`{"en-CA": "...", "fr-CA": "..."}`), whose default is the one in the
+/// account's language, else English, else the first.
+fn read_question_text(
+    q: &mut Obj<'_>,
+    path: &str,
+    account_lang: Option<&str>,
+    p: &mut Problems,
+) -> Option<QuestionText> {
+    match q.get("text") {
+        Some(Value::Object(map)) => {
+            let mut translations = BTreeMap::new();
+            for (tag, v) in map {
+                let at = format!("{path}.{tag}");
+                let Some(lang) = parse_language(tag) else {
+                    p.push(at, format!("'{tag}' is not a supported language: en, fr, en-CA or fr-CA."));
+                    continue;
+                };
+                match v.as_str() {
+                    Some(s) => {
+                        if let Some(t) = required_text(s, &at, 200, p) {
+                            translations.insert(lang.to_owned(), t);
+                        }
+                    }
+                    None => p.push(at.clone(), format!("'{at}' must be a string.")),
+                }
+            }
+            if map.is_empty() {
+                p.push(path, format!("'{path}' needs at least one language."));
+            }
+            let draft = QuestionText { text: String::new(), translations };
+            let in_lang = |l: &str| Some(draft.in_language(Some(l))).filter(|t| !t.is_empty()).map(str::to_owned);
+            let text = account_lang
+                .and_then(parse_language)
+                .and_then(in_lang)
+                .or_else(|| in_lang("en"))
+                .or_else(|| draft.translations.values().next().cloned())?;
+            let translations = draft.translations;
+            Some(QuestionText { text, translations })
+        }
+        Some(Value::String(s)) => {
+            required_text(s, path, 200, p).map(|text| QuestionText { text, translations: BTreeMap::new() })
+        }
+        Some(Value::Null) | None => {
+            p.push(path, format!("'{path}' is required."));
+            None
+        }
+        Some(_) => {
+            p.push(path, format!("'{path}' must be a string, or an object of texts by language."));
+            None
+        }
+    }
 }
 
 impl AccountInput {
@@ -244,8 +330,7 @@ impl AccountInput {
             let path = format!("securityQuestions[{i}]");
             let Some(mut q) = Obj::at(item, path.clone(), &mut p) else { continue };
             let id = read_int(&mut q, "id", &mut p);
-            let text =
-                q.required_string("text", &mut p).and_then(|s| required_text(s, &format!("{path}.text"), 200, &mut p));
+            let text = read_question_text(&mut q, &format!("{path}.text"), preferred_language.as_deref(), &mut p);
             let answer = q
                 .required_string("answer", &mut p)
                 .and_then(|s| required_text(s, &format!("{path}.answer"), 100, &mut p));

@@ -194,19 +194,55 @@ pub fn typed_value(kind: ParamType, v: &Value) -> Result<(Value, String), &'stat
     }
 }
 
+/// A secret parameter a body leaves as it is: left out, or sent back in the
+/// masked form responses show (secrets are write-only: what a client read is
+/// never the value). The store keeps the stored value, and refuses one that
+/// does not match (`shown` not this customer's mask, or nothing stored where
+/// the parameter is required).
+#[derive(Debug, Clone)]
+pub struct Unchanged {
+    pub name: String,
+    pub required: bool,
+    /// The masked form sent, if one was.
+    pub shown: Option<String>,
+}
+
+/// What a body says of the merchant's custom parameters.
+#[derive(Debug, Clone, Default)]
+pub struct CustomValues {
+    /// Values to store, type-checked.
+    pub set: Vec<CustomValue>,
+    /// Secret parameters left as they are.
+    pub unchanged: Vec<Unchanged>,
+}
+
+/// Whether `s` has the shape of a masked secret: `****`, or `****` and 4 characters.
+pub fn looks_masked(s: &str) -> bool {
+    s.strip_prefix("****").is_some_and(|tail| tail.is_empty() || tail.chars().count() == 4)
+}
+
 /// Reads every active declared parameter from a customer body: type-checked,
-/// `required` enforced. Undeclared keys stay unread, so `finish` reports them.
-pub fn read_values(o: &mut Obj<'_>, declarations: &[Declaration], p: &mut Problems) -> Vec<CustomValue> {
-    let mut out = Vec::new();
+/// `required` enforced (a secret's by the store, which knows what is stored).
+/// Undeclared keys stay unread, so `finish` reports them. A secret that is left
+/// out or sent masked stays as it is; `null` clears it.
+pub fn read_values(o: &mut Obj<'_>, declarations: &[Declaration], p: &mut Problems) -> CustomValues {
+    let mut out = CustomValues::default();
     for d in declarations.iter().filter(|d| !d.retired) {
+        let sent = o.contains(&d.name);
         match o.get_dynamic(&d.name) {
+            None if d.secret && !sent => {
+                out.unchanged.push(Unchanged { name: d.name.clone(), required: d.required, shown: None });
+            }
             None => {
                 if d.required {
                     p.push(d.name.clone(), format!("'{}' is required.", d.name));
                 }
             }
+            Some(Value::String(s)) if d.secret && looks_masked(s) => {
+                out.unchanged.push(Unchanged { name: d.name.clone(), required: d.required, shown: Some(s.clone()) });
+            }
             Some(v) => match typed_value(d.kind, v) {
-                Ok((json, key)) => out.push(CustomValue { name: d.name.clone(), secret: d.secret, json, key }),
+                Ok((json, key)) => out.set.push(CustomValue { name: d.name.clone(), secret: d.secret, json, key }),
                 Err(why) => p.push(d.name.clone(), format!("'{}' {why}.", d.name)),
             },
         }
@@ -239,6 +275,19 @@ mod tests {
         assert!(typed_value(ParamType::Date, &json!("2026-02-30")).is_err());
         assert_eq!(typed_value(ParamType::Date, &json!("2026-02-28")).unwrap().1, "2026-02-28");
         assert!(typed_value(ParamType::String, &json!(5)).is_err());
+    }
+
+    #[test]
+    fn masked_forms() {
+        for masked in ["****", "****7890", "****é,.!"] {
+            assert!(looks_masked(masked), "{masked}");
+        }
+        for plain in ["***", "****12345", "1234****", "", "sk_live_1234567890"] {
+            assert!(!looks_masked(plain), "{plain}");
+        }
+        for secret in ["sk_live_1234567890", "short", "123456789012"] {
+            assert!(looks_masked(&obfuscate(secret)), "every mask the API shows has the shape");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::address::Address;
 use super::bank::AchInput;
 use super::card::CardInput;
 use super::contact::{Email, Phone};
-use super::custom::{CustomValue, Declaration, read_values};
+use super::custom::{CustomValues, Declaration, read_values};
 use super::text::{fold, optional_text, required_text};
 use super::{Obj, Problems};
 
@@ -49,9 +49,33 @@ pub struct CustomerInput {
     pub preferred_language: Option<String>,
     /// The merchant's own reference (≤ 128 characters), unique per merchant.
     pub external_reference: Option<String>,
-    /// Values of the merchant's declared custom parameters.
-    pub custom: Vec<CustomValue>,
+    /// What the body says of the merchant's declared custom parameters.
+    pub custom: CustomValues,
+    /// The representation's `id`, when sent back: an import keeps it for the
+    /// customer it creates where it is free; an update checks it names the customer.
+    pub id: Option<uuid::Uuid>,
+    /// The representation's `status`, when sent back: applied by an import.
+    pub status: Option<CustomerStatus>,
 }
+
+/// Fields of the customer representation that a body may carry back (a GET's
+/// body sent to PUT, an export line imported) and that writing ignores: the
+/// service keeps them. (`id` and `status` are read, see [`CustomerInput`].)
+pub const READ_ONLY: [&str; 13] = [
+    "merchantId",
+    "defaultPaymentMethodId",
+    "defaultAchPaymentMethodId",
+    "createdOn",
+    "modifiedOn",
+    "version",
+    "lastTransactionDate",
+    "transactionsCount",
+    "transactionsVolume",
+    "lastTransactionAmount",
+    "numberOfSubscriptions",
+    "cards",
+    "achAccounts",
+];
 
 /// A create: the customer and the payment methods that come with it (all or nothing).
 #[derive(Debug)]
@@ -88,9 +112,25 @@ impl CustomerInput {
     /// A create body, with `paymentMethodsCards` and `paymentMethodsAchAccounts`;
     /// a problem in an item is reported under its path (`paymentMethodsCards[1].pan`).
     pub fn parse_create(body: &Value, declarations: &[Declaration]) -> Result<NewCustomer, Problems> {
+        Self::parse_line(body, declarations, false)
+    }
+
+    /// An import line: a create body, which may also be a line of an export, so
+    /// the values of retired parameters it carries are accepted and left as
+    /// stored (an import writes active parameters only).
+    pub fn parse_import(body: &Value, declarations: &[Declaration]) -> Result<NewCustomer, Problems> {
+        Self::parse_line(body, declarations, true)
+    }
+
+    fn parse_line(body: &Value, declarations: &[Declaration], import: bool) -> Result<NewCustomer, Problems> {
         let mut p = Problems::new();
         let Some(mut o) = Obj::root(body, &mut p) else { return Err(p) };
         let customer = Self::read(&mut o, declarations, &mut p);
+        if import {
+            for d in declarations.iter().filter(|d| d.retired) {
+                o.get_dynamic(&d.name);
+            }
+        }
         let mut cards: Vec<(usize, CardInput)> = Vec::new();
         for (i, item) in o.array("paymentMethodsCards", MAX_INLINE_METHODS, &mut p).into_iter().flatten().enumerate() {
             let path = format!("paymentMethodsCards[{i}]");
@@ -159,6 +199,23 @@ impl CustomerInput {
         let external_reference =
             o.string("externalReference", p).and_then(|s| optional_text(s, "externalReference", 128, p));
         let custom = read_values(o, declarations, p);
+        let id = o.string("id", p).and_then(|s| match uuid::Uuid::parse_str(s) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                p.push("id", "'id' must be a UUID.");
+                None
+            }
+        });
+        let status = o.string("status", p).and_then(|s| {
+            let st = CustomerStatus::parse(s);
+            if st.is_none() {
+                p.push("status", "'status' must be 'active' or 'inactive'.");
+            }
+            st
+        });
+        for key in READ_ONLY {
+            o.get(key);
+        }
         Some(CustomerInput {
             first_name: first_name?,
             last_name: last_name?,
@@ -173,6 +230,8 @@ impl CustomerInput {
             preferred_language,
             external_reference,
             custom,
+            id,
+            status,
         })
     }
 

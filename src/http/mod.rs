@@ -9,3 +9,4 @@ pub mod idempotency;
 pub mod observe;
 pub mod rate;
 pub mod server;
+pub mod spool;

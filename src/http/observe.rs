@@ -29,6 +29,7 @@ pub async fn layer(State(deadline): State<Duration>, req: Request, next: Next) -
         status,
         latency_ms = elapsed.as_secs_f64() * 1000.0,
         correlation_id = %correlation::current(),
+        reference_id = correlation::reference().as_deref(),
         "request"
     );
     res

@@ -108,6 +108,8 @@ fn now_ms() -> u64 {
 struct Activity {
     /// When the connection last read or wrote anything.
     last: AtomicU64,
+    /// When the connection last read anything.
+    last_read: AtomicU64,
     /// When bytes arrived while no request was in flight (a request head
     /// starting), until that request is dispatched.
     head_started: AtomicU64,
@@ -122,7 +124,11 @@ impl Activity {
     fn expired(&self, limits: &ServerLimits) -> Option<&'static str> {
         let now = now_ms();
         let older_than = |at: u64, limit: Duration| at != 0 && now.saturating_sub(at) > limit.as_millis() as u64;
-        if older_than(self.write_blocked.load(Ordering::Relaxed), limits.io) {
+        // A client still sending its request is not stalled, although it does
+        // not read the reply yet: most clients send all of an upload first.
+        if older_than(self.write_blocked.load(Ordering::Relaxed), limits.io)
+            && older_than(self.last_read.load(Ordering::Relaxed), limits.io)
+        {
             return Some("the client stopped reading its reply");
         }
         if self.in_flight.load(Ordering::Relaxed) > 0 {
@@ -195,6 +201,7 @@ impl AsyncRead for Watched {
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             let (a, now) = (&self.activity, now_ms());
             a.last.store(now, Ordering::Relaxed);
+            a.last_read.store(now, Ordering::Relaxed);
             if a.in_flight.load(Ordering::Relaxed) == 0 {
                 let _ = a.head_started.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
             }

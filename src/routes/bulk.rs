@@ -25,7 +25,7 @@ use crate::AppState;
 use crate::auth::{Authed, CustomersRead, CustomersWrite, Scope};
 use crate::domain::Problems;
 use crate::domain::custom::Declaration;
-use crate::domain::customer::{CustomerInput, NewCustomer};
+use crate::domain::customer::{CustomerInput, CustomerStatus, NewCustomer};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{Actor, StoreError, WriteAborted, WriteTx};
 
@@ -43,10 +43,9 @@ const MAX_LINE: usize = 1 << 20;
 
 pub const NDJSON: &str = "application/x-ndjson";
 
-fn ndjson_stream(rx: mpsc::Receiver<Bytes>) -> Body {
-    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
-    }))
+/// A streamed NDJSON body of what `rx` receives.
+fn ndjson_stream(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Body {
+    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }))
 }
 
 fn line(v: &impl Serialize) -> Bytes {
@@ -92,10 +91,15 @@ pub struct Importer {
     pending: Option<(BatchWrite, Arc<Lines>)>,
 }
 
-/// Writes lines in one transaction, each creating a customer or replacing the one
-/// with its `externalReference`: one query finds the references already held, new
-/// rows skip the per-line reference lookup (the unique index still guards it) and go
-/// in many to a statement, and their `customer.created` events go in together.
+/// Writes lines in one transaction, each replacing the customer with its
+/// `externalReference`, else the one with its `id` (a line of an export names
+/// its customer), else creating one — under the line's `id` when that is a
+/// UUIDv7 no customer of the merchant has (a restore keeps references), else a
+/// new one. Two queries find the references and ids already held; new rows skip
+/// the per-line reference lookup (the unique index still guards it) and go in
+/// many to a statement, and their `customer.created` events go in together. A
+/// line's `status` is applied; the representation's other read-only fields are
+/// ignored.
 async fn upsert_batch(
     tx: &mut WriteTx,
     state: &AppState,
@@ -105,20 +109,26 @@ async fn upsert_batch(
     let vault = state.vault();
     let refs: Vec<&str> = lines.iter().filter_map(|(_, new)| new.customer.external_reference.as_deref()).collect();
     let mut held = tx.customers_by_references(&refs).await?;
+    let ids: Vec<Uuid> = lines.iter().filter_map(|(_, new)| new.customer.id).collect();
+    let mut existing = tx.existing_customers(&ids).await?;
     let mut done = Vec::with_capacity(lines.len());
     let mut created_ids = Vec::with_capacity(lines.len());
     // New rows not yet inserted; anything that reads or extends a row inserts them first.
     let mut pending: Vec<(Uuid, &CustomerInput)> = Vec::new();
     for (n, new) in lines {
         let reference = new.customer.external_reference.as_deref();
-        let (id, created) = match reference.and_then(|r| held.get(r).copied()) {
+        let sent = new.customer.id;
+        let target = reference.and_then(|r| held.get(r).copied()).or(sent.filter(|id| existing.contains(id)));
+        let (id, created) = match target {
             Some(id) => {
                 tx.insert_customer_rows(&std::mem::take(&mut pending)).await?;
                 tx.update_customer(id, &new.customer, None).await?;
                 (id, false)
             }
             None => {
-                let id = Uuid::now_v7();
+                let id = sent.filter(|id| id.get_version_num() == 7).unwrap_or_else(Uuid::now_v7);
+                // A later line of this batch with the same id updates this one.
+                existing.insert(id);
                 pending.push((id, &new.customer));
                 if let Some(r) = reference {
                     // A later line of this batch with the same reference updates this one.
@@ -128,10 +138,16 @@ async fn upsert_batch(
                 (id, true)
             }
         };
-        let has_parts = !new.customer.custom.is_empty() || new.brings_methods();
+        let custom = &new.customer.custom;
+        let checks_secrets = custom.unchanged.iter().any(|u| u.required || u.shown.is_some());
+        let has_parts = !custom.set.is_empty() || checks_secrets || new.brings_methods();
         if !created || has_parts {
             tx.insert_customer_rows(&std::mem::take(&mut pending)).await?;
             tx.write_parts(&vault, id, if created { &[] } else { active }, new).await?;
+        }
+        if let Some(status) = new.customer.status.filter(|s| *s != CustomerStatus::Active || !created) {
+            tx.insert_customer_rows(&std::mem::take(&mut pending)).await?;
+            tx.set_customer_status(id, status, None).await?;
         }
         done.push((*n, id, created));
     }
@@ -195,7 +211,7 @@ impl Importer {
                 return self.fail(n, BTreeMap::from([("$".to_owned(), vec![msg])])).await;
             }
         };
-        match CustomerInput::parse_create(&value, &self.declarations) {
+        match CustomerInput::parse_import(&value, &self.declarations) {
             Ok(new) if !self.may_add_methods && new.brings_methods() => {
                 let msg = "Adding payment methods needs the 'payment_methods:write' scope.".to_owned();
                 self.fail(n, BTreeMap::from([("paymentMethodsCards".to_owned(), vec![msg])])).await;
@@ -371,10 +387,14 @@ async fn import_customers(
             "Imports are sent as 'Content-Type: application/x-ndjson', one customer per line.",
         ));
     }
-    let (out, rx) = mpsc::channel::<Bytes>(256);
+    let (out, results) = mpsc::channel::<Bytes>(256);
     let importer =
         Importer::new(state, auth.actor(), auth.ctx.scopes.contains(&Scope::PaymentMethodsWrite), out).await?;
     tokio::spawn(importer.run(req.into_body()));
+    // The results go through a spool: the upload is read on whether or not the
+    // client reads its results yet (most clients send it all first).
+    let (reply, rx) = mpsc::channel(16);
+    tokio::spawn(crate::http::spool::pump(results, reply));
     let mut res = (StatusCode::OK, ndjson_stream(rx)).into_response();
     res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(NDJSON));
     Ok(res)

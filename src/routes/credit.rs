@@ -201,6 +201,10 @@ pub struct PlanDeleted {
 #[serde(rename_all = "camelCase")]
 pub struct SecurityQuestionRequest {
     id: u32,
+    /// The question; or the same question in several languages, by language tag
+    /// (`{"en-CA": "...", "fr-CA": "..."}`: en, fr, en-CA, fr-CA), for lookups to
+    /// show in the `lang` they ask for.
+    #[schema(value_type = Object)]
     text: String,
     /// Stored as an argon2 hash; compared without regard to case or spacing.
     #[schema(write_only)]
@@ -325,13 +329,23 @@ fn summary(a: AccountRecord, merchant: Uuid) -> AccountSummary {
     }
 }
 
+/// Seed 004's `lang` query parameter: `en`, `fr`, `en-CA` or `fr-CA`.
+fn read_lang(q: &mut QueryReader, p: &mut Problems) -> Option<&'static str> {
+    let raw = q.one("lang", p)?;
+    let lang = crate::domain::credit::parse_language(raw);
+    if lang.is_none() {
+        p.push("lang", "'lang' must be en, fr, en-CA or fr-CA.");
+    }
+    lang
+}
+
 /// Search credit accounts by customer
 ///
 /// `firstName`, `lastName` (both case-insensitive) and `dob` are required;
 /// `postalCode` narrows (billing address; case, spaces and dashes ignored).
 #[utoipa::path(get, path = "/credit-accounts/search", tag = "point of sale",
     params(("firstName" = String, Query), ("lastName" = String, Query), ("dob" = String, Query, description = "YYYY-MM-DD"),
-        ("postalCode" = Option<String>, Query)),
+        ("postalCode" = Option<String>, Query), ("lang" = Option<String>, Query, description = "en, fr, en-CA or fr-CA")),
     responses((status = 200, description = "Matching accounts", body = AccountPage), ReadErrors),
     security(("bearer" = ["customers:read"])))]
 async fn search_accounts(
@@ -357,6 +371,7 @@ async fn search_accounts(
         p.push("dob", "'dob' must be a date in the form YYYY-MM-DD.");
     }
     let postal = q.one("postalCode", &mut p).map(crate::domain::address::postal_key);
+    read_lang(&mut q, &mut p);
     q.finish(&mut p);
     p.check(())?;
     let (first, last, dob) = (first.unwrap_or_default(), last.unwrap_or_default(), dob.unwrap_or_default());
@@ -412,9 +427,12 @@ pub struct AccountLookup {
 /// Look up a credit account
 ///
 /// By exactly one of `vccNumber` (the virtual card), `accountNumber` or
-/// `customerId` (the customer's open account, else its newest).
+/// `customerId` (the customer's open account, else its newest). `lang` picks the
+/// language of the security questions' texts, when the account was opened with
+/// them in several.
 #[utoipa::path(get, path = "/credit-accounts/lookup", tag = "point of sale",
-    params(("vccNumber" = Option<String>, Query), ("accountNumber" = Option<String>, Query), ("customerId" = Option<Uuid>, Query)),
+    params(("vccNumber" = Option<String>, Query), ("accountNumber" = Option<String>, Query), ("customerId" = Option<Uuid>, Query),
+        ("lang" = Option<String>, Query, description = "en, fr, en-CA or fr-CA: the language of the security questions' texts")),
     responses((status = 200, description = "The account", body = AccountLookup), ReadErrors),
     security(("bearer" = ["customers:read"])))]
 async fn lookup_account(
@@ -427,6 +445,7 @@ async fn lookup_account(
     let vcc = q.one("vccNumber", &mut p).map(str::to_owned);
     let number = q.one("accountNumber", &mut p).map(str::to_owned);
     let customer = q.one("customerId", &mut p).map(str::to_owned);
+    let lang = read_lang(&mut q, &mut p);
     q.finish(&mut p);
     let given = [vcc.is_some(), number.is_some(), customer.is_some()].iter().filter(|x| **x).count();
     if given != 1 {
@@ -466,7 +485,10 @@ async fn lookup_account(
         customer_id: a.customer_id,
         first_name: a.first_name,
         last_name: a.last_name,
-        security_qid: questions.into_iter().map(|(id, text)| SecurityQuestionView { id, text }).collect(),
+        security_qid: questions
+            .into_iter()
+            .map(|(id, text)| SecurityQuestionView { id, text: text.in_language(lang).to_owned() })
+            .collect(),
         email: a.email.as_deref().map(mask_email),
         phone_number: a.mobile_phone.as_deref().map(mask_phone),
         address1: a.billing_line1,
@@ -616,7 +638,7 @@ fn to_money(d: Decimal) -> Money {
 /// plus the term's admin fee, rounded half-up to cents (`P/n` at APR 0). No admin
 /// fee is charged to customers in Quebec (billing state `QC`).
 #[utoipa::path(post, path = "/credit-accounts/{accountNumber}/calculate-interest", tag = "point of sale",
-    params(("accountNumber" = String, Path)),
+    params(("accountNumber" = String, Path), ("lang" = Option<String>, Query, description = "en, fr, en-CA or fr-CA")),
     request_body = InterestRequest,
     responses((status = 200, description = "The options", body = InterestQuote), WriteErrors),
     security(("bearer" = ["customers:read"])))]
@@ -624,10 +646,15 @@ async fn calculate_interest(
     State(state): State<AppState>,
     auth: Authed<CustomersRead>,
     params: RawPathParams,
+    RawQuery(raw): RawQuery,
     JsonBody(body): JsonBody,
 ) -> ApiResult<JsonReply> {
     let number = account_number(&params)?;
     let mut p = Problems::new();
+    // Seed 004's `lang` is taken (the quote has no text of its own to translate).
+    let mut q = QueryReader::new(raw.as_deref(), &mut p);
+    read_lang(&mut q, &mut p);
+    q.finish(&mut p);
     let amount = Obj::root(&body, &mut p).and_then(|mut o| {
         let a = required_amount(&mut o, "amount", &mut p);
         o.finish(&mut p);
@@ -700,8 +727,9 @@ async fn calculate_interest(
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyBody {
-    /// `sms`, `email`, `security_question`, `merchant_override` or `regular_purchase_bypass`.
-    format: String,
+    /// `sms` (the default), `email`, `security_question`, `merchant_override` or
+    /// `regular_purchase_bypass`.
+    format: Option<String>,
     /// Required for `security_question`.
     security_qid: Option<u32>,
     /// Required for `security_question`; compared without regard to case or spacing.
@@ -725,7 +753,8 @@ pub struct VerifyReply {
 fn parse_verify(body: &serde_json::Value) -> Result<VerifyRequest, Problems> {
     let mut p = Problems::new();
     let Some(mut o) = Obj::root(body, &mut p) else { return Err(p) };
-    let format = o.required_string("format", &mut p).and_then(|s| {
+    // Seed 004: `format` defaults to sms.
+    let format = o.string("format", &mut p).or(Some("sms")).and_then(|s| {
         let f = Format::parse(s);
         if f.is_none() {
             p.push(

@@ -1,11 +1,14 @@
 //! `/pay-api/v1/customers`: create, search, get, update, delete, status (SPEC section 2).
 
+use std::collections::BTreeMap;
+
 use axum::extract::{RawPathParams, RawQuery, State};
 use axum::http::header::ETAG;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -29,7 +32,7 @@ use crate::store::{StoreError, Tenant};
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_customer, search_customers))
-        .routes(routes!(get_customer, update_customer, delete_customer))
+        .routes(routes!(get_customer, update_customer, patch_customer, delete_customer))
         .routes(routes!(set_customer_status))
 }
 
@@ -69,6 +72,9 @@ impl From<StoreError> for ApiError {
                 let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, "TooManyRequestsException", message);
                 e.set_retry_after(((retry_after_ms + 999) / 1000).max(1) as u64);
                 e
+            }
+            StoreError::Invalid { path, message } => {
+                ApiError::field(StatusCode::BAD_REQUEST, "validation_failed", &path, message)
             }
             StoreError::Crypto(e) => ApiError::internal(anyhow::anyhow!(e)),
         }
@@ -132,6 +138,12 @@ pub struct CustomerUpdateRequest {
     preferred_language: Option<String>,
     /// The merchant's own reference, up to 128 characters, unique per merchant.
     external_reference: Option<String>,
+    /// Sent back from a read: on an update it must be this customer's; on an
+    /// import line, the customer it names is updated, or created under this id
+    /// when it is a UUIDv7 the merchant does not hold yet.
+    id: Option<Uuid>,
+    /// `active` or `inactive`; applied as `PUT .../status` would.
+    status: Option<String>,
 }
 
 /// A new customer. Unknown fields are rejected.
@@ -374,7 +386,11 @@ async fn get_customer(
 /// Update a customer
 ///
 /// Replaces every updatable field (absent optional fields are cleared) and returns
-/// the customer. With `If-Match`, answers 412 unless it names the current version.
+/// the customer. A secret custom parameter is write-only: left out, or sent as the
+/// mask responses show, it keeps its value; `null` clears it. A representation
+/// read with GET may be sent back whole: its read-only fields are ignored, `id`
+/// must be this customer's, and `status` is applied as `PUT .../status` would.
+/// With `If-Match`, answers 412 unless it names the current version.
 #[utoipa::path(
     put, path = "/customers/{customerId}", tag = "customers",
     params(("customerId" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The version last read (its ETag)")),
@@ -392,15 +408,126 @@ async fn update_customer(
     let id = customer_id(&params)?;
     let declarations = state.db().scoped(auth.tenant()).declarations().await?;
     let input = CustomerInput::parse_update(&body, &declarations)?;
+    same_customer(&input, id)?;
     let active: Vec<String> = declarations.into_iter().filter(|d| !d.retired).map(|d| d.name).collect();
     let vault = state.vault();
     let rec = state
         .db()
         .write(auth.actor(), move |mut tx| async move {
-            let rec = tx.update_customer(id, &input, if_match).await?;
+            let mut rec = tx.update_customer(id, &input, if_match).await?;
             tx.write_custom_values(&vault, id, &active, &input.custom).await?;
+            if let Some(status) = input.status {
+                rec = tx.set_customer_status(id, status, None).await?;
+            }
             tx.commit().await?;
             Ok::<_, StoreError>(rec)
+        })
+        .await?;
+    detail(&state, auth.tenant(), rec).await
+}
+
+/// A body that carries the representation's `id` back must name this customer.
+fn same_customer(input: &CustomerInput, id: Uuid) -> ApiResult<()> {
+    match input.id {
+        Some(sent) if sent != id => Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+            "id",
+            "'id' names another customer than the path.",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// What `PATCH` merges its patch into: the updatable fields as stored (the
+/// shipping address as stored even while the billing one stands in for it), and
+/// the custom values as responses show them (secrets masked, so a patch that
+/// leaves them out leaves them as they are).
+fn updatable_document(r: &CustomerRecord, custom: BTreeMap<String, Value>) -> Value {
+    let view = CustomerView::from(CustomerRecord { use_billing_as_shipping: false, ..r.clone() });
+    let mut doc = serde_json::Map::new();
+    if let Ok(Value::Object(all)) = serde_json::to_value(&view) {
+        for (k, v) in all {
+            if UPDATABLE.contains(&k.as_str()) && !v.is_null() {
+                doc.insert(k, v);
+            }
+        }
+    }
+    doc.insert("useBillingAsShippingAddress".into(), Value::Bool(r.use_billing_as_shipping));
+    doc.extend(custom.into_iter().filter(|(_, v)| !v.is_null()));
+    Value::Object(doc)
+}
+
+/// The fields of the customer representation a PUT or PATCH writes.
+const UPDATABLE: [&str; 12] = [
+    "firstName",
+    "lastName",
+    "companyName",
+    "email",
+    "mobilePhoneNumber",
+    "isMobileNumberSmsNotificationsEnabled",
+    "useBillingAsShippingAddress",
+    "billingAddress",
+    "shippingAddress",
+    "dateOfBirth",
+    "preferredLanguage",
+    "externalReference",
+];
+
+/// Patch a customer
+///
+/// A JSON Merge Patch (RFC 7396; `application/merge-patch+json` or
+/// `application/json`): members sent replace, `null` clears, members left out
+/// stay as they are (a secret custom parameter too). The result is validated like
+/// a `PUT`, and answers like one; `If-Match` gives 412 unless it names the
+/// current version.
+#[utoipa::path(
+    patch, path = "/customers/{customerId}", tag = "customers",
+    params(("customerId" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The version last read (its ETag)")),
+    request_body(content = CustomerUpdateRequest, content_type = "application/merge-patch+json"),
+    responses((status = 200, description = "The updated customer", body = CustomerDetail), WriteErrors),
+    security(("bearer" = ["customers:write"]))
+)]
+async fn patch_customer(
+    State(state): State<AppState>,
+    auth: Authed<CustomersWrite>,
+    params: RawPathParams,
+    IfMatch(if_match): IfMatch,
+    JsonBody(patch): JsonBody,
+) -> ApiResult<Response> {
+    let id = customer_id(&params)?;
+    if !patch.is_object() {
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+            "$",
+            "A merge patch is a JSON object of the fields to change.",
+        ));
+    }
+    let declarations = state.db().scoped(auth.tenant()).declarations().await?;
+    let vault = state.vault();
+    let rec = state
+        .db()
+        .write(auth.actor(), move |mut tx| async move {
+            // The patch applies to the customer as it is now: locked, then read.
+            tx.lock_customer(id).await?;
+            let current = tx.get_customer(id).await?;
+            let mut doc = updatable_document(&current, tx.shown_custom_values(id).await?);
+            json_patch::merge(&mut doc, &patch);
+            // A top-level `null` clears: kept as `null`, since a secret left out stays as it is.
+            if let (Value::Object(doc), Value::Object(patch)) = (&mut doc, &patch) {
+                doc.extend(patch.iter().filter(|(_, v)| v.is_null()).map(|(k, _)| (k.clone(), Value::Null)));
+            }
+            let input = CustomerInput::parse_update(&doc, &declarations)?;
+            same_customer(&input, id)?;
+            let active: Vec<String> = declarations.into_iter().filter(|d| !d.retired).map(|d| d.name).collect();
+            let mut rec = tx.update_customer(id, &input, if_match).await?;
+            tx.write_custom_values(&vault, id, &active, &input.custom).await?;
+            if let Some(status) = input.status {
+                rec = tx.set_customer_status(id, status, None).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, ApiError>(rec)
         })
         .await?;
     detail(&state, auth.tenant(), rec).await

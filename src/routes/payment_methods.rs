@@ -13,8 +13,9 @@ use super::customers::{customer_id, parse_instant, with_etag};
 use super::{Created, Deleted, JsonReply, ReadErrors, WriteErrors, commit_created, timestamp};
 use crate::AppState;
 use crate::auth::{Authed, CustomersRead, PaymentMethodsReveal, PaymentMethodsWrite};
-use crate::domain::bank::{AchInput, check_account_type, check_holder_type};
+use crate::domain::bank::{AchInput, BankDetailsChange, check_account_type, check_holder_type};
 use crate::domain::card::{CardInput, Expiry, mask, read_int};
+use crate::domain::customer::CustomerStatus;
 use crate::domain::text::optional_text;
 use crate::domain::{Obj, Problems};
 use crate::error::{ApiError, ApiResult};
@@ -28,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(add_card))
         .routes(routes!(add_ach))
         .routes(routes!(list_methods))
-        .routes(routes!(get_method, update_method, delete_method))
+        .routes(routes!(get_method, update_method, patch_method, delete_method))
         .routes(routes!(make_default))
         .routes(routes!(set_method_status))
         .routes(routes!(reveal_method))
@@ -92,6 +93,14 @@ pub struct MethodUpdateRequest {
     account_type: Option<i32>,
     /// Bank accounts only: 1 business, 2 personal.
     account_holder_type: Option<i32>,
+    /// Bank accounts only: a new ABA routing number.
+    routing_number: Option<String>,
+    /// Bank accounts only: a new account number (4 to 17 digits); write-only.
+    account_number: Option<String>,
+    /// Bank accounts only: a new tax id (9 digits), or `null` to remove it; write-only.
+    tax_id: Option<String>,
+    /// `active` or `inactive`, as `PUT .../status`.
+    status: Option<String>,
 }
 
 #[allow(dead_code)]
@@ -458,6 +467,23 @@ fn reply(rec: MethodRecord) -> Response {
     with_etag(view.version(), JsonReply::new(StatusCode::OK, &view))
 }
 
+/// Fields of a payment method's representation that an update ignores.
+const READ_ONLY: [&str; 13] = [
+    "id",
+    "type",
+    "brand",
+    "bin",
+    "last4",
+    "maskedPan",
+    "fingerprint",
+    "isDefault",
+    "version",
+    "createdOn",
+    "modifiedOn",
+    "accountNumberLast4",
+    "taxIdLast4",
+];
+
 /// Reads an update; which fields are allowed depends on the method's kind.
 fn parse_update(body: &serde_json::Value, kind: MethodKind) -> Result<MethodUpdate, Problems> {
     let mut p = Problems::new();
@@ -486,7 +512,22 @@ fn parse_update(body: &serde_json::Value, kind: MethodKind) -> Result<MethodUpda
                     read_int(&mut o, "accountType", &mut p).and_then(|v| check_account_type(v, "accountType", &mut p));
                 u.account_holder_type = read_int(&mut o, "accountHolderType", &mut p)
                     .and_then(|v| check_holder_type(v, "accountHolderType", &mut p));
+                u.bank = BankDetailsChange::read(&mut o, &mut p);
             }
+        }
+        if o.contains("status") {
+            u.active = o.required_string("status", &mut p).and_then(|s| match CustomerStatus::parse(s) {
+                Some(st) => Some(st == CustomerStatus::Active),
+                None => {
+                    p.push("status", "'status' must be 'active' or 'inactive'.");
+                    None
+                }
+            });
+        }
+        // A representation read with GET may be sent back whole: what the service
+        // keeps is ignored.
+        for key in READ_ONLY {
+            o.get(key);
         }
         o.finish(&mut p);
     }
@@ -496,8 +537,13 @@ fn parse_update(body: &serde_json::Value, kind: MethodKind) -> Result<MethodUpda
 /// Update a payment method
 ///
 /// `name`; a card's `expirationMonth`/`expirationYear`; a bank account's
-/// `accountType`/`accountHolderType`. Fields of the other kind are unknown fields.
-/// With `If-Match`, answers 412 unless it names the current version.
+/// `accountType`/`accountHolderType` and bank details: `routingNumber`,
+/// `accountNumber` and `taxId` (`null` removes the tax id) are validated,
+/// sealed and fingerprinted again, and the same account held twice is a 409
+/// naming the other method. `status` as `PUT .../status`. Fields left out stay as
+/// they are; the representation's read-only fields may be sent back and are
+/// ignored; fields of the other kind are unknown fields. With `If-Match`,
+/// answers 412 unless it names the current version.
 #[utoipa::path(
     put, path = "/customers/{customerId}/payment-methods/{paymentMethodId}", tag = "payment methods",
     params(("customerId" = Uuid, Path), ("paymentMethodId" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The version last read (its ETag)")),
@@ -512,6 +558,40 @@ async fn update_method(
     IfMatch(if_match): IfMatch,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
+    write_method(state, auth, params, if_match, body).await
+}
+
+/// Patch a payment method
+///
+/// A JSON Merge Patch (RFC 7396; `application/merge-patch+json` or
+/// `application/json`) of the fields `PUT` takes: members sent change, members
+/// left out stay, `null` clears what may be cleared (`name`, `taxId`).
+#[utoipa::path(
+    patch, path = "/customers/{customerId}/payment-methods/{paymentMethodId}", tag = "payment methods",
+    params(("customerId" = Uuid, Path), ("paymentMethodId" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The version last read (its ETag)")),
+    request_body(content = MethodUpdateRequest, content_type = "application/merge-patch+json"),
+    responses((status = 200, description = "The updated payment method", body = MethodView), WriteErrors),
+    security(("bearer" = ["payment_methods:write"]))
+)]
+async fn patch_method(
+    State(state): State<AppState>,
+    auth: Authed<PaymentMethodsWrite>,
+    params: RawPathParams,
+    IfMatch(if_match): IfMatch,
+    JsonBody(patch): JsonBody,
+) -> ApiResult<Response> {
+    // Every field of a method's update is flat and changes only when sent, so
+    // a merge patch reads exactly as an update body does.
+    write_method(state, auth, params, if_match, patch).await
+}
+
+async fn write_method(
+    state: AppState,
+    auth: Authed<PaymentMethodsWrite>,
+    params: RawPathParams,
+    if_match: Option<i64>,
+    body: serde_json::Value,
+) -> ApiResult<Response> {
     let (customer, id) = (customer_id(&params)?, method_id(&params)?);
     let current = state
         .db()
@@ -520,10 +600,14 @@ async fn update_method(
         .await?
         .ok_or_else(|| ApiError::not_found("Payment method"))?;
     let update = parse_update(&body, current.kind())?;
+    let vault = state.vault();
     let rec = state
         .db()
         .write(auth.actor(), move |mut tx| async move {
-            let rec = tx.update_method(customer, id, &update, if_match).await?;
+            let mut rec = tx.update_method(&vault, customer, id, &update, if_match).await?;
+            if let Some(active) = update.active {
+                rec = tx.set_method_status(customer, id, active, None).await?;
+            }
             tx.commit().await?;
             Ok::<_, StoreError>(rec)
         })

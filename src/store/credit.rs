@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::{Db, Scoped, StoreError, Tenant, TxInner, WriteTx, on_conn};
 use crate::crypto::Vault;
-use crate::domain::credit::{AccountInput, PlanInput, Term};
+use crate::domain::credit::{AccountInput, PlanInput, QuestionText, Term};
 
 /// The IIN virtual card numbers are issued under when a merchant sets none
 /// (`clientele merchant configure --vcc-bin`): 990000, outside the card networks.
@@ -181,7 +181,7 @@ impl WriteTx {
         bin: &str,
     ) -> Result<(String, String), StoreError> {
         debug_assert_eq!(a.questions.len(), answer_hashes.len());
-        self.lock_customer(customer).await?;
+        self.lock_active_customer(customer).await?;
         let version = self.active_key_version(vault).await?;
         let (merchant, now) = (self.merchant(), self.now);
         self.within_limit(
@@ -239,7 +239,9 @@ impl WriteTx {
              vcc_fingerprint, key_version, version, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'open', 'NNOR', $12, $13, $14, $15, 1, $16)", &[&merchant, &number.as_str(), &id, &customer, &a.account_type.as_str(), &a.credit_limit, &a.interest_rate.to_string(), &a.risk_rating.as_str(), &a.preferred_language.as_deref(), &a.tos_agreement, &a.payment_protection, &sealed, &last4.as_str(), &fingerprint.as_str(), &i64::from(version), &now]).await?;
         for ((qid, text, _), hash) in a.questions.iter().zip(answer_hashes) {
-            self.exec("INSERT INTO credit_security_questions (merchant_id, account_number, question_id, text, answer_hash) VALUES ($1, $2, $3, $4, $5)", &[&merchant, &number.as_str(), qid, &text.as_str(), &hash.as_str()]).await?;
+            let texts =
+                (!text.translations.is_empty()).then(|| serde_json::to_string(&text.translations).unwrap_or_default());
+            self.exec("INSERT INTO credit_security_questions (merchant_id, account_number, question_id, text, answer_hash, texts) VALUES ($1, $2, $3, $4, $5, $6)", &[&merchant, &number.as_str(), qid, &text.text.as_str(), &hash.as_str(), &texts.as_deref()]).await?;
         }
         self.event("credit_account.opened", id).await?;
         Ok((number, last4))
@@ -324,9 +326,16 @@ impl Scoped<'_> {
     }
 
     /// The security questions of an account (ids and texts, never answers).
-    pub async fn security_questions(&self, number: &str) -> Result<Vec<(i64, String)>, sqlx::Error> {
-        on_conn!(self.conn(), p => sqlx::query_as(
-            "SELECT question_id, text FROM credit_security_questions WHERE merchant_id = $1 AND account_number = $2 ORDER BY question_id")
-            .bind(self.merchant()).bind(number).fetch_all(p).await)
+    pub async fn security_questions(&self, number: &str) -> Result<Vec<(i64, QuestionText)>, sqlx::Error> {
+        let rows: Vec<(i64, String, Option<String>)> = on_conn!(self.conn(), p => sqlx::query_as(
+            "SELECT question_id, text, texts FROM credit_security_questions WHERE merchant_id = $1 AND account_number = $2 ORDER BY question_id")
+            .bind(self.merchant()).bind(number).fetch_all(p).await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, text, texts)| {
+                let translations = texts.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+                (id, QuestionText { text, translations })
+            })
+            .collect())
     }
 }

@@ -10,7 +10,7 @@ use super::keys::secret_aad;
 use super::query::Param;
 use super::{Scoped, StoreError, WriteTx, on_conn, placeholders};
 use crate::crypto::Vault;
-use crate::domain::custom::{CustomValue, Declaration, DeclarationInput, ParamType};
+use crate::domain::custom::{CustomValues as BodyValues, Declaration, DeclarationInput, ParamType, Unchanged};
 
 #[derive(sqlx::FromRow)]
 struct DeclRow {
@@ -192,18 +192,22 @@ impl WriteTx {
         vault: &Vault,
         customer: Uuid,
         active: &[String],
-        values: &[CustomValue],
+        body: &BodyValues,
     ) -> Result<(), StoreError> {
         let merchant = self.merchant();
-        if !active.is_empty() {
+        self.check_unchanged(customer, &body.unchanged).await?;
+        // Secrets left as they are keep their rows; every other active name is replaced.
+        let replaced: Vec<&String> = active.iter().filter(|n| !body.unchanged.iter().any(|u| &u.name == *n)).collect();
+        if !replaced.is_empty() {
             let sql = format!(
                 "DELETE FROM customer_custom_values WHERE merchant_id = $1 AND customer_id = $2 AND name IN ({})",
-                placeholders(3, active.len())
+                placeholders(3, replaced.len())
             );
             let mut args: Vec<&dyn Param<'_>> = vec![&merchant, &customer];
-            args.extend(active.iter().map(|n| n as &dyn Param<'_>));
+            args.extend(replaced.iter().map(|n| *n as &dyn Param<'_>));
             self.exec(&sql, &args).await?;
         }
+        let values = &body.set;
         let version = if values.iter().any(|v| v.secret) { Some(self.active_key_version(vault).await?) } else { None };
         for v in values {
             let (value, key, sealed, hint) = if v.secret {
@@ -218,6 +222,69 @@ impl WriteTx {
             let kv = v.secret.then(|| i64::from(version.unwrap_or(1)));
             self.exec("INSERT INTO customer_custom_values (merchant_id, customer_id, name, value, value_key, secret, hint, key_version) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", &[&merchant, &customer, &v.name.as_str(), &value, &key, &sealed, &hint, &kv]).await?;
+        }
+        Ok(())
+    }
+
+    /// The customer's custom values as responses show them (secrets masked), read
+    /// in this transaction.
+    pub async fn shown_custom_values(&mut self, customer: Uuid) -> Result<BTreeMap<String, Value>, StoreError> {
+        let merchant = self.merchant();
+        let sql = custom_values_sql(1);
+        let args: [&dyn Param<'_>; 2] = [&merchant, &customer];
+        let rows: Vec<(Uuid, String, Option<String>, Option<String>)> = match &mut self.inner {
+            super::TxInner::Sqlite(lease) => super::query::sqlite_fetch(lease.conn(), &sql, &args, usize::MAX)?,
+            super::TxInner::Postgres(t) => {
+                let rows = super::query::pg_query(&sql, &args).fetch_all(&mut **t).await?;
+                rows.iter().map(sqlx::FromRow::from_row).collect::<Result<_, _>>()?
+            }
+        };
+        Ok(shown_values(rows).remove(&customer).unwrap_or_default())
+    }
+
+    /// Secrets a body leaves as they are must be stored: a masked form sent back
+    /// must be this customer's own mask (a value equal to a mask is never stored),
+    /// and a required one must exist.
+    async fn check_unchanged(&mut self, customer: Uuid, unchanged: &[Unchanged]) -> Result<(), StoreError> {
+        let checked: Vec<&Unchanged> = unchanged.iter().filter(|u| u.required || u.shown.is_some()).collect();
+        if checked.is_empty() {
+            return Ok(());
+        }
+        let merchant = self.merchant();
+        let sql = format!(
+            "SELECT name, hint FROM customer_custom_values WHERE merchant_id = $1 AND customer_id = $2 AND name IN ({})",
+            placeholders(3, checked.len())
+        );
+        let mut args: Vec<&dyn Param<'_>> = vec![&merchant, &customer];
+        args.extend(checked.iter().map(|u| &u.name as &dyn Param<'_>));
+        let stored: Vec<(String, Option<String>)> = match &mut self.inner {
+            super::TxInner::Sqlite(lease) => super::query::sqlite_fetch(lease.conn(), &sql, &args, usize::MAX)?,
+            super::TxInner::Postgres(t) => {
+                let rows = super::query::pg_query(&sql, &args).fetch_all(&mut **t).await?;
+                rows.iter().map(sqlx::FromRow::from_row).collect::<Result<_, _>>()?
+            }
+        };
+        for u in checked {
+            let hint = stored.iter().find(|(n, _)| *n == u.name).map(|(_, h)| h.as_deref());
+            match (&u.shown, hint) {
+                (Some(shown), Some(Some(h))) if shown == h => {}
+                (Some(_), _) => {
+                    return Err(StoreError::Invalid {
+                        path: u.name.clone(),
+                        message: format!(
+                            "'{}' looks like a masked secret but is not this customer's: send the value itself, or null to clear it.",
+                            u.name
+                        ),
+                    });
+                }
+                (None, None) => {
+                    return Err(StoreError::Invalid {
+                        path: u.name.clone(),
+                        message: format!("'{}' is required.", u.name),
+                    });
+                }
+                (None, Some(_)) => {}
+            }
         }
         Ok(())
     }

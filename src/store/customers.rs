@@ -953,6 +953,27 @@ impl WriteTx {
         Ok(held)
     }
 
+    /// Which of these ids are customers of the merchant (one query per 500).
+    pub async fn existing_customers(&mut self, ids: &[Uuid]) -> Result<std::collections::HashSet<Uuid>, StoreError> {
+        let merchant = self.merchant();
+        let mut found = std::collections::HashSet::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let sql =
+                format!("SELECT id FROM customers WHERE merchant_id = $1 AND id IN ({})", placeholders(2, chunk.len()));
+            let mut args: Vec<&dyn Param<'_>> = vec![&merchant];
+            args.extend(chunk.iter().map(|r| r as &dyn Param<'_>));
+            let rows: Vec<(Uuid,)> = match &mut self.inner {
+                super::TxInner::Sqlite(lease) => super::query::sqlite_fetch(lease.conn(), &sql, &args, usize::MAX)?,
+                super::TxInner::Postgres(t) => {
+                    let rows = super::query::pg_query(&sql, &args).persistent(false).fetch_all(&mut **t).await?;
+                    rows.iter().map(sqlx::FromRow::from_row).collect::<Result<_, _>>()?
+                }
+            };
+            found.extend(rows.into_iter().map(|(id,)| id));
+        }
+        Ok(found)
+    }
+
     /// The customer holding this `externalReference`.
     pub async fn customer_by_reference(&mut self, reference: &str) -> Result<Option<Uuid>, StoreError> {
         let merchant = self.merchant();

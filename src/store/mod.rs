@@ -756,6 +756,10 @@ pub enum StoreError {
     /// The merchant may not do this.
     #[error("{message}")]
     Forbidden { code: &'static str, message: &'static str },
+    /// A value the store refuses for what is stored (a masked secret that is not
+    /// the customer's, say): a 400 on `path`.
+    #[error("{message}")]
+    Invalid { path: String, message: String },
     /// A secret could not be sealed or opened (wrong master key, damaged data).
     #[error("vault: {0}")]
     Crypto(String),

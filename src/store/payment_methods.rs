@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::keys::secret_aad;
 use super::{Scoped, StoreError, TxInner, WriteTx, on_conn};
 use crate::crypto::Vault;
-use crate::domain::bank::AchInput;
+use crate::domain::bank::{AchInput, BankDetailsChange};
 use crate::domain::card::CardInput;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +125,10 @@ pub struct MethodUpdate {
     pub expiry: Option<(i64, i64)>,
     pub account_type: Option<i64>,
     pub account_holder_type: Option<i64>,
+    /// A bank account's new routing number, account number or tax id.
+    pub bank: BankDetailsChange,
+    /// A new status (`true` active), applied after the rest.
+    pub active: Option<bool>,
 }
 
 /// A new method, sealed and ready to insert.
@@ -149,16 +153,33 @@ struct NewMethod<'a> {
     search_text: String,
 }
 
+/// What new business with an inactive customer gets (409).
+pub(crate) const CUSTOMER_INACTIVE: StoreError =
+    StoreError::Conflict { code: "customer_inactive", message: "The customer is inactive; activate it first." };
+
 impl WriteTx {
     /// The customer, locked for this transaction (so defaults and duplicates are decided once).
     pub(crate) async fn lock_customer(&mut self, customer_id: Uuid) -> Result<(), StoreError> {
+        self.locked_customer_status(customer_id).await.map(|_| ())
+    }
+
+    /// The customer, locked, when it is active: an inactive customer takes no
+    /// new payment methods, provider links, credit accounts or purchases.
+    pub(crate) async fn lock_active_customer(&mut self, customer_id: Uuid) -> Result<(), StoreError> {
+        match self.locked_customer_status(customer_id).await?.as_str() {
+            "active" => Ok(()),
+            _ => Err(CUSTOMER_INACTIVE),
+        }
+    }
+
+    pub(crate) async fn locked_customer_status(&mut self, customer_id: Uuid) -> Result<String, StoreError> {
         let merchant = self.merchant();
         let sql = match self.inner {
-            TxInner::Sqlite(_) => "SELECT 1 FROM customers WHERE merchant_id = $1 AND id = $2",
-            TxInner::Postgres(_) => "SELECT 1 FROM customers WHERE merchant_id = $1 AND id = $2 FOR UPDATE",
+            TxInner::Sqlite(_) => "SELECT status FROM customers WHERE merchant_id = $1 AND id = $2",
+            TxInner::Postgres(_) => "SELECT status FROM customers WHERE merchant_id = $1 AND id = $2 FOR UPDATE",
         };
-        let row: Option<(i32,)> = self.fetch_optional(sql, &[&merchant, &customer_id]).await?;
-        row.map(|_| ()).ok_or(StoreError::NotFound("Customer"))
+        let row: Option<(String,)> = self.fetch_optional(sql, &[&merchant, &customer_id]).await?;
+        row.map(|(s,)| s).ok_or(StoreError::NotFound("Customer"))
     }
 
     pub async fn add_card(
@@ -168,7 +189,7 @@ impl WriteTx {
         id: Uuid,
         card: &CardInput,
     ) -> Result<(), StoreError> {
-        self.lock_customer(customer_id).await?;
+        self.lock_active_customer(customer_id).await?;
         let version = self.active_key_version(vault).await?;
         let merchant = self.merchant();
         let pan = card.pan.expose();
@@ -205,7 +226,7 @@ impl WriteTx {
         id: Uuid,
         ach: &AchInput,
     ) -> Result<(), StoreError> {
-        self.lock_customer(customer_id).await?;
+        self.lock_active_customer(customer_id).await?;
         let version = self.active_key_version(vault).await?;
         let merchant = self.merchant();
         let seal = |field: &str, clear: &str| {
@@ -316,6 +337,7 @@ impl WriteTx {
 
     pub async fn update_method(
         &mut self,
+        vault: &Vault,
         customer_id: Uuid,
         id: Uuid,
         u: &MethodUpdate,
@@ -330,6 +352,16 @@ impl WriteTx {
         let (month, year) = u.expiry.map_or((rec.exp_month, rec.exp_year), |(m, y)| (Some(m), Some(y)));
         let account_type = u.account_type.or(rec.account_type);
         let holder_type = u.account_holder_type.or(rec.account_holder_type);
+        if !u.bank.is_empty() {
+            self.change_bank_details(vault, &rec, &u.bank).await?;
+        }
+        let (routing, account_last4): (Option<&str>, Option<&str>) = match &u.bank {
+            b if b.is_empty() => (rec.routing_number.as_deref(), rec.account_last4.as_deref()),
+            b => (
+                b.routing_number.as_ref().map(|r| r.as_str()).or(rec.routing_number.as_deref()),
+                b.account_number.as_ref().map(|a| a.last4()).or(rec.account_last4.as_deref()),
+            ),
+        };
         let search_text = match rec.kind() {
             MethodKind::Card => format!(
                 "{} {} {}",
@@ -340,14 +372,99 @@ impl WriteTx {
             MethodKind::Ach => format!(
                 "{} ach {} {}",
                 name.as_deref().unwrap_or("").to_lowercase(),
-                rec.routing_number.as_deref().unwrap_or(""),
-                rec.account_last4.as_deref().unwrap_or("")
+                routing.unwrap_or(""),
+                account_last4.unwrap_or("")
             ),
         };
         self.exec("UPDATE payment_methods SET name = $1, exp_month = $2, exp_year = $3, account_type = $4, account_holder_type = $5, \
              search_text = $6, version = version + 1, modified_at = $7 WHERE merchant_id = $8 AND id = $9", &[&name, &month, &year, &account_type, &holder_type, &search_text, &now, &merchant, &id]).await?;
         self.event("payment_method.updated", id).await?;
         self.get_method(customer_id, id).await
+    }
+
+    /// Writes a bank account's new details: every secret of the row sealed again
+    /// under the active key (so the row keeps one key version), the fingerprint
+    /// computed again, and the same account held twice by the customer refused.
+    async fn change_bank_details(
+        &mut self,
+        vault: &Vault,
+        rec: &MethodRecord,
+        change: &BankDetailsChange,
+    ) -> Result<(), StoreError> {
+        let (merchant, id) = (self.merchant(), rec.id);
+        let (secret, tax): (Option<Vec<u8>>, Option<Vec<u8>>) = self
+            .fetch_one(
+                "SELECT secret, tax_id_secret FROM payment_methods WHERE merchant_id = $1 AND id = $2",
+                &[&merchant, &id],
+            )
+            .await?;
+        for blob in [&secret, &tax].into_iter().flatten() {
+            if let Some(v) = Vault::version_of(blob) {
+                self.ensure_key(vault, v).await?;
+            }
+        }
+        let open = |field: &str, blob: &[u8]| {
+            vault.open(blob, &secret_aad(merchant, id, field)).map_err(|e| StoreError::Crypto(e.to_string()))
+        };
+        let stored_account = secret.as_deref().map(|b| open("secret", b)).transpose()?;
+        let stored_tax = tax.as_deref().map(|b| open("tax_id", b)).transpose()?;
+        let account: Option<&[u8]> = match &change.account_number {
+            Some(a) => Some(a.expose().as_bytes()),
+            None => stored_account.as_deref().map(|v| v.as_slice()),
+        };
+        let tax_id: Option<&[u8]> = match &change.tax_id {
+            Some(t) => t.as_ref().map(|t| t.expose().as_bytes()),
+            None => stored_tax.as_deref().map(|v| v.as_slice()),
+        };
+        let routing = match &change.routing_number {
+            Some(r) => r.as_str(),
+            None => rec.routing_number.as_deref().unwrap_or(""),
+        };
+        let version = self.active_key_version(vault).await?;
+        let seal = |field: &str, clear: &[u8]| {
+            vault.seal(version, &secret_aad(merchant, id, field), clear).map_err(|e| StoreError::Crypto(e.to_string()))
+        };
+        let sealed = account.map(|a| seal("secret", a)).transpose()?;
+        let sealed_tax = tax_id.map(|t| seal("tax_id", t)).transpose()?;
+        let fingerprint = account.map(|a| {
+            let mut key = zeroize::Zeroizing::new(Vec::with_capacity(routing.len() + 1 + a.len()));
+            key.extend_from_slice(routing.as_bytes());
+            key.push(b':');
+            key.extend_from_slice(a);
+            vault.fingerprint(merchant, "ach", &key)
+        });
+        if let Some(fp) = &fingerprint {
+            let other: Option<(Uuid,)> = self
+                .fetch_optional(
+                    "SELECT id FROM payment_methods WHERE merchant_id = $1 AND customer_id = $2 AND fingerprint = $3 AND id <> $4",
+                    &[&merchant, &rec.customer_id, &fp.as_str(), &id],
+                )
+                .await?;
+            if let Some((existing,)) = other {
+                return Err(StoreError::Duplicate { existing });
+            }
+        }
+        let last4 = |v: &[u8]| String::from_utf8_lossy(&v[v.len().saturating_sub(4)..]).into_owned();
+        let (account_last4, tax_last4) = (account.map(last4), tax_id.map(last4));
+        self.exec(
+            "UPDATE payment_methods SET routing_number = $1, account_last4 = $2, tax_id_last4 = $3, secret = $4, \
+             tax_id_secret = $5, key_version = $6, fingerprint = $7 WHERE merchant_id = $8 AND id = $9",
+            &[
+                &routing,
+                &account_last4,
+                &tax_last4,
+                &sealed,
+                &sealed_tax,
+                &i64::from(version),
+                &fingerprint,
+                &merchant,
+                &id,
+            ],
+        )
+        .await?;
+        // The old ciphertexts are overwritten: they leave the log like deleted ones.
+        self.secrets_removed();
+        Ok(())
     }
 
     /// Points the customer's default of this method's kind at it; an inactive method cannot be default.

@@ -41,7 +41,7 @@ impl WriteTx {
         id: Uuid,
         p: &ProviderInput,
     ) -> Result<(), StoreError> {
-        self.lock_customer(customer).await?;
+        self.lock_active_customer(customer).await?;
         let version = self.active_key_version(vault).await?;
         let (merchant, now) = (self.merchant(), self.now);
         self.within_limit(

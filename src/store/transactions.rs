@@ -60,7 +60,7 @@ impl WriteTx {
     /// (409) when it would go over; the check and the charge are one statement, so
     /// concurrent purchases cannot overdraw.
     pub async fn record_transaction(&mut self, customer: Uuid, t: &NewTransaction) -> Result<Recorded, StoreError> {
-        self.lock_customer(customer).await?;
+        let customer_status = self.locked_customer_status(customer).await?;
         let (merchant, now) = (self.merchant(), self.now);
         let existing = self
             .fetch_optional::<Existing>(
@@ -86,15 +86,28 @@ impl WriteTx {
                 })
             };
         }
+        // A purchase is new business: refused to an inactive customer or payment
+        // method (a refund settles old business and is always taken).
+        let purchase = t.kind == TxKind::Purchase;
+        if purchase && customer_status != "active" {
+            return Err(super::payment_methods::CUSTOMER_INACTIVE);
+        }
         if let Some(pm) = t.payment_method_id {
-            let found: Option<(i32,)> = self
+            let found: Option<(String,)> = self
                 .fetch_optional(
-                    "SELECT 1 FROM payment_methods WHERE merchant_id = $1 AND customer_id = $2 AND id = $3",
+                    "SELECT status FROM payment_methods WHERE merchant_id = $1 AND customer_id = $2 AND id = $3",
                     &[&merchant, &customer, &pm],
                 )
                 .await?;
-            if found.is_none() {
-                return Err(StoreError::NotFound("Payment method"));
+            match found {
+                None => return Err(StoreError::NotFound("Payment method")),
+                Some((status,)) if purchase && status != "active" => {
+                    return Err(StoreError::Conflict {
+                        code: "payment_method_inactive",
+                        message: "An inactive payment method cannot be used for a purchase; activate it first.",
+                    });
+                }
+                Some(_) => {}
             }
         }
         if let Some(number) = &t.credit_account_number {

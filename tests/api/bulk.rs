@@ -145,3 +145,56 @@ both! {
         assert!(lines[0]["errors"]["paymentMethodsCards"].is_array());
     }
 }
+
+both! {
+    async fn every_exported_line_imports_back(app: TestApp) {
+        app.put("/custom-parameters/tier", json!({"type": "string"})).await.expect(200);
+        app.put("/custom-parameters/ssn", json!({"type": "string", "secret": true})).await.expect(200);
+        let full = app.create(crate::helpers::full_customer()).await;
+        let bare = app.create(json!({"firstName": "Bo", "lastName": "Li"})).await;
+        let secret = app.create(json!({"firstName": "Sy", "lastName": "Kret", "tier": "gold", "ssn": "123-45-6789", "externalReference": "s-1"})).await;
+        app.put(&format!("/customers/{bare}/status"), json!({"status": "inactive"})).await.expect(200);
+        let exported = export(&app).await;
+        assert_eq!(exported.len(), 3);
+        // Into its own merchant: every line updates its customer, nothing is lost.
+        let mut before = Vec::new();
+        for id in [&full, &bare, &secret] {
+            before.push(app.get(&format!("/customers/{id}")).await.expect(200).clone());
+        }
+        let (lines, summary) = import(&app, &app.key, ndjson(&exported)).await;
+        assert_eq!(summary, json!({"lines": 3, "created": 0, "updated": 3, "failed": 0}), "{lines:?}");
+        for (id, was) in [&full, &bare, &secret].into_iter().zip(&before) {
+            let now = app.get(&format!("/customers/{id}")).await.expect(200).clone();
+            for field in ["firstName", "lastName", "email", "mobilePhoneNumber", "billingAddress", "shippingAddress", "dateOfBirth", "status", "tier", "ssn", "externalReference", "cards"] {
+                assert_eq!(now[field], was[field], "{field} of {id}");
+            }
+        }
+        // Into an empty merchant (a restore): every customer again, under its own id, with its status.
+        // Custom parameters are declared before customers that carry them (export holds customers only).
+        let (_, other) = app.other_merchant().await;
+        let unknown = import(&app, &other, ndjson(&exported[2..])).await;
+        assert_eq!(unknown.0[0]["errors"]["tier"][0], "'tier' is not a known field.");
+        let declare = app.send(reqwest::Method::PUT, "/custom-parameters/tier", Some(&other), Some(json!({"type": "string"})), &[]).await;
+        declare.expect(200);
+        let (lines, summary) = import(&app, &other, ndjson(&exported)).await;
+        assert_eq!(summary, json!({"lines": 3, "created": 3, "updated": 0, "failed": 0}), "{lines:?}");
+        for line in &exported {
+            let id = line["id"].as_str().unwrap();
+            let r = app.send(reqwest::Method::GET, &format!("/customers/{id}"), Some(&other), None, &[]).await;
+            let c = r.expect(200);
+            for field in ["firstName", "lastName", "email", "billingAddress", "status", "tier", "externalReference"] {
+                assert_eq!(c[field], line[field], "{field} of {id}");
+            }
+        }
+        // A second restore finds them by id and updates them.
+        let (_, summary) = import(&app, &other, ndjson(&exported)).await;
+        assert_eq!(summary, json!({"lines": 3, "created": 0, "updated": 3, "failed": 0}));
+        // An id that is not a UUIDv7 is not kept: the customer gets a new one.
+        let mut v4 = exported[1].clone();
+        v4["id"] = json!("4b1a0c6e-8f4e-4d3a-9c51-2f0e5b7d9a10");
+        let (_, third) = app.other_merchant().await;
+        let (lines, summary) = import(&app, &third, ndjson(&[v4])).await;
+        assert_eq!(summary["created"], 1);
+        assert_ne!(lines[0]["id"], "4b1a0c6e-8f4e-4d3a-9c51-2f0e5b7d9a10");
+    }
+}

@@ -250,3 +250,46 @@ both! {
         assert!(errors <= 101, "{errors} entries");
     }
 }
+
+both! {
+    async fn lang_picks_the_language_of_security_questions(app: TestApp) {
+        let c = customer(&app, "QC").await;
+        let mut body = account_body();
+        body["preferredLanguage"] = json!("fr-CA");
+        body["securityQuestions"] = json!([
+            {"id": 4, "text": {"en-CA": "What is the name of your favourite childhood friend?", "fr-CA": "Quel est le nom de votre ami d'enfance préféré?"}, "answer": "Jimmy"},
+            {"id": 9, "text": "What is your favourite movie?", "answer": "The Godfather"},
+        ]);
+        let n = app.post(&format!("/customers/{c}/credit-accounts"), body).await.expect(200)["accountNumber"].as_str().unwrap().to_owned();
+        let texts = |r: &crate::helpers::Resp| -> Vec<String> {
+            r.expect(200)["securityQid"].as_array().unwrap().iter().map(|q| q["text"].as_str().unwrap().to_owned()).collect()
+        };
+        let app = &app;
+        let lookup = |lang: &str| {
+            let path = format!("/credit-accounts/lookup?accountNumber={n}{lang}");
+            async move { app.get(&path).await }
+        };
+        let fr = "Quel est le nom de votre ami d'enfance préféré?";
+        let en = "What is the name of your favourite childhood friend?";
+        assert_eq!(texts(&lookup("").await), [fr, "What is your favourite movie?"], "the account's own language by default");
+        assert_eq!(texts(&lookup("&lang=en-CA").await)[0], en);
+        assert_eq!(texts(&lookup("&lang=en").await)[0], en, "the same language in another region");
+        assert_eq!(texts(&lookup("&lang=fr").await)[0], fr);
+        assert_eq!(texts(&lookup("&lang=fr-CA").await)[1], "What is your favourite movie?", "a question in one language only");
+        lookup("&lang=de").await.expect_error(400, "validation_failed");
+        // Search takes lang too; unknown parameters stay refused everywhere.
+        let search = "/credit-accounts/search?firstName=Flexiti&lastName=MITester&dob=1980-01-31";
+        assert_eq!(app.get(&format!("{search}&lang=fr-CA")).await.expect(200)["total"], 1);
+        app.get(&format!("{search}&lang=xx")).await.expect_error(400, "validation_failed");
+        app.get(&format!("{search}&colour=red")).await.expect_error(400, "unknown_field");
+        let quote = format!("/credit-accounts/{n}/calculate-interest");
+        app.post(&format!("{quote}?lang=fr-CA"), json!({"amount": 100})).await.expect(200);
+        let r = app.post(&format!("{quote}?amount=100"), json!({"amount": 100})).await;
+        assert!(r.expect_error(400, "unknown_field")["errors"]["amount"].is_array(), "{}", r.body);
+        // A text in a language the service does not know is refused.
+        let mut bad = account_body();
+        bad["securityQuestions"][0]["text"] = json!({"de": "Wie heißt ...?"});
+        let r = app.post(&format!("/customers/{c}/credit-accounts"), bad).await;
+        assert!(r.expect_error(400, "validation_failed")["errors"]["securityQuestions[0].text.de"].is_array(), "{}", r.body);
+    }
+}

@@ -221,3 +221,67 @@ both! {
         assert_eq!(app.get(&format!("/customers/{c}")).await.body["ssn"], "****0000");
     }
 }
+
+/// The updatable fields of a customer as GET shows them (what a client sends back).
+fn updatable(v: &Value, custom: &[&str]) -> Value {
+    let mut out = serde_json::Map::new();
+    for k in ["firstName", "lastName", "companyName", "email", "mobilePhoneNumber", "dateOfBirth"].iter().chain(custom)
+    {
+        if let Some(x) = v.get(*k) {
+            out.insert((*k).to_owned(), x.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+both! {
+    async fn secrets_are_write_only(app: TestApp) {
+        declare(&app, "ssn", json!({"type": "string", "secret": true})).await;
+        declare(&app, "pin", json!({"type": "number", "secret": true, "required": true})).await;
+        let id = app.create(json!({"firstName": "W", "lastName": "Only", "ssn": "123-45-6789-3456", "pin": 4321})).await;
+        let got = app.get(&format!("/customers/{id}")).await.expect(200).clone();
+        assert_eq!((got["ssn"].clone(), got["pin"].clone()), (json!("****3456"), json!("****")));
+        let url = app.test_db.url.clone();
+        let sealed_before = crate::helpers::blob(&url, "SELECT secret FROM customer_custom_values WHERE name = 'ssn'").await;
+        // GET -> PUT: the masked forms sent back keep the stored values.
+        let mut body = updatable(&got, &["ssn", "pin"]);
+        body["companyName"] = json!("Changed Inc");
+        let put = app.put(&format!("/customers/{id}"), body).await;
+        assert_eq!((put.expect(200)["ssn"].clone(), put.body["pin"].clone()), (json!("****3456"), json!("****")));
+        assert_eq!(crate::helpers::blob(&url, "SELECT secret FROM customer_custom_values WHERE name = 'ssn'").await, sealed_before, "the stored value was replaced");
+        // Left out: kept (a required secret too).
+        let put = app.put(&format!("/customers/{id}"), json!({"firstName": "W", "lastName": "Only"})).await;
+        assert_eq!(put.expect(200)["ssn"], "****3456");
+        // A mask that is not this customer's, or a mask where nothing is stored: refused.
+        let r = app.put(&format!("/customers/{id}"), json!({"firstName": "W", "lastName": "Only", "ssn": "****9999"})).await;
+        assert!(r.expect_error(400, "validation_failed")["errors"]["ssn"].is_array());
+        let r = app.post("/customers", json!({"firstName": "N", "lastName": "Ew", "ssn": "****", "pin": 1})).await;
+        assert!(r.expect_error(400, "validation_failed")["errors"]["ssn"].is_array());
+        let r = app.post("/customers", json!({"firstName": "N", "lastName": "Ew"})).await;
+        assert!(r.expect_error(400, "validation_failed")["errors"]["pin"].is_array(), "a required secret on create");
+        // null clears; a new value replaces.
+        let put = app.put(&format!("/customers/{id}"), json!({"firstName": "W", "lastName": "Only", "ssn": null, "pin": 98765})).await;
+        assert!(put.expect(200).get("ssn").is_none_or(Value::is_null), "{}", put.body);
+        let put = app.put(&format!("/customers/{id}"), json!({"firstName": "W", "lastName": "Only", "ssn": "999-88-7777-1234"})).await;
+        assert_eq!(put.expect(200)["ssn"], "****1234");
+        app.put(&format!("/customers/{id}"), json!({"firstName": "W", "lastName": "Only", "pin": null})).await.expect_error(400, "validation_failed");
+        // An import line without the secret keeps it too.
+        app.put(&format!("/customers/{id}"), json!({"firstName": "W", "lastName": "Only", "externalReference": "w-1"})).await.expect(200);
+        let line = format!("{}\n", json!({"firstName": "W", "lastName": "Imported", "externalReference": "w-1"}));
+        let r = app.client.post(app.url("/customers/import")).bearer_auth(&app.key).header("content-type", "application/x-ndjson").body(line).send().await.unwrap();
+        let text = r.text().await.unwrap();
+        assert!(text.contains("\"updated\""), "{text}");
+        let after = app.get(&format!("/customers/{id}")).await.expect(200).clone();
+        assert_eq!((after["lastName"].clone(), after["ssn"].clone()), (json!("Imported"), json!("****1234")));
+        // GET -> PATCH: the whole representation sent back changes nothing secret.
+        let mut whole = after.clone();
+        whole["companyName"] = json!("Patched Ltd");
+        let patched = app.patch(&format!("/customers/{id}"), whole).await;
+        assert_eq!((patched.expect(200)["companyName"].clone(), patched.body["ssn"].clone()), (json!("Patched Ltd"), json!("****1234")));
+        let sealed = crate::helpers::blob(&url, "SELECT secret FROM customer_custom_values WHERE name = 'ssn'").await;
+        app.patch(&format!("/customers/{id}"), json!({"ssn": "****1234", "pin": "****"})).await.expect(200);
+        assert_eq!(crate::helpers::blob(&url, "SELECT secret FROM customer_custom_values WHERE name = 'ssn'").await, sealed);
+        let patched = app.patch(&format!("/customers/{id}"), json!({"ssn": null})).await;
+        assert!(patched.expect(200).get("ssn").is_none_or(Value::is_null));
+    }
+}

@@ -278,3 +278,46 @@ both! {
         assert_eq!(creates, 31, "one event per customer that exists, none for the ones rolled back");
     }
 }
+
+both! {
+    async fn patch_merges_and_validates_like_put(app: TestApp) {
+        let id = app.create(full_customer()).await;
+        let path = format!("/customers/{id}");
+        let before = app.get(&path).await.expect(200).clone();
+        // Members sent replace, null clears, the rest stays.
+        let r = app.patch(&path, json!({"companyName": "Renamed Ltd", "mobilePhoneNumber": null, "isMobileNumberSmsNotificationsEnabled": false, "billingAddress": {"city": "Ottawa"}})).await;
+        let c = r.expect(200).clone();
+        assert_eq!(r.header("etag"), Some("\"2\""));
+        assert_eq!(c["companyName"], "Renamed Ltd");
+        assert_eq!(c["mobilePhoneNumber"], json!(null));
+        assert_eq!(c["billingAddress"]["city"], "Ottawa");
+        assert_eq!(c["billingAddress"]["line1"], before["billingAddress"]["line1"], "a nested object merges too");
+        for kept in ["firstName", "lastName", "email", "dateOfBirth", "shippingAddress"] {
+            assert_eq!(c[kept], before[kept], "{kept}");
+        }
+        // The result is validated like a PUT body.
+        let bad = app.patch(&path, json!({"email": "not an email", "firstName": null})).await;
+        let e = bad.expect_error(400, "validation_failed");
+        assert!(e["errors"]["email"].is_array() && e["errors"]["firstName"].is_array(), "{e}");
+        app.patch(&path, json!({"paymentMethodsCards": []})).await.expect_error(400, "unknown_field");
+        app.patch(&path, json!(["not", "an", "object"])).await.expect_error(400, "validation_failed");
+        app.patch(&path, json!({"id": uuid::Uuid::now_v7()})).await.expect_error(400, "validation_failed");
+        // If-Match as PUT; plain application/json is a merge patch too.
+        let stale = app.send(reqwest::Method::PATCH, &path, Some(&app.key), Some(json!({"companyName": "X"})), &[("If-Match", "\"1\"")]).await;
+        stale.expect_error(412, "version_mismatch");
+        let ok = app.send(reqwest::Method::PATCH, &path, Some(&app.key), Some(json!({"companyName": "Y"})), &[("If-Match", "\"2\"")]).await;
+        assert_eq!(ok.expect(200)["version"], 3);
+        // A GET sent back whole is accepted and changes nothing but what was edited.
+        let mut whole = app.get(&path).await.expect(200).clone();
+        whole["lastName"] = json!("Roundtrip");
+        let put = app.put(&path, whole.clone()).await;
+        assert_eq!(put.expect(200)["lastName"], "Roundtrip");
+        assert_eq!(put.body["companyName"], "Y");
+        let patched = app.patch(&path, whole).await;
+        assert_eq!(patched.expect(200)["version"], 5);
+        // Same events as PUT.
+        let events = app.get(&format!("/events?entityId={id}&type=customer.updated")).await;
+        assert_eq!(events.expect(200)["items"].as_array().unwrap().len(), 4);
+        app.patch(&format!("/customers/{}", uuid::Uuid::now_v7()), json!({"companyName": "Z"})).await.expect_error(404, "not_found");
+    }
+}

@@ -87,3 +87,19 @@ both! {
         }
     }
 }
+
+both! {
+    async fn x_reference_id_is_echoed_and_stands_in_for_the_correlation_id(app: TestApp) {
+        let r = app.send(reqwest::Method::GET, "/customers/not-a-uuid", Some(&app.key), None, &[("x-reference-id", "pos-4711")]).await;
+        assert_eq!((r.header("x-reference-id"), r.header("x-correlation-id")), (Some("pos-4711"), Some("pos-4711")));
+        assert_eq!(r.body["correlationId"], "pos-4711");
+        let both = [("x-reference-id", "pos-4712"), ("X-Correlation-Id", "trace-1")];
+        let r = app.send(reqwest::Method::POST, "/customers", Some(&app.key), Some(json!({"firstName": "Ref", "lastName": "Erence"})), &both).await;
+        assert_eq!((r.header("x-reference-id"), r.header("x-correlation-id")), (Some("pos-4712"), Some("trace-1")));
+        let id = r.expect(200)["id"].as_str().unwrap().to_owned();
+        let events = app.get(&format!("/events?entityId={id}")).await;
+        assert_eq!(events.expect(200)["items"][0]["correlationId"], "trace-1");
+        let r = app.get("/customers?pageSize=1").await;
+        assert_eq!(r.header("x-reference-id"), None, "echoed only when sent");
+    }
+}

@@ -55,6 +55,20 @@ async fn read_to_close(s: &mut TcpStream) -> (String, Duration) {
     (String::from_utf8_lossy(&out).into_owned(), t.elapsed())
 }
 
+/// The data of a chunked body.
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    loop {
+        let eol = body.windows(2).position(|w| w == b"\r\n").expect("a chunk size");
+        let size = usize::from_str_radix(std::str::from_utf8(&body[..eol]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&body[eol + 2..eol + 2 + size]);
+        body = &body[eol + 2 + size + 2..];
+    }
+}
+
 /// Reads one reply's head and its `Content-Length` body.
 async fn read_reply(s: &mut TcpStream) -> String {
     let mut buf = Vec::new();
@@ -374,5 +388,54 @@ both! {
         let r = app.get("/customers?search=a%20b%20c%20d%20e").await;
         r.expect_error(503, "query_timeout");
         app.get(&format!("/customers/{}", ids[0])).await.expect(200);
+    }
+}
+
+both! {
+    async fn an_import_sent_whole_before_its_reply_is_read_is_answered(app: TestApp) {
+        // As Python's `requests` or Java's `HttpURLConnection` do: the whole body
+        // first, then the reply. Result lines outgrow every socket buffer long
+        // before the upload ends, so the server must keep reading regardless.
+        const LINES: usize = 200_000;
+        let mut body = String::with_capacity(LINES * 80);
+        for i in 0..LINES {
+            if i % 10 == 9 {
+                body.push_str(&format!("{{\"firstName\":\"Bad{i}\",\"lastName\":\"Line\",\"email\":\"not an email {i}\"}}\n"));
+            } else {
+                body.push_str(&format!("{{\"firstName\":\"Whole{i}\",\"lastName\":\"Upload\",\"externalReference\":\"up-{i}\"}}\n"));
+            }
+        }
+        let mut s = connect_narrow(&app).await;
+        let head = format!(
+            "POST /pay-api/v1/customers/import HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n",
+            app.key,
+            body.len()
+        );
+        let t = Instant::now();
+        let sent = tokio::time::timeout(Duration::from_secs(200), async {
+            s.write_all(head.as_bytes()).await?;
+            s.write_all(body.as_bytes()).await
+        })
+        .await;
+        assert!(matches!(sent, Ok(Ok(()))), "the upload stalled after {:?}: {sent:?}", t.elapsed());
+        let mut reply = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut reply)).await;
+        assert!(read.is_ok(), "the reply never ended");
+        let head_end = reply.windows(4).position(|w| w == b"\r\n\r\n").expect("a reply head") + 4;
+        let head = String::from_utf8_lossy(&reply[..head_end]);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let text = String::from_utf8(dechunk(&reply[head_end..])).unwrap();
+        let summary = text.lines().find(|l| l.starts_with("{\"summary\"")).expect("a summary line");
+        let summary: serde_json::Value = serde_json::from_str(summary).unwrap();
+        assert_eq!(
+            summary["summary"],
+            json!({"lines": LINES, "created": LINES - LINES / 10, "updated": 0, "failed": LINES / 10}),
+        );
+        let created = text.lines().filter(|l| l.contains("\"result\":\"created\"")).count();
+        let failed = text.lines().filter(|l| l.contains("\"errors\":")).count();
+        assert_eq!((created, failed), (LINES - LINES / 10, LINES / 10), "one result per line");
+        let total = app.get("/customers?pageSize=1").await.expect(200)["total"].as_u64().unwrap();
+        assert_eq!(total as usize, LINES - LINES / 10);
     }
 }

@@ -607,11 +607,11 @@ async fn cli_imports_and_exports(db: TestDb) {
     std::fs::write(&file, lines.join("\n")).unwrap();
     let path = file.display().to_string();
     let (ok, summary, err) = cli(&db, &data, &["import", &path, "--merchant", &merchant]).await;
-    assert!(ok, "{err}");
-    assert_eq!(summary, json!({"lines": 4, "created": 3, "updated": 0, "failed": 1}));
+    assert!(!ok, "a failed line fails the command");
+    assert_eq!(summary, json!({"lines": 4, "created": 3, "updated": 0, "failed": 1}), "the summary is still printed");
     assert!(err.contains("\"line\":2"), "the bad line is reported: {err}");
     let (ok, summary, _) = cli(&db, &data, &["import", &path, "--merchant", &merchant]).await;
-    assert!(ok);
+    assert!(!ok);
     assert_eq!(
         (summary["created"].clone(), summary["updated"].clone()),
         (json!(1), json!(2)),
@@ -633,6 +633,21 @@ async fn cli_imports_and_exports(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(r["total"], 4, "the running server sees the imported customers");
+    // What export writes, import takes back: every line updates its customer.
+    let (ok, summary, err) = cli(&db, &data, &["import", &out.display().to_string(), "--merchant", &merchant]).await;
+    assert!(ok, "{err}");
+    assert_eq!(summary, json!({"lines": 4, "created": 0, "updated": 4, "failed": 0}));
+    // A reader that stops early ends the export quietly.
+    let piped = Command::new("bash")
+        .arg("-c")
+        .arg(format!("'{BIN}' export --merchant {merchant} | true; exit ${{PIPESTATUS[0]}}"))
+        .env("CLIENTELE_DATABASE_URL", &db.url)
+        .env("CLIENTELE_DATA_DIR", &data)
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&piped.stderr);
+    assert!(piped.status.success() && !err.contains("rror"), "{:?}: {err}", piped.status);
     let (ok, _, _) = cli(&db, &data, &["import", "/nonexistent.ndjson", "--merchant", &merchant]).await;
     assert!(!ok);
     assert!(sigterm(&mut server.child).await.success());

@@ -145,3 +145,54 @@ both! {
         assert!(export.contains("-9999999999999.9"), "{export}");
     }
 }
+
+both! {
+    async fn inactive_customers_and_methods_take_no_new_business(app: TestApp) {
+        let c = app.create(json!({"firstName": "Dormant", "lastName": "Client", "email": "d@example.com",
+            "paymentMethodsCards": [{"pan": "4111111111111111", "expirationMonth": 12, "expirationYear": 2035}]})).await;
+        let card = app.get(&format!("/customers/{c}")).await.expect(200)["cards"][0]["id"].as_str().unwrap().to_owned();
+        let number = account(&app, &c, 500.0).await;
+        let purchase = |id: &str, amount: f64| {
+            let mut b = tx(id, "purchase", amount);
+            b["paymentMethodId"] = json!(card);
+            b
+        };
+        let path = format!("/customers/{c}/transactions");
+        app.post(&path, purchase("before", 10.0)).await.expect(200);
+        app.put(&format!("/customers/{c}/status"), json!({"status": "inactive"})).await.expect(200);
+        // No new business...
+        let card_body = json!({"pan": "5555555555554444", "expirationMonth": 1, "expirationYear": 2036});
+        app.post(&format!("/customers/{c}/payment-methods/cards"), card_body.clone()).await.expect_error(409, "customer_inactive");
+        let ach = json!({"name": "Chq", "accountNumber": "123456789", "routingNumber": "021000021", "accountType": 1, "accountHolderType": 2});
+        app.post(&format!("/customers/{c}/payment-methods/ach"), ach).await.expect_error(409, "customer_inactive");
+        let link = json!({"providerConfigId": "cfg-1", "provider": "stripe", "paymentProvider": {"customerId": "cus_1"}});
+        app.post(&format!("/customers/{c}/providers"), link.clone()).await.expect_error(409, "customer_inactive");
+        let open = json!({"accountType": "consumer", "creditLimit": 100.0, "accountInterestRate": 0.2, "riskRating": "L"});
+        app.post(&format!("/customers/{c}/credit-accounts"), open.clone()).await.expect_error(409, "customer_inactive");
+        app.post(&path, purchase("after", 5.0)).await.expect_error(409, "customer_inactive");
+        let mut on_credit = tx("after-credit", "purchase", 5.0);
+        on_credit["creditAccountNumber"] = json!(number);
+        app.post(&path, on_credit).await.expect_error(409, "customer_inactive");
+        // ...and nothing of it was half done.
+        assert_eq!(available(&app, &number).await, 500.0);
+        let methods = app.get(&format!("/customers/{c}/payment-methods")).await;
+        assert_eq!(methods.expect(200)["items"].as_array().unwrap().len(), 1);
+        // Reads, updates, refunds, replays, status changes and deletion still work.
+        app.get(&format!("/customers/{c}")).await.expect(200);
+        app.put(&format!("/customers/{c}"), json!({"firstName": "Dormant", "lastName": "Renamed"})).await.expect(200);
+        app.post(&path, tx("refund-1", "refund", 3.0)).await.expect(200);
+        app.post(&path, purchase("before", 10.0)).await.expect(200);
+        app.put(&format!("/customers/{c}/payment-methods/{card}"), json!({"name": "Old card"})).await.expect(200);
+        // Active again, it takes business again; an inactive method does not.
+        app.put(&format!("/customers/{c}/status"), json!({"status": "active"})).await.expect(200);
+        app.post(&format!("/customers/{c}/providers"), link).await.expect(200);
+        app.put(&format!("/customers/{c}/payment-methods/{card}/status"), json!({"status": "inactive"})).await.expect(200);
+        app.post(&path, purchase("on-inactive-card", 5.0)).await.expect_error(409, "payment_method_inactive");
+        let mut refund = tx("refund-to-card", "refund", 1.0);
+        refund["paymentMethodId"] = json!(card);
+        app.post(&path, refund).await.expect(200);
+        app.post(&path, tx("plain", "purchase", 2.0)).await.expect(200);
+        app.put(&format!("/customers/{c}/status"), json!({"status": "inactive"})).await.expect(200);
+        app.delete(&format!("/customers/{c}")).await.expect(200);
+    }
+}

@@ -456,3 +456,69 @@ async fn a_deleted_card_leaves_the_sqlite_files() {
     assert!(!holds(&ciphertext), "the card's ciphertext is still in a database file");
     assert!(!holds(fingerprint.as_bytes()), "the card's fingerprint is still in a database file");
 }
+
+both! {
+    async fn bank_details_change_through_put_and_patch(app: TestApp) {
+        let c = app.create_named("Bank", "Mover").await;
+        let bank = add(&app, &c, "ach", ach("000123456789")).await;
+        let other = add(&app, &c, "ach", ach("000555555555")).await;
+        let path = format!("/customers/{c}/payment-methods/{bank}");
+        let before = app.get(&path).await.expect(200).clone();
+        let url = app.test_db.url.clone();
+        // The first method added (ids are time-ordered).
+        let sealed = || crate::helpers::blob(&url, "SELECT secret FROM payment_methods ORDER BY id LIMIT 1");
+        let sealed_before = sealed().await;
+        // PUT: new routing and account numbers, validated, sealed again, fingerprinted again.
+        let r = app.put(&path, json!({"routingNumber": "011000015", "accountNumber": "9876-5432-10"})).await;
+        let v = r.expect(200).clone();
+        assert_eq!((v["routingNumber"].clone(), v["accountNumberLast4"].clone(), v["taxIdLast4"].clone()), (json!("011000015"), json!("3210"), json!("6789")));
+        assert_ne!(v["fingerprint"], before["fingerprint"]);
+        assert_ne!(sealed().await, sealed_before);
+        let key = revealer(&app).await;
+        let shown = reveal(&app, &key, &c, &bank).await;
+        assert_eq!((shown["accountNumber"].clone(), shown["routingNumber"].clone(), shown["taxId"].clone()), (json!("9876543210"), json!("011000015"), json!("123456789")));
+        // The fingerprint is the one a new method with these details gets: adding it again is a duplicate.
+        let mut same = ach("9876543210");
+        same["routingNumber"] = json!("011000015");
+        let dup = app.post(&format!("/customers/{c}/payment-methods/ach"), same).await;
+        assert_eq!(dup.expect_error(409, "duplicate_payment_method")["entityId"], bank);
+        // Moving onto another method's account is a 409 naming it, and changes nothing.
+        let r = app.patch(&path, json!({"routingNumber": "021000021", "accountNumber": "000555555555"})).await;
+        assert_eq!(r.expect_error(409, "duplicate_payment_method")["entityId"], other);
+        assert_eq!(app.get(&path).await.expect(200)["routingNumber"], "011000015");
+        // PATCH: only the routing number; the stored account number goes with it into the fingerprint.
+        let r = app.patch(&path, json!({"routingNumber": "021000021"})).await;
+        assert_eq!((r.expect(200)["routingNumber"].clone(), r.body["accountNumberLast4"].clone()), (json!("021000021"), json!("3210")));
+        // The tax id changes, and null removes it.
+        let r = app.patch(&path, json!({"taxId": "98-7654321"})).await;
+        assert_eq!(r.expect(200)["taxIdLast4"], "4321");
+        let r = app.patch(&path, json!({"taxId": null})).await;
+        assert_eq!(r.expect(200)["taxIdLast4"], json!(null));
+        assert_eq!(reveal(&app, &key, &c, &bank).await.get("taxId").cloned().unwrap_or(Value::Null), json!(null));
+        // Bad details are 400s; a card has none.
+        for (body, field) in [
+            (json!({"routingNumber": "021000022"}), "routingNumber"),
+            (json!({"accountNumber": "12"}), "accountNumber"),
+            (json!({"accountNumber": null}), "accountNumber"),
+            (json!({"taxId": "12"}), "taxId"),
+        ] {
+            let r = app.patch(&path, body.clone()).await;
+            assert!(r.expect_error(400, "validation_failed")["errors"][field].is_array(), "{body}: {}", r.body);
+        }
+        let k = add(&app, &c, "cards", card("4111111111111111")).await;
+        let kpath = format!("/customers/{c}/payment-methods/{k}");
+        app.patch(&kpath, json!({"routingNumber": "021000021"})).await.expect_error(400, "unknown_field");
+        // GET -> PUT and GET -> PATCH of the whole representation change only what was edited.
+        let mut whole = app.get(&kpath).await.expect(200).clone();
+        whole["name"] = json!("Renamed");
+        assert_eq!(app.put(&kpath, whole.clone()).await.expect(200)["name"], "Renamed");
+        whole["status"] = json!("inactive");
+        let r = app.patch(&kpath, whole).await;
+        assert_eq!((r.expect(200)["status"].clone(), r.body["isDefault"].clone()), (json!("inactive"), json!(false)));
+        let stale = app.send(Method::PATCH, &kpath, Some(&app.key), Some(json!({"name": "x"})), &[("If-Match", "\"1\"")]).await;
+        stale.expect_error(412, "version_mismatch");
+        let events = app.get(&format!("/events?type=payment_method.updated&entityId={bank}")).await;
+        assert_eq!(events.expect(200)["items"].as_array().unwrap().len(), 4, "an event per change");
+        assert!(!events.body.to_string().contains("987654") && !events.body.to_string().contains("3210"));
+    }
+}

@@ -137,6 +137,12 @@ both! {
         assert_eq!(last_message(&app).await.1, "veri.fied@example.com");
         let bare = account(&app, "L", false).await;
         verify(&app, &bare, json!({"format": "sms"})).await.expect_error(409, "no_contact_on_file");
+        // Seed 004: the format defaults to sms.
+        let other = account(&app, "H", true).await;
+        let r = verify(&app, &other, json!({"requestId": "r-2"})).await;
+        assert_eq!(r.expect(200), &json!({"verificationCode": "verification_sent_to_sms"}));
+        let (channel, _, _) = last_message(&app).await;
+        assert_eq!(channel, "sms");
     }
 
     async fn override_and_bypass_rules(app: TestApp) {
