@@ -62,8 +62,29 @@ fn absent(v: &str) -> bool {
     t.is_empty() || t.eq_ignore_ascii_case("NONE") || t.eq_ignore_ascii_case("UNAVL") || t.eq_ignore_ascii_case("UNAVI")
 }
 
+/// A present value, trimmed, without the one trailing comma some issuers
+/// (Ontario) write after names and street lines.
 fn clean(v: Option<&str>) -> Option<String> {
-    v.filter(|v| !absent(v)).map(|v| v.trim().to_owned())
+    let v = v.map(|v| v.trim()).map(|v| v.strip_suffix(',').unwrap_or(v).trim_end())?;
+    (!absent(v)).then(|| v.to_owned())
+}
+
+/// Names a field separates by commas or spaces, space-separated.
+fn words(v: &str) -> String {
+    v.split([',', ' ']).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+/// The code with its separators as the standard has them. Keyboard-wedge
+/// scanners type each LF as CR or CRLF (the header's too): CRLF is read as LF,
+/// and when no LF is left at all, every CR separates elements (subfiles then
+/// end where the text does).
+fn standard_separators(code: &str) -> std::borrow::Cow<'_, str> {
+    if !code.contains(CR) {
+        return code.into();
+    }
+    let lf = code.replace("\r\n", "\n");
+    let body = lf.trim_start_matches(['@', LF, RS, CR, ' ']);
+    if body.contains(LF) { lf.into() } else { lf.replace(CR, "\n").into() }
 }
 
 struct Cursor<'a> {
@@ -108,6 +129,8 @@ pub fn decode(code: &str) -> Result<Decoded, DecodeError> {
     if !code.is_ascii() {
         return err("the code must be ASCII text, as a PDF417 licence barcode is");
     }
+    let code = standard_separators(code);
+    let code = code.as_ref();
     let start = code.find('@').filter(|i| code[..*i].trim().is_empty());
     let Some(start) = start else {
         return err("the code does not start with the compliance indicator '@'");
@@ -172,8 +195,9 @@ pub fn decode(code: &str) -> Result<Decoded, DecodeError> {
     };
     let canadian = country == Some("CA");
 
+    // Several middle names are comma-separated on some cards.
     let (mut first, mut middle, mut last) =
-        (clean(get("DAC")), clean(get("DAD")), clean(get("DCS")).or(clean(get("DAB"))));
+        (clean(get("DAC")), clean(get("DAD")).map(|m| words(&m)), clean(get("DCS")).or(clean(get("DAB"))));
     if first.is_none()
         && let Some(given) = clean(get("DCT"))
     {
@@ -188,19 +212,23 @@ pub fn decode(code: &str) -> Result<Decoded, DecodeError> {
     if (first.is_none() || last.is_none())
         && let Some(full) = clean(get("DAA"))
     {
-        // Version 1: "LAST,FIRST,MIDDLE" (some issuers use '$' or spaces).
-        let sep = if full.contains(',') {
-            ','
-        } else if full.contains('$') {
-            '$'
-        } else {
-            ' '
+        // Version 1: with commas (or '$'), "LAST,FIRST MIDDLE" or
+        // "LAST,FIRST,MIDDLE"; with spaces only, "FIRST MIDDLE LAST" (Pennsylvania).
+        let (family, given): (Option<String>, Vec<&str>) = match full.find([',', '$']) {
+            Some(at) => (
+                Some(full[..at].trim().to_owned()).filter(|f| !f.is_empty()),
+                full[at + 1..].split([',', '$', ' ']).filter(|p| !p.is_empty()).collect(),
+            ),
+            None => {
+                let mut parts: Vec<&str> = full.split(' ').filter(|p| !p.is_empty()).collect();
+                let family = (parts.len() > 1).then(|| parts.pop().map(str::to_owned)).flatten();
+                (family, parts)
+            }
         };
-        let parts: Vec<&str> = full.split(sep).map(str::trim).filter(|p| !p.is_empty()).collect();
-        last = last.or(parts.first().map(|p| p.to_string()));
-        first = first.or(parts.get(1).map(|p| p.to_string()));
-        if middle.is_none() && parts.len() > 2 {
-            middle = Some(parts[2..].join(" "));
+        last = last.or(family);
+        first = first.or(given.first().map(|p| p.to_string()));
+        if middle.is_none() && given.len() > 1 {
+            middle = Some(given[1..].join(" "));
         }
     }
     let number = clean(get("DAQ")).ok_or_else(|| DecodeError("the customer id number (DAQ) is missing".into()))?;
@@ -580,6 +608,103 @@ mod tests {
                 Ok(("USDL", "99", "JANE", None, "DOE", ymd(1980, 12, 31), "US", None, None)),
             ),
             (
+                "keyboard wedge: every LF typed as CR, header included",
+                build("ANSI ", "636014", 8, &[("DL", &ca_dl(&[])), ("ZC", &[("ZCA", "X")])]).replace('\n', "\r"),
+                Ok((
+                    "USDL",
+                    "D1234567",
+                    "JOHN",
+                    Some("GARRY"),
+                    "SMITH",
+                    ymd(1974, 5, 15),
+                    "US",
+                    Some("95822"),
+                    Some("M"),
+                )),
+            ),
+            (
+                "keyboard wedge: every LF typed as CRLF",
+                build("ANSI ", "636014", 8, &[("DL", &ca_dl(&[])), ("ZC", &[("ZCA", "X")])]).replace('\n', "\r\n"),
+                Ok((
+                    "USDL",
+                    "D1234567",
+                    "JOHN",
+                    Some("GARRY"),
+                    "SMITH",
+                    ymd(1974, 5, 15),
+                    "US",
+                    Some("95822"),
+                    Some("M"),
+                )),
+            ),
+            (
+                "keyboard wedge: CR and LF both typed as CRLF",
+                build("ANSI ", "636014", 8, &[("DL", &ca_dl(&[]))]).replace('\n', "\r").replace('\r', "\r\n"),
+                Ok((
+                    "USDL",
+                    "D1234567",
+                    "JOHN",
+                    Some("GARRY"),
+                    "SMITH",
+                    ymd(1974, 5, 15),
+                    "US",
+                    Some("95822"),
+                    Some("M"),
+                )),
+            ),
+            (
+                "Ontario: a trailing comma after names, several middle names with commas",
+                build(
+                    "ANSI ",
+                    "636012",
+                    9,
+                    &[(
+                        "DL",
+                        &[
+                            ("DCS", "TREMBLAY,"),
+                            ("DAC", "MARIE,"),
+                            ("DAD", "ANNE,JOSEE"),
+                            ("DBB", "19850704"),
+                            ("DAG", "45 KING ST W,"),
+                            ("DAJ", "ON"),
+                            ("DAQ", "T1234-56789-50704"),
+                            ("DCG", "CAN"),
+                        ],
+                    )],
+                ),
+                Ok((
+                    "CADL",
+                    "T1234-56789-50704",
+                    "MARIE",
+                    Some("ANNE JOSEE"),
+                    "TREMBLAY",
+                    ymd(1985, 7, 4),
+                    "CA",
+                    None,
+                    None,
+                )),
+            ),
+            (
+                "version 1: DAA without commas is FIRST MIDDLE LAST (Pennsylvania)",
+                build(
+                    "ANSI ",
+                    "636025",
+                    1,
+                    &[("DL", &[("DAA", "JOHN QUINCY ADAMS"), ("DBB", "19670711"), ("DAJ", "PA"), ("DAQ", "12345678")])],
+                ),
+                Ok(("USDL", "12345678", "JOHN", Some("QUINCY"), "ADAMS", ymd(1967, 7, 11), "US", None, None)),
+            ),
+            (
+                "version 1: DAA LAST,FIRST MIDDLE",
+                build(
+                    "ANSI ",
+                    "636025",
+                    1,
+                    &[("DL", &[("DAA", "ADAMS,JOHN QUINCY"), ("DBB", "19670711"), ("DAJ", "PA"), ("DAQ", "12345678")])],
+                ),
+                Ok(("USDL", "12345678", "JOHN", Some("QUINCY"), "ADAMS", ymd(1967, 7, 11), "US", None, None)),
+            ),
+            (
                 "version 2: DCT given names with a comma",
                 build(
                     "ANSI ",
@@ -715,6 +840,29 @@ mod tests {
                 (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_trailing_comma_leaves_street_lines_too() {
+        let code = build(
+            "ANSI ",
+            "636012",
+            9,
+            &[(
+                "DL",
+                &[
+                    ("DCS", "ROY"),
+                    ("DAC", "LUC"),
+                    ("DBB", "19700101"),
+                    ("DAG", "45 KING ST W,"),
+                    ("DAH", "UNIT 4,"),
+                    ("DAJ", "ON"),
+                    ("DAQ", "R1"),
+                ],
+            )],
+        );
+        let d = decode(&code).unwrap();
+        assert_eq!((d.address1.as_deref(), d.address2.as_deref()), (Some("45 KING ST W"), Some("UNIT 4")));
     }
 
     mod fuzz {

@@ -8,6 +8,7 @@ pub mod bank;
 pub mod card;
 pub mod contact;
 pub mod credit;
+pub mod currency;
 pub mod custom;
 pub mod customer;
 pub mod input;

@@ -14,7 +14,7 @@ use super::{Created, JsonReply, WriteErrors};
 use crate::AppState;
 use crate::auth::{Authed, CreditWrite};
 use crate::domain::credit::{required_amount, to_minor};
-use crate::domain::provider::active_currency;
+use crate::domain::currency::active_currency;
 use crate::domain::text::required_text;
 use crate::domain::{Obj, Problems};
 use crate::error::ApiResult;

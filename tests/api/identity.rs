@@ -41,3 +41,21 @@ both! {
         app.send(Method::POST, "/identity-documents/decode", Some(&no_read), Some(json!({"code": "@"})), &[]).await.expect_error(403, "insufficient_scope");
     }
 }
+
+both! {
+    async fn scanner_variants_of_the_seed_sample_decode_alike(app: TestApp) {
+        let body: serde_json::Value = serde_json::from_str(SEED_BODY).unwrap();
+        let code = body["code"].as_str().unwrap();
+        let want = app.post("/identity-documents/decode", body.clone()).await.expect(200).clone();
+        // Keyboard-wedge scanners: LF typed as CR, or as CRLF; Ontario's trailing commas.
+        let variants = [
+            code.replace('\n', "\r"),
+            code.replace('\n', "\r\n"),
+            code.replace("DCSNUMBER1\n", "DCSNUMBER1,\n").replace("DAG55 UNIVERSITY AVE\n", "DAG55 UNIVERSITY AVE,\n"),
+        ];
+        for v in variants {
+            let got = app.post("/identity-documents/decode", json!({"code": v})).await;
+            assert_eq!(got.expect(200), &want, "{v:?}");
+        }
+    }
+}

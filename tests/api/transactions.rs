@@ -196,3 +196,26 @@ both! {
         app.delete(&format!("/customers/{c}")).await.expect(200);
     }
 }
+
+both! {
+    async fn currencies_follow_iso_4217_as_amended(app: TestApp) {
+        let c = app.create_named("Multi", "Currency").await;
+        let path = format!("/customers/{c}/transactions");
+        for (i, code) in ["VES", "XCG", "ZWG", "SLE"].into_iter().enumerate() {
+            let mut b = tx(&format!("ok-{i}"), "purchase", 1.0);
+            b["currency"] = json!(code);
+            app.post(&path, b).await.expect(200);
+        }
+        for (i, code) in ["ANG", "CUC", "HRK", "SLL", "ZWL", "XAU"].into_iter().enumerate() {
+            let mut b = tx(&format!("bad-{i}"), "purchase", 1.0);
+            b["currency"] = json!(code);
+            let r = app.post(&path, b).await;
+            assert!(r.expect_error(400, "validation_failed")["errors"]["currency"].is_array(), "{code}");
+        }
+        let link = json!({"providerConfigId": "cfg", "provider": "p", "paymentProvider": {"availableCurrencies": ["XCG", "VES", "ZWG"]}});
+        app.post(&format!("/customers/{c}/providers"), link).await.expect(200);
+        let link = json!({"providerConfigId": "cfg2", "provider": "p", "paymentProvider": {"availableCurrencies": ["ANG"]}});
+        let r = app.post(&format!("/customers/{c}/providers"), link).await;
+        assert!(r.expect_error(400, "validation_failed")["errors"].to_string().contains("availableCurrencies"), "{}", r.body);
+    }
+}
