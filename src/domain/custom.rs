@@ -61,7 +61,7 @@ pub struct DeclarationInput {
 
 /// Names a custom parameter may not take: every field of the customer contract
 /// (compared without regard to case), so a parameter can never shadow one.
-pub const RESERVED: [&str; 31] = [
+pub const RESERVED: [&str; 35] = [
     "id",
     "merchantId",
     "firstName",
@@ -93,6 +93,10 @@ pub const RESERVED: [&str; 31] = [
     "providers",
     "externalReference",
     "custom",
+    "apiKey",
+    "providerConfigId",
+    "provider",
+    "paymentProvider",
 ];
 
 /// The naming rule: a letter, then letters, digits or `_`; at most 64 characters;

@@ -8,6 +8,7 @@ use super::bank::AchInput;
 use super::card::CardInput;
 use super::contact::{Email, Phone};
 use super::custom::{CustomValues, Declaration, read_values};
+use super::provider::{FIELDS as PROVIDER_FIELDS, ProviderInput};
 use super::text::{fold, optional_text, required_text};
 use super::{Obj, Problems};
 
@@ -83,6 +84,8 @@ pub struct NewCustomer {
     pub customer: CustomerInput,
     pub cards: Vec<CardInput>,
     pub ach_accounts: Vec<AchInput>,
+    /// Seed 002: a payment provider to link, given at the top level of a create.
+    pub provider: Option<ProviderInput>,
 }
 
 impl NewCustomer {
@@ -126,6 +129,13 @@ impl CustomerInput {
         let mut p = Problems::new();
         let Some(mut o) = Obj::root(body, &mut p) else { return Err(p) };
         let customer = Self::read(&mut o, declarations, &mut p);
+        // Seed 002's provider fields, unless the merchant declared a custom
+        // parameter of one of their names before they were reserved.
+        let declared = |f: &str| declarations.iter().any(|d| !d.retired && d.name.eq_ignore_ascii_case(f));
+        let provider = match !import && PROVIDER_FIELDS.iter().any(|f| o.contains(f) && !declared(f)) {
+            true => ProviderInput::read(&mut o, &mut p),
+            false => None,
+        };
         if import {
             for d in declarations.iter().filter(|d| d.retired) {
                 o.get_dynamic(&d.name);
@@ -169,6 +179,7 @@ impl CustomerInput {
                 customer,
                 cards: cards.into_iter().map(|(_, c)| c).collect(),
                 ach_accounts: ach_accounts.into_iter().map(|(_, a)| a).collect(),
+                provider,
             }),
             None => Err(p),
         }

@@ -49,6 +49,11 @@ fn credential(o: &mut Obj<'_>, key: &'static str, p: &mut Problems) -> Option<Cr
     if raw.is_empty() {
         return None;
     }
+    // Credentials are write-only: a mask the API showed is never stored as one.
+    if super::custom::looks_masked(raw) {
+        p.push(path.clone(), format!("'{path}' is a masked value; send the credential itself."));
+        return None;
+    }
     if raw.chars().count() > 1000 || raw.chars().any(char::is_control) {
         p.push(path.clone(), format!("'{path}' must be at most 1000 characters without control characters."));
         return None;
@@ -63,35 +68,44 @@ fn text(o: &mut Obj<'_>, key: &'static str, max: usize, p: &mut Problems) -> Opt
 
 pub use super::currency::active_currency;
 
+/// The top-level fields of seed 002's provider link, which a customer create
+/// may carry too.
+pub const FIELDS: [&str; 4] = ["apiKey", "providerConfigId", "provider", "paymentProvider"];
+
 impl ProviderInput {
+    /// A link body.
     pub fn parse(body: &Value) -> Result<ProviderInput, Problems> {
         let mut p = Problems::new();
         let Some(mut o) = Obj::root(body, &mut p) else { return Err(p) };
-        let api_key = credential(&mut o, "apiKey", &mut p);
+        let input = Self::read(&mut o, &mut p);
+        o.finish(&mut p);
+        match input {
+            Some(input) => p.check(input),
+            None => Err(p),
+        }
+    }
+
+    /// The link's fields of `o` (the others are left to the caller).
+    pub fn read(o: &mut Obj<'_>, p: &mut Problems) -> Option<ProviderInput> {
+        let api_key = credential(o, "apiKey", p);
         let provider_config_id = o
-            .required_string("providerConfigId", &mut p)
-            .and_then(|s| required_text(s, "providerConfigId", 200, &mut p));
-        let provider = o.required_string("provider", &mut p).and_then(|s| required_text(s, "provider", 100, &mut p));
-        let payment_provider = o.object("paymentProvider", &mut p).map(|mut pp| {
+            .required_string("providerConfigId", p)
+            .and_then(|s| required_text(s, &o.path("providerConfigId"), 200, p));
+        let provider = o.required_string("provider", p).and_then(|s| required_text(s, &o.path("provider"), 100, p));
+        let payment_provider = o.object("paymentProvider", p).map(|mut pp| {
             let out = PaymentProviderInput {
-                customer_id: text(&mut pp, "customerId", 200, &mut p),
-                provider_type: text(&mut pp, "paymentProviderType", 100, &mut p),
-                key: credential(&mut pp, "key", &mut p),
-                login_id: text(&mut pp, "loginId", 200, &mut p),
-                hmac_key: credential(&mut pp, "hmacKey", &mut p),
-                commercial_name: text(&mut pp, "commercialName", 200, &mut p),
-                currencies: read_currencies(&mut pp, &mut p),
+                customer_id: text(&mut pp, "customerId", 200, p),
+                provider_type: text(&mut pp, "paymentProviderType", 100, p),
+                key: credential(&mut pp, "key", p),
+                login_id: text(&mut pp, "loginId", 200, p),
+                hmac_key: credential(&mut pp, "hmacKey", p),
+                commercial_name: text(&mut pp, "commercialName", 200, p),
+                currencies: read_currencies(&mut pp, p),
             };
-            pp.finish(&mut p);
+            pp.finish(p);
             out
         });
-        o.finish(&mut p);
-        match (provider_config_id, provider) {
-            (Some(provider_config_id), Some(provider)) => {
-                p.check(ProviderInput { api_key, provider_config_id, provider, payment_provider })
-            }
-            _ => Err(p),
-        }
+        Some(ProviderInput { api_key, provider_config_id: provider_config_id?, provider: provider?, payment_provider })
     }
 }
 

@@ -158,6 +158,13 @@ pub struct CustomerCreateRequest {
     payment_methods_cards: Option<Vec<CardRequest>>,
     /// Bank accounts to add with the customer, in the same transaction. Needs `payment_methods:write`.
     payment_methods_ach_accounts: Option<Vec<AchRequest>>,
+    /// Seed 002: with `providerConfigId` and `provider`, links a payment provider in
+    /// the same transaction (as `POST .../providers`). A secret, shown masked.
+    #[schema(write_only)]
+    api_key: Option<String>,
+    provider_config_id: Option<String>,
+    provider: Option<String>,
+    payment_provider: Option<super::providers::PaymentProviderRequest>,
 }
 
 #[allow(dead_code)]
@@ -331,7 +338,10 @@ pub(crate) fn customer_id(params: &RawPathParams) -> ApiResult<Uuid> {
 /// Create a customer
 ///
 /// Returns the new customer's id. Two customers with identical data are allowed
-/// (guest checkouts). Honours `Idempotency-Key`.
+/// (guest checkouts). Seed 002's body may carry the customer's `id` (a UUIDv7
+/// the merchant does not hold: 409 `customer_exists` otherwise) and a payment
+/// provider at the top level (`apiKey`, `providerConfigId`, `provider`,
+/// `paymentProvider`), linked in the same transaction. Honours `Idempotency-Key`.
 #[utoipa::path(
     post, path = "/customers", tag = "customers",
     request_body = CustomerCreateRequest,
@@ -349,14 +359,36 @@ async fn create_customer(
     if new.brings_methods() && !auth.ctx.scopes.contains(&Scope::PaymentMethodsWrite) {
         return Err(ApiError::forbidden(Scope::PaymentMethodsWrite.as_str()));
     }
-    let id = Uuid::now_v7();
+    // Seed 002's body may name the customer: a UUIDv7 the merchant does not hold yet.
+    let id = match new.customer.id {
+        Some(id) if id.get_version_num() == 7 => id,
+        Some(_) => {
+            let msg = "'id' must be a UUIDv7 (or left out for the service to choose one).";
+            return Err(ApiError::field(StatusCode::BAD_REQUEST, "validation_failed", "id", msg));
+        }
+        None => Uuid::now_v7(),
+    };
     let vault = state.vault();
     let reply = state
         .db()
         .write(auth.actor(), move |mut tx| async move {
+            if new.customer.id.is_some() && !tx.existing_customers(&[id]).await?.is_empty() {
+                return Err(ApiError::conflict(
+                    "customer_exists",
+                    "A customer with this id exists.",
+                    Some(id.to_string()),
+                ));
+            }
             tx.insert_customer(id, &new.customer).await?;
             tx.write_parts(&vault, id, &[], &new).await?;
-            commit_created(tx, id).await
+            // The link of seed 002's top-level provider fields: all or nothing with the customer.
+            if let Some(provider) = &new.provider {
+                tx.link_provider(&vault, id, Uuid::now_v7(), provider).await?;
+            }
+            if let Some(status) = new.customer.status.filter(|s| *s != CustomerStatus::Active) {
+                tx.set_customer_status(id, status, None).await?;
+            }
+            Ok(commit_created(tx, id).await?)
         })
         .await?;
     Ok(reply)

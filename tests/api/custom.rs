@@ -285,3 +285,51 @@ both! {
         assert!(patched.expect(200).get("ssn").is_none_or(Value::is_null));
     }
 }
+
+both! {
+    async fn seed_002_create_links_its_provider_in_one_transaction(app: TestApp) {
+        let id = uuid::Uuid::now_v7();
+        let mut body = provider_body();
+        for (k, v) in [("id", json!(id)), ("firstName", json!("Seed")), ("lastName", json!("Two"))] {
+            body[k] = v;
+        }
+        let r = app.post("/customers", body.clone()).await;
+        assert_eq!(r.expect(200)["id"], json!(id), "the body's id is kept");
+        let links = app.get(&format!("/customers/{id}/providers")).await;
+        let link = &links.expect(200)["items"][0];
+        assert_eq!((link["apiKey"].clone(), link["provider"].clone()), (json!("****cdef"), json!("stripe")));
+        assert_eq!(link["paymentProvider"]["key"], "****mnop");
+        assert!(!links.body.to_string().contains("ak_live_0123456789abcdef"));
+        assert_eq!(app.get(&format!("/events?entityId={}", link["id"].as_str().unwrap())).await.expect(200)["items"][0]["type"], "provider.linked");
+        // The same id again is a conflict; a non-v7 id is refused.
+        app.post("/customers", body.clone()).await.expect_error(409, "customer_exists");
+        body["id"] = json!("4b1a0c6e-8f4e-4d3a-9c51-2f0e5b7d9a10");
+        app.post("/customers", body.clone()).await.expect_error(400, "validation_failed");
+        // All or nothing: a bad provider field creates no customer.
+        let before = app.get("/customers?pageSize=1").await.expect(200)["total"].clone();
+        let mut bad = provider_body();
+        bad["firstName"] = json!("No");
+        bad["lastName"] = json!("Body");
+        bad["paymentProvider"]["availableCurrencies"] = json!(["ANG"]);
+        let r = app.post("/customers", bad).await;
+        assert!(r.expect_error(400, "validation_failed")["errors"]["paymentProvider.availableCurrencies[0]"].is_array(), "{}", r.body);
+        let mut half = provider_body();
+        half.as_object_mut().unwrap().remove("providerConfigId");
+        half["firstName"] = json!("No");
+        half["lastName"] = json!("Config");
+        app.post("/customers", half).await.expect_error(400, "validation_failed");
+        assert_eq!(app.get("/customers?pageSize=1").await.expect(200)["total"], before);
+        // A credential equal to a mask the API shows is never stored.
+        let c = app.create_named("Mask", "Ed").await;
+        for (path, body) in [
+            ("apiKey", json!({"providerConfigId": "c", "provider": "p", "apiKey": "****cdef"})),
+            ("paymentProvider.key", json!({"providerConfigId": "c", "provider": "p", "paymentProvider": {"key": "****"}})),
+            ("paymentProvider.hmacKey", json!({"providerConfigId": "c", "provider": "p", "paymentProvider": {"hmacKey": "****abcd"}})),
+        ] {
+            let r = app.post(&format!("/customers/{c}/providers"), body).await;
+            assert!(r.expect_error(400, "validation_failed")["errors"][path].is_array(), "{path}: {}", r.body);
+        }
+        let r = app.post("/custom-parameters/provider", json!({})).await;
+        assert_ne!(r.status, 200, "seed 002's field names are reserved");
+    }
+}
