@@ -12,9 +12,10 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::customers::customer_id;
+use super::payment_methods::Revealed;
 use super::{JsonReply, ReadErrors, WriteErrors, commit_reply};
 use crate::AppState;
-use crate::auth::{Authed, CreditWrite, CustomersRead};
+use crate::auth::{Authed, CreditWrite, CustomersRead, PaymentMethodsReveal};
 use crate::crypto::{AnswerCheck, slow_work};
 use crate::domain::credit::{
     AccountInput, PlanInput, mask_email, mask_phone, monthly_payment, normalize_answer, required_amount,
@@ -39,6 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(lookup_account))
         .routes(routes!(close_account))
         .routes(routes!(calculate_interest))
+        .routes(routes!(reveal_vcc))
         .routes(routes!(verify))
         .routes(routes!(confirm))
 }
@@ -235,13 +237,29 @@ pub struct OpenedAccount {
     pub account_number: String,
     /// The last 4 digits of the virtual card issued with the account.
     pub card_ending_in: String,
+    /// The virtual card's full number, in this reply only (like an API key): a
+    /// replay of the opening under its `Idempotency-Key` leaves it out, and
+    /// `POST /credit-accounts/{accountNumber}/reveal` shows it again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub vcc_number: Option<Revealed>,
+}
+
+/// `POST /credit-accounts/{accountNumber}/reveal`'s reply.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevealedCard {
+    pub account_number: String,
+    pub vcc_number: Revealed,
 }
 
 /// Open a credit account
 ///
 /// Issues a 12-digit account number and a Luhn-valid 16-digit virtual card
 /// under the merchant's IIN (default 990000; `clientele merchant configure
-/// --vcc-bin`), encrypted like card data; only its last 4 digits are ever shown.
+/// --vcc-bin`), encrypted like card data. The reply carries the card's full
+/// number once (`vccNumber`); afterwards only its last 4 digits are shown, and
+/// `POST /credit-accounts/{accountNumber}/reveal` gives it to a key allowed to.
 #[utoipa::path(post, path = "/customers/{customerId}/credit-accounts", tag = "point of sale",
     params(("customerId" = Uuid, Path)),
     request_body = OpenAccountRequest,
@@ -265,13 +283,54 @@ async fn open_account(
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-    Ok(state
+    let (account_number, vcc) = state
         .db()
         .write(auth.actor(), move |mut tx| async move {
-            let (account_number, card_ending_in) = tx.open_account(&vault, customer, &input, &hashes, &bin).await?;
-            commit_reply(tx, &OpenedAccount { account_number, card_ending_in }).await
+            let (number, vcc) = tx.open_account(&vault, customer, &input, &hashes, &bin).await?;
+            // What a replay under the same Idempotency-Key answers: never the full number.
+            let card_ending_in = vcc[vcc.len() - 4..].to_owned();
+            let kept = OpenedAccount { account_number: number.clone(), card_ending_in, vcc_number: None };
+            commit_reply(tx, &kept).await?;
+            Ok::<_, StoreError>((number, vcc))
         })
-        .await?)
+        .await?;
+    let card_ending_in = vcc[vcc.len() - 4..].to_owned();
+    Ok(JsonReply::new(
+        StatusCode::OK,
+        &OpenedAccount { account_number, card_ending_in, vcc_number: Some(Revealed::new(vcc)) },
+    ))
+}
+
+/// Reveal a credit account's virtual card
+///
+/// Needs the `payment_methods:reveal` scope. Every call writes a
+/// `credit_account.vcc_revealed` event; the reply is never stored for
+/// `Idempotency-Key` replay (a retried reveal runs, and is audited, again).
+#[utoipa::path(post, path = "/credit-accounts/{accountNumber}/reveal", tag = "point of sale",
+    params(("accountNumber" = String, Path)),
+    responses((status = 200, description = "The full virtual card number", body = RevealedCard), WriteErrors),
+    security(("bearer" = ["payment_methods:reveal"])))]
+async fn reveal_vcc(
+    State(state): State<AppState>,
+    auth: Authed<PaymentMethodsReveal>,
+    params: RawPathParams,
+) -> ApiResult<Response> {
+    let number = account_number(&params)?;
+    let vault = state.vault();
+    let key = number.clone();
+    let vcc = state
+        .db()
+        .write(auth.actor(), move |mut tx| async move {
+            let vcc = tx.reveal_vcc(&vault, &key).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(vcc)
+        })
+        .await?;
+    let mut res =
+        JsonReply::new(StatusCode::OK, &RevealedCard { account_number: number, vcc_number: Revealed::new(vcc) })
+            .into_response();
+    res.extensions_mut().insert(SensitiveReply);
+    Ok(res)
 }
 
 /// A search result: seed 004's search fields in camelCase.

@@ -242,6 +242,18 @@ pub struct MethodPage {
 /// type that serializes a secret, and only into a reveal reply.
 pub struct Revealed(zeroize::Zeroizing<String>);
 
+impl std::fmt::Debug for Revealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Revealed(****)")
+    }
+}
+
+impl Revealed {
+    pub fn new(clear: zeroize::Zeroizing<String>) -> Revealed {
+        Revealed(clear)
+    }
+}
+
 impl Serialize for Revealed {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.0)

@@ -169,7 +169,8 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Opens an account with a fresh account number and virtual card; returns both.
+    /// Opens an account with a fresh account number and virtual card; returns both
+    /// (the card's full number: the opening reply shows it once).
     /// `answer_hashes` are the hashes of `a`'s security answers, in order, made
     /// before the write ([`Vault::hash_answer`] is slow, and this runs on the writer).
     pub async fn open_account(
@@ -179,7 +180,7 @@ impl WriteTx {
         a: &AccountInput,
         answer_hashes: &[String],
         bin: &str,
-    ) -> Result<(String, String), StoreError> {
+    ) -> Result<(String, zeroize::Zeroizing<String>), StoreError> {
         debug_assert_eq!(a.questions.len(), answer_hashes.len());
         self.lock_active_customer(customer).await?;
         let version = self.active_key_version(vault).await?;
@@ -244,7 +245,25 @@ impl WriteTx {
             self.exec("INSERT INTO credit_security_questions (merchant_id, account_number, question_id, text, answer_hash, texts) VALUES ($1, $2, $3, $4, $5, $6)", &[&merchant, &number.as_str(), qid, &text.text.as_str(), &hash.as_str(), &texts.as_deref()]).await?;
         }
         self.event("credit_account.opened", id).await?;
-        Ok((number, last4))
+        Ok((number, zeroize::Zeroizing::new(vcc)))
+    }
+
+    /// Opens an account's virtual card number and records that it was revealed.
+    pub async fn reveal_vcc(&mut self, vault: &Vault, number: &str) -> Result<zeroize::Zeroizing<String>, StoreError> {
+        let merchant = self.merchant();
+        let row: Option<(Uuid, Vec<u8>)> = self
+            .fetch_optional(
+                "SELECT id, vcc_secret FROM credit_accounts WHERE merchant_id = $1 AND account_number = $2",
+                &[&merchant, &number],
+            )
+            .await?;
+        let (id, sealed) = row.ok_or(StoreError::NotFound("Credit account"))?;
+        if let Some(v) = Vault::version_of(&sealed) {
+            self.ensure_key(vault, v).await?;
+        }
+        let clear = vault.open(&sealed, &vcc_aad(merchant, number)).map_err(|e| StoreError::Crypto(e.to_string()))?;
+        self.event("credit_account.vcc_revealed", id).await?;
+        Ok(zeroize::Zeroizing::new(String::from_utf8_lossy(&clear).into_owned()))
     }
 
     /// Closes an account for good.

@@ -293,3 +293,44 @@ both! {
         assert!(r.expect_error(400, "validation_failed")["errors"]["securityQuestions[0].text.de"].is_array(), "{}", r.body);
     }
 }
+
+both! {
+    async fn the_virtual_card_reaches_the_merchant_once_then_by_reveal(app: TestApp) {
+        let c = customer(&app, "ON").await;
+        let path = format!("/customers/{c}/credit-accounts");
+        let h = [("Idempotency-Key", "open-vcc-1")];
+        let first = app.send(Method::POST, &path, Some(&app.key), Some(account_body()), &h).await;
+        let opened = first.expect(200).clone();
+        let number = opened["accountNumber"].as_str().unwrap().to_owned();
+        let vcc = opened["vccNumber"].as_str().expect("the full number in the opening reply").to_owned();
+        assert_eq!(vcc, stored_vcc(&app, &number).await);
+        assert!(vcc.ends_with(opened["cardEndingIn"].as_str().unwrap()));
+        // A replay of the opening answers without it: the full number is never stored.
+        let replay = app.send(Method::POST, &path, Some(&app.key), Some(account_body()), &h).await;
+        assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+        assert_eq!(replay.expect(200)["accountNumber"], json!(number));
+        assert_eq!(replay.body.get("vccNumber"), None);
+        let stored = crate::helpers::blob(&app.test_db.url, "SELECT response_body FROM idempotency_keys").await;
+        let stored = String::from_utf8(stored).unwrap();
+        assert!(stored.contains(&number) && !stored.contains(&vcc), "{stored}");
+        // Lookup by the number works end to end.
+        let found = app.get(&format!("/credit-accounts/lookup?vccNumber={vcc}")).await;
+        assert_eq!(found.expect(200)["accountNumber"], json!(number));
+        // Reveal: its own scope, audited every time, never replayed.
+        let reveal = format!("/credit-accounts/{number}/reveal");
+        app.post(&reveal, json!({})).await.expect_error(403, "insufficient_scope");
+        let (_, key) = app.key_with(&[clientele::auth::Scope::PaymentMethodsReveal]).await;
+        let h = [("Idempotency-Key", "reveal-vcc-1")];
+        for _ in 0..2 {
+            let r = app.send(Method::POST, &reveal, Some(&key), None, &h).await;
+            assert_eq!(r.expect(200), &json!({"accountNumber": number, "vccNumber": vcc}));
+            assert_eq!(r.header("idempotent-replayed"), None);
+        }
+        let events = app.get("/events?type=credit_account.vcc_revealed").await;
+        assert_eq!(events.expect(200)["items"].as_array().unwrap().len(), 2);
+        assert!(!app.get("/events?limit=500").await.body.to_string().contains(&vcc));
+        app.send(Method::POST, "/credit-accounts/123456789012/reveal", Some(&key), None, &[]).await.expect_error(404, "not_found");
+        let (_, other) = app.other_merchant().await;
+        app.send(Method::POST, &reveal, Some(&other), None, &[]).await.expect_error(403, "insufficient_scope");
+    }
+}

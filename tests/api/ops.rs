@@ -95,6 +95,7 @@ async fn openapi_lists_every_route_with_errors_and_security() {
         "PUT /pay-api/v1/customers/{customerId}/payment-methods/{paymentMethodId}/make-default",
         "PUT /pay-api/v1/customers/{customerId}/payment-methods/{paymentMethodId}/status",
         "POST /pay-api/v1/customers/{customerId}/payment-methods/{paymentMethodId}/reveal",
+        "POST /pay-api/v1/credit-accounts/{accountNumber}/reveal",
         "GET /pay-api/v1/custom-parameters",
         "PUT /pay-api/v1/custom-parameters/{name}",
         "DELETE /pay-api/v1/custom-parameters/{name}",
