@@ -5,7 +5,8 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::customer::parse_date;
+use super::customer::{READ_ONLY, UPDATABLE, parse_date};
+use super::provider::FIELDS as PROVIDER_FIELDS;
 use super::text::optional_text;
 use super::{Obj, Problems};
 
@@ -59,45 +60,16 @@ pub struct DeclarationInput {
     pub description: Option<String>,
 }
 
-/// Names a custom parameter may not take: every field of the customer contract
-/// (compared without regard to case), so a parameter can never shadow one.
-pub const RESERVED: [&str; 35] = [
-    "id",
-    "merchantId",
-    "firstName",
-    "lastName",
-    "companyName",
-    "email",
-    "mobilePhoneNumber",
-    "isMobileNumberSmsNotificationsEnabled",
-    "useBillingAsShippingAddress",
-    "billingAddress",
-    "shippingAddress",
-    "dateOfBirth",
-    "preferredLanguage",
-    "status",
-    "defaultPaymentMethodId",
-    "defaultAchPaymentMethodId",
-    "createdOn",
-    "modifiedOn",
-    "version",
-    "lastTransactionDate",
-    "transactionsCount",
-    "transactionsVolume",
-    "lastTransactionAmount",
-    "numberOfSubscriptions",
-    "cards",
-    "achAccounts",
-    "paymentMethodsCards",
-    "paymentMethodsAchAccounts",
-    "providers",
-    "externalReference",
-    "custom",
-    "apiKey",
-    "providerConfigId",
-    "provider",
-    "paymentProvider",
-];
+/// Names a custom parameter may not take besides the representation's fields
+/// ([`UPDATABLE`], [`READ_ONLY`]): what else a customer body may carry.
+const RESERVED: [&str; 6] = ["id", "status", "paymentMethodsCards", "paymentMethodsAchAccounts", "providers", "custom"];
+
+/// Whether `name` is a field of the customer contract (compared without regard
+/// to case), which a parameter may never shadow.
+fn reserved(name: &str) -> bool {
+    let fields = UPDATABLE.iter().chain(&READ_ONLY).chain(&RESERVED).chain(&PROVIDER_FIELDS);
+    fields.into_iter().any(|r| r.eq_ignore_ascii_case(name))
+}
 
 /// The naming rule: a letter, then letters, digits or `_`; at most 64 characters;
 /// not a field of the customer contract.
@@ -112,7 +84,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
             "A custom parameter name starts with a letter and has only letters, digits and '_' (at most 64).".into()
         );
     }
-    if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+    if reserved(name) {
         return Err(format!("'{name}' is a field of the customer and cannot be a custom parameter."));
     }
     Ok(())

@@ -59,6 +59,22 @@ pub struct CustomerInput {
     pub status: Option<CustomerStatus>,
 }
 
+/// The fields of the customer representation a PUT or PATCH writes.
+pub const UPDATABLE: [&str; 12] = [
+    "firstName",
+    "lastName",
+    "companyName",
+    "email",
+    "mobilePhoneNumber",
+    "isMobileNumberSmsNotificationsEnabled",
+    "useBillingAsShippingAddress",
+    "billingAddress",
+    "shippingAddress",
+    "dateOfBirth",
+    "preferredLanguage",
+    "externalReference",
+];
+
 /// Fields of the customer representation that a body may carry back (a GET's
 /// body sent to PUT, an export line imported) and that writing ignores: the
 /// service keeps them. (`id` and `status` are read, see [`CustomerInput`].)

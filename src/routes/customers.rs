@@ -480,7 +480,7 @@ fn updatable_document(r: &CustomerRecord, custom: BTreeMap<String, Value>) -> Va
     let mut doc = serde_json::Map::new();
     if let Ok(Value::Object(all)) = serde_json::to_value(&view) {
         for (k, v) in all {
-            if UPDATABLE.contains(&k.as_str()) && !v.is_null() {
+            if crate::domain::customer::UPDATABLE.contains(&k.as_str()) && !v.is_null() {
                 doc.insert(k, v);
             }
         }
@@ -489,22 +489,6 @@ fn updatable_document(r: &CustomerRecord, custom: BTreeMap<String, Value>) -> Va
     doc.extend(custom.into_iter().filter(|(_, v)| !v.is_null()));
     Value::Object(doc)
 }
-
-/// The fields of the customer representation a PUT or PATCH writes.
-const UPDATABLE: [&str; 12] = [
-    "firstName",
-    "lastName",
-    "companyName",
-    "email",
-    "mobilePhoneNumber",
-    "isMobileNumberSmsNotificationsEnabled",
-    "useBillingAsShippingAddress",
-    "billingAddress",
-    "shippingAddress",
-    "dateOfBirth",
-    "preferredLanguage",
-    "externalReference",
-];
 
 /// Patch a customer
 ///
