@@ -142,19 +142,41 @@ const INSERT_PARAMS: usize = 6 + INPUT_COLUMNS.len();
 /// statement would need a statement journal, which copies every page it touches.
 const INSERT_ROWS: usize = 64;
 
-/// `INSERT … VALUES (…), (…)` of `rows` rows.
-fn insert_sql(rows: usize) -> String {
+/// PostgreSQL's search terms (see `search_index::lexemes`): one more value after
+/// [`INPUT_COLUMNS`] in its customer writes, made a `tsvector` by this expression
+/// of its placeholder. SQLite keeps its terms in its full-text index instead.
+const PG_TERMS_COLUMN: &str = "search_terms";
+fn pg_terms_value(placeholder: &str) -> String {
+    format!("array_to_tsvector(string_to_array({placeholder}, ' '))")
+}
+
+/// `INSERT … VALUES (…), (…)` of `rows` rows; on PostgreSQL with the search terms.
+fn insert_sql(rows: usize, pg: bool) -> String {
     let cols = INPUT_COLUMNS.join(", ");
-    let values: Vec<String> =
-        (0..rows).map(|r| format!("({})", placeholders(1 + r * INSERT_PARAMS, INSERT_PARAMS))).collect();
+    let per_row = INSERT_PARAMS + usize::from(pg);
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let first = 1 + r * per_row;
+            match pg {
+                false => format!("({})", placeholders(first, INSERT_PARAMS)),
+                true => format!(
+                    "({}, {})",
+                    placeholders(first, INSERT_PARAMS),
+                    pg_terms_value(&format!("${}", first + INSERT_PARAMS))
+                ),
+            }
+        })
+        .collect();
+    let extra = if pg { format!(", {PG_TERMS_COLUMN}") } else { String::new() };
     format!(
-        "INSERT INTO customers (merchant_id, id, version, status, created_at, modified_at, {cols}) VALUES {}",
+        "INSERT INTO customers (merchant_id, id, version, status, created_at, modified_at, {cols}{extra}) VALUES {}",
         values.join(", ")
     )
 }
 
-/// One row and [`INSERT_ROWS`] rows.
-static INSERT_SQL: LazyLock<[String; 2]> = LazyLock::new(|| [insert_sql(1), insert_sql(INSERT_ROWS)]);
+/// One row (SQLite), and one and [`INSERT_ROWS`] rows (PostgreSQL).
+static INSERT_SQL: LazyLock<[String; 2]> = LazyLock::new(|| [insert_sql(1, false), insert_sql(INSERT_ROWS, false)]);
+static PG_INSERT_SQL: LazyLock<[String; 2]> = LazyLock::new(|| [insert_sql(1, true), insert_sql(INSERT_ROWS, true)]);
 
 /// The statement for a chunk of `rows` rows: one of the `cached` (1 and
 /// [`INSERT_ROWS`] rows), or built for the last, shorter chunk.
@@ -166,14 +188,19 @@ fn chunk_sql(cached: &[String; 2], rows: usize, build: impl FnOnce(usize) -> Str
     }
 }
 
-/// `$1` merchant, `$2` id, `$3` modified; the request's columns from `$4`.
-static UPDATE_SQL: LazyLock<String> = LazyLock::new(|| {
-    let sets: Vec<String> = INPUT_COLUMNS.iter().enumerate().map(|(i, c)| format!("{c} = ${}", i + 4)).collect();
+/// `$1` merchant, `$2` id, `$3` modified; the request's columns from `$4`
+/// (then, on PostgreSQL, the search terms).
+fn update_sql(pg: bool) -> String {
+    let mut sets: Vec<String> = INPUT_COLUMNS.iter().enumerate().map(|(i, c)| format!("{c} = ${}", i + 4)).collect();
+    if pg {
+        sets.push(format!("{PG_TERMS_COLUMN} = {}", pg_terms_value(&format!("${}", INPUT_COLUMNS.len() + 4))));
+    }
     format!(
         "UPDATE customers SET {}, version = version + 1, modified_at = $3 WHERE merchant_id = $1 AND id = $2",
         sets.join(", ")
     )
-});
+}
+static UPDATE_SQL: LazyLock<[String; 2]> = LazyLock::new(|| [update_sql(false), update_sql(true)]);
 
 static GET_SQL: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {SELECT_COLUMNS} FROM customers WHERE merchant_id = $1 AND id = $2"));
@@ -212,6 +239,11 @@ impl<'a> InputValues<'a> {
 
     fn search_contacts(&self) -> &str {
         &self.keys[6]
+    }
+
+    /// The customer's search terms on PostgreSQL.
+    fn pg_terms(&self) -> String {
+        super::search_index::lexemes(self.search_names(), self.search_contacts())
     }
 
     /// The customer's search index entry (SQLite).
@@ -333,17 +365,21 @@ impl WriteTx {
     pub(crate) async fn insert_customer_rows(&mut self, rows: &[(Uuid, &CustomerInput)]) -> Result<(), StoreError> {
         let (merchant, now) = (self.merchant(), self.now);
         let (version, status) = (1_i64, CustomerStatus::Active.as_str());
-        let per_statement = match self.inner {
-            super::TxInner::Sqlite(_) => 1,
-            super::TxInner::Postgres(_) => INSERT_ROWS,
-        };
+        let pg = matches!(self.inner, super::TxInner::Postgres(_));
+        let per_statement = if pg { INSERT_ROWS } else { 1 };
         for chunk in rows.chunks(per_statement) {
-            let sql = chunk_sql(&INSERT_SQL, chunk.len(), insert_sql);
+            let cached = if pg { &PG_INSERT_SQL } else { &INSERT_SQL };
+            let sql = chunk_sql(cached, chunk.len(), |n| insert_sql(n, pg));
             let values: Vec<InputValues> = chunk.iter().map(|(_, input)| InputValues::of(input)).collect();
-            let mut args: Vec<&dyn Param<'_>> = Vec::with_capacity(chunk.len() * INSERT_PARAMS);
-            for ((id, _), v) in chunk.iter().zip(&values) {
+            let terms: Vec<String> = match pg {
+                true => values.iter().map(InputValues::pg_terms).collect(),
+                false => Vec::new(),
+            };
+            let mut args: Vec<&dyn Param<'_>> = Vec::with_capacity(chunk.len() * (INSERT_PARAMS + 1));
+            for (i, ((id, _), v)) in chunk.iter().zip(&values).enumerate() {
                 args.extend([&merchant as &dyn Param<'_>, id, &version, &status, &now, &now]);
                 args.extend(v.params());
+                args.extend(terms.get(i).map(|t| t as &dyn Param<'_>));
             }
             self.exec(&sql, &args).await.map_err(reference_taken)?;
             if let super::TxInner::Sqlite(lease) = &mut self.inner {
@@ -393,9 +429,14 @@ impl WriteTx {
         self.check_reference(id, input).await?;
         let v = InputValues::of(input);
         let (merchant, now) = (self.merchant(), self.now);
+        let pg = matches!(self.inner, super::TxInner::Postgres(_));
+        let terms = if pg { v.pg_terms() } else { String::new() };
         let mut args: Vec<&dyn Param<'_>> = vec![&merchant, &id, &now];
         args.extend(v.params());
-        self.exec(&UPDATE_SQL, &args).await.map_err(reference_taken)?;
+        if pg {
+            args.push(&terms);
+        }
+        self.exec(&UPDATE_SQL[usize::from(pg)], &args).await.map_err(reference_taken)?;
         if let super::TxInner::Sqlite(lease) = &mut self.inner {
             lease.index_later(v.index_entry(merchant, id, true));
         }
@@ -617,6 +658,7 @@ fn search_sql(sqlite: bool, merchant: Uuid, q: &CustomerSearch) -> SearchSql {
     let mut sql = Sql { from: "customers".into(), conditions: Vec::new(), args: Vec::new() };
     let m = sql.arg(Arg::Id(merchant));
     sql.conditions.push(format!("customers.merchant_id = {m}"));
+    let (mut words, mut checks) = (Vec::new(), Vec::new());
     for (i, w) in q.words.iter().enumerate() {
         if sqlite {
             let shape = WordMatch::of(w.names.as_deref(), w.contacts.as_deref());
@@ -632,18 +674,17 @@ fn search_sql(sqlite: bool, merchant: Uuid, q: &CustomerSearch) -> SearchSql {
                 sql.conditions.push(format!("customers.seq IN ({hits})"));
             }
         } else {
-            let mut parts = Vec::new();
-            if let Some(n) = &w.names {
-                let a = sql.arg(Arg::Text(format!("{n}%")));
-                let b = sql.arg(Arg::Text(format!("% {n}%")));
-                parts.push(format!("search_names LIKE {a} OR search_names LIKE {b}"));
-            }
-            if let Some(c) = &w.contacts {
-                let a = sql.arg(Arg::Text(format!("%{}%", like_escape(c))));
-                parts.push(format!("search_contacts LIKE {a}"));
-            }
-            sql.conditions.push(format!("({})", parts.join(" OR ")));
+            let (query, check) =
+                super::search_index::pg_word(w.names.as_deref(), w.contacts.as_deref(), &mut |v| sql.arg(Arg::Text(v)));
+            words.push(format!("({query})"));
+            checks.extend(check);
         }
+    }
+    if !words.is_empty() {
+        // All words in one query: one scan of the terms index for the merchant.
+        let q = sql.arg(Arg::Text(words.join(" & ")));
+        sql.conditions.push(format!("customers.search_terms @@ {q}::tsquery"));
+        sql.conditions.append(&mut checks);
     }
     if !q.customer_ids.is_empty() {
         let list: Vec<String> = q.customer_ids.iter().map(|id| sql.arg(Arg::Id(*id))).collect();
@@ -700,10 +741,19 @@ fn search_sql(sqlite: bool, merchant: Uuid, q: &CustomerSearch) -> SearchSql {
     // On SQLite, creation order breaks ties by insertion order (`seq`), as the
     // full-text keys do; elsewhere, and for the other orders, by id.
     let tie = if sqlite && q.order_by == OrderBy::CreatedOn { "customers.seq" } else { "customers.id" };
+    // Words on PostgreSQL: the terms index must drive, since every match is read
+    // to be counted anyway; walking the merchant's rows in sort order instead
+    // (its estimate for a common word) would read them all. An expression of the
+    // sort key no index holds leaves the planner no other way.
+    let sort = |col: &str| match (sqlite, q.words.is_empty()) {
+        (false, false) => format!("COALESCE({col}, {col})"),
+        _ => format!("{plus}{col}"),
+    };
     let page_sql = format!(
-        "SELECT {cols}{total} {filter} ORDER BY {plus}{col} {dir}, {plus}{tie} {dir} LIMIT {limit} OFFSET {offset}",
+        "SELECT {cols}{total} {filter} ORDER BY {col} {dir}, {tie} {dir} LIMIT {limit} OFFSET {offset}",
         cols = SELECT_COLUMNS.replace("merchant_id, id,", "customers.merchant_id, customers.id,"),
-        col = q.order_by.column(),
+        col = sort(q.order_by.column()),
+        tie = sort(tie),
         total = if counted { ", COUNT(*) OVER () AS total_matches" } else { "" },
     );
     SearchSql { count: count_sql, page: page_sql, counted, args: sql.args }
@@ -1208,6 +1258,128 @@ pub(super) mod plan_tests {
         )
         .await;
         assert!(!unfiltered.contains("TEMP B-TREE"), "the default listing is read in index order: {unfiltered}");
+    }
+}
+
+/// PostgreSQL plans by statistics, so its search shapes are checked at scale:
+/// 30,000 customers, analyzed, every word shape answered from the terms index.
+#[cfg(test)]
+mod pg_plan_tests {
+    use super::plan_tests::base;
+    use super::*;
+    use crate::store::{Actor, Db, DbOptions};
+
+    #[tokio::test]
+    async fn every_postgres_word_search_uses_the_terms_index() {
+        let Some(admin) = std::env::var("TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must set TEST_POSTGRES_URL: the PostgreSQL half may not be skipped"
+            );
+            return;
+        };
+        use sqlx::Connection;
+        let name = format!("clientele_plan_{}", Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+        let url = match admin.rsplit_once('/') {
+            Some((prefix, _)) => format!("{prefix}/{name}"),
+            None => unreachable!(),
+        };
+        let db = Db::connect(&url, &DbOptions::default()).await.unwrap();
+        db.migrate().await.unwrap();
+        let tenant = db.create_merchant("Plan").await.unwrap();
+        const LAST: [&str; 50] = [
+            "Smith", "Jones", "Brown", "Taylor", "Wilson", "Davies", "Evans", "Thomas", "Roberts", "Johnson", "Lewis",
+            "Walker", "Wright", "Robinson", "Thompson", "White", "Hughes", "Edwards", "Green", "Hall", "Wood",
+            "Harris", "Martin", "Jackson", "Clarke", "Clark", "Turner", "Hill", "Scott", "Cooper", "Morris", "Ward",
+            "Moore", "King", "Watson", "Baker", "Harrison", "Morgan", "Patel", "Young", "Allen", "Mitchell", "James",
+            "Anderson", "Phillips", "Lee", "Bell", "Parker", "Davis", "O'Brien",
+        ];
+        let inputs: Vec<CustomerInput> = (0..100_000)
+            .map(|i| {
+                let last = LAST[i % LAST.len()];
+                let body = serde_json::json!({"firstName": format!("First{i}"), "lastName": last,
+                    "email": format!("first{i}.{}@example{}.com", last.to_lowercase().replace('\'', ""), i % 97),
+                    "companyName": format!("Company {}", i % 1000)});
+                crate::domain::customer::CustomerInput::parse_create(&body, &[]).unwrap().customer
+            })
+            .collect();
+        let inputs = std::sync::Arc::new(inputs);
+        for start in (0..inputs.len()).step_by(5_000) {
+            let inputs = inputs.clone();
+            db.write(Actor::system(tenant), move |mut tx| async move {
+                let rows: Vec<(Uuid, &CustomerInput)> =
+                    inputs[start..start + 5_000].iter().map(|c| (Uuid::now_v7(), c)).collect();
+                tx.insert_customer_rows(&rows).await?;
+                tx.commit().await
+            })
+            .await
+            .unwrap();
+        }
+        let Conn::Postgres(pool) = db.reader() else { unreachable!() };
+        sqlx::query("ANALYZE customers").execute(pool).await.unwrap();
+        // The terms the writes computed are those migration 13 gives the rows it finds.
+        let migration = include_str!("../../migrations/postgres/0013_search_terms.sql");
+        let start = migration.find("CREATE FUNCTION").unwrap();
+        let function = &migration[start..start + migration[start..].find("$$;").unwrap() + 3];
+        let mut c = pool.acquire().await.unwrap();
+        sqlx::query(function).execute(&mut *c).await.unwrap();
+        let (differ,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM customers WHERE search_terms <> pg_temp.customer_search_terms(search_names, search_contacts)",
+        )
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
+        assert_eq!(differ, 0, "the code and the migration compute the same terms");
+        drop(c);
+        let word =
+            |n: Option<&str>, c: Option<&str>| SearchWord { names: n.map(String::from), contacts: c.map(String::from) };
+        let s = |words: Vec<SearchWord>| CustomerSearch { words, ..base() };
+        let cases = [
+            ("a name word", s(vec![word(Some("smith"), Some("smith"))])),
+            ("a short prefix", s(vec![word(Some("jo"), None)])),
+            ("two words", s(vec![word(Some("smith"), Some("smith")), word(Some("first12"), Some("first12"))])),
+            ("a name of two tokens", s(vec![word(Some("o brien"), None)])),
+            ("an email fragment", s(vec![word(None, Some("first50.smith"))])),
+            ("digits", s(vec![word(Some("123"), Some("123"))])),
+        ];
+        for (what, q) in &cases {
+            let sql = search_sql(false, tenant.id(), q);
+            let explain = format!("EXPLAIN {}", sql.page);
+            let rows: Vec<(String,)> = bind_args!(sqlx::query_as(&explain), &sql.args).fetch_all(pool).await.unwrap();
+            let plan = rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join(" | ");
+            assert!(plan.contains("Bitmap Index Scan on customers_search_terms"), "{what}: {plan}");
+            assert!(!plan.contains("Seq Scan") && !plan.contains("customers_created"), "{what}: {plan}");
+            let explain = format!("EXPLAIN {}", sql.count);
+            let n = sql.args.len() - 2;
+            let rows: Vec<(String,)> =
+                bind_args!(sqlx::query_as(&explain), &sql.args[..n]).fetch_all(pool).await.unwrap();
+            let plan = rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join(" | ");
+            assert!(plan.contains("Bitmap Index Scan on customers_search_terms"), "{what} (count): {plan}");
+        }
+        // And they find what the trigram LIKE conditions they replace found.
+        let like = |w: &SearchWord| {
+            let mut alt = Vec::new();
+            if let Some(n) = &w.names {
+                alt.push(format!("search_names LIKE '{n}%' OR search_names LIKE '% {n}%'"));
+            }
+            if let Some(c) = &w.contacts {
+                alt.push(format!("search_contacts LIKE '%{c}%'"));
+            }
+            format!("({})", alt.join(" OR "))
+        };
+        let scoped = db.scoped(tenant);
+        for (what, q) in cases {
+            let conditions: Vec<String> = q.words.iter().map(like).collect();
+            let sql = format!("SELECT COUNT(*) FROM customers WHERE {}", conditions.join(" AND "));
+            let (want,): (i64,) = sqlx::query_as(&sql).fetch_one(pool).await.unwrap();
+            let got = scoped.search_customers(&q).await.unwrap().total;
+            assert_eq!(got, want, "{what}");
+            assert!(want > 0 || what == "digits", "{what} finds something");
+        }
+        db.close().await;
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
     }
 }
 

@@ -52,6 +52,89 @@ pub fn contact_terms(contacts: &str) -> String {
     out
 }
 
+/// PostgreSQL's search terms for one customer (the lexemes of its
+/// `search_terms` tsvector, space-separated): `n` + each folded name word, and
+/// `c` + each of [`contact_terms`]. The same terms as SQLite's two columns, told
+/// apart by their first letter in one index.
+pub fn lexemes(names: &str, contacts: &str) -> String {
+    let contacts = contact_terms(contacts);
+    let mut out = String::with_capacity(names.len() + contacts.len() + 32);
+    let names = names.split(' ').filter(|w| !w.is_empty()).map(|w| ('n', w));
+    for (kind, term) in names.chain(contacts.split(' ').filter(|t| !t.is_empty()).map(|t| ('c', t))) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push(kind);
+        out.push_str(term);
+    }
+    out
+}
+
+/// A PostgreSQL `tsquery` for one search word, with the row checks the index
+/// cannot make (SQL conditions on `customers`, one per alternative that needs
+/// one; `arg` turns a value into a placeholder). Alternatives: the names form
+/// (each of its words a prefix, in a row: `o brien`), and the contacts
+/// fragment (each run of 3 characters or more a prefix of a contacts term; the
+/// row checked for the whole fragment unless it is one run).
+pub(crate) fn pg_word(
+    names: Option<&str>,
+    contacts: Option<&str>,
+    arg: &mut dyn FnMut(String) -> String,
+) -> (String, Option<String>) {
+    let mut alternatives: Vec<(String, Option<String>)> = Vec::new();
+    if let Some(n) = names {
+        let words: Vec<&str> = n.split(' ').filter(|w| !w.is_empty()).collect();
+        let query = words.iter().map(|w| pg_prefix('n', w)).collect::<Vec<_>>().join(" & ");
+        let check = (words.len() > 1).then(|| {
+            let (a, b) = (arg(format!("{n}%")), arg(format!("% {n}%")));
+            format!("(customers.search_names LIKE {a} OR customers.search_names LIKE {b})")
+        });
+        if !query.is_empty() {
+            alternatives.push((query, check));
+        }
+    }
+    if let Some(c) = contacts {
+        let fragment = c.to_lowercase();
+        let parts: Vec<&str> = runs(&fragment).collect();
+        let long: Vec<String> =
+            parts.iter().filter(|r| r.len() >= MIN_CONTACT_TERM).map(|r| pg_prefix('c', r)).collect();
+        let one_run = parts.len() == 1 && parts[0].len() == fragment.len();
+        if !long.is_empty() {
+            let check = (!one_run).then(|| {
+                let a = arg(format!("%{}%", super::customers::like_escape(&fragment)));
+                format!("customers.search_contacts LIKE {a}")
+            });
+            alternatives.push((long.join(" & "), check));
+        }
+    }
+    if alternatives.is_empty() {
+        // No term can match (a name of punctuation alone is refused earlier).
+        return ("'n'".to_owned(), Some("FALSE".to_owned()));
+    }
+    let query = alternatives.iter().map(|(q, _)| format!("({q})")).collect::<Vec<_>>().join(" | ");
+    if alternatives.iter().all(|(_, c)| c.is_none()) {
+        return (query, None);
+    }
+    // A candidate passes through one of its alternatives: the index matched it,
+    // and its check (if any) holds.
+    let any: Vec<String> = alternatives
+        .iter()
+        .map(|(q, c)| {
+            let m = arg(q.clone());
+            match c {
+                Some(c) => format!("(customers.search_terms @@ {m}::tsquery AND {c})"),
+                None => format!("customers.search_terms @@ {m}::tsquery"),
+            }
+        })
+        .collect();
+    (query, Some(format!("({})", any.join(" OR "))))
+}
+
+/// `'<kind><term>':*` in `tsquery` syntax.
+fn pg_prefix(kind: char, term: &str) -> String {
+    format!("'{kind}{}':*", term.replace('\\', "\\\\").replace('\'', "''"))
+}
+
 /// The shortest contacts fragment a search matches (shorter words match names only).
 const MIN_CONTACT_TERM: usize = 3;
 
