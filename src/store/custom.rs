@@ -112,7 +112,7 @@ pub(super) fn inline_custom_values(
 }
 
 /// A secret value shows its hint; a value that is not JSON (never written so) shows null.
-fn shown_values(rows: Vec<(Uuid, String, Option<String>, Option<String>)>) -> CustomValues {
+pub(super) fn shown_values(rows: Vec<(Uuid, String, Option<String>, Option<String>)>) -> CustomValues {
     let mut out = CustomValues::new();
     for (customer, name, value, hint) in rows {
         let shown = match (value, hint) {

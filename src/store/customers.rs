@@ -202,6 +202,18 @@ fn update_sql(pg: bool) -> String {
 }
 static UPDATE_SQL: LazyLock<[String; 2]> = LazyLock::new(|| [update_sql(false), update_sql(true)]);
 
+/// A customer with its payment methods and custom values as JSON (PostgreSQL):
+/// `$1` the merchant, `$2` the customer.
+static PG_PARTS_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {SELECT_COLUMNS}, ({methods})::text AS methods_json, \
+         (SELECT COALESCE(json_agg(json_build_array(name, value, hint)), '[]') FROM customer_custom_values \
+          WHERE merchant_id = $1 AND customer_id = $2)::text AS custom_json \
+         FROM customers WHERE merchant_id = $1 AND id = $2",
+        methods = super::payment_methods::PG_METHODS_JSON_SQL.as_str(),
+    )
+});
+
 static GET_SQL: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {SELECT_COLUMNS} FROM customers WHERE merchant_id = $1 AND id = $2"));
 
@@ -848,8 +860,23 @@ impl Scoped<'_> {
                 })
                 .await;
         }
-        let Some(record) = self.get_customer(id).await? else { return Ok(None) };
-        self.parts_of(record).await.map(Some)
+        let Conn::Postgres(pool) = self.conn() else {
+            let Some(record) = self.get_customer(id).await? else { return Ok(None) };
+            return self.parts_of(record).await.map(Some);
+        };
+        // PostgreSQL: one statement, so one round trip and one snapshot.
+        let row = sqlx::query(PG_PARTS_SQL.as_str()).bind(self.merchant()).bind(id).fetch_optional(pool).await?;
+        let Some(row) = row else { return Ok(None) };
+        let record: CustomerRecord = sqlx::FromRow::from_row(&row)?;
+        let decode = |e: serde_json::Error| sqlx::Error::Decode(Box::new(e));
+        let methods_json: String = sqlx::Row::try_get(&row, "methods_json")?;
+        let methods = serde_json::from_str(&methods_json).map_err(decode)?;
+        let custom_json: String = sqlx::Row::try_get(&row, "custom_json")?;
+        let values: Vec<(String, Option<String>, Option<String>)> =
+            serde_json::from_str(&custom_json).map_err(decode)?;
+        let rows = values.into_iter().map(|(name, value, hint)| (id, name, value, hint)).collect();
+        let custom = super::custom::shown_values(rows).remove(&id).unwrap_or_default();
+        Ok(Some(CustomerParts { record, methods, custom }))
     }
 
     /// The methods and custom values of a customer already read.

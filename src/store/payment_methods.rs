@@ -44,13 +44,16 @@ impl MethodKind {
     }
 }
 
-/// A payment method as stored, without its secrets.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A payment method as stored, without its secrets. Read by column name: from a
+/// row, or from a row PostgreSQL turned into a JSON object (a customer's methods
+/// inside its own read, see `customers::PG_PARTS_SQL`).
+#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
 pub struct MethodRecord {
     pub merchant_id: Uuid,
     pub id: Uuid,
     pub customer_id: Uuid,
     #[sqlx(rename = "type")]
+    #[serde(rename = "type")]
     pub kind: String,
     pub name: Option<String>,
     pub status: String,
@@ -574,6 +577,15 @@ pub struct MethodQuery {
     pub created_from: Option<i64>,
     pub created_to: Option<i64>,
 }
+
+/// A customer's methods, in creation order, as one JSON array (PostgreSQL):
+/// `$1` the merchant, `$2` the customer.
+pub(super) static PG_METHODS_JSON_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT COALESCE(json_agg(m ORDER BY m.created_at, m.id), '[]') FROM (SELECT {COLUMNS} FROM {FROM} \
+         WHERE pm.merchant_id = $1 AND pm.customer_id = $2) AS m"
+    )
+});
 
 static METHODS_OF_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
