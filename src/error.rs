@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 
 use crate::domain::Problems;
 use crate::http::correlation;
+use crate::store::StoreError;
 
 /// The error body of SPEC section 1, identical for every 4xx and 5xx.
 #[derive(Debug, Serialize, ToSchema)]
@@ -270,6 +271,52 @@ impl From<crate::store::WriteAborted> for ApiError {
             return ApiError::unavailable("The database is unavailable; try again shortly.");
         }
         ApiError::internal(e)
+    }
+}
+
+/// What the store's refusals are on the wire.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => ApiError::not_found(what),
+            StoreError::VersionMismatch { current } => ApiError::precondition_failed(current),
+            StoreError::Db(e) => ApiError::from(e),
+            StoreError::Aborted(e) => ApiError::from(e),
+            StoreError::Duplicate { existing } => ApiError::conflict(
+                "duplicate_payment_method",
+                "This payment method is already on file for this customer.",
+                Some(existing.to_string()),
+            ),
+            StoreError::Conflict { code, message } => ApiError::conflict(code, message, None),
+            StoreError::DuplicateReference { existing } => ApiError::conflict(
+                "duplicate_external_reference",
+                "Another customer already has this externalReference.",
+                existing.map(|id| id.to_string()),
+            ),
+            StoreError::Forbidden { code, message } => {
+                ApiError::new(StatusCode::FORBIDDEN, code, "ForbiddenException", message)
+            }
+            StoreError::Locked { until } => {
+                let secs = ((until - crate::store::now_ms()) / 1000).max(1) as u64;
+                let mut e = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "verification_locked",
+                    "TooManyRequestsException",
+                    "Too many failed verifications: verification is locked for this account for 30 minutes.",
+                );
+                e.set_retry_after(secs);
+                e
+            }
+            StoreError::Throttled { code, message, retry_after_ms } => {
+                let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, "TooManyRequestsException", message);
+                e.set_retry_after(((retry_after_ms + 999) / 1000).max(1) as u64);
+                e
+            }
+            StoreError::Invalid { path, message } => {
+                ApiError::field(StatusCode::BAD_REQUEST, "validation_failed", &path, message)
+            }
+            StoreError::Crypto(e) => ApiError::internal(anyhow::anyhow!(e)),
+        }
     }
 }
 
