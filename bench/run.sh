@@ -7,6 +7,7 @@
 #   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench bench/run.sh
 #   DURATION=20s CONNECTIONS=64 bench/run.sh
 #   SEED=100000 bench/run.sh          # customers imported first (default 1,000,000)
+# With PostgreSQL it also runs bench/pgbench.sh and prints each route's ratio to it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
@@ -108,6 +109,24 @@ done > "$WORK/ids3"
 BENCH_IDS=$WORK/ids3 measure get-with-3-cards "$BASE/pay-api/v1/customers/x" bench/get.lua
 measure healthz-again "$BASE/healthz"
 RSS=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER/status")
+# PostgreSQL: its own point-select and single-insert rates in the same run, and
+# the routes as ratios to them (reads to the select, writes to the insert).
+if [[ $CLIENTELE_DATABASE_URL == postgres* ]]; then
+  bench/pgbench.sh "$CLIENTELE_DATABASE_URL" > "$WORK/pgbench"
+  SELECT_TPS=$(awk '$1=="select" {print $2}' "$WORK/pgbench")
+  INSERT_TPS=$(awk '$1=="insert" {print $2}' "$WORK/pgbench")
+  echo
+  echo "pgbench, 64 clients on CPU 1: point select $SELECT_TPS tps, single-row insert $INSERT_TPS tps"
+  echo
+  echo "| route | ratio to pgbench |"
+  echo "|---|---:|"
+  for r in get get-with-3-cards search-one-word email-filter; do
+    printf '| %s | %.2f × select |\n' "$r" "$(python3 -c "print($(cat "$WORK/rps-$r") / $SELECT_TPS)")"
+  done
+  for r in create add-card; do
+    printf '| %s | %.2f × insert |\n' "$r" "$(python3 -c "print($(cat "$WORK/rps-$r") / $INSERT_TPS)")"
+  done
+fi
 echo
 echo "import of $SEED customers: ${IMPORT_S} s; export: ${EXPORT_S} s (command line, before the server started)"
 echo "customers stored: $(curl -sf -H "Authorization: Bearer $BENCH_KEY" "$BASE/pay-api/v1/customers?pageSize=1" | sed -E 's/.*"total":([0-9]+).*/\1/'); server peak RSS: $((RSS / 1024)) MiB"
