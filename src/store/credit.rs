@@ -230,9 +230,7 @@ impl WriteTx {
                 message: "No free account or card number was found; try again.",
             });
         }
-        let sealed = vault
-            .seal(version, &vcc_aad(merchant, &number), vcc.as_bytes())
-            .map_err(|e| StoreError::Crypto(e.to_string()))?;
+        let sealed = vault.seal(version, &vcc_aad(merchant, &number), vcc.as_bytes())?;
         let last4 = vcc[vcc.len() - 4..].to_owned();
         let id = Uuid::now_v7();
         self.exec("INSERT INTO credit_accounts (merchant_id, account_number, id, customer_id, account_type, credit_limit, interest_rate, \
@@ -258,10 +256,7 @@ impl WriteTx {
             )
             .await?;
         let (id, sealed) = row.ok_or(StoreError::NotFound("Credit account"))?;
-        if let Some(v) = Vault::version_of(&sealed) {
-            self.ensure_key(vault, v).await?;
-        }
-        let clear = vault.open(&sealed, &vcc_aad(merchant, number)).map_err(|e| StoreError::Crypto(e.to_string()))?;
+        let clear = self.open_sealed(vault, &sealed, &vcc_aad(merchant, number)).await?;
         self.event("credit_account.vcc_revealed", id).await?;
         Ok(zeroize::Zeroizing::new(String::from_utf8_lossy(&clear).into_owned()))
     }

@@ -213,8 +213,7 @@ impl WriteTx {
             let (value, key, sealed, hint) = if v.secret {
                 let aad = custom_aad(merchant, customer, &v.name);
                 let clear = serde_json::to_vec(&v.json).unwrap_or_default();
-                let sealed =
-                    vault.seal(version.unwrap_or(1), &aad, &clear).map_err(|e| StoreError::Crypto(e.to_string()))?;
+                let sealed = vault.seal(version.unwrap_or(1), &aad, &clear)?;
                 (None, None, Some(sealed), Some(v.hint()))
             } else {
                 (Some(v.json.to_string()), Some(v.key.as_str()), None, None)
@@ -232,13 +231,7 @@ impl WriteTx {
         let merchant = self.merchant();
         let sql = custom_values_sql(1);
         let args: [&dyn Param<'_>; 2] = [&merchant, &customer];
-        let rows: Vec<(Uuid, String, Option<String>, Option<String>)> = match &mut self.inner {
-            super::TxInner::Sqlite(lease) => super::query::sqlite_fetch(lease.conn(), &sql, &args, usize::MAX)?,
-            super::TxInner::Postgres(t) => {
-                let rows = super::query::pg_query(&sql, &args).fetch_all(&mut **t).await?;
-                rows.iter().map(sqlx::FromRow::from_row).collect::<Result<_, _>>()?
-            }
-        };
+        let rows = self.fetch_all(&sql, &args, true).await?;
         Ok(shown_values(rows).remove(&customer).unwrap_or_default())
     }
 
@@ -257,13 +250,7 @@ impl WriteTx {
         );
         let mut args: Vec<&dyn Param<'_>> = vec![&merchant, &customer];
         args.extend(checked.iter().map(|u| &u.name as &dyn Param<'_>));
-        let stored: Vec<(String, Option<String>)> = match &mut self.inner {
-            super::TxInner::Sqlite(lease) => super::query::sqlite_fetch(lease.conn(), &sql, &args, usize::MAX)?,
-            super::TxInner::Postgres(t) => {
-                let rows = super::query::pg_query(&sql, &args).fetch_all(&mut **t).await?;
-                rows.iter().map(sqlx::FromRow::from_row).collect::<Result<_, _>>()?
-            }
-        };
+        let stored: Vec<(String, Option<String>)> = self.fetch_all(&sql, &args, true).await?;
         for u in checked {
             let hint = stored.iter().find(|(n, _)| *n == u.name).map(|(_, h)| h.as_deref());
             match (&u.shown, hint) {

@@ -1016,15 +1016,9 @@ impl WriteTx {
             );
             let mut args: Vec<&dyn Param<'_>> = vec![&merchant];
             args.extend(chunk.iter().map(|r| r as &dyn Param<'_>));
-            let rows: Vec<(String, Uuid)> = match &mut self.inner {
-                super::TxInner::Sqlite(lease) => super::query::sqlite_fetch(lease.conn(), &sql, &args, usize::MAX)?,
-                super::TxInner::Postgres(t) => {
-                    // Planned afresh each time: a plan cached while the table was small
-                    // (early in an import) would scan it once it is large.
-                    let rows = super::query::pg_query(&sql, &args).persistent(false).fetch_all(&mut **t).await?;
-                    rows.iter().map(sqlx::FromRow::from_row).collect::<Result<_, _>>()?
-                }
-            };
+            // Planned afresh each time: a plan cached while the table was small
+            // (early in an import) would scan it once it is large.
+            let rows: Vec<(String, Uuid)> = self.fetch_all(&sql, &args, false).await?;
             held.extend(rows);
         }
         Ok(held)
@@ -1039,13 +1033,7 @@ impl WriteTx {
                 format!("SELECT id FROM customers WHERE merchant_id = $1 AND id IN ({})", placeholders(2, chunk.len()));
             let mut args: Vec<&dyn Param<'_>> = vec![&merchant];
             args.extend(chunk.iter().map(|r| r as &dyn Param<'_>));
-            let rows: Vec<(Uuid,)> = match &mut self.inner {
-                super::TxInner::Sqlite(lease) => super::query::sqlite_fetch(lease.conn(), &sql, &args, usize::MAX)?,
-                super::TxInner::Postgres(t) => {
-                    let rows = super::query::pg_query(&sql, &args).persistent(false).fetch_all(&mut **t).await?;
-                    rows.iter().map(sqlx::FromRow::from_row).collect::<Result<_, _>>()?
-                }
-            };
+            let rows: Vec<(Uuid,)> = self.fetch_all(&sql, &args, false).await?;
             found.extend(rows.into_iter().map(|(id,)| id));
         }
         Ok(found)

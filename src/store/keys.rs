@@ -227,6 +227,19 @@ impl WriteTx {
         Ok(version)
     }
 
+    /// Opens a sealed secret, installing the data key it names first if needed.
+    pub(crate) async fn open_sealed(
+        &mut self,
+        vault: &Vault,
+        blob: &[u8],
+        aad: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, StoreError> {
+        if let Some(v) = Vault::version_of(blob) {
+            self.ensure_key(vault, v).await?;
+        }
+        Ok(vault.open(blob, aad)?)
+    }
+
     /// Installs data key `version` from this transaction's own connection (on
     /// SQLite it holds the only writer, so no other connection may be asked).
     pub async fn ensure_key(&mut self, vault: &Vault, version: u32) -> Result<(), StoreError> {

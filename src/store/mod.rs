@@ -568,6 +568,24 @@ impl WriteTx {
         }
     }
 
+    /// Every row of a query of this transaction. `cache_plan: false` has
+    /// PostgreSQL plan the statement afresh each time, for a query whose best
+    /// plan changes while a bulk load grows the table.
+    pub(crate) async fn fetch_all<'a, R: query::Row>(
+        &mut self,
+        sql: &'a str,
+        args: &'a query::Args<'a>,
+        cache_plan: bool,
+    ) -> Result<Vec<R>, sqlx::Error> {
+        match &mut self.inner {
+            TxInner::Sqlite(lease) => query::sqlite_fetch(lease.conn(), sql, args, usize::MAX),
+            TxInner::Postgres(t) => {
+                let rows = query::pg_query(sql, args).persistent(cache_plan).fetch_all(&mut **t).await?;
+                rows.iter().map(R::from_row).collect()
+            }
+        }
+    }
+
     /// The first row of a query of this transaction; `RowNotFound` without one.
     pub(crate) async fn fetch_one<'a, R: query::Row>(
         &mut self,
@@ -763,6 +781,12 @@ pub enum StoreError {
     /// A secret could not be sealed or opened (wrong master key, damaged data).
     #[error("vault: {0}")]
     Crypto(String),
+}
+
+impl From<crate::crypto::DecryptError> for StoreError {
+    fn from(e: crate::crypto::DecryptError) -> Self {
+        StoreError::Crypto(e.to_string())
+    }
 }
 
 #[cfg(test)]

@@ -156,6 +156,25 @@ struct NewMethod<'a> {
     search_text: String,
 }
 
+/// A secret opened, wiped on drop.
+type Clear = zeroize::Zeroizing<Vec<u8>>;
+
+/// The fingerprint of a bank account: the same account is the same routing
+/// number and account number.
+fn ach_fingerprint(vault: &Vault, merchant: Uuid, routing: &str, account: &[u8]) -> String {
+    let mut key = zeroize::Zeroizing::new(Vec::with_capacity(routing.len() + 1 + account.len()));
+    key.extend_from_slice(routing.as_bytes());
+    key.push(b':');
+    key.extend_from_slice(account);
+    vault.fingerprint(merchant, "ach", &key)
+}
+
+/// What a bank account's row holds for the method search: its name, routing
+/// number and the last 4 digits of its account number.
+fn ach_search_text(name: Option<&str>, routing: Option<&str>, account_last4: Option<&str>) -> String {
+    format!("{} ach {} {}", name.unwrap_or("").to_lowercase(), routing.unwrap_or(""), account_last4.unwrap_or(""))
+}
+
 /// What new business with an inactive customer gets (409).
 pub(crate) const CUSTOMER_INACTIVE: StoreError =
     StoreError::Conflict { code: "customer_inactive", message: "The customer is inactive; activate it first." };
@@ -173,6 +192,41 @@ impl WriteTx {
             "active" => Ok(()),
             _ => Err(CUSTOMER_INACTIVE),
         }
+    }
+
+    /// Refuses a fingerprint the customer already holds on another method than `id`.
+    async fn check_not_held(&mut self, customer_id: Uuid, fingerprint: &str, id: Uuid) -> Result<(), StoreError> {
+        let merchant = self.merchant();
+        let held: Option<(Uuid,)> = self
+            .fetch_optional(
+                "SELECT id FROM payment_methods WHERE merchant_id = $1 AND customer_id = $2 AND fingerprint = $3 AND id <> $4",
+                &[&merchant, &customer_id, &fingerprint, &id],
+            )
+            .await?;
+        match held {
+            Some((existing,)) => Err(StoreError::Duplicate { existing }),
+            None => Ok(()),
+        }
+    }
+
+    /// A method's stored secrets in clear: its number, and a bank account's tax id.
+    async fn method_secrets(&mut self, vault: &Vault, id: Uuid) -> Result<(Option<Clear>, Option<Clear>), StoreError> {
+        let merchant = self.merchant();
+        let (secret, tax): (Option<Vec<u8>>, Option<Vec<u8>>) = self
+            .fetch_one(
+                "SELECT secret, tax_id_secret FROM payment_methods WHERE merchant_id = $1 AND id = $2",
+                &[&merchant, &id],
+            )
+            .await?;
+        let secret = match secret {
+            Some(b) => Some(self.open_sealed(vault, &b, &secret_aad(merchant, id, "secret")).await?),
+            None => None,
+        };
+        let tax = match tax {
+            Some(b) => Some(self.open_sealed(vault, &b, &secret_aad(merchant, id, "tax_id")).await?),
+            None => None,
+        };
+        Ok((secret, tax))
     }
 
     pub(crate) async fn locked_customer_status(&mut self, customer_id: Uuid) -> Result<String, StoreError> {
@@ -197,7 +251,7 @@ impl WriteTx {
         let merchant = self.merchant();
         let pan = card.pan.expose();
         let aad = secret_aad(merchant, id, "secret");
-        let sealed = vault.seal(version, &aad, pan.as_bytes()).map_err(|e| StoreError::Crypto(e.to_string()))?;
+        let sealed = vault.seal(version, &aad, pan.as_bytes())?;
         let brand = card.pan.brand().as_str();
         let m = NewMethod {
             kind: MethodKind::Card,
@@ -232,18 +286,12 @@ impl WriteTx {
         self.lock_active_customer(customer_id).await?;
         let version = self.active_key_version(vault).await?;
         let merchant = self.merchant();
-        let seal = |field: &str, clear: &str| {
-            vault
-                .seal(version, &secret_aad(merchant, id, field), clear.as_bytes())
-                .map_err(|e| StoreError::Crypto(e.to_string()))
-        };
+        let seal = |field: &str, clear: &str| vault.seal(version, &secret_aad(merchant, id, field), clear.as_bytes());
         let secret = ach.account_number.as_ref().map(|a| seal("secret", a.expose())).transpose()?;
         let tax_id_secret = ach.tax_id.as_ref().map(|t| seal("tax_id", t.expose())).transpose()?;
-        // The same account is the same routing number and account number.
-        let fingerprint = ach.account_number.as_ref().map(|a| {
-            let key = format!("{}:{}", ach.routing_number.as_str(), a.expose());
-            vault.fingerprint(merchant, "ach", key.as_bytes())
-        });
+        let routing = ach.routing_number.as_str();
+        let fingerprint =
+            ach.account_number.as_ref().map(|a| ach_fingerprint(vault, merchant, routing, a.expose().as_bytes()));
         let account_last4 = ach.account_number.as_ref().map(|a| a.last4());
         let m = NewMethod {
             kind: MethodKind::Ach,
@@ -263,12 +311,7 @@ impl WriteTx {
             secret,
             tax_id_secret,
             key_version: version,
-            search_text: format!(
-                "{} ach {} {}",
-                ach.name.to_lowercase(),
-                ach.routing_number.as_str(),
-                account_last4.unwrap_or("")
-            ),
+            search_text: ach_search_text(Some(&ach.name), Some(routing), account_last4),
         };
         self.insert_method(customer_id, id, m).await
     }
@@ -284,15 +327,7 @@ impl WriteTx {
         )
         .await?;
         if let Some(fp) = &m.fingerprint {
-            let existing: Option<(Uuid,)> = self
-                .fetch_optional(
-                    "SELECT id FROM payment_methods WHERE merchant_id = $1 AND customer_id = $2 AND fingerprint = $3",
-                    &[&merchant, &customer_id, &fp.as_str()],
-                )
-                .await?;
-            if let Some((existing,)) = existing {
-                return Err(StoreError::Duplicate { existing });
-            }
+            self.check_not_held(customer_id, fp, id).await?;
         }
         self.exec("INSERT INTO payment_methods (merchant_id, id, customer_id, type, name, status, version, fingerprint, brand, bin, \
              last4, pan_length, exp_month, exp_year, routing_number, account_last4, tax_id_last4, account_type, \
@@ -358,13 +393,8 @@ impl WriteTx {
         if !u.bank.is_empty() {
             self.change_bank_details(vault, &rec, &u.bank).await?;
         }
-        let (routing, account_last4): (Option<&str>, Option<&str>) = match &u.bank {
-            b if b.is_empty() => (rec.routing_number.as_deref(), rec.account_last4.as_deref()),
-            b => (
-                b.routing_number.as_ref().map(|r| r.as_str()).or(rec.routing_number.as_deref()),
-                b.account_number.as_ref().map(|a| a.last4()).or(rec.account_last4.as_deref()),
-            ),
-        };
+        let routing = u.bank.routing_number.as_ref().map(|r| r.as_str()).or(rec.routing_number.as_deref());
+        let account_last4 = u.bank.account_number.as_ref().map(|a| a.last4()).or(rec.account_last4.as_deref());
         let search_text = match rec.kind() {
             MethodKind::Card => format!(
                 "{} {} {}",
@@ -372,12 +402,7 @@ impl WriteTx {
                 rec.brand.as_deref().unwrap_or(""),
                 rec.last4.as_deref().unwrap_or("")
             ),
-            MethodKind::Ach => format!(
-                "{} ach {} {}",
-                name.as_deref().unwrap_or("").to_lowercase(),
-                routing.unwrap_or(""),
-                account_last4.unwrap_or("")
-            ),
+            MethodKind::Ach => ach_search_text(name.as_deref(), routing, account_last4),
         };
         self.exec("UPDATE payment_methods SET name = $1, exp_month = $2, exp_year = $3, account_type = $4, account_holder_type = $5, \
              search_text = $6, version = version + 1, modified_at = $7 WHERE merchant_id = $8 AND id = $9", &[&name, &month, &year, &account_type, &holder_type, &search_text, &now, &merchant, &id]).await?;
@@ -395,22 +420,7 @@ impl WriteTx {
         change: &BankDetailsChange,
     ) -> Result<(), StoreError> {
         let (merchant, id) = (self.merchant(), rec.id);
-        let (secret, tax): (Option<Vec<u8>>, Option<Vec<u8>>) = self
-            .fetch_one(
-                "SELECT secret, tax_id_secret FROM payment_methods WHERE merchant_id = $1 AND id = $2",
-                &[&merchant, &id],
-            )
-            .await?;
-        for blob in [&secret, &tax].into_iter().flatten() {
-            if let Some(v) = Vault::version_of(blob) {
-                self.ensure_key(vault, v).await?;
-            }
-        }
-        let open = |field: &str, blob: &[u8]| {
-            vault.open(blob, &secret_aad(merchant, id, field)).map_err(|e| StoreError::Crypto(e.to_string()))
-        };
-        let stored_account = secret.as_deref().map(|b| open("secret", b)).transpose()?;
-        let stored_tax = tax.as_deref().map(|b| open("tax_id", b)).transpose()?;
+        let (stored_account, stored_tax) = self.method_secrets(vault, id).await?;
         let account: Option<&[u8]> = match &change.account_number {
             Some(a) => Some(a.expose().as_bytes()),
             None => stored_account.as_deref().map(|v| v.as_slice()),
@@ -424,28 +434,12 @@ impl WriteTx {
             None => rec.routing_number.as_deref().unwrap_or(""),
         };
         let version = self.active_key_version(vault).await?;
-        let seal = |field: &str, clear: &[u8]| {
-            vault.seal(version, &secret_aad(merchant, id, field), clear).map_err(|e| StoreError::Crypto(e.to_string()))
-        };
+        let seal = |field: &str, clear: &[u8]| vault.seal(version, &secret_aad(merchant, id, field), clear);
         let sealed = account.map(|a| seal("secret", a)).transpose()?;
         let sealed_tax = tax_id.map(|t| seal("tax_id", t)).transpose()?;
-        let fingerprint = account.map(|a| {
-            let mut key = zeroize::Zeroizing::new(Vec::with_capacity(routing.len() + 1 + a.len()));
-            key.extend_from_slice(routing.as_bytes());
-            key.push(b':');
-            key.extend_from_slice(a);
-            vault.fingerprint(merchant, "ach", &key)
-        });
+        let fingerprint = account.map(|a| ach_fingerprint(vault, merchant, routing, a));
         if let Some(fp) = &fingerprint {
-            let other: Option<(Uuid,)> = self
-                .fetch_optional(
-                    "SELECT id FROM payment_methods WHERE merchant_id = $1 AND customer_id = $2 AND fingerprint = $3 AND id <> $4",
-                    &[&merchant, &rec.customer_id, &fp.as_str(), &id],
-                )
-                .await?;
-            if let Some((existing,)) = other {
-                return Err(StoreError::Duplicate { existing });
-            }
+            self.check_not_held(rec.customer_id, fp, id).await?;
         }
         let last4 = |v: &[u8]| String::from_utf8_lossy(&v[v.len().saturating_sub(4)..]).into_owned();
         let (account_last4, tax_last4) = (account.map(last4), tax_id.map(last4));
@@ -541,25 +535,10 @@ impl WriteTx {
     /// Opens the method's secrets and records that they were revealed.
     pub async fn reveal_method(&mut self, vault: &Vault, customer_id: Uuid, id: Uuid) -> Result<Revealed, StoreError> {
         let record = self.get_method(customer_id, id).await?;
-        let merchant = self.merchant();
-        let (secret, tax): (Option<Vec<u8>>, Option<Vec<u8>>) = self
-            .fetch_one(
-                "SELECT secret, tax_id_secret FROM payment_methods WHERE merchant_id = $1 AND id = $2",
-                &[&merchant, &id],
-            )
-            .await?;
-        let open = |field: &str, blob: &[u8]| -> Result<zeroize::Zeroizing<String>, StoreError> {
-            let clear =
-                vault.open(blob, &secret_aad(merchant, id, field)).map_err(|e| StoreError::Crypto(e.to_string()))?;
-            Ok(zeroize::Zeroizing::new(String::from_utf8_lossy(&clear).into_owned()))
-        };
-        for blob in [&secret, &tax].into_iter().flatten() {
-            if let Some(v) = Vault::version_of(blob) {
-                self.ensure_key(vault, v).await?;
-            }
-        }
-        let secret = secret.as_deref().map(|b| open("secret", b)).transpose()?;
-        let tax_id = tax.as_deref().map(|b| open("tax_id", b)).transpose()?;
+        let (secret, tax) = self.method_secrets(vault, id).await?;
+        let text =
+            |clear: zeroize::Zeroizing<Vec<u8>>| zeroize::Zeroizing::new(String::from_utf8_lossy(&clear).into_owned());
+        let (secret, tax_id) = (secret.map(text), tax.map(text));
         self.event("payment_method.revealed", id).await?;
         Ok(Revealed { record, secret, tax_id })
     }

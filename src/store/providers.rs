@@ -56,9 +56,7 @@ impl WriteTx {
             match cred {
                 None => Ok((None, None)),
                 Some(c) => {
-                    let sealed = vault
-                        .seal(version, &secret_aad(merchant, id, field), c.expose().as_bytes())
-                        .map_err(|e| StoreError::Crypto(e.to_string()))?;
+                    let sealed = vault.seal(version, &secret_aad(merchant, id, field), c.expose().as_bytes())?;
                     Ok((Some(sealed), Some(obfuscate(c.expose()))))
                 }
             }

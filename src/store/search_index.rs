@@ -38,18 +38,21 @@ use super::customers::{SEQ_BITS, SEQ_MASK};
 /// see [`WordMatch::of`], so a shorter term could never match; a third of all
 /// suffixes, left out of every write).
 pub fn contact_terms(contacts: &str) -> String {
-    let mut out = String::new();
-    for run in runs(contacts) {
-        // Runs are ASCII, so every byte starts a suffix.
-        for i in 0..run.len().saturating_sub(MIN_CONTACT_TERM - 1) {
-            if !out.is_empty() {
-                out.push(' ');
-            }
-            out.push_str(&run[i..]);
+    let lower = contacts.to_ascii_lowercase();
+    let mut out = String::with_capacity(4 * lower.len());
+    for term in contact_suffixes(&lower) {
+        if !out.is_empty() {
+            out.push(' ');
         }
+        out.push_str(term);
     }
-    out.make_ascii_lowercase();
     out
+}
+
+/// The suffixes of 3 characters or more of each run of `lower` (runs are ASCII,
+/// so every byte starts a suffix).
+fn contact_suffixes(lower: &str) -> impl Iterator<Item = &str> {
+    runs(lower).flat_map(|run| (0..run.len().saturating_sub(MIN_CONTACT_TERM - 1)).map(move |i| &run[i..]))
 }
 
 /// PostgreSQL's search terms for one customer (the lexemes of its
@@ -57,10 +60,10 @@ pub fn contact_terms(contacts: &str) -> String {
 /// `c` + each of [`contact_terms`]. The same terms as SQLite's two columns, told
 /// apart by their first letter in one index.
 pub fn lexemes(names: &str, contacts: &str) -> String {
-    let contacts = contact_terms(contacts);
-    let mut out = String::with_capacity(names.len() + contacts.len() + 32);
+    let lower = contacts.to_ascii_lowercase();
+    let mut out = String::with_capacity(2 * names.len() + 5 * lower.len());
     let names = names.split(' ').filter(|w| !w.is_empty()).map(|w| ('n', w));
-    for (kind, term) in names.chain(contacts.split(' ').filter(|t| !t.is_empty()).map(|t| ('c', t))) {
+    for (kind, term) in names.chain(contact_suffixes(&lower).map(|t| ('c', t))) {
         if !out.is_empty() {
             out.push(' ');
         }

@@ -241,9 +241,7 @@ impl WriteTx {
         let version = self.active_key_version(vault).await?;
         let (merchant, now, id) = (self.merchant(), self.now, Uuid::now_v7());
         let seal = |field: &str, clear: &str| {
-            vault
-                .seal(version, &secret_aad(merchant, id, field), clear.as_bytes())
-                .map_err(|e| StoreError::Crypto(e.to_string()))
+            vault.seal(version, &secret_aad(merchant, id, field), clear.as_bytes()).map_err(StoreError::from)
         };
         let (r, b) = (seal("outbox:recipient", recipient)?, seal("outbox:body", body)?);
         self.exec("INSERT INTO notification_outbox (merchant_id, id, channel, recipient, body, key_version, status, next_attempt_at, created_at) \
