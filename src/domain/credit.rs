@@ -225,13 +225,16 @@ impl QuestionText {
     /// The text in `lang`: the exact tag, else the same language in another
     /// region (`fr` for `fr-CA`), else the default text.
     pub fn in_language(&self, lang: Option<&str>) -> &str {
-        let Some(lang) = lang else { return &self.text };
-        let base = |tag: &str| tag.split('-').next().unwrap_or(tag).to_owned();
-        self.translations
-            .get(lang)
-            .or_else(|| self.translations.iter().find(|(k, _)| base(k) == base(lang)).map(|(_, v)| v))
-            .unwrap_or(&self.text)
+        lang.and_then(|l| translation(&self.translations, l)).unwrap_or(&self.text)
     }
+}
+
+/// The text for `lang` among `translations`: its exact tag, else the same
+/// language in another region.
+fn translation<'a>(translations: &'a BTreeMap<String, String>, lang: &str) -> Option<&'a String> {
+    let base = |tag: &'a str| tag.split('-').next().unwrap_or(tag);
+    let want = lang.split('-').next().unwrap_or(lang);
+    translations.get(lang).or_else(|| translations.iter().find(|(k, _)| base(k) == want).map(|(_, v)| v))
 }
 
 /// Reads `lang`: one of [`LANGUAGES`], in any letter case.
@@ -269,14 +272,12 @@ fn read_question_text(
             if map.is_empty() {
                 p.push(path, format!("'{path}' needs at least one language."));
             }
-            let draft = QuestionText { text: String::new(), translations };
-            let in_lang = |l: &str| Some(draft.in_language(Some(l))).filter(|t| !t.is_empty()).map(str::to_owned);
             let text = account_lang
                 .and_then(parse_language)
-                .and_then(in_lang)
-                .or_else(|| in_lang("en"))
-                .or_else(|| draft.translations.values().next().cloned())?;
-            let translations = draft.translations;
+                .and_then(|l| translation(&translations, l))
+                .or_else(|| translation(&translations, "en"))
+                .or_else(|| translations.values().next())?
+                .clone();
             Some(QuestionText { text, translations })
         }
         Some(Value::String(s)) => {

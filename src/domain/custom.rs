@@ -183,6 +183,13 @@ pub struct Unchanged {
     pub shown: Option<String>,
 }
 
+impl Unchanged {
+    /// Whether the store must check it against what is stored.
+    pub fn is_checked(&self) -> bool {
+        self.required || self.shown.is_some()
+    }
+}
+
 /// What a body says of the merchant's custom parameters.
 #[derive(Debug, Clone, Default)]
 pub struct CustomValues {
@@ -190,6 +197,18 @@ pub struct CustomValues {
     pub set: Vec<CustomValue>,
     /// Secret parameters left as they are.
     pub unchanged: Vec<Unchanged>,
+}
+
+impl CustomValues {
+    /// Whether writing them on a new customer reads or writes anything.
+    pub fn touch_the_store(&self) -> bool {
+        !self.set.is_empty() || self.unchanged.iter().any(Unchanged::is_checked)
+    }
+}
+
+/// The names of the active (not retired) declarations: what an update replaces.
+pub fn active_names(declarations: &[Declaration]) -> Vec<String> {
+    declarations.iter().filter(|d| !d.retired).map(|d| d.name.clone()).collect()
 }
 
 /// Whether `s` has the shape of a masked secret: `****`, or `****` and 4 characters.

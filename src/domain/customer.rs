@@ -33,6 +33,15 @@ impl CustomerStatus {
             _ => None,
         }
     }
+
+    /// A `status` a body or query sent, its problem reported under `status`.
+    pub fn read(s: &str, p: &mut Problems) -> Option<CustomerStatus> {
+        let status = CustomerStatus::parse(s);
+        if status.is_none() {
+            p.push("status", "'status' must be 'active' or 'inactive'.");
+        }
+        status
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -233,13 +242,7 @@ impl CustomerInput {
                 None
             }
         });
-        let status = o.string("status", p).and_then(|s| {
-            let st = CustomerStatus::parse(s);
-            if st.is_none() {
-                p.push("status", "'status' must be 'active' or 'inactive'.");
-            }
-            st
-        });
+        let status = o.string("status", p).and_then(|s| CustomerStatus::read(s, p));
         for key in READ_ONLY {
             o.get(key);
         }

@@ -6,6 +6,7 @@ use std::fmt;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
+use super::currency::active_currency;
 use super::text::{optional_text, required_text};
 use super::{Obj, Problems};
 
@@ -65,8 +66,6 @@ fn text(o: &mut Obj<'_>, key: &'static str, max: usize, p: &mut Problems) -> Opt
     let path = o.path(key);
     o.string(key, p).and_then(|s| optional_text(s, &path, max, p))
 }
-
-pub use super::currency::active_currency;
 
 /// The top-level fields of seed 002's provider link, which a customer create
 /// may carry too.

@@ -138,9 +138,7 @@ async fn upsert_batch(
                 (id, true)
             }
         };
-        let custom = &new.customer.custom;
-        let checks_secrets = custom.unchanged.iter().any(|u| u.required || u.shown.is_some());
-        let has_parts = !custom.set.is_empty() || checks_secrets || new.brings_methods();
+        let has_parts = new.customer.custom.touch_the_store() || new.brings_methods();
         if !created || has_parts {
             tx.insert_customer_rows(&std::mem::take(&mut pending)).await?;
             tx.write_parts(&vault, id, if created { &[] } else { active }, new).await?;
@@ -165,7 +163,7 @@ impl Importer {
         out: mpsc::Sender<Bytes>,
     ) -> Result<Importer, sqlx::Error> {
         let declarations = state.db().scoped(actor.tenant).declarations().await?;
-        let active = declarations.iter().filter(|d| !d.retired).map(|d| d.name.clone()).collect();
+        let active = crate::domain::custom::active_names(&declarations);
         Ok(Importer {
             state,
             actor,

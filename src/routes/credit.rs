@@ -283,22 +283,19 @@ async fn open_account(
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-    let (account_number, vcc) = state
+    let (mut opened, vcc) = state
         .db()
         .write(auth.actor(), move |mut tx| async move {
-            let (number, vcc) = tx.open_account(&vault, customer, &input, &hashes, &bin).await?;
+            let (account_number, vcc) = tx.open_account(&vault, customer, &input, &hashes, &bin).await?;
             // What a replay under the same Idempotency-Key answers: never the full number.
             let card_ending_in = vcc[vcc.len() - 4..].to_owned();
-            let kept = OpenedAccount { account_number: number.clone(), card_ending_in, vcc_number: None };
-            commit_reply(tx, &kept).await?;
-            Ok::<_, StoreError>((number, vcc))
+            let opened = OpenedAccount { account_number, card_ending_in, vcc_number: None };
+            commit_reply(tx, &opened).await?;
+            Ok::<_, StoreError>((opened, vcc))
         })
         .await?;
-    let card_ending_in = vcc[vcc.len() - 4..].to_owned();
-    Ok(JsonReply::new(
-        StatusCode::OK,
-        &OpenedAccount { account_number, card_ending_in, vcc_number: Some(Revealed::new(vcc)) },
-    ))
+    opened.vcc_number = Some(Revealed::new(vcc));
+    Ok(JsonReply::new(StatusCode::OK, &opened))
 }
 
 /// Reveal a credit account's virtual card

@@ -19,6 +19,7 @@ use super::{Created, Deleted, JsonReply, ReadErrors, WriteErrors, commit_created
 use crate::AppState;
 use crate::auth::{Authed, CustomersRead, CustomersWrite, Scope};
 use crate::domain::contact::normalize_email;
+use crate::domain::custom::active_names;
 use crate::domain::custom::{Declaration, ParamType, typed_value};
 use crate::domain::customer::{CustomerInput, CustomerStatus, parse_date};
 use crate::domain::money::Money;
@@ -396,21 +397,35 @@ async fn update_customer(
     let declarations = state.db().scoped(auth.tenant()).declarations().await?;
     let input = CustomerInput::parse_update(&body, &declarations)?;
     same_customer(&input, id)?;
-    let active: Vec<String> = declarations.into_iter().filter(|d| !d.retired).map(|d| d.name).collect();
+    let active = active_names(&declarations);
     let vault = state.vault();
     let rec = state
         .db()
         .write(auth.actor(), move |mut tx| async move {
-            let mut rec = tx.update_customer(id, &input, if_match).await?;
-            tx.write_custom_values(&vault, id, &active, &input.custom).await?;
-            if let Some(status) = input.status {
-                rec = tx.set_customer_status(id, status, None).await?;
-            }
+            let rec = write_update(&mut tx, &vault, id, &input, &active, if_match).await?;
             tx.commit().await?;
             Ok::<_, StoreError>(rec)
         })
         .await?;
     detail(&state, auth.tenant(), rec).await
+}
+
+/// What a `PUT` and a `PATCH` write once their body is read: the fields, the
+/// custom values, and a `status` sent along.
+async fn write_update(
+    tx: &mut crate::store::WriteTx,
+    vault: &crate::crypto::Vault,
+    id: Uuid,
+    input: &CustomerInput,
+    active: &[String],
+    if_match: Option<i64>,
+) -> Result<CustomerRecord, StoreError> {
+    let mut rec = tx.update_customer(id, input, if_match).await?;
+    tx.write_custom_values(vault, id, active, &input.custom).await?;
+    if let Some(status) = input.status {
+        rec = tx.set_customer_status(id, status, None).await?;
+    }
+    Ok(rec)
 }
 
 /// A body that carries the representation's `id` back must name this customer.
@@ -491,12 +506,7 @@ async fn patch_customer(
             }
             let input = CustomerInput::parse_update(&doc, &declarations)?;
             same_customer(&input, id)?;
-            let active: Vec<String> = declarations.into_iter().filter(|d| !d.retired).map(|d| d.name).collect();
-            let mut rec = tx.update_customer(id, &input, if_match).await?;
-            tx.write_custom_values(&vault, id, &active, &input.custom).await?;
-            if let Some(status) = input.status {
-                rec = tx.set_customer_status(id, status, None).await?;
-            }
+            let rec = write_update(&mut tx, &vault, id, &input, &active_names(&declarations), if_match).await?;
             tx.commit().await?;
             Ok::<_, ApiError>(rec)
         })
@@ -564,13 +574,7 @@ async fn set_customer_status(
 pub(crate) fn parse_status_body(body: &serde_json::Value) -> Result<CustomerStatus, Problems> {
     let mut p = Problems::new();
     let status = Obj::root(body, &mut p).and_then(|mut o| {
-        let s = o.required_string("status", &mut p).and_then(|s| {
-            let st = CustomerStatus::parse(s);
-            if st.is_none() {
-                p.push("status", "'status' must be 'active' or 'inactive'.");
-            }
-            st
-        });
+        let s = o.required_string("status", &mut p).and_then(|s| CustomerStatus::read(s, &mut p));
         o.finish(&mut p);
         s
     });
@@ -750,13 +754,7 @@ pub fn parse_search(raw: Option<&str>, declarations: &[Declaration]) -> Result<C
     });
     let postal_code = q.one("postalCode", &mut p).map(postal_key);
     let external_reference = q.one("externalReference", &mut p).map(|s| s.trim().to_owned());
-    let status = q.one("status", &mut p).and_then(|s| {
-        let st = CustomerStatus::parse(s);
-        if st.is_none() {
-            p.push("status", "'status' must be 'active' or 'inactive'.");
-        }
-        st
-    });
+    let status = q.one("status", &mut p).and_then(|s| CustomerStatus::read(s, &mut p));
     q.finish(&mut p);
     p.check(CustomerSearch {
         page,

@@ -528,13 +528,10 @@ fn parse_update(body: &serde_json::Value, kind: MethodKind) -> Result<MethodUpda
             }
         }
         if o.contains("status") {
-            u.active = o.required_string("status", &mut p).and_then(|s| match CustomerStatus::parse(s) {
-                Some(st) => Some(st == CustomerStatus::Active),
-                None => {
-                    p.push("status", "'status' must be 'active' or 'inactive'.");
-                    None
-                }
-            });
+            u.active = o
+                .required_string("status", &mut p)
+                .and_then(|s| CustomerStatus::read(s, &mut p))
+                .map(|st| st == CustomerStatus::Active);
         }
         // A representation read with GET may be sent back whole: what the service
         // keeps is ignored.

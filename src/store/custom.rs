@@ -239,7 +239,7 @@ impl WriteTx {
     /// must be this customer's own mask (a value equal to a mask is never stored),
     /// and a required one must exist.
     async fn check_unchanged(&mut self, customer: Uuid, unchanged: &[Unchanged]) -> Result<(), StoreError> {
-        let checked: Vec<&Unchanged> = unchanged.iter().filter(|u| u.required || u.shown.is_some()).collect();
+        let checked: Vec<&Unchanged> = unchanged.iter().filter(|u| u.is_checked()).collect();
         if checked.is_empty() {
             return Ok(());
         }
