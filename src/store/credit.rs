@@ -3,7 +3,8 @@
 use rand::Rng;
 use uuid::Uuid;
 
-use super::{Db, Scoped, StoreError, Tenant, TxInner, WriteTx, on_conn};
+use super::dialect::locking;
+use super::{Db, Scoped, StoreError, Tenant, WriteTx, on_conn};
 use crate::crypto::Vault;
 use crate::domain::credit::{AccountInput, PlanInput, QuestionText, Term};
 
@@ -264,14 +265,9 @@ impl WriteTx {
     /// Closes an account for good.
     pub async fn close_account(&mut self, number: &str) -> Result<(), StoreError> {
         let (merchant, now) = (self.merchant(), self.now);
-        let sql = match self.inner {
-            TxInner::Sqlite(_) => {
-                "SELECT id, status FROM credit_accounts WHERE merchant_id = $1 AND account_number = $2"
-            }
-            TxInner::Postgres(_) => {
-                "SELECT id, status FROM credit_accounts WHERE merchant_id = $1 AND account_number = $2 FOR UPDATE"
-            }
-        };
+        let sql = self.backend().locking(&locking!(
+            "SELECT id, status FROM credit_accounts WHERE merchant_id = $1 AND account_number = $2"
+        ));
         let row: Option<(Uuid, String)> = self.fetch_optional(sql, &[&merchant, &number]).await?;
         let (id, status) = row.ok_or(StoreError::NotFound("Credit account"))?;
         if status == "closed" {

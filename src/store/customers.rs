@@ -7,10 +7,11 @@ use std::sync::LazyLock;
 use uuid::Uuid;
 
 use super::custom::{CustomValues, inline_custom_values};
+use super::dialect::locking;
 use super::inline::{bind_numbered, driver_error};
 use super::query::Param;
 use super::search_index::{WordMatch, contact_terms};
-use super::{Conn, Scoped, StoreError, WriteTx, on_conn, placeholders};
+use super::{Backend, Conn, Scoped, StoreError, WriteTx, on_conn, placeholders};
 use crate::crypto::Vault;
 use crate::domain::address::{Address, postal_key};
 use crate::domain::customer::{CustomerInput, CustomerStatus, NewCustomer};
@@ -136,10 +137,8 @@ const INPUT_COLUMNS: [&str; 29] = [
 /// `$1..$6` are merchant, id, version, status, created, modified.
 /// Parameters of one inserted row: the six above, then [`INPUT_COLUMNS`].
 const INSERT_PARAMS: usize = 6 + INPUT_COLUMNS.len();
-/// Rows per statement of a bulk insert on PostgreSQL (2,240 parameters, far below
-/// its limit): one round trip to the database instead of 64. SQLite inserts one
-/// row per (prepared) statement: no round trip to save there, and a multi-row
-/// statement would need a statement journal, which copies every page it touches.
+/// Rows per statement of a bulk insert where the backend takes many
+/// ([`Backend::rows_per_insert`]): 2,240 parameters, one round trip instead of 64.
 const INSERT_ROWS: usize = 64;
 
 /// PostgreSQL's search terms (see `search_index::lexemes`): one more value after
@@ -377,8 +376,8 @@ impl WriteTx {
     pub(crate) async fn insert_customer_rows(&mut self, rows: &[(Uuid, &CustomerInput)]) -> Result<(), StoreError> {
         let (merchant, now) = (self.merchant(), self.now);
         let (version, status) = (1_i64, CustomerStatus::Active.as_str());
-        let pg = matches!(self.inner, super::TxInner::Postgres(_));
-        let per_statement = if pg { INSERT_ROWS } else { 1 };
+        let pg = self.backend() == Backend::Postgres;
+        let per_statement = self.backend().rows_per_insert(INSERT_ROWS);
         for chunk in rows.chunks(per_statement) {
             let cached = if pg { &PG_INSERT_SQL } else { &INSERT_SQL };
             let sql = chunk_sql(cached, chunk.len(), |n| insert_sql(n, pg));
@@ -407,12 +406,7 @@ impl WriteTx {
     /// The current version of a customer, locked for this transaction's update.
     async fn customer_version(&mut self, id: Uuid) -> Result<i64, StoreError> {
         let merchant = self.merchant();
-        let sql = match self.inner {
-            super::TxInner::Sqlite(_) => "SELECT version FROM customers WHERE merchant_id = $1 AND id = $2",
-            super::TxInner::Postgres(_) => {
-                "SELECT version FROM customers WHERE merchant_id = $1 AND id = $2 FOR UPDATE"
-            }
-        };
+        let sql = self.backend().locking(&locking!("SELECT version FROM customers WHERE merchant_id = $1 AND id = $2"));
         let row: Option<(i64,)> = self.fetch_optional(sql, &[&merchant, &id]).await?;
         row.map(|(v,)| v).ok_or(StoreError::NotFound("Customer"))
     }
@@ -441,7 +435,7 @@ impl WriteTx {
         self.check_reference(id, input).await?;
         let v = InputValues::of(input);
         let (merchant, now) = (self.merchant(), self.now);
-        let pg = matches!(self.inner, super::TxInner::Postgres(_));
+        let pg = self.backend() == Backend::Postgres;
         let terms = if pg { v.pg_terms() } else { String::new() };
         let mut args: Vec<&dyn Param<'_>> = vec![&merchant, &id, &now];
         args.extend(v.params());
@@ -1010,14 +1004,10 @@ impl WriteTx {
         let merchant = self.merchant();
         let mut held = HashMap::with_capacity(refs.len());
         for chunk in refs.chunks(500) {
-            let sql = format!(
-                "SELECT external_reference, id FROM customers WHERE merchant_id = $1 AND external_reference IN ({})",
-                placeholders(2, chunk.len())
-            );
+            let sql =
+                self.backend().rows_by_keys("external_reference, id", "customers", "external_reference", chunk.len());
             let mut args: Vec<&dyn Param<'_>> = vec![&merchant];
             args.extend(chunk.iter().map(|r| r as &dyn Param<'_>));
-            // Planned afresh each time: a plan cached while the table was small
-            // (early in an import) would scan it once it is large.
             let rows: Vec<(String, Uuid)> = self.fetch_all(&sql, &args, false).await?;
             held.extend(rows);
         }
@@ -1029,8 +1019,7 @@ impl WriteTx {
         let merchant = self.merchant();
         let mut found = std::collections::HashSet::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
-            let sql =
-                format!("SELECT id FROM customers WHERE merchant_id = $1 AND id IN ({})", placeholders(2, chunk.len()));
+            let sql = self.backend().rows_by_keys("id", "customers", "id", chunk.len());
             let mut args: Vec<&dyn Param<'_>> = vec![&merchant];
             args.extend(chunk.iter().map(|r| r as &dyn Param<'_>));
             let rows: Vec<(Uuid,)> = self.fetch_all(&sql, &args, false).await?;
@@ -1352,6 +1341,21 @@ mod pg_plan_tests {
             .unwrap();
         }
         let Conn::Postgres(pool) = db.reader() else { unreachable!() };
+        // Before any statistics (an import into a new database), a lookup of many
+        // keys still probes their unique index, whatever the planner thinks of the table.
+        for (key, index) in [("external_reference", "customers_external_reference"), ("id", "customers_pkey")] {
+            let explain = format!("EXPLAIN {}", Backend::Postgres.rows_by_keys("id", "customers", key, 500));
+            let mut q = sqlx::query_as(&explain).bind(tenant.id());
+            for i in 0..500 {
+                q = match key {
+                    "id" => q.bind(Uuid::now_v7()),
+                    _ => q.bind(format!("ref-{i}")),
+                };
+            }
+            let rows: Vec<(String,)> = q.fetch_all(pool).await.unwrap();
+            let plan = rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join(" | ");
+            assert!(plan.contains(&format!("Scan using {index}")) && plan.contains("Nested Loop"), "{key}: {plan}");
+        }
         sqlx::query("ANALYZE customers").execute(pool).await.unwrap();
         // The terms the writes computed are those migration 13 gives the rows it finds.
         let migration = include_str!("../../migrations/postgres/0013_search_terms.sql");

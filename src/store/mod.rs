@@ -13,6 +13,7 @@
 pub mod credit;
 pub mod custom;
 pub mod customers;
+mod dialect;
 pub mod events;
 mod group;
 pub mod idempotency;

@@ -7,8 +7,9 @@ use std::sync::LazyLock;
 
 use uuid::Uuid;
 
+use super::dialect::locking;
 use super::keys::secret_aad;
-use super::{Scoped, StoreError, TxInner, WriteTx, on_conn};
+use super::{Scoped, StoreError, WriteTx, on_conn};
 use crate::crypto::Vault;
 use crate::domain::bank::{AchInput, BankDetailsChange};
 use crate::domain::card::CardInput;
@@ -231,10 +232,7 @@ impl WriteTx {
 
     pub(crate) async fn locked_customer_status(&mut self, customer_id: Uuid) -> Result<String, StoreError> {
         let merchant = self.merchant();
-        let sql = match self.inner {
-            TxInner::Sqlite(_) => "SELECT status FROM customers WHERE merchant_id = $1 AND id = $2",
-            TxInner::Postgres(_) => "SELECT status FROM customers WHERE merchant_id = $1 AND id = $2 FOR UPDATE",
-        };
+        let sql = self.backend().locking(&locking!("SELECT status FROM customers WHERE merchant_id = $1 AND id = $2"));
         let row: Option<(String,)> = self.fetch_optional(sql, &[&merchant, &customer_id]).await?;
         row.map(|(s,)| s).ok_or(StoreError::NotFound("Customer"))
     }

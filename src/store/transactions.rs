@@ -2,7 +2,8 @@
 
 use uuid::Uuid;
 
-use super::{StoreError, TxInner, WriteTx};
+use super::dialect::locking;
+use super::{StoreError, WriteTx};
 use crate::domain::money::MAX_VOLUME;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,14 +112,9 @@ impl WriteTx {
             }
         }
         if let Some(number) = &t.credit_account_number {
-            let sql = match self.inner {
-                TxInner::Sqlite(_) => {
-                    "SELECT status, customer_id FROM credit_accounts WHERE merchant_id = $1 AND account_number = $2"
-                }
-                TxInner::Postgres(_) => {
-                    "SELECT status, customer_id FROM credit_accounts WHERE merchant_id = $1 AND account_number = $2 FOR UPDATE"
-                }
-            };
+            let sql = self.backend().locking(&locking!(
+                "SELECT status, customer_id FROM credit_accounts WHERE merchant_id = $1 AND account_number = $2"
+            ));
             let acct: Option<(String, Uuid)> = self.fetch_optional(sql, &[&merchant, &number.as_str()]).await?;
             let (status, owner) = acct.ok_or(StoreError::NotFound("Credit account"))?;
             if owner != customer {

@@ -7,8 +7,9 @@
 use rand::Rng;
 use uuid::Uuid;
 
+use super::dialect::locking;
 use super::keys::secret_aad;
-use super::{Scoped, StoreError, TxInner, WriteTx, now_ms, on_conn};
+use super::{Scoped, StoreError, WriteTx, now_ms, on_conn};
 use crate::crypto::{AnswerCheck, Vault};
 
 /// Codes live 10 minutes.
@@ -130,14 +131,14 @@ fn code_hash(vault: &Vault, merchant: Uuid, number: &str, code: u32) -> String {
 impl WriteTx {
     async fn verifiable_account(&mut self, number: &str) -> Result<AccountState, StoreError> {
         let merchant = self.merchant();
-        let lock = if matches!(self.inner, TxInner::Postgres(_)) { " FOR UPDATE OF a" } else { "" };
-        let sql = format!(
+        let sql = self.backend().locking(&locking!(
             "SELECT a.id, a.status, a.risk_rating, a.credit_limit, a.outstanding, a.verify_failures, a.verify_locked_until, \
              a.vcc_fingerprint, c.email, c.mobile_phone, m.name AS merchant_name \
              FROM credit_accounts a JOIN customers c ON c.merchant_id = a.merchant_id AND c.id = a.customer_id \
-             JOIN merchants m ON m.id = a.merchant_id WHERE a.merchant_id = $1 AND a.account_number = $2{lock}"
-        );
-        let a = self.fetch_optional::<AccountState>(&sql, &[&merchant, &number]).await?;
+             JOIN merchants m ON m.id = a.merchant_id WHERE a.merchant_id = $1 AND a.account_number = $2",
+            of "a"
+        ));
+        let a = self.fetch_optional::<AccountState>(sql, &[&merchant, &number]).await?;
         let a = a.ok_or(StoreError::NotFound("Credit account"))?;
         if a.status != "open" {
             return Err(StoreError::Conflict {
