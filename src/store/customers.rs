@@ -253,8 +253,8 @@ impl<'a> InputValues<'a> {
     }
 
     /// The customer's search terms on PostgreSQL.
-    fn pg_terms(&self) -> String {
-        super::search_index::lexemes(self.search_names(), self.search_contacts())
+    fn pg_terms(&self, merchant: Uuid) -> String {
+        super::search_index::lexemes(merchant, self.search_names(), self.search_contacts())
     }
 
     /// The customer's search index entry (SQLite).
@@ -383,7 +383,7 @@ impl WriteTx {
             let sql = chunk_sql(cached, chunk.len(), |n| insert_sql(n, pg));
             let values: Vec<InputValues> = chunk.iter().map(|(_, input)| InputValues::of(input)).collect();
             let terms: Vec<String> = match pg {
-                true => values.iter().map(InputValues::pg_terms).collect(),
+                true => values.iter().map(|v| v.pg_terms(merchant)).collect(),
                 false => Vec::new(),
             };
             let mut args: Vec<&dyn Param<'_>> = Vec::with_capacity(chunk.len() * (INSERT_PARAMS + 1));
@@ -436,7 +436,7 @@ impl WriteTx {
         let v = InputValues::of(input);
         let (merchant, now) = (self.merchant(), self.now);
         let pg = self.backend() == Backend::Postgres;
-        let terms = if pg { v.pg_terms() } else { String::new() };
+        let terms = if pg { v.pg_terms(merchant) } else { String::new() };
         let mut args: Vec<&dyn Param<'_>> = vec![&merchant, &id, &now];
         args.extend(v.params());
         if pg {
@@ -665,6 +665,7 @@ fn search_sql(sqlite: bool, merchant: Uuid, q: &CustomerSearch) -> SearchSql {
     let m = sql.arg(Arg::Id(merchant));
     sql.conditions.push(format!("customers.merchant_id = {m}"));
     let (mut words, mut checks) = (Vec::new(), Vec::new());
+    let tag = if sqlite { String::new() } else { super::search_index::pg_tag(merchant) };
     for (i, w) in q.words.iter().enumerate() {
         if sqlite {
             let shape = WordMatch::of(w.names.as_deref(), w.contacts.as_deref());
@@ -681,7 +682,9 @@ fn search_sql(sqlite: bool, merchant: Uuid, q: &CustomerSearch) -> SearchSql {
             }
         } else {
             let (query, check) =
-                super::search_index::pg_word(w.names.as_deref(), w.contacts.as_deref(), &mut |v| sql.arg(Arg::Text(v)));
+                super::search_index::pg_word(&tag, w.names.as_deref(), w.contacts.as_deref(), &mut |v| {
+                    sql.arg(Arg::Text(v))
+                });
             words.push(format!("({query})"));
             checks.extend(check);
         }
@@ -747,21 +750,28 @@ fn search_sql(sqlite: bool, merchant: Uuid, q: &CustomerSearch) -> SearchSql {
     // On SQLite, creation order breaks ties by insertion order (`seq`), as the
     // full-text keys do; elsewhere, and for the other orders, by id.
     let tie = if sqlite && q.order_by == OrderBy::CreatedOn { "customers.seq" } else { "customers.id" };
-    // Words on PostgreSQL: the terms index must drive, since every match is read
-    // to be counted anyway; walking the merchant's rows in sort order instead
-    // (its estimate for a common word) would read them all. An expression of the
-    // sort key no index holds leaves the planner no other way.
-    let sort = |col: &str| match (sqlite, q.words.is_empty()) {
-        (false, false) => format!("COALESCE({col}, {col})"),
-        _ => format!("{plus}{col}"),
+    let cols = SELECT_COLUMNS.replace("merchant_id, id,", "customers.merchant_id, customers.id,");
+    let page_sql = if !sqlite && !q.words.is_empty() {
+        // Words on PostgreSQL: the terms index drives (the matches are a
+        // materialized set, so the planner cannot walk the merchant's rows in sort
+        // order instead, its estimate for a common word), every match is read once
+        // for its id and sort key, counted and ranked there, and only the page's
+        // rows are read whole.
+        format!(
+            "WITH matches AS MATERIALIZED (SELECT customers.id AS id, {col} AS sort_key {filter}), \
+             page AS (SELECT id, sort_key FROM matches ORDER BY sort_key {dir}, id {dir} LIMIT {limit} OFFSET {offset}) \
+             SELECT {cols}, (SELECT COUNT(*) FROM matches) AS total_matches FROM page \
+             JOIN customers ON customers.merchant_id = {m} AND customers.id = page.id \
+             ORDER BY page.sort_key {dir}, page.id {dir}",
+            col = q.order_by.column(),
+        )
+    } else {
+        format!(
+            "SELECT {cols}{total} {filter} ORDER BY {plus}{col} {dir}, {plus}{tie} {dir} LIMIT {limit} OFFSET {offset}",
+            col = q.order_by.column(),
+            total = if counted { ", COUNT(*) OVER () AS total_matches" } else { "" },
+        )
     };
-    let page_sql = format!(
-        "SELECT {cols}{total} {filter} ORDER BY {col} {dir}, {tie} {dir} LIMIT {limit} OFFSET {offset}",
-        cols = SELECT_COLUMNS.replace("merchant_id, id,", "customers.merchant_id, customers.id,"),
-        col = sort(q.order_by.column()),
-        tie = sort(tie),
-        total = if counted { ", COUNT(*) OVER () AS total_matches" } else { "" },
-    );
     SearchSql { count: count_sql, page: page_sql, counted, args: sql.args }
 }
 
@@ -1340,6 +1350,15 @@ mod pg_plan_tests {
             .await
             .unwrap();
         }
+        // Another merchant with customers of the same names: its terms are its own.
+        let other = db.create_merchant("Other").await.unwrap();
+        db.write(Actor::system(other), move |mut tx| async move {
+            let rows: Vec<(Uuid, &CustomerInput)> = inputs[..2_000].iter().map(|c| (Uuid::now_v7(), c)).collect();
+            tx.insert_customer_rows(&rows).await?;
+            tx.commit().await
+        })
+        .await
+        .unwrap();
         let Conn::Postgres(pool) = db.reader() else { unreachable!() };
         // Before any statistics (an import into a new database), a lookup of many
         // keys still probes their unique index, whatever the planner thinks of the table.
@@ -1357,14 +1376,15 @@ mod pg_plan_tests {
             assert!(plan.contains(&format!("Scan using {index}")) && plan.contains("Nested Loop"), "{key}: {plan}");
         }
         sqlx::query("ANALYZE customers").execute(pool).await.unwrap();
-        // The terms the writes computed are those migration 13 gives the rows it finds.
-        let migration = include_str!("../../migrations/postgres/0013_search_terms.sql");
+        // The terms the writes computed are those migration 14 gives the rows it finds.
+        let migration = include_str!("../../migrations/postgres/0014_merchant_search_terms.sql");
         let start = migration.find("CREATE FUNCTION").unwrap();
         let function = &migration[start..start + migration[start..].find("$$;").unwrap() + 3];
         let mut c = pool.acquire().await.unwrap();
         sqlx::query(function).execute(&mut *c).await.unwrap();
         let (differ,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM customers WHERE search_terms <> pg_temp.customer_search_terms(search_names, search_contacts)",
+            "SELECT COUNT(*) FROM customers \
+             WHERE search_terms <> pg_temp.customer_search_terms(merchant_id, search_names, search_contacts)",
         )
         .fetch_one(&mut *c)
         .await
@@ -1389,6 +1409,7 @@ mod pg_plan_tests {
             let plan = rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join(" | ");
             assert!(plan.contains("Bitmap Index Scan on customers_search_terms"), "{what}: {plan}");
             assert!(!plan.contains("Seq Scan") && !plan.contains("customers_created"), "{what}: {plan}");
+            assert!(!plan.contains("BitmapAnd"), "{what}: the terms alone narrow the rows: {plan}");
             let explain = format!("EXPLAIN {}", sql.count);
             let n = sql.args.len() - 2;
             let rows: Vec<(String,)> =
@@ -1410,8 +1431,8 @@ mod pg_plan_tests {
         let scoped = db.scoped(tenant);
         for (what, q) in cases {
             let conditions: Vec<String> = q.words.iter().map(like).collect();
-            let sql = format!("SELECT COUNT(*) FROM customers WHERE {}", conditions.join(" AND "));
-            let (want,): (i64,) = sqlx::query_as(&sql).fetch_one(pool).await.unwrap();
+            let sql = format!("SELECT COUNT(*) FROM customers WHERE merchant_id = $1 AND {}", conditions.join(" AND "));
+            let (want,): (i64,) = sqlx::query_as(&sql).bind(tenant.id()).fetch_one(pool).await.unwrap();
             let got = scoped.search_customers(&q).await.unwrap().total;
             assert_eq!(got, want, "{what}");
             assert!(want > 0 || what == "digits", "{what} finds something");

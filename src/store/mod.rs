@@ -36,7 +36,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
-use sqlx::{Postgres, Transaction};
+use sqlx::{ConnectOptions, Postgres, Transaction};
 use uuid::Uuid;
 
 /// A merchant id that came from an authenticated API key (or the operator's CLI).
@@ -163,11 +163,19 @@ impl Default for DbOptions {
     }
 }
 
+/// sqlx's level for a statement slower than a second: debug, not its default
+/// warning, which printed the whole statement (a bulk insert's 2,304 placeholders,
+/// a migration's rewrite of every row). A slow request is logged by the service
+/// with its route and latency; statement budgets end the slowest with an error.
+const SLOW_STATEMENT_LOG: log::LevelFilter = log::LevelFilter::Debug;
+
 impl Db {
     /// Opens the database named by `url`, creating a SQLite file (and its folder) when missing.
     pub async fn connect(url: &str, opts: &DbOptions) -> anyhow::Result<Db> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let admin = PgConnectOptions::from_str(url).context("parsing the PostgreSQL URL")?;
+            let admin = PgConnectOptions::from_str(url)
+                .context("parsing the PostgreSQL URL")?
+                .log_slow_statements(SLOW_STATEMENT_LOG, Duration::from_secs(1));
             let mut connect = admin.clone();
             if let Some(t) = opts.query_timeout {
                 // Every statement of the service's connections, reads and writes, and any
@@ -195,7 +203,8 @@ impl Db {
             let options = SqliteConnectOptions::from_str(url)
                 .context("parsing the SQLite URL")?
                 .create_if_missing(true)
-                .busy_timeout(Duration::from_secs(5));
+                .busy_timeout(Duration::from_secs(5))
+                .log_slow_statements(SLOW_STATEMENT_LOG, Duration::from_secs(1));
             let connect = SQLITE_WRITE_PRAGMAS
                 .iter()
                 .fold(options, |o, (name, value)| o.pragma(*name, *value))
