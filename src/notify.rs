@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use uuid::Uuid;
 
 use crate::crypto::Vault;
 use crate::store::keys::secret_aad;
-use crate::store::{Db, now_ms, on_conn};
+use crate::store::outbox::{OutboxMessage, Outcome};
+use crate::store::{Db, now_ms};
 
 /// After this many failed attempts a message is given up (`failed`).
 pub const MAX_ATTEMPTS: i64 = 8;
@@ -29,17 +29,6 @@ pub struct Channels {
     pub poll: Duration,
     /// The first retry waits this long; each next one twice as long (capped at an hour).
     pub retry_base: Duration,
-}
-
-#[derive(sqlx::FromRow)]
-struct Due {
-    merchant_id: Uuid,
-    id: Uuid,
-    channel: String,
-    recipient: Vec<u8>,
-    body: Vec<u8>,
-    attempts: i64,
-    next_attempt_at: i64,
 }
 
 /// Why a send failed, in words without personal data.
@@ -82,16 +71,9 @@ impl Notifier {
     /// One pass: every due message this node could lease; returns how many.
     pub async fn deliver_due(&self) -> anyhow::Result<usize> {
         let now = now_ms();
-        let due: Vec<Due> = on_conn!(self.db.reader(), p => sqlx::query_as::<_, Due>(
-            "SELECT merchant_id, id, channel, recipient, body, attempts, next_attempt_at FROM notification_outbox \
-             WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT 20")
-            .bind(now).fetch_all(p).await)?;
         let mut handled = 0;
-        for m in due {
-            let leased = on_conn!(self.db.writer(), p => sqlx::query(
-                "UPDATE notification_outbox SET next_attempt_at = $1 WHERE merchant_id = $2 AND id = $3 AND status = 'pending' AND next_attempt_at = $4")
-                .bind(now + LEASE_MS).bind(m.merchant_id).bind(m.id).bind(m.next_attempt_at).execute(p).await.map(|r| r.rows_affected()))?;
-            if leased == 0 {
+        for m in self.db.due_messages(now, 20).await? {
+            if !self.db.lease_message(&m, now + LEASE_MS).await? {
                 continue; // another node has it
             }
             handled += 1;
@@ -113,16 +95,14 @@ impl Notifier {
             if let Some(e) = &error {
                 tracing::warn!(message_id = %m.id, channel = %m.channel, attempt = m.attempts + 1, status, error = %e, "notification not delivered");
             }
-            on_conn!(self.db.writer(), p => sqlx::query(
-                "UPDATE notification_outbox SET status = $1, attempts = attempts + $2, next_attempt_at = $3, last_error = $4, sent_at = $5 \
-                 WHERE merchant_id = $6 AND id = $7")
-                .bind(status).bind(i64::from(status != "sent" && status != "unsent")).bind(next).bind(error).bind(sent)
-                .bind(m.merchant_id).bind(m.id).execute(p).await.map(|r| r.rows_affected()))?;
+            let counts = status != "sent" && status != "unsent";
+            let outcome = Outcome { status, counts, next_attempt_at: next, error, sent_at: sent };
+            self.db.settle_message(&m, outcome).await?;
         }
         Ok(handled)
     }
 
-    async fn send(&self, m: &Due) -> Result<(), SendError> {
+    async fn send(&self, m: &OutboxMessage) -> Result<(), SendError> {
         let open = |field: &str, blob: &[u8]| -> Result<String, SendError> {
             if let Some(v) = Vault::version_of(blob)
                 && !self.vault.has_version(v)

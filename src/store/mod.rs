@@ -20,6 +20,7 @@ pub mod idempotency;
 mod inline;
 pub mod keys;
 pub mod merchants;
+pub mod outbox;
 pub mod payment_methods;
 pub mod providers;
 pub(crate) mod query;
