@@ -4,7 +4,7 @@ use rand::Rng;
 use uuid::Uuid;
 
 use super::dialect::locking;
-use super::{Db, Scoped, StoreError, Tenant, WriteTx, on_conn};
+use super::{Actor, Db, Scoped, StoreError, Tenant, WriteTx, on_conn};
 use crate::crypto::Vault;
 use crate::domain::credit::{AccountInput, PlanInput, QuestionText, Term};
 
@@ -108,11 +108,19 @@ impl Db {
         tenant: Tenant,
         vcc_bin: Option<&str>,
         allow_override: Option<bool>,
-    ) -> Result<(), sqlx::Error> {
-        on_conn!(self.writer(), p => sqlx::query(
-            "UPDATE merchants SET vcc_bin = COALESCE($1, vcc_bin), allow_merchant_override = COALESCE($2, allow_merchant_override) WHERE id = $3")
-            .bind(vcc_bin).bind(allow_override).bind(tenant.id()).execute(p).await.map(|r| r.rows_affected()))?;
-        Ok(())
+    ) -> Result<(), StoreError> {
+        let vcc_bin = vcc_bin.map(str::to_owned);
+        self.write(Actor::system(tenant), move |mut tx| async move {
+            let merchant = tx.merchant();
+            tx.exec(
+                "UPDATE merchants SET vcc_bin = COALESCE($1, vcc_bin), \
+                 allow_merchant_override = COALESCE($2, allow_merchant_override) WHERE id = $3",
+                &[&vcc_bin, &allow_override, &merchant],
+            )
+            .await?;
+            tx.commit().await
+        })
+        .await
     }
 }
 

@@ -21,6 +21,8 @@ use super::{Actor, Db, StoreError, Tenant, WriteTx, now_ms, on_conn};
 
 /// Replies are replayed for 24 hours.
 pub const RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+/// Expired records one purge transaction removes at most.
+const PURGE_BATCH: i64 = 1000;
 /// A claim older than this belongs to a request that cannot still be running
 /// (every request's deadline is shorter, see `config::MAX_REQUEST_TIMEOUT_MS`), so
 /// its work never committed.
@@ -108,12 +110,36 @@ impl Db {
         .await
     }
 
-    /// Deletes records past retention; returns how many.
-    pub async fn purge_idempotency(&self) -> Result<u64, sqlx::Error> {
+    /// Deletes records past retention; returns how many. Each merchant's go in
+    /// write transactions of [`PURGE_BATCH`] rows, so no purge holds the writer
+    /// long whatever has piled up.
+    pub async fn purge_idempotency(&self) -> Result<u64, StoreError> {
         let cutoff = now_ms() - RETENTION_MS;
-        let done = on_conn!(self.writer(), p => sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-            .bind(cutoff).execute(p).await.map(|r| r.rows_affected()))?;
-        Ok(done)
+        let merchants: Vec<(Uuid,)> = on_conn!(self.reader(), p => sqlx::query_as(
+            "SELECT DISTINCT merchant_id FROM idempotency_keys WHERE created_at < $1").bind(cutoff).fetch_all(p).await)?;
+        let mut removed = 0;
+        for (merchant,) in merchants {
+            loop {
+                let done = self
+                    .write(Actor::system(Tenant::trusted(merchant)), move |mut tx| async move {
+                        let n = tx
+                            .exec(
+                                "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key IN \
+                                 (SELECT key FROM idempotency_keys WHERE merchant_id = $1 AND created_at < $2 LIMIT $3)",
+                                &[&merchant, &cutoff, &PURGE_BATCH],
+                            )
+                            .await?;
+                        tx.commit().await?;
+                        Ok::<_, StoreError>(n)
+                    })
+                    .await?;
+                removed += done;
+                if done < PURGE_BATCH as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(removed)
     }
 }
 

@@ -1,9 +1,10 @@
 //! Merchants and their API keys. These are operator-level records: the
 //! functions here are used by authentication and the CLI, not by API handlers.
+//! Their writes go through [`Db::write`] in the merchant's name, like every other.
 
 use uuid::Uuid;
 
-use super::{Db, Tenant, now_ms, on_conn};
+use super::{Actor, Db, StoreError, Tenant, on_conn};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct KeyRecord {
@@ -13,11 +14,16 @@ pub struct KeyRecord {
 }
 
 impl Db {
-    pub async fn create_merchant(&self, name: &str) -> Result<Tenant, sqlx::Error> {
-        let id = Uuid::now_v7();
-        on_conn!(self.writer(), p => sqlx::query("INSERT INTO merchants (id, name, created_at) VALUES ($1, $2, $3)")
-            .bind(id).bind(name).bind(now_ms()).execute(p).await.map(|r| r.rows_affected()))?;
-        Ok(Tenant::trusted(id))
+    pub async fn create_merchant(&self, name: &str) -> Result<Tenant, StoreError> {
+        let tenant = Tenant::trusted(Uuid::now_v7());
+        let name = name.to_owned();
+        self.write(Actor::system(tenant), move |mut tx| async move {
+            let (id, now) = (tenant.id(), tx.now);
+            tx.exec("INSERT INTO merchants (id, name, created_at) VALUES ($1, $2, $3)", &[&id, &name, &now]).await?;
+            tx.commit().await
+        })
+        .await?;
+        Ok(tenant)
     }
 
     /// The merchant with this id, when it exists (for the operator's CLI).
@@ -39,19 +45,37 @@ impl Db {
         id: Uuid,
         key_hash: &[u8],
         scopes: &str,
-    ) -> Result<(), sqlx::Error> {
-        on_conn!(self.writer(), p => sqlx::query(
-            "INSERT INTO api_keys (merchant_id, id, key_hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(tenant.id()).bind(id).bind(key_hash).bind(scopes).bind(now_ms()).execute(p).await.map(|r| r.rows_affected()))?;
-        Ok(())
+    ) -> Result<(), StoreError> {
+        let (hash, scopes) = (key_hash.to_vec(), scopes.to_owned());
+        self.write(Actor::system(tenant), move |mut tx| async move {
+            let (merchant, now) = (tx.merchant(), tx.now);
+            tx.exec(
+                "INSERT INTO api_keys (merchant_id, id, key_hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5)",
+                &[&merchant, &id, &hash, &scopes, &now],
+            )
+            .await?;
+            tx.commit().await
+        })
+        .await
     }
 
     /// Revokes a key; `false` when no live key has this id.
-    pub async fn revoke_api_key(&self, id: Uuid) -> Result<bool, sqlx::Error> {
-        let done = on_conn!(self.writer(), p => sqlx::query(
-            "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(now_ms()).bind(id).execute(p).await.map(|r| r.rows_affected()))?;
-        Ok(done == 1)
+    pub async fn revoke_api_key(&self, id: Uuid) -> Result<bool, StoreError> {
+        let owner: Option<(Uuid,)> = on_conn!(self.reader(), p => sqlx::query_as(
+            "SELECT merchant_id FROM api_keys WHERE id = $1").bind(id).fetch_optional(p).await)?;
+        let Some((merchant,)) = owner else { return Ok(false) };
+        self.write(Actor::system(Tenant::trusted(merchant)), move |mut tx| async move {
+            let (merchant, now) = (tx.merchant(), tx.now);
+            let done = tx
+                .exec(
+                    "UPDATE api_keys SET revoked_at = $1 WHERE merchant_id = $2 AND id = $3 AND revoked_at IS NULL",
+                    &[&now, &merchant, &id],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(done == 1)
+        })
+        .await
     }
 
     /// The live key whose hash this is.

@@ -18,6 +18,27 @@ fn unkeyed(path: &str, body: &str) -> Vec<u8> {
 }
 
 both! {
+    async fn expired_records_are_purged_in_batches_per_merchant(app: TestApp) {
+        app.other_merchant().await;
+        let h = [("Idempotency-Key", "recent")];
+        app.send(Method::POST, "/customers", Some(&app.key), Some(json!({"firstName": "A", "lastName": "B"})), &h).await.expect(200);
+        // Records past retention: more than one purge transaction's worth for one merchant.
+        for (merchant, n) in [("Test merchant", 2500), ("Other merchant", 3)] {
+            let sql = format!(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
+                 INSERT INTO idempotency_keys (merchant_id, key, request_hash, state, created_at) \
+                 SELECT (SELECT id FROM merchants WHERE name = '{merchant}'), 'old-' || i, '', 'completed', 1000 FROM n"
+            );
+            crate::helpers::exec(&app.test_db.url, &sql).await;
+        }
+        assert_eq!(app.db.purge_idempotency().await.unwrap(), 2503);
+        let left: i64 = crate::helpers::scalar(&app.test_db.url, "SELECT COUNT(*) FROM idempotency_keys").await;
+        assert_eq!(left, 1, "the recent record stays");
+        let r = app.send(Method::POST, "/customers", Some(&app.key), Some(json!({"firstName": "A", "lastName": "B"})), &h).await;
+        assert_eq!(r.header("idempotent-replayed"), Some("true"));
+        assert_eq!(app.db.purge_idempotency().await.unwrap(), 0);
+    }
+
     async fn same_key_same_body_replays(app: TestApp) {
         let body = json!({"firstName": "Idem", "lastName": "Potent"});
         let h = [("Idempotency-Key", "order-123")];
