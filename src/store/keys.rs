@@ -1,8 +1,10 @@
 //! The data-key ring (`encryption_keys`) and key rotation.
 
+use std::collections::BTreeMap;
+
 use uuid::Uuid;
 
-use super::{Db, StoreError, WriteTx, now_ms, on_conn};
+use super::{Actor, Db, StoreError, Tenant, WriteTx, now_ms, on_conn};
 use crate::crypto::Vault;
 
 impl Db {
@@ -65,15 +67,41 @@ impl Db {
         Ok(vault.seal(version, aad, &clear)?)
     }
 
+    /// Writes a batch of re-sealed rows: one write transaction per merchant (a
+    /// batch shares one commit rather than paying one per row), each row's update
+    /// guarded by the key version it was read with, so a row a server rewrote
+    /// meanwhile is left as that write made it. Returns the rows changed.
+    async fn write_resealed(&self, version: u32, rows: Vec<(Uuid, Resealed)>) -> Result<u64, StoreError> {
+        let mut by_merchant: BTreeMap<Uuid, Vec<Resealed>> = BTreeMap::new();
+        for (merchant, row) in rows {
+            by_merchant.entry(merchant).or_default().push(row);
+        }
+        let mut n = 0;
+        for (merchant, rows) in by_merchant {
+            n += self
+                .write(Actor::system(Tenant::trusted(merchant)), move |mut tx| async move {
+                    let mut n = 0;
+                    for row in &rows {
+                        n += row.write(&mut tx, i64::from(version)).await?;
+                    }
+                    tx.commit().await?;
+                    Ok::<_, StoreError>(n)
+                })
+                .await?;
+        }
+        Ok(n)
+    }
+
     async fn rotate_payment_methods(&self, vault: &Vault, version: u32) -> anyhow::Result<u64> {
         let mut n = 0;
         loop {
-            let batch: Vec<SecretRow> = on_conn!(self.writer(), p => sqlx::query_as::<_, SecretRow>(
+            let batch: Vec<SecretRow> = on_conn!(self.reader(), p => sqlx::query_as::<_, SecretRow>(
                 "SELECT merchant_id, id, key_version, secret, tax_id_secret FROM payment_methods WHERE key_version < $1 LIMIT 500")
                 .bind(i64::from(version)).fetch_all(p).await)?;
             if batch.is_empty() {
                 return Ok(n);
             }
+            let mut resealed = Vec::with_capacity(batch.len());
             for row in batch {
                 let mut sealed = Vec::with_capacity(2);
                 for (blob, field) in [(&row.secret, "secret"), (&row.tax_id_secret, "tax_id")] {
@@ -84,74 +112,68 @@ impl Db {
                         None => None,
                     });
                 }
-                let [secret, tax]: [Option<Vec<u8>>; 2] = sealed.try_into().expect("two secrets");
-                n += on_conn!(self.writer(), p => sqlx::query(
-                    "UPDATE payment_methods SET secret = $1, tax_id_secret = $2, key_version = $3 \
-                     WHERE merchant_id = $4 AND id = $5 AND key_version = $6")
-                    .bind(secret).bind(tax).bind(i64::from(version)).bind(row.merchant_id).bind(row.id).bind(row.key_version)
-                    .execute(p).await.map(|r| r.rows_affected()))?;
+                let [secret, tax_id]: [Option<Vec<u8>>; 2] = sealed.try_into().expect("two secrets");
+                resealed.push((row.merchant_id, Resealed::Method { id: row.id, old: row.key_version, secret, tax_id }));
             }
+            n += self.write_resealed(version, resealed).await?;
         }
     }
 
     async fn rotate_custom_values(&self, vault: &Vault, version: u32) -> anyhow::Result<u64> {
         let mut n = 0;
         loop {
-            let batch: Vec<(Uuid, Uuid, String, i64, Vec<u8>)> = on_conn!(self.writer(), p => sqlx::query_as(
+            let batch: Vec<(Uuid, Uuid, String, i64, Vec<u8>)> = on_conn!(self.reader(), p => sqlx::query_as(
                 "SELECT merchant_id, customer_id, name, key_version, secret FROM customer_custom_values \
                  WHERE secret IS NOT NULL AND key_version < $1 LIMIT 500")
                 .bind(i64::from(version)).fetch_all(p).await)?;
             if batch.is_empty() {
                 return Ok(n);
             }
+            let mut resealed = Vec::with_capacity(batch.len());
             for (merchant, customer, name, old, blob) in batch {
-                let sealed =
-                    self.reseal(vault, version, &super::custom::custom_aad(merchant, customer, &name), &blob).await?;
-                n += on_conn!(self.writer(), p => sqlx::query(
-                    "UPDATE customer_custom_values SET secret = $1, key_version = $2 \
-                     WHERE merchant_id = $3 AND customer_id = $4 AND name = $5 AND key_version = $6")
-                    .bind(sealed).bind(i64::from(version)).bind(merchant).bind(customer).bind(name.as_str()).bind(old)
-                    .execute(p).await.map(|r| r.rows_affected()))?;
+                let aad = super::custom::custom_aad(merchant, customer, &name);
+                let secret = self.reseal(vault, version, &aad, &blob).await?;
+                resealed.push((merchant, Resealed::Custom { customer, name, old, secret }));
             }
+            n += self.write_resealed(version, resealed).await?;
         }
     }
 
     async fn rotate_outbox(&self, vault: &Vault, version: u32) -> anyhow::Result<u64> {
         let mut n = 0;
         loop {
-            let batch: Vec<OutboxSecrets> = on_conn!(self.writer(), p => sqlx::query_as(
+            let batch: Vec<OutboxSecrets> = on_conn!(self.reader(), p => sqlx::query_as(
                 "SELECT merchant_id, id, key_version, recipient, body FROM notification_outbox WHERE key_version < $1 LIMIT 500")
                 .bind(i64::from(version)).fetch_all(p).await)?;
             if batch.is_empty() {
                 return Ok(n);
             }
+            let mut resealed = Vec::with_capacity(batch.len());
             for (merchant, id, old, recipient, body) in batch {
-                let r = self.reseal(vault, version, &secret_aad(merchant, id, "outbox:recipient"), &recipient).await?;
-                let b = self.reseal(vault, version, &secret_aad(merchant, id, "outbox:body"), &body).await?;
-                n += on_conn!(self.writer(), p => sqlx::query(
-                    "UPDATE notification_outbox SET recipient = $1, body = $2, key_version = $3 WHERE merchant_id = $4 AND id = $5 AND key_version = $6")
-                    .bind(r).bind(b).bind(i64::from(version)).bind(merchant).bind(id).bind(old)
-                    .execute(p).await.map(|r| r.rows_affected()))?;
+                let recipient =
+                    self.reseal(vault, version, &secret_aad(merchant, id, "outbox:recipient"), &recipient).await?;
+                let body = self.reseal(vault, version, &secret_aad(merchant, id, "outbox:body"), &body).await?;
+                resealed.push((merchant, Resealed::Outbox { id, old, recipient, body }));
             }
+            n += self.write_resealed(version, resealed).await?;
         }
     }
 
     async fn rotate_virtual_cards(&self, vault: &Vault, version: u32) -> anyhow::Result<u64> {
         let mut n = 0;
         loop {
-            let batch: Vec<(Uuid, String, i64, Vec<u8>)> = on_conn!(self.writer(), p => sqlx::query_as(
+            let batch: Vec<(Uuid, String, i64, Vec<u8>)> = on_conn!(self.reader(), p => sqlx::query_as(
                 "SELECT merchant_id, account_number, key_version, vcc_secret FROM credit_accounts WHERE key_version < $1 LIMIT 500")
                 .bind(i64::from(version)).fetch_all(p).await)?;
             if batch.is_empty() {
                 return Ok(n);
             }
+            let mut resealed = Vec::with_capacity(batch.len());
             for (merchant, number, old, blob) in batch {
-                let sealed = self.reseal(vault, version, &super::credit::vcc_aad(merchant, &number), &blob).await?;
-                n += on_conn!(self.writer(), p => sqlx::query(
-                    "UPDATE credit_accounts SET vcc_secret = $1, key_version = $2 WHERE merchant_id = $3 AND account_number = $4 AND key_version = $5")
-                    .bind(sealed).bind(i64::from(version)).bind(merchant).bind(number.as_str()).bind(old)
-                    .execute(p).await.map(|r| r.rows_affected()))?;
+                let secret = self.reseal(vault, version, &super::credit::vcc_aad(merchant, &number), &blob).await?;
+                resealed.push((merchant, Resealed::VirtualCard { number, old, secret }));
             }
+            n += self.write_resealed(version, resealed).await?;
         }
     }
 
@@ -159,13 +181,14 @@ impl Db {
         use super::providers::CREDENTIAL_FIELDS;
         let mut n = 0;
         loop {
-            let batch: Vec<ProviderSecrets> = on_conn!(self.writer(), p => sqlx::query_as(
+            let batch: Vec<ProviderSecrets> = on_conn!(self.reader(), p => sqlx::query_as(
                 "SELECT merchant_id, id, key_version, api_key_secret, pp_key_secret, pp_hmac_secret FROM customer_providers \
                  WHERE key_version < $1 LIMIT 500")
                 .bind(i64::from(version)).fetch_all(p).await)?;
             if batch.is_empty() {
                 return Ok(n);
             }
+            let mut resealed = Vec::with_capacity(batch.len());
             for (merchant, id, old, a, k, h) in batch {
                 let mut sealed = Vec::new();
                 for (blob, (_, field)) in [a, k, h].into_iter().zip(CREDENTIAL_FIELDS) {
@@ -174,12 +197,68 @@ impl Db {
                         None => None,
                     });
                 }
-                let [a, k, h]: [Option<Vec<u8>>; 3] = sealed.try_into().expect("three credentials");
-                n += on_conn!(self.writer(), p => sqlx::query(
-                    "UPDATE customer_providers SET api_key_secret = $1, pp_key_secret = $2, pp_hmac_secret = $3, key_version = $4 \
-                     WHERE merchant_id = $5 AND id = $6 AND key_version = $7")
-                    .bind(a).bind(k).bind(h).bind(i64::from(version)).bind(merchant).bind(id).bind(old)
-                    .execute(p).await.map(|r| r.rows_affected()))?;
+                let credentials: [Option<Vec<u8>>; 3] = sealed.try_into().expect("three credentials");
+                resealed.push((merchant, Resealed::Provider { id, old, credentials }));
+            }
+            n += self.write_resealed(version, resealed).await?;
+        }
+    }
+}
+
+/// One row's secrets sealed again under the new key version, with the version
+/// they were read under (`old`).
+enum Resealed {
+    Method { id: Uuid, old: i64, secret: Option<Vec<u8>>, tax_id: Option<Vec<u8>> },
+    Custom { customer: Uuid, name: String, old: i64, secret: Vec<u8> },
+    Outbox { id: Uuid, old: i64, recipient: Vec<u8>, body: Vec<u8> },
+    VirtualCard { number: String, old: i64, secret: Vec<u8> },
+    Provider { id: Uuid, old: i64, credentials: [Option<Vec<u8>>; 3] },
+}
+
+impl Resealed {
+    /// Updates the row, unless it is no longer at the version it was read with.
+    async fn write(&self, tx: &mut WriteTx, version: i64) -> Result<u64, sqlx::Error> {
+        let merchant = tx.merchant();
+        match self {
+            Resealed::Method { id, old, secret, tax_id } => {
+                tx.exec(
+                    "UPDATE payment_methods SET secret = $1, tax_id_secret = $2, key_version = $3 \
+                     WHERE merchant_id = $4 AND id = $5 AND key_version = $6",
+                    &[secret, tax_id, &version, &merchant, id, old],
+                )
+                .await
+            }
+            Resealed::Custom { customer, name, old, secret } => {
+                tx.exec(
+                    "UPDATE customer_custom_values SET secret = $1, key_version = $2 \
+                     WHERE merchant_id = $3 AND customer_id = $4 AND name = $5 AND key_version = $6",
+                    &[secret, &version, &merchant, customer, name, old],
+                )
+                .await
+            }
+            Resealed::Outbox { id, old, recipient, body } => {
+                tx.exec(
+                    "UPDATE notification_outbox SET recipient = $1, body = $2, key_version = $3 \
+                     WHERE merchant_id = $4 AND id = $5 AND key_version = $6",
+                    &[recipient, body, &version, &merchant, id, old],
+                )
+                .await
+            }
+            Resealed::VirtualCard { number, old, secret } => {
+                tx.exec(
+                    "UPDATE credit_accounts SET vcc_secret = $1, key_version = $2 \
+                     WHERE merchant_id = $3 AND account_number = $4 AND key_version = $5",
+                    &[secret, &version, &merchant, number, old],
+                )
+                .await
+            }
+            Resealed::Provider { id, old, credentials: [a, k, h] } => {
+                tx.exec(
+                    "UPDATE customer_providers SET api_key_secret = $1, pp_key_secret = $2, pp_hmac_secret = $3, \
+                     key_version = $4 WHERE merchant_id = $5 AND id = $6 AND key_version = $7",
+                    &[a, k, h, &version, &merchant, id, old],
+                )
+                .await
             }
         }
     }
