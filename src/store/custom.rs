@@ -231,7 +231,7 @@ impl WriteTx {
         let merchant = self.merchant();
         let sql = custom_values_sql(1);
         let args: [&dyn Param<'_>; 2] = [&merchant, &customer];
-        let rows = self.fetch_all(&sql, &args, true).await?;
+        let rows = self.fetch_all(&sql, &args).await?;
         Ok(shown_values(rows).remove(&customer).unwrap_or_default())
     }
 
@@ -250,7 +250,7 @@ impl WriteTx {
         );
         let mut args: Vec<&dyn Param<'_>> = vec![&merchant, &customer];
         args.extend(checked.iter().map(|u| &u.name as &dyn Param<'_>));
-        let stored: Vec<(String, Option<String>)> = self.fetch_all(&sql, &args, true).await?;
+        let stored: Vec<(String, Option<String>)> = self.fetch_all(&sql, &args).await?;
         for u in checked {
             let hint = stored.iter().find(|(n, _)| *n == u.name).map(|(_, h)| h.as_deref());
             match (&u.shown, hint) {

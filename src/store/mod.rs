@@ -579,19 +579,16 @@ impl WriteTx {
         }
     }
 
-    /// Every row of a query of this transaction. `cache_plan: false` has
-    /// PostgreSQL plan the statement afresh each time, for a query whose best
-    /// plan changes while a bulk load grows the table.
+    /// Every row of a query of this transaction.
     pub(crate) async fn fetch_all<'a, R: query::Row>(
         &mut self,
         sql: &'a str,
         args: &'a query::Args<'a>,
-        cache_plan: bool,
     ) -> Result<Vec<R>, sqlx::Error> {
         match &mut self.inner {
             TxInner::Sqlite(lease) => query::sqlite_fetch(lease.conn(), sql, args, usize::MAX),
             TxInner::Postgres(t) => {
-                let rows = query::pg_query(sql, args).persistent(cache_plan).fetch_all(&mut **t).await?;
+                let rows = query::pg_query(sql, args).fetch_all(&mut **t).await?;
                 rows.iter().map(R::from_row).collect()
             }
         }

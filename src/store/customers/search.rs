@@ -683,20 +683,33 @@ mod pg_plan_tests {
         .unwrap();
         let Conn::Postgres(pool) = db.reader() else { unreachable!() };
         // Before any statistics (an import into a new database), a lookup of many
-        // keys still probes their unique index, whatever the planner thinks of the table.
-        for (key, index) in [("external_reference", "customers_external_reference"), ("id", "customers_pkey")] {
-            let explain = format!("EXPLAIN {}", Backend::Postgres.rows_by_keys("id", "customers", key, 500));
-            let mut q = sqlx::query_as(&explain).bind(tenant.id());
-            for i in 0..500 {
-                q = match key {
-                    "id" => q.bind(Uuid::now_v7()),
-                    _ => q.bind(format!("ref-{i}")),
-                };
+        // keys still probes their unique index, whatever the planner thinks of the
+        // table: planned for its values, and as the generic plan a prepared
+        // statement is cached with.
+        let mut c = pool.acquire().await.unwrap();
+        for (key, index, kind) in
+            [("external_reference", "customers_external_reference", "text"), ("id", "customers_pkey", "uuid")]
+        {
+            let sql = Backend::Postgres.rows_by_keys("id", "customers", key, 500);
+            let types = vec![kind; 500].join(", ");
+            sqlx::query(&format!("PREPARE lookup (uuid, {types}) AS {sql}")).execute(&mut *c).await.unwrap();
+            let values: Vec<String> = (0..500)
+                .map(|i| match kind {
+                    "uuid" => format!("'{}'", Uuid::now_v7()),
+                    _ => format!("'ref-{i}'"),
+                })
+                .collect();
+            let execute = format!("EXPLAIN EXECUTE lookup ('{}', {})", tenant.id(), values.join(", "));
+            for mode in ["force_custom_plan", "force_generic_plan"] {
+                sqlx::query(&format!("SET plan_cache_mode = {mode}")).execute(&mut *c).await.unwrap();
+                let rows: Vec<(String,)> = sqlx::query_as(&execute).fetch_all(&mut *c).await.unwrap();
+                let plan = rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join(" | ");
+                let probes = plan.contains(&format!("Scan using {index}")) && plan.contains("Nested Loop");
+                assert!(probes, "{key}, {mode}: {plan}");
             }
-            let rows: Vec<(String,)> = q.fetch_all(pool).await.unwrap();
-            let plan = rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join(" | ");
-            assert!(plan.contains(&format!("Scan using {index}")) && plan.contains("Nested Loop"), "{key}: {plan}");
+            sqlx::query("DEALLOCATE lookup").execute(&mut *c).await.unwrap();
         }
+        drop(c);
         sqlx::query("ANALYZE customers").execute(pool).await.unwrap();
         // The terms the writes computed are those migration 14 gives the rows it finds.
         let migration = include_str!("../../../migrations/postgres/0014_merchant_search_terms.sql");

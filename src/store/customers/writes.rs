@@ -379,7 +379,7 @@ impl WriteTx {
                 self.backend().rows_by_keys("external_reference, id", "customers", "external_reference", chunk.len());
             let mut args: Vec<&dyn Param<'_>> = vec![&merchant];
             args.extend(chunk.iter().map(|r| r as &dyn Param<'_>));
-            let rows: Vec<(String, Uuid)> = self.fetch_all(&sql, &args, false).await?;
+            let rows: Vec<(String, Uuid)> = self.fetch_all(&sql, &args).await?;
             held.extend(rows);
         }
         Ok(held)
@@ -393,7 +393,7 @@ impl WriteTx {
             let sql = self.backend().rows_by_keys("id", "customers", "id", chunk.len());
             let mut args: Vec<&dyn Param<'_>> = vec![&merchant];
             args.extend(chunk.iter().map(|r| r as &dyn Param<'_>));
-            let rows: Vec<(Uuid,)> = self.fetch_all(&sql, &args, false).await?;
+            let rows: Vec<(Uuid,)> = self.fetch_all(&sql, &args).await?;
             found.extend(rows.into_iter().map(|(id,)| id));
         }
         Ok(found)
