@@ -16,7 +16,7 @@ use crate::domain::Problems;
 use crate::http::correlation;
 use crate::store::StoreError;
 
-/// The error body of SPEC section 1, identical for every 4xx and 5xx.
+/// The error body, identical for every 4xx and 5xx.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
@@ -339,6 +339,10 @@ impl IntoResponse for ApiError {
             .into_response();
         if let Some(secs) = self.0.retry_after {
             res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.0.status == StatusCode::UNAUTHORIZED {
+            // RFC 9110: a 401 names the scheme that would be accepted.
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"clientele\""));
         }
         res
     }

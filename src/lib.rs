@@ -20,11 +20,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::{Extensions, HeaderMap, StatusCode, Version};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::IntoResponse;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::DefaultPredicate;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::Config;
@@ -108,7 +111,7 @@ pub fn build_router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .split_for_parts();
     routes::docs::finish(&mut openapi);
     let router = router
-        .merge(routes::docs::ui(openapi.clone()))
+        .merge(routes::docs::ui(&openapi))
         .fallback(|| async { ApiError::route_not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
@@ -117,8 +120,20 @@ pub fn build_router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         }))
         .layer(from_fn_with_state(state.limits().request_timeout(), http::observe::layer))
         .layer(from_fn(http::correlation::layer))
+        .layer(compression())
         .with_state(state);
     (router, openapi)
+}
+
+/// gzip or brotli when the client asks (`Accept-Encoding`), for every body
+/// worth it; never for a reply that reveals a secret, so that no compressed
+/// length can leak it beside text an attacker chose (BREACH).
+fn compression() -> CompressionLayer<impl tower_http::compression::Predicate> {
+    use tower_http::compression::Predicate as _;
+    let not_secret = |_: StatusCode, _: Version, _: &HeaderMap, ext: &Extensions| {
+        ext.get::<http::idempotency::SensitiveReply>().is_none()
+    };
+    CompressionLayer::new().gzip(true).br(true).compress_when(DefaultPredicate::new().and(not_secret))
 }
 
 impl App {

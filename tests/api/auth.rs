@@ -8,7 +8,9 @@ use crate::both;
 
 both! {
     async fn missing_bad_and_revoked_keys_get_401(app: TestApp) {
-        app.send(Method::GET, "/customers", None, None, &[]).await.expect_error(401, "unauthorized");
+        let r = app.send(Method::GET, "/customers", None, None, &[]).await;
+        r.expect_error(401, "unauthorized");
+        assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"clientele\""), "a 401 names its scheme");
         app.send(Method::GET, "/customers", Some("ck_not_a_key"), None, &[]).await.expect_error(401, "unauthorized");
         app.send(Method::GET, "/customers", None, None, &[("Authorization", "Basic dXNlcjpwYXNz")]).await.expect_error(401, "unauthorized");
         let long = "k".repeat(5000);

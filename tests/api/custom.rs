@@ -172,6 +172,7 @@ both! {
         assert_eq!(list.body["items"][1]["paymentProvider"], json!(null));
         let r = app.put(&format!("{base}/{id}"), json!({"provider": "other"})).await;
         assert!(r.expect_error(405, "method_not_allowed")["details"].as_str().unwrap().contains("cannot be edited"));
+        assert_eq!(r.header("allow"), Some("GET, DELETE"));
         assert_eq!(app.delete(&format!("{base}/{id}")).await.expect(200), &json!({"id": id, "deleted": true}));
         app.get(&format!("{base}/{id}")).await.expect_error(404, "not_found");
         app.delete(&format!("{base}/{id}")).await.expect_error(404, "not_found");

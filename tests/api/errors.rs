@@ -55,9 +55,16 @@ both! {
     async fn unknown_routes_and_methods(app: TestApp) {
         app.get("/nothing-here").await.expect_error(404, "route_not_found");
         app.send(Method::GET, "/not/an/api", None, None, &[]).await.expect_error(404, "route_not_found");
-        app.send(Method::PATCH, "/customers", Some(&app.key), None, &[]).await.expect_error(405, "method_not_allowed");
+        let r = app.send(Method::PATCH, "/customers", Some(&app.key), None, &[]).await;
+        r.expect_error(405, "method_not_allowed");
+        let allowed = |r: &crate::helpers::Resp| -> std::collections::BTreeSet<String> {
+            r.header("allow").unwrap_or_default().split(',').map(|m| m.trim().to_owned()).collect()
+        };
+        assert_eq!(allowed(&r), ["GET", "HEAD", "POST"].map(String::from).into(), "a 405 names the methods the path has");
         let id = app.create_named("A", "B").await;
-        app.send(Method::POST, &format!("/customers/{id}"), Some(&app.key), Some(json!({})), &[]).await.expect_error(405, "method_not_allowed");
+        let r = app.send(Method::POST, &format!("/customers/{id}"), Some(&app.key), Some(json!({})), &[]).await;
+        r.expect_error(405, "method_not_allowed");
+        assert_eq!(allowed(&r), ["DELETE", "GET", "HEAD", "PATCH", "PUT"].map(String::from).into());
         let r = app.get("/customers/not-a-uuid").await;
         assert!(r.expect_error(400, "validation_failed")["errors"]["customerId"].is_array());
         app.get(&format!("/customers/{}", uuid::Uuid::now_v7())).await.expect_error(404, "not_found");
