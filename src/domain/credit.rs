@@ -294,13 +294,38 @@ fn read_question_text(
     }
 }
 
+/// Whom a credit account is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum AccountType {
+    Consumer,
+    Business,
+}
+
+impl AccountType {
+    pub fn parse(s: &str) -> Option<AccountType> {
+        match s {
+            "consumer" => Some(AccountType::Consumer),
+            "business" => Some(AccountType::Business),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountType::Consumer => "consumer",
+            AccountType::Business => "business",
+        }
+    }
+}
+
 impl AccountInput {
     pub fn parse(body: &Value) -> Result<AccountInput, Problems> {
         let mut p = Problems::new();
         let Some(mut o) = Obj::root(body, &mut p) else { return Err(p) };
-        let account_type = o.required_string("accountType", &mut p).and_then(|s| match s {
-            "consumer" | "business" => Some(s.to_owned()),
-            _ => {
+        let account_type = o.required_string("accountType", &mut p).and_then(|s| match AccountType::parse(s) {
+            Some(t) => Some(t.as_str().to_owned()),
+            None => {
                 p.push("accountType", "'accountType' must be 'consumer' or 'business'.");
                 None
             }

@@ -10,7 +10,9 @@ use super::provider::FIELDS as PROVIDER_FIELDS;
 use super::text::optional_text;
 use super::{Obj, Problems};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The type of a custom parameter's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = CustomParameterType, rename_all = "lowercase")]
 pub enum ParamType {
     String,
     Number,

@@ -12,7 +12,9 @@ use super::provider::{FIELDS as PROVIDER_FIELDS, ProviderInput};
 use super::text::{fold, optional_text, required_text};
 use super::{Obj, Problems};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `active` or `inactive`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum CustomerStatus {
     Active,
     Inactive,

@@ -50,23 +50,30 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[allow(dead_code)]
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"term": 12, "adminFee": 29.99}))]
 pub struct TermRequest {
-    /// Months, 1–120.
+    /// Months.
+    #[schema(minimum = 1, maximum = 120, example = 12)]
     term: u32,
-    /// Financed with the purchase; not charged to customers in Quebec.
+    /// Financed with the purchase; not charged to customers in Quebec. More than 0, at most 2 decimals.
+    #[schema(exclusive_minimum = 0, maximum = 999999999999.99, multiple_of = 0.01, example = 29.99)]
     admin_fee: Option<f64>,
 }
 
 #[allow(dead_code)]
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"planName": "EMP - Regular Interest", "offerCategory": "equal_billing", "apr": 0.0999, "terms": [{"term": 12, "adminFee": 29.99}, {"term": 24}]}))]
 pub struct PlanRequest {
-    #[schema(example = "EMP - Regular Interest")]
+    #[schema(min_length = 1, max_length = 100, example = "EMP - Regular Interest")]
     plan_name: String,
-    #[schema(example = "equal_billing")]
+    #[schema(min_length = 1, max_length = 50, example = "equal_billing")]
     offer_category: String,
-    /// Annual rate, `0.0999` for 9.99 %.
+    /// Annual rate, `0.0999` for 9.99 %: from 0 to below 1, at most 6 decimals.
+    #[schema(minimum = 0, exclusive_maximum = 1, multiple_of = 0.000001, example = 0.0999)]
     apr: f64,
+    /// Each a different number of months.
+    #[schema(min_items = 1, max_items = 24)]
     terms: Vec<TermRequest>,
 }
 
@@ -198,35 +205,56 @@ pub struct PlanDeleted {
 
 // ---- accounts ----
 
+/// A security question's text (up to 200 characters): one text, or the same
+/// question by language tag (en, fr, en-CA, fr-CA).
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum QuestionTextRequest {
+    One(String),
+    ByLanguage(std::collections::BTreeMap<String, String>),
+}
+
 #[allow(dead_code)]
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"id": 1, "text": {"en-CA": "What was the name of your first pet?", "fr-CA": "Quel était le nom de votre premier animal?"}, "answer": "Rex"}))]
 pub struct SecurityQuestionRequest {
+    /// Unique within the account.
+    #[schema(minimum = 1, maximum = 99999, example = 1)]
     id: u32,
     /// The question; or the same question in several languages, by language tag
     /// (`{"en-CA": "...", "fr-CA": "..."}`: en, fr, en-CA, fr-CA), for lookups to
     /// show in the `lang` they ask for.
-    #[schema(value_type = Object)]
+    #[schema(value_type = QuestionTextRequest, example = "What was the name of your first pet?")]
     text: String,
     /// Stored as an argon2 hash; compared without regard to case or spacing.
-    #[schema(write_only)]
+    #[schema(write_only, min_length = 1, max_length = 100, example = "Rex")]
     answer: String,
 }
 
 #[allow(dead_code)]
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"accountType": "consumer", "creditLimit": 5000, "accountInterestRate": 0.2999, "riskRating": "L", "preferredLanguage": "en-CA", "tosAgreement": true, "paymentProtection": false, "securityQuestions": [{"id": 1, "text": "What was the name of your first pet?", "answer": "Rex"}]}))]
 pub struct OpenAccountRequest {
-    /// `consumer` or `business`.
+    #[schema(value_type = crate::domain::credit::AccountType)]
     account_type: String,
+    /// More than 0, at most 2 decimals.
+    #[schema(exclusive_minimum = 0, maximum = 999999999999.99, multiple_of = 0.01, example = 5000)]
     credit_limit: f64,
-    /// Annual rate, `0.3099` for 30.99 %.
+    /// Annual rate, `0.3099` for 30.99 %: from 0 to below 1, at most 6 decimals.
+    #[schema(minimum = 0, exclusive_maximum = 1, multiple_of = 0.000001, example = 0.3099)]
     account_interest_rate: f64,
     /// One capital letter: `L` low, `M` medium, `H` high.
+    #[schema(pattern = "^[A-Z]$", example = "L")]
     risk_rating: String,
+    /// The language security questions are shown in when none is asked for.
+    #[schema(max_length = 35, example = "en-CA")]
     preferred_language: Option<String>,
     tos_agreement: Option<bool>,
     payment_protection: Option<bool>,
+    #[schema(max_items = 5)]
     security_questions: Option<Vec<SecurityQuestionRequest>>,
 }
 
@@ -330,7 +358,7 @@ async fn reveal_vcc(
     Ok(res)
 }
 
-/// A search result: seed 004's search fields in camelCase.
+/// A search result.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountSummary {
@@ -452,7 +480,7 @@ pub struct OfferType {
     pub term_options: Vec<String>,
 }
 
-/// Seed 004's lookup answer in camelCase.
+/// What a lookup answers.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountLookup {
@@ -609,8 +637,10 @@ const RATE_MESSAGE: &str = "Promotional annual interest rate applies during the 
 
 #[allow(dead_code)]
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"amount": 1200}))]
 pub struct InterestRequest {
     /// More than 0, at most 2 decimals.
+    #[schema(exclusive_minimum = 0, maximum = 999999999999.99, multiple_of = 0.01, example = 1200)]
     amount: f64,
 }
 
@@ -671,7 +701,7 @@ pub struct PromotionalPurchase {
     pub terms: Vec<TermQuote>,
 }
 
-/// Seed 004's calculate-interest answer in camelCase.
+/// An instalment quote.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InterestQuote {
@@ -782,16 +812,19 @@ async fn calculate_interest(
 #[allow(dead_code)]
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"format": "security_question", "securityQid": 1, "securityAnswer": "Rex", "requestId": "term-7-000123"}))]
 pub struct VerifyBody {
-    /// `sms` (the default), `email`, `security_question`, `merchant_override` or
-    /// `regular_purchase_bypass`.
+    /// Default `sms`.
+    #[schema(value_type = Option<crate::store::verification::Format>)]
     format: Option<String>,
     /// Required for `security_question`.
+    #[schema(minimum = 1, maximum = 99999)]
     security_qid: Option<u32>,
     /// Required for `security_question`; compared without regard to case or spacing.
     #[schema(write_only)]
     security_answer: Option<String>,
-    /// The terminal's request id (≤ 40 characters).
+    /// The terminal's request id.
+    #[schema(max_length = 40)]
     request_id: Option<String>,
     /// When given, must be this account's virtual card.
     #[schema(write_only)]
@@ -928,9 +961,10 @@ async fn verify(
 
 #[allow(dead_code)]
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"code": "123456"}))]
 pub struct ConfirmBody {
     /// The 6-digit code.
-    #[schema(write_only)]
+    #[schema(write_only, pattern = r"^\s*[0-9]{6}\s*$")]
     code: String,
 }
 

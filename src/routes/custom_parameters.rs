@@ -23,15 +23,18 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[allow(dead_code)]
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"type": "string", "required": false, "secret": false, "description": "The customer's loyalty card number"}))]
 pub struct DeclareRequest {
-    /// `string`, `number`, `boolean` or `date` (`YYYY-MM-DD`). Fixed once declared.
+    /// Fixed once declared; a `date` is `YYYY-MM-DD`.
     #[serde(rename = "type")]
+    #[schema(value_type = crate::domain::custom::ParamType)]
     kind: String,
     /// Creates and updates made from now on must send it. Default false.
     required: Option<bool>,
     /// Encrypted at rest and obfuscated in every response. Fixed once declared. Default false.
     secret: Option<bool>,
     /// Up to 500 characters.
+    #[schema(max_length = 500)]
     description: Option<String>,
 }
 

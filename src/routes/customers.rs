@@ -43,20 +43,24 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[allow(dead_code)]
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"line1": "55 University Ave", "line2": "Suite 400", "city": "Toronto", "state": "ON", "postalCode": "M5J 2H7", "country": "CA"}))]
 pub struct AddressRequest {
     /// Up to 200 characters.
+    #[schema(max_length = 200, example = "55 University Ave")]
     line1: Option<String>,
     /// Up to 200 characters.
+    #[schema(max_length = 200, example = "Suite 400")]
     line2: Option<String>,
     /// Up to 100 characters.
+    #[schema(max_length = 100, example = "Toronto")]
     city: Option<String>,
     /// State or province code (ISO 3166-2 without the country), 1 to 3 letters or digits.
-    #[schema(example = "ON")]
+    #[schema(pattern = r"^\s*[A-Za-z0-9]{1,3}\s*$", example = "ON")]
     state: Option<String>,
     /// US: `12345` or `12345-6789`; CA: `A1A 1A1` (normalized); elsewhere up to 12 letters, digits, spaces, dashes.
-    #[schema(example = "M5J 2H7")]
+    #[schema(pattern = r"^\s*[A-Za-z0-9 -]{1,12}\s*$", example = "M5J 2H7")]
     postal_code: Option<String>,
-    /// ISO 3166-1 alpha-2.
+    /// ISO 3166-1 alpha-2 (either case).
     #[schema(example = "CA")]
     country: Option<String>,
 }
@@ -65,20 +69,22 @@ pub struct AddressRequest {
 #[allow(dead_code)]
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"firstName": "Jane", "lastName": "Doe", "companyName": "Acme Hardware", "email": "jane.doe@example.com", "mobilePhoneNumber": "+14165550199", "isMobileNumberSmsNotificationsEnabled": true, "useBillingAsShippingAddress": true, "billingAddress": {"line1": "55 University Ave", "city": "Toronto", "state": "ON", "postalCode": "M5J 2H7", "country": "CA"}, "dateOfBirth": "1974-05-15", "preferredLanguage": "en-CA"}))]
 pub struct CustomerUpdateRequest {
     /// Non-empty, up to 100 characters.
-    #[schema(example = "First")]
+    #[schema(min_length = 1, max_length = 100, example = "Jane")]
     first_name: String,
     /// Non-empty, up to 100 characters.
-    #[schema(example = "Last")]
+    #[schema(min_length = 1, max_length = 100, example = "Doe")]
     last_name: String,
     /// Up to 200 characters.
+    #[schema(max_length = 200, example = "Acme Hardware")]
     company_name: Option<String>,
-    #[schema(example = "first.last@example.com")]
+    #[schema(format = Email, max_length = 254, example = "jane.doe@example.com")]
     email: Option<String>,
     /// Normalized to E.164. A national number is read in the country of the billing
     /// (else shipping) address; without one, give it in international form.
-    #[schema(example = "+14165550199")]
+    #[schema(max_length = 40, example = "+14165550199")]
     mobile_phone_number: Option<String>,
     /// Requires `mobilePhoneNumber`. Default false.
     is_mobile_number_sms_notifications_enabled: Option<bool>,
@@ -87,18 +93,20 @@ pub struct CustomerUpdateRequest {
     billing_address: Option<AddressRequest>,
     shipping_address: Option<AddressRequest>,
     /// `YYYY-MM-DD`, from 1900-01-01 to today.
-    #[schema(example = "1974-05-15")]
+    #[schema(format = Date, example = "1974-05-15")]
     date_of_birth: Option<String>,
     /// BCP 47 language tag.
-    #[schema(example = "en-CA")]
+    #[schema(max_length = 35, example = "en-CA")]
     preferred_language: Option<String>,
     /// The merchant's own reference, up to 128 characters, unique per merchant.
+    #[schema(max_length = 128, example = "crm-000123")]
     external_reference: Option<String>,
     /// Sent back from a read: on an update it must be this customer's; on an
     /// import line, the customer it names is updated, or created under this id
     /// when it is a UUIDv7 the merchant does not hold yet.
     id: Option<Uuid>,
-    /// `active` or `inactive`; applied as `PUT .../status` would.
+    /// Applied as `PUT .../status` would.
+    #[schema(value_type = Option<CustomerStatus>)]
     status: Option<String>,
 }
 
@@ -106,15 +114,18 @@ pub struct CustomerUpdateRequest {
 #[allow(dead_code)]
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"firstName": "Jane", "lastName": "Doe", "companyName": "Acme Hardware", "email": "jane.doe@example.com", "mobilePhoneNumber": "+14165550199", "isMobileNumberSmsNotificationsEnabled": true, "useBillingAsShippingAddress": true, "billingAddress": {"line1": "55 University Ave", "city": "Toronto", "state": "ON", "postalCode": "M5J 2H7", "country": "CA"}, "dateOfBirth": "1974-05-15", "preferredLanguage": "en-CA", "paymentMethodsCards": [{"name": "Jane's Visa", "pan": "4111 1111 1111 1111", "expirationMonth": 12, "expirationYear": 2035, "securityCode": "123"}]}))]
 pub struct CustomerCreateRequest {
     #[serde(flatten)]
     fields: CustomerUpdateRequest,
     /// Cards to add with the customer, in the same transaction (all or nothing;
     /// problems are named by item, `paymentMethodsCards[1].pan`). Needs `payment_methods:write`.
+    #[schema(max_items = 10)]
     payment_methods_cards: Option<Vec<CardRequest>>,
     /// Bank accounts to add with the customer, in the same transaction. Needs `payment_methods:write`.
+    #[schema(max_items = 10)]
     payment_methods_ach_accounts: Option<Vec<AchRequest>>,
-    /// Seed 002: with `providerConfigId` and `provider`, links a payment provider in
+    /// With `providerConfigId` and `provider`, links a payment provider in
     /// the same transaction (as `POST .../providers`). A secret, shown masked.
     #[schema(write_only)]
     api_key: Option<String>,
@@ -125,9 +136,9 @@ pub struct CustomerCreateRequest {
 
 #[allow(dead_code)]
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"status": "inactive"}))]
 pub struct StatusRequest {
-    /// `active` or `inactive`.
-    #[schema(example = "inactive")]
+    #[schema(value_type = CustomerStatus, example = "inactive")]
     status: String,
 }
 
@@ -161,17 +172,21 @@ pub struct CustomerView {
     pub billing_address: Option<AddressView>,
     /// The billing address when `useBillingAsShippingAddress` is true.
     pub shipping_address: Option<AddressView>,
+    #[schema(format = Date)]
     pub date_of_birth: Option<String>,
     pub preferred_language: Option<String>,
     pub external_reference: Option<String>,
-    /// `active` or `inactive`.
+    #[schema(value_type = CustomerStatus)]
     pub status: String,
     pub default_payment_method_id: Option<Uuid>,
     pub default_ach_payment_method_id: Option<Uuid>,
+    #[schema(format = DateTime)]
     pub created_on: String,
+    #[schema(format = DateTime)]
     pub modified_on: String,
     /// Increases with every change; the `ETag` and `If-Match` value.
     pub version: i64,
+    #[schema(format = DateTime)]
     pub last_transaction_date: Option<String>,
     pub transactions_count: i64,
     pub transactions_volume: Money,
@@ -294,7 +309,7 @@ pub(crate) fn customer_id(params: &RawPathParams) -> ApiResult<Uuid> {
 /// Create a customer
 ///
 /// Returns the new customer's id. Two customers with identical data are allowed
-/// (guest checkouts). Seed 002's body may carry the customer's `id` (a UUIDv7
+/// (guest checkouts). The body may carry the customer's `id` (a UUIDv7
 /// the merchant does not hold: 409 `customer_exists` otherwise) and a payment
 /// provider at the top level (`apiKey`, `providerConfigId`, `provider`,
 /// `paymentProvider`), linked in the same transaction. Honours `Idempotency-Key`.
@@ -591,21 +606,25 @@ pub(crate) fn parse_status_body(body: &serde_json::Value) -> Result<CustomerStat
 #[into_params(parameter_in = Query)]
 pub struct CustomerSearchParams {
     /// 1-based page number (default 1).
+    #[param(minimum = 1, maximum = 1000000)]
     page: Option<u32>,
-    /// Items per page (default 20, at most 100).
+    /// Items per page (default 20).
+    #[param(minimum = 1, maximum = 100)]
     page_size: Option<u32>,
-    /// `createdOn` (default), `modifiedOn`, `firstName`, `lastName`, `email`, `companyName`.
+    /// Default `createdOn`.
+    #[param(value_type = Option<crate::store::customers::OrderBy>, inline)]
     order_by: Option<String>,
     /// Ascending order (default false).
     asc: Option<bool>,
     /// Every word must match: a prefix of a first, last or company name word, or
     /// (from 3 characters) any part of the email or phone. Case- and accent-insensitive.
     search: Option<String>,
-    /// Only these customers (repeat the parameter or separate with commas; at most 100).
+    /// Only these customers (repeat the parameter or separate with commas).
+    #[param(max_items = 100)]
     customer_ids: Option<Vec<Uuid>>,
-    /// Created at or after (RFC 3339, or a date meaning its start, UTC).
+    /// Created at or after (RFC 3339, or a date `YYYY-MM-DD` meaning its start, UTC).
     date_from: Option<String>,
-    /// Created at or before (RFC 3339, or a date meaning its end, UTC).
+    /// Created at or before (RFC 3339, or a date `YYYY-MM-DD` meaning its end, UTC).
     date_to: Option<String>,
     /// Exact email, case-insensitive.
     email: Option<String>,
@@ -613,13 +632,14 @@ pub struct CustomerSearchParams {
     first_name: Option<String>,
     /// Exact last name, case-insensitive.
     last_name: Option<String>,
-    /// Exact date of birth, `YYYY-MM-DD`.
+    /// Exact date of birth.
+    #[param(format = Date)]
     date_of_birth: Option<String>,
     /// Exact billing postal code, ignoring case, spaces and dashes.
     postal_code: Option<String>,
     /// Exact `externalReference`.
     external_reference: Option<String>,
-    /// `active` or `inactive`.
+    #[param(value_type = Option<CustomerStatus>, inline)]
     status: Option<String>,
 }
 

@@ -71,7 +71,8 @@ pub struct EventParams {
     entity_id: Option<Uuid>,
     /// Events after this event id (the previous page's `nextCursor`).
     after: Option<Uuid>,
-    /// Page size, 1 to 500 (default 100).
+    /// Page size (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 

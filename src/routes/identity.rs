@@ -29,7 +29,7 @@ pub struct DecodeRequest {
     code: String,
 }
 
-/// Seed 004's licence fields (camelCase), plus `country` and `sex`.
+/// The licence's fields, plus `country` and `sex`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DecodedView {

@@ -41,18 +41,21 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[allow(dead_code)]
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"name": "Jane's Visa", "pan": "4111 1111 1111 1111", "expirationMonth": 12, "expirationYear": 2035, "securityCode": "123"}))]
 pub struct CardRequest {
     /// Up to 100 characters.
+    #[schema(max_length = 100)]
     name: Option<String>,
     /// 12–19 digits (spaces and dashes allowed), Luhn-valid.
-    #[schema(example = "4111 1111 1111 1111", write_only)]
+    #[schema(pattern = r"^\s*[0-9][0-9 -]{10,30}[0-9]\s*$", write_only)]
     pan: String,
-    /// 1–12.
+    #[schema(minimum = 1, maximum = 12)]
     expiration_month: i32,
-    /// 2 or 4 digits; with the month, not in the past.
+    /// 2 digits (20YY) or 4; with the month, not in the past and at most 50 years ahead.
+    #[schema(minimum = 0, maximum = 9999)]
     expiration_year: i32,
     /// 3 digits (4 for Amex). Checked, then dropped.
-    #[schema(write_only)]
+    #[schema(pattern = r"^\s*[0-9]{3,4}\s*$", write_only)]
     security_code: Option<String>,
 }
 
@@ -60,21 +63,25 @@ pub struct CardRequest {
 #[allow(dead_code)]
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"name": "Payroll account", "accountNumber": "000123456789", "routingNumber": "021000021", "accountType": 1, "accountHolderType": 2}))]
 pub struct AchRequest {
     /// Up to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
-    /// 4–17 digits.
-    #[schema(write_only)]
+    /// 4–17 digits (spaces and dashes allowed).
+    #[schema(pattern = r"^[0-9 -]*$", write_only)]
     account_number: Option<String>,
     /// 9 digits with a valid ABA checksum.
-    #[schema(example = "021000021")]
+    #[schema(pattern = r"^\s*[0-9]{9}\s*$")]
     routing_number: String,
     /// 1 checking, 2 savings.
+    #[schema(minimum = 1, maximum = 2)]
     account_type: i32,
     /// 1 business, 2 personal.
+    #[schema(minimum = 1, maximum = 2)]
     account_holder_type: i32,
-    /// 9 digits (dashes allowed).
-    #[schema(write_only)]
+    /// 9 digits (spaces and dashes allowed).
+    #[schema(pattern = r"^[0-9 -]*$", write_only)]
     tax_id: Option<String>,
 }
 
@@ -83,30 +90,41 @@ pub struct AchRequest {
 #[allow(dead_code)]
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"name": "Personal card"}))]
 pub struct MethodUpdateRequest {
+    #[schema(max_length = 100)]
     name: Option<String>,
     /// Cards only; give it with `expirationYear`.
+    #[schema(minimum = 1, maximum = 12)]
     expiration_month: Option<i32>,
     /// Cards only; give it with `expirationMonth`.
+    #[schema(minimum = 0, maximum = 9999)]
     expiration_year: Option<i32>,
     /// Bank accounts only: 1 checking, 2 savings.
+    #[schema(minimum = 1, maximum = 2)]
     account_type: Option<i32>,
     /// Bank accounts only: 1 business, 2 personal.
+    #[schema(minimum = 1, maximum = 2)]
     account_holder_type: Option<i32>,
     /// Bank accounts only: a new ABA routing number.
+    #[schema(pattern = r"^\s*[0-9]{9}\s*$")]
     routing_number: Option<String>,
-    /// Bank accounts only: a new account number (4 to 17 digits); write-only.
+    /// Bank accounts only: a new account number (4 to 17 digits).
+    #[schema(pattern = r"^[0-9 -]*$", write_only)]
     account_number: Option<String>,
-    /// Bank accounts only: a new tax id (9 digits), or `null` to remove it; write-only.
+    /// Bank accounts only: a new tax id (9 digits), or `null` to remove it.
+    #[schema(pattern = r"^[0-9 -]*$", write_only)]
     tax_id: Option<String>,
-    /// `active` or `inactive`, as `PUT .../status`.
+    /// As `PUT .../status`.
+    #[schema(value_type = Option<CustomerStatus>)]
     status: Option<String>,
 }
 
 #[allow(dead_code)]
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"status": "inactive"}))]
 pub struct MethodStatusRequest {
-    /// `active` or `inactive`.
+    #[schema(value_type = CustomerStatus, example = "inactive")]
     status: String,
 }
 
@@ -131,10 +149,13 @@ pub struct CardView {
     pub expiration_year: i64,
     /// Same card, same fingerprint within a merchant; not reversible.
     pub fingerprint: Option<String>,
+    #[schema(value_type = CustomerStatus)]
     pub status: String,
     pub is_default: bool,
     pub version: i64,
+    #[schema(format = DateTime)]
     pub created_on: String,
+    #[schema(format = DateTime)]
     pub modified_on: String,
 }
 
@@ -153,10 +174,13 @@ pub struct AchView {
     pub account_type: i64,
     pub account_holder_type: i64,
     pub fingerprint: Option<String>,
+    #[schema(value_type = CustomerStatus)]
     pub status: String,
     pub is_default: bool,
     pub version: i64,
+    #[schema(format = DateTime)]
     pub created_on: String,
+    #[schema(format = DateTime)]
     pub modified_on: String,
 }
 
@@ -371,10 +395,13 @@ async fn add_ach(
 #[into_params(parameter_in = Query)]
 pub struct MethodListParams {
     /// 1-based page number (default 1).
+    #[param(minimum = 1, maximum = 1000000)]
     page: Option<u32>,
-    /// Items per page (default 20, at most 100).
+    /// Items per page (default 20).
+    #[param(minimum = 1, maximum = 100)]
     page_size: Option<u32>,
-    /// `createdOn` (default), `modifiedOn` or `name`.
+    /// Default `createdOn`.
+    #[param(value_type = Option<MethodOrder>, inline)]
     order_by: Option<String>,
     /// Ascending order (default false).
     asc: Option<bool>,
@@ -384,10 +411,19 @@ pub struct MethodListParams {
     date_from: Option<String>,
     /// Created at or before (RFC 3339, or a date meaning its end, UTC).
     date_to: Option<String>,
-    /// `card` or `ach`.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", value_type = Option<MethodKind>, inline)]
     kind: Option<String>,
+}
+
+/// What a payment method list is sorted by.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub enum MethodOrder {
+    CreatedOn,
+    ModifiedOn,
+    Name,
 }
 
 pub const LIST_PARAMS: [&str; 8] = ["page", "pageSize", "orderBy", "asc", "search", "dateFrom", "dateTo", "type"];

@@ -3,6 +3,7 @@
 
 use axum::extract::{RawPathParams, RawQuery, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -31,32 +32,41 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[allow(dead_code)]
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"customerId": "cus_4f9a", "paymentProviderType": "gateway", "key": "pk_test_0123456789abcdef", "loginId": "acme-store", "commercialName": "Acme Hardware", "availableCurrencies": ["CAD", "USD"]}))]
 pub struct PaymentProviderRequest {
     /// The provider's own id for this customer.
+    #[schema(max_length = 200)]
     customer_id: Option<String>,
     /// Card issuer, payment gateway, ...
+    #[schema(max_length = 100)]
     payment_provider_type: Option<String>,
     /// A secret: stored encrypted, shown as `****` + last 4 (when ≥ 12 characters).
-    #[schema(write_only)]
+    #[schema(write_only, max_length = 1000)]
     key: Option<String>,
+    #[schema(max_length = 200)]
     login_id: Option<String>,
     /// A secret: stored encrypted, shown obfuscated.
-    #[schema(write_only)]
+    #[schema(write_only, max_length = 1000)]
     hmac_key: Option<String>,
+    #[schema(max_length = 200)]
     commercial_name: Option<String>,
-    /// Active ISO 4217 codes, uppercase (`CAD`, `USD`).
+    /// Active ISO 4217 codes, uppercase (`CAD`, `USD`), each once.
+    #[schema(max_items = 200, example = json!(["CAD", "USD"]))]
     available_currencies: Option<Vec<String>>,
 }
 
-/// Seed 002's body.
+/// A payment provider to link to the customer.
 #[allow(dead_code)]
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"apiKey": "sk_test_0123456789abcdef", "providerConfigId": "cfg-moneris-01", "provider": "moneris", "paymentProvider": {"customerId": "cus_4f9a", "paymentProviderType": "gateway", "availableCurrencies": ["CAD", "USD"]}}))]
 pub struct LinkRequest {
     /// A secret: stored encrypted, shown as `****` + last 4 (when ≥ 12 characters).
-    #[schema(write_only)]
+    #[schema(write_only, max_length = 1000)]
     api_key: Option<String>,
+    #[schema(min_length = 1, max_length = 200, example = "cfg-moneris-01")]
     provider_config_id: String,
+    #[schema(min_length = 1, max_length = 100, example = "moneris")]
     provider: String,
     payment_provider: Option<PaymentProviderRequest>,
 }
@@ -235,18 +245,19 @@ async fn unlink_provider(
 
 /// Provider links cannot be edited
 ///
-/// Always `405 method_not_allowed`, as seed 002's admin portal: unlink and link again.
+/// Always `405 method_not_allowed`: unlink the provider and link it again.
 #[utoipa::path(
     put, path = "/customers/{customerId}/providers/{providerId}", tag = "providers",
     params(("customerId" = Uuid, Path), ("providerId" = Uuid, Path)),
     responses((status = 405, description = "Links are never edited", body = crate::error::ErrorBody)),
     security(("bearer" = ["customers:write"]))
 )]
-async fn edit_provider(_auth: Authed<CustomersWrite>) -> ApiError {
-    ApiError::new(
+async fn edit_provider(_auth: Authed<CustomersWrite>) -> impl IntoResponse {
+    let refusal = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         "MethodNotAllowedException",
         "Provider links cannot be edited; unlink the provider and link it again.",
-    )
+    );
+    ([(axum::http::header::ALLOW, "GET, DELETE")], refusal)
 }

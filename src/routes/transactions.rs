@@ -29,18 +29,22 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[allow(dead_code)]
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"externalId": "pos-2026-000481", "type": "purchase", "amount": 149.99, "currency": "CAD", "occurredAt": "2026-11-30T15:04:05Z"}))]
 pub struct TransactionRequest {
     /// The merchant's id of the transaction (≤ 100 characters), unique per merchant:
     /// sending the same transaction again returns the first record's id.
+    #[schema(min_length = 1, max_length = 100, example = "pos-2026-000481")]
     external_id: String,
-    /// `purchase` or `refund`.
     #[serde(rename = "type")]
+    #[schema(value_type = crate::store::transactions::TxKind)]
     kind: String,
     /// More than 0, at most 2 decimals.
+    #[schema(exclusive_minimum = 0, maximum = 999999999999.99, multiple_of = 0.01, example = 149.99)]
     amount: f64,
     /// An active ISO 4217 code, uppercase.
+    #[schema(pattern = "^[A-Z]{3}$", example = "CAD")]
     currency: String,
-    /// RFC 3339.
+    #[schema(format = DateTime, example = "2026-11-30T15:04:05Z")]
     occurred_at: String,
     /// A payment method of this customer.
     payment_method_id: Option<Uuid>,

@@ -14,7 +14,9 @@ use crate::crypto::Vault;
 use crate::domain::bank::{AchInput, BankDetailsChange};
 use crate::domain::card::CardInput;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `card` or `ach`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = PaymentMethodType, rename_all = "lowercase")]
 pub enum MethodKind {
     Card,
     Ach,

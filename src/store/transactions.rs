@@ -6,7 +6,9 @@ use super::dialect::locking;
 use super::{StoreError, WriteTx};
 use crate::domain::money::MAX_VOLUME;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `purchase` or `refund`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = TransactionType, rename_all = "lowercase")]
 pub enum TxKind {
     Purchase,
     Refund,

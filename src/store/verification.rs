@@ -30,7 +30,9 @@ pub struct VerifyPolicy {
     pub sends_per_minute: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a purchase on a credit account is verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = VerificationFormat, rename_all = "snake_case")]
 pub enum Format {
     Sms,
     Email,

@@ -215,6 +215,52 @@ async fn openapi_matches_the_parsers() {
     let parser: BTreeSet<String> =
         clientele::routes::payment_methods::LIST_PARAMS.iter().map(|s| s.to_string()).collect();
     assert_eq!(params, parser);
+    // Every closed set the schema lists is what the parser reads.
+    let listed = |name: &str| -> Vec<String> {
+        schemas[name]["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name} lists its values"))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let check = |name: &str, parses: &dyn Fn(&str) -> bool, expected: &[&str]| {
+        let values = listed(name);
+        assert_eq!(values, expected, "{name}");
+        assert!(values.iter().all(|v| parses(v)), "{name}: the parser refuses one of {values:?}");
+    };
+    check(
+        "CustomerStatus",
+        &|v| clientele::domain::customer::CustomerStatus::parse(v).is_some(),
+        &["active", "inactive"],
+    );
+    check("AccountType", &|v| clientele::domain::credit::AccountType::parse(v).is_some(), &["consumer", "business"]);
+    check(
+        "CustomParameterType",
+        &|v| clientele::domain::custom::ParamType::parse(v).is_some(),
+        &["string", "number", "boolean", "date"],
+    );
+    check(
+        "VerificationFormat",
+        &|v| clientele::store::verification::Format::parse(v).is_some(),
+        &["sms", "email", "security_question", "merchant_override", "regular_purchase_bypass"],
+    );
+    let param_values = |path: &str, name: &str| -> Vec<String> {
+        let params = doc["paths"][path]["get"]["parameters"].as_array().unwrap();
+        let param = params.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("{path} takes {name}"));
+        param["schema"]["enum"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(param_values("/pay-api/v1/customers", "orderBy"), clientele::store::customers::OrderBy::NAMES);
+    assert!(
+        param_values("/pay-api/v1/customers", "orderBy")
+            .iter()
+            .all(|v| clientele::store::customers::OrderBy::parse(v).is_some())
+    );
+    let kinds = param_values("/pay-api/v1/customers/{customerId}/payment-methods", "type");
+    assert_eq!(kinds, ["card", "ach"]);
+    assert!(kinds.iter().all(|v| clientele::store::payment_methods::MethodKind::parse(v).is_some()));
+    let countries = schemas["AddressRequest"]["properties"]["country"]["enum"].as_array().unwrap();
+    assert!(countries.len() > 240 && countries.contains(&json!("CA")) && countries.contains(&json!("US")));
     // Custom parameters are additional properties of the customer.
     assert!(schemas["CustomerView"]["additionalProperties"].is_object());
     assert!(schemas["CustomerUpdateRequest"]["additionalProperties"].is_object());
@@ -345,4 +391,79 @@ async fn metrics_can_be_protected_and_moved() {
     assert_eq!(elsewhere.status().as_u16(), 404, "the metrics listener serves nothing else");
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+}
+
+both! {
+    async fn the_documented_examples_succeed_as_sent(app: TestApp) {
+        // What Swagger UI's "Try it out" sends: each body's documented example, as it is.
+        let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+        let example = |method: &str, path: &str| -> Value {
+            let content = &doc["paths"][format!("/pay-api/v1{path}")][method]["requestBody"]["content"];
+            let schema = content.as_object().and_then(|c| c.values().next()).map_or(&Value::Null, |c| &c["schema"]);
+            let name = schema["$ref"].as_str().unwrap_or_else(|| panic!("{method} {path} names its body's schema")).rsplit('/').next().unwrap();
+            let example = doc["components"]["schemas"][name]["example"].clone();
+            assert!(example.is_object(), "{name} has an example");
+            example
+        };
+        let customer = app.post("/customers", example("post", "/customers")).await.expect(200)["id"].as_str().unwrap().to_owned();
+        let c = format!("/customers/{customer}");
+        let detail = app.get(&c).await.expect(200).clone();
+        assert_eq!(detail["cards"][0]["last4"], "1111", "the example's card was added");
+        app.put("/custom-parameters/loyaltyNumber", example("put", "/custom-parameters/{name}")).await.expect(200);
+        app.put(&c, example("put", "/customers/{customerId}")).await.expect(200);
+        app.patch(&c, example("patch", "/customers/{customerId}")).await.expect(200);
+        let card = format!("{c}/payment-methods/{}", detail["cards"][0]["id"].as_str().unwrap());
+        app.put(&card, example("put", "/customers/{customerId}/payment-methods/{paymentMethodId}")).await.expect(200);
+        app.patch(&card, example("patch", "/customers/{customerId}/payment-methods/{paymentMethodId}")).await.expect(200);
+        let ach = app.post(&format!("{c}/payment-methods/ach"), example("post", "/customers/{customerId}/payment-methods/ach")).await.expect(200)["id"].as_str().unwrap().to_owned();
+        // (The create example already put this card on file for its customer.)
+        let other = app.create_named("Card", "Holder").await;
+        app.post(&format!("/customers/{other}/payment-methods/cards"), example("post", "/customers/{customerId}/payment-methods/cards")).await.expect(200);
+        app.put(&format!("{c}/payment-methods/{ach}/status"), example("put", "/customers/{customerId}/payment-methods/{paymentMethodId}/status")).await.expect(200);
+        app.post(&format!("{c}/providers"), example("post", "/customers/{customerId}/providers")).await.expect(200);
+        app.put("/financing-plans/1", example("put", "/financing-plans/{planId}")).await.expect(200);
+        let opened = app.post(&format!("{c}/credit-accounts"), example("post", "/customers/{customerId}/credit-accounts")).await.expect(200).clone();
+        let account = format!("/credit-accounts/{}", opened["accountNumber"].as_str().unwrap());
+        app.post(&format!("{account}/calculate-interest"), example("post", "/credit-accounts/{accountNumber}/calculate-interest")).await.expect(200);
+        let verified = app.post(&format!("{account}/verify"), example("post", "/credit-accounts/{accountNumber}/verify")).await;
+        assert!(!verified.expect(200)["verificationCode"].is_null(), "the example answers the example account's question");
+        app.post(&format!("{c}/transactions"), example("post", "/customers/{customerId}/transactions")).await.expect(200);
+        app.put(&format!("{c}/status"), example("put", "/customers/{customerId}/status")).await.expect(200);
+    }
+}
+
+both! {
+    async fn replies_are_compressed_when_asked_except_revealed_secrets(app: TestApp) {
+        let c = app.create(json!({"firstName": "Zip", "lastName": "Ped", "paymentMethodsCards": [{"pan": "4111111111111111", "expirationMonth": 12, "expirationYear": 2035}]})).await;
+        for i in 0..20 {
+            app.create_named(&format!("Many{i}"), "Customers").await;
+        }
+        let get = |path: String, key: String, encoding: &'static str| {
+            let req = app.client.get(app.url(&path)).bearer_auth(key).header("Accept-Encoding", encoding);
+            async move { req.send().await.unwrap() }
+        };
+        for encoding in ["gzip", "br"] {
+            let r = get("/customers?pageSize=20".into(), app.key.clone(), encoding).await;
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.headers()["content-encoding"], encoding);
+            let r = get("/openapi.json".into(), app.key.clone(), encoding).await;
+            assert_eq!(r.headers()["content-encoding"], encoding, "the OpenAPI document too");
+        }
+        let plain = get("/customers?pageSize=20".into(), app.key.clone(), "identity").await;
+        assert!(plain.headers().get("content-encoding").is_none());
+        // A revealed card number is never compressed (BREACH).
+        let pm = app.get(&format!("/customers/{c}")).await.body["cards"][0]["id"].as_str().unwrap().to_owned();
+        let (_, revealer) = app.key_with(&[clientele::auth::Scope::PaymentMethodsReveal]).await;
+        let r = app
+            .client
+            .post(app.url(&format!("/customers/{c}/payment-methods/{pm}/reveal")))
+            .bearer_auth(&revealer)
+            .header("Accept-Encoding", "gzip, br")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().get("content-encoding").is_none(), "a revealed secret went out compressed");
+        assert!(r.text().await.unwrap().contains("4111111111111111"));
+    }
 }

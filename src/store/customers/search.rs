@@ -3,7 +3,9 @@
 
 use super::*;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a customer search is sorted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = CustomerOrder, rename_all = "camelCase")]
 pub enum OrderBy {
     CreatedOn,
     ModifiedOn,
