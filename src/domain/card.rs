@@ -192,7 +192,12 @@ pub struct CardInput {
 /// Reads an integer field (JSON number, or a numeric string as forms send).
 pub fn read_int(o: &mut Obj<'_>, key: &'static str, p: &mut Problems) -> Option<i64> {
     let v = o.get(key)?;
-    let n = v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse::<i64>().ok()));
+    // A whole number written `5.0` is an integer to JSON Schema too.
+    let whole = |f: f64| (f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0).then_some(f as i64);
+    let n = v
+        .as_i64()
+        .or_else(|| v.as_f64().and_then(whole))
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse::<i64>().ok()));
     if n.is_none() {
         let path = o.path(key);
         p.push(path.clone(), format!("'{path}' must be a whole number."));
@@ -252,6 +257,17 @@ impl CardInput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_numbers_are_read_however_json_writes_them() {
+        let body = serde_json::json!({"a": 12, "b": 12.0, "c": " 7 ", "d": 12.5, "e": "x", "f": 1e300});
+        let mut p = Problems::new();
+        let mut o = Obj::root(&body, &mut p).unwrap();
+        let read: Vec<Option<i64>> =
+            ["a", "b", "c", "d", "e", "f"].into_iter().map(|k| read_int(&mut o, k, &mut p)).collect();
+        assert_eq!(read, [Some(12), Some(12), Some(7), None, None, None]);
+        assert_eq!(p.iter().count(), 3, "12.5, 'x' and 1e300 are each refused");
+    }
 
     /// Appends the Luhn check digit to a partial number.
     fn with_check_digit(partial: &str) -> String {

@@ -23,6 +23,11 @@ const ACTIVE: [&str; 165] = [
     "XPF", "YER", "ZAR", "ZMW", "ZWG",
 ];
 
+/// Every active code, sorted (the OpenAPI document lists them).
+pub fn active_currencies() -> &'static [&'static str] {
+    &ACTIVE
+}
+
 /// An active ISO 4217 code one can be paid in (upper case, as the standard writes it).
 pub fn active_currency(code: &str) -> bool {
     ACTIVE.binary_search(&code).is_ok()

@@ -41,6 +41,20 @@ pub fn optional_text(raw: &str, path: &str, max: usize, p: &mut Problems) -> Opt
 /// Unicode's bidirectional formatting characters (embeddings, overrides,
 /// isolates and marks): in a name they make what a person reads differ from
 /// what is stored (`\u{202E}` turns `evil.exe` round), so no text field takes them.
+/// What [`optional_text`] refuses, as a regular-expression class: control
+/// characters and [`is_bidi_control`]'s.
+const REFUSED_CLASS: &str = r"\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069";
+
+/// [`optional_text`]'s rule as a pattern (for the OpenAPI document).
+pub fn optional_text_pattern() -> String {
+    format!("^[^{REFUSED_CLASS}]*$")
+}
+
+/// [`required_text`]'s rule as a pattern: also something other than spaces.
+pub fn required_text_pattern() -> String {
+    format!(r"^[^{REFUSED_CLASS}]*[^\s{REFUSED_CLASS}][^{REFUSED_CLASS}]*$")
+}
+
 pub fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }

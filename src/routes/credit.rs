@@ -136,7 +136,7 @@ async fn list_plans(State(state): State<AppState>, auth: Authed<CustomersRead>) 
 }
 
 /// Get a financing plan
-#[utoipa::path(get, path = "/financing-plans/{planId}", tag = "point of sale", params(("planId" = i64, Path)),
+#[utoipa::path(get, path = "/financing-plans/{planId}", tag = "point of sale", params(("planId" = i64, Path, minimum = 1, maximum = 999)),
     responses((status = 200, description = "The plan", body = PlanView), ReadErrors),
     security(("bearer" = ["customers:read"])))]
 async fn get_plan(
@@ -152,7 +152,7 @@ async fn get_plan(
 /// Create or replace a financing plan
 ///
 /// Terms of 1–120 months, each with an admin fee that is financed with the purchase.
-#[utoipa::path(put, path = "/financing-plans/{planId}", tag = "point of sale", params(("planId" = i64, Path)),
+#[utoipa::path(put, path = "/financing-plans/{planId}", tag = "point of sale", params(("planId" = i64, Path, minimum = 1, maximum = 999)),
     request_body = PlanRequest,
     responses((status = 200, description = "The plan", body = PlanView), WriteErrors),
     security(("bearer" = ["credit:write"])))]
@@ -176,7 +176,7 @@ async fn put_plan(
 }
 
 /// Delete a financing plan
-#[utoipa::path(delete, path = "/financing-plans/{planId}", tag = "point of sale", params(("planId" = i64, Path)),
+#[utoipa::path(delete, path = "/financing-plans/{planId}", tag = "point of sale", params(("planId" = i64, Path, minimum = 1, maximum = 999)),
     responses((status = 200, description = "Deleted", body = PlanDeleted), WriteErrors),
     security(("bearer" = ["credit:write"])))]
 async fn delete_plan(
@@ -332,7 +332,7 @@ async fn open_account(
 /// `credit_account.vcc_revealed` event; the reply is never stored for
 /// `Idempotency-Key` replay (a retried reveal runs, and is audited, again).
 #[utoipa::path(post, path = "/credit-accounts/{accountNumber}/reveal", tag = "point of sale",
-    params(("accountNumber" = String, Path)),
+    params(("accountNumber" = String, Path, pattern = "^[0-9]{1,14}$")),
     responses((status = 200, description = "The full virtual card number", body = RevealedCard), WriteErrors),
     security(("bearer" = ["payment_methods:reveal"])))]
 async fn reveal_vcc(
@@ -428,7 +428,7 @@ fn read_lang(q: &mut QueryReader, p: &mut Problems) -> Option<&'static str> {
 /// `firstName`, `lastName` (both case-insensitive) and `dob` are required;
 /// `postalCode` narrows (billing address; case, spaces and dashes ignored).
 #[utoipa::path(get, path = "/credit-accounts/search", tag = "point of sale",
-    params(("firstName" = String, Query), ("lastName" = String, Query), ("dob" = String, Query, description = "YYYY-MM-DD"),
+    params(("firstName" = String, Query, min_length = 1, max_length = 100), ("lastName" = String, Query, min_length = 1, max_length = 100), ("dob" = String, Query, format = Date),
         ("postalCode" = Option<String>, Query), ("lang" = Option<String>, Query, description = "en, fr, en-CA or fr-CA")),
     responses((status = 200, description = "Matching accounts", body = AccountPage), ReadErrors),
     security(("bearer" = ["customers:read"])))]
@@ -612,7 +612,7 @@ pub struct Closed {
 ///
 /// Final: a closed account cannot verify, buy or be quoted.
 #[utoipa::path(post, path = "/credit-accounts/{accountNumber}/close", tag = "point of sale",
-    params(("accountNumber" = String, Path)),
+    params(("accountNumber" = String, Path, pattern = "^[0-9]{1,14}$")),
     responses((status = 200, description = "Closed", body = Closed), WriteErrors),
     security(("bearer" = ["credit:write"])))]
 async fn close_account(
@@ -724,7 +724,7 @@ fn to_money(d: Decimal) -> Money {
 /// plus the term's admin fee, rounded half-up to cents (`P/n` at APR 0). No admin
 /// fee is charged to customers in Quebec (billing state `QC`).
 #[utoipa::path(post, path = "/credit-accounts/{accountNumber}/calculate-interest", tag = "point of sale",
-    params(("accountNumber" = String, Path), ("lang" = Option<String>, Query, description = "en, fr, en-CA or fr-CA")),
+    params(("accountNumber" = String, Path, pattern = "^[0-9]{1,14}$"), ("lang" = Option<String>, Query, description = "en, fr, en-CA or fr-CA")),
     request_body = InterestRequest,
     responses((status = 200, description = "The options", body = InterestQuote), WriteErrors),
     security(("bearer" = ["customers:read"])))]
@@ -909,7 +909,7 @@ fn failed(locked: bool) -> ApiError {
 /// minute are bounded (429 `verification_rate_limited`). Replies are never stored
 /// for replay.
 #[utoipa::path(post, path = "/credit-accounts/{accountNumber}/verify", tag = "point of sale",
-    params(("accountNumber" = String, Path)),
+    params(("accountNumber" = String, Path, pattern = "^[0-9]{1,14}$")),
     request_body = VerifyBody,
     responses((status = 200, description = "Sent, or the code", body = VerifyReply), WriteErrors,
         (status = 429, description = "Verification locked (`verification_locked`), a code sent too recently (`verification_throttled`), the merchant's sends per minute reached (`verification_rate_limited`), or too many requests (`rate_limited`)", body = crate::error::ErrorBody)),
@@ -978,7 +978,7 @@ pub struct Confirmed {
 /// A code that was sent or given, unused and less than 10 minutes old. A wrong
 /// code counts toward the lock.
 #[utoipa::path(post, path = "/credit-accounts/{accountNumber}/verify/confirm", tag = "point of sale",
-    params(("accountNumber" = String, Path)),
+    params(("accountNumber" = String, Path, pattern = "^[0-9]{1,14}$")),
     request_body = ConfirmBody,
     responses((status = 200, description = "Verified", body = Confirmed), WriteErrors,
         (status = 429, description = "Verification locked (`verification_locked`), or too many requests (`rate_limited`)", body = crate::error::ErrorBody)),

@@ -106,7 +106,7 @@ async fn list_parameters(State(state): State<AppState>, auth: Authed<CustomersRe
 /// retired name with the same type and secrecy revives it.
 #[utoipa::path(
     put, path = "/custom-parameters/{name}", tag = "custom parameters",
-    params(("name" = String, Path)),
+    params(("name" = String, Path, pattern = "^[A-Za-z][A-Za-z0-9_]{0,63}$")),
     request_body = DeclareRequest,
     responses((status = 200, description = "The declaration", body = ParameterView), WriteErrors),
     security(("bearer" = ["customers:write"]))
@@ -136,7 +136,7 @@ async fn declare_parameter(
 /// already stored stay readable on customers.
 #[utoipa::path(
     delete, path = "/custom-parameters/{name}", tag = "custom parameters",
-    params(("name" = String, Path)),
+    params(("name" = String, Path, pattern = "^[A-Za-z][A-Za-z0-9_]{0,63}$")),
     responses((status = 200, description = "Retired", body = super::Deleted), WriteErrors),
     security(("bearer" = ["customers:write"]))
 )]

@@ -396,7 +396,7 @@ async fn get_customer(
 /// With `If-Match`, answers 412 unless it names the current version.
 #[utoipa::path(
     put, path = "/customers/{customerId}", tag = "customers",
-    params(("customerId" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The version last read (its ETag)")),
+    params(("customerId" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^ *(W/)?"?[0-9]{1,18}"? *$"#, description = "The version last read (its ETag)")),
     request_body = CustomerUpdateRequest,
     responses((status = 200, description = "The updated customer", body = CustomerDetail), WriteErrors),
     security(("bearer" = ["customers:write"]))
@@ -484,7 +484,7 @@ fn updatable_document(r: &CustomerRecord, custom: BTreeMap<String, Value>) -> Va
 /// current version.
 #[utoipa::path(
     patch, path = "/customers/{customerId}", tag = "customers",
-    params(("customerId" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The version last read (its ETag)")),
+    params(("customerId" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^ *(W/)?"?[0-9]{1,18}"? *$"#, description = "The version last read (its ETag)")),
     request_body(content = CustomerUpdateRequest, content_type = "application/merge-patch+json"),
     responses((status = 200, description = "The updated customer", body = CustomerDetail), WriteErrors),
     security(("bearer" = ["customers:write"]))
@@ -535,7 +535,7 @@ async fn patch_customer(
 /// bank numbers in the same transaction; an audit event with ids remains.
 #[utoipa::path(
     delete, path = "/customers/{customerId}", tag = "customers",
-    params(("customerId" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The version last read (its ETag)")),
+    params(("customerId" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^ *(W/)?"?[0-9]{1,18}"? *$"#, description = "The version last read (its ETag)")),
     responses((status = 200, description = "Deleted", body = Deleted), WriteErrors),
     security(("bearer" = ["customers:write"]))
 )]
@@ -560,7 +560,7 @@ async fn delete_customer(
 /// Activate or deactivate a customer
 #[utoipa::path(
     put, path = "/customers/{customerId}/status", tag = "customers",
-    params(("customerId" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The version last read (its ETag)")),
+    params(("customerId" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^ *(W/)?"?[0-9]{1,18}"? *$"#, description = "The version last read (its ETag)")),
     request_body = StatusRequest,
     responses((status = 200, description = "The customer", body = CustomerDetail), WriteErrors),
     security(("bearer" = ["customers:write"]))

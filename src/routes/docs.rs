@@ -146,7 +146,12 @@ fn declare_headers(path: &str, method: &str, op: &mut Operation) {
     let idempotent = method == "post" && path.starts_with("/pay-api/") && !path.ends_with("/import");
     let params = op.parameters.get_or_insert_with(Vec::new);
     if idempotent && !params.iter().any(|p| p.name == "Idempotency-Key") {
-        let key = ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(255));
+        // Visible ASCII, spaces around it allowed (trimmed), as the layer reads it.
+        let key = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(255))
+            .pattern(Some(r"^ *[\x21-\x7E][\x20-\x7E]*$"));
         params.push(
             ParameterBuilder::new()
                 .name("Idempotency-Key")
@@ -237,9 +242,14 @@ pub fn finish(api: &mut OpenApi) {
     declare_links(&mut api.paths);
     let Some(components) = api.components.as_mut() else { return };
     flatten_all_of(components, "CustomerCreateRequest");
+    flatten_all_of(components, "CustomerDetail");
     // A merchant's declared custom parameters travel at the top level of customers.
-    for (name, nullable) in [("CustomerView", false), ("CustomerUpdateRequest", true), ("CustomerCreateRequest", true)]
-    {
+    for (name, nullable) in [
+        ("CustomerView", false),
+        ("CustomerDetail", false),
+        ("CustomerUpdateRequest", true),
+        ("CustomerCreateRequest", true),
+    ] {
         if let Some(RefOr::T(schema)) = components.schemas.get_mut(name) {
             allow_custom_parameters(schema, nullable);
         }
@@ -253,6 +263,28 @@ pub fn finish(api: &mut OpenApi) {
         codes.dedup();
         country.enum_values = Some(codes.into_iter().map(serde_json::Value::from).collect());
     }
+    // So is the currency list (`domain::currency`).
+    let currencies = || {
+        let codes = crate::domain::currency::active_currencies().iter().map(|c| serde_json::Value::from(*c));
+        ObjectBuilder::new().schema_type(Type::String).enum_values(Some(codes)).build()
+    };
+    if let Some(RefOr::T(Schema::Object(tx))) = components.schemas.get_mut("TransactionRequest") {
+        tx.properties.insert("currency".into(), RefOr::T(Schema::Object(currencies())));
+    }
+    if let Some(RefOr::T(Schema::Object(link))) = components.schemas.get_mut("PaymentProviderRequest")
+        && let Some(RefOr::T(Schema::Array(list))) = link.properties.get_mut("availableCurrencies")
+    {
+        list.items = utoipa::openapi::schema::ArrayItems::RefOrSchema(Box::new(RefOr::T(Schema::Object(currencies()))));
+    }
+    // A security question's text by language takes the languages the parser knows.
+    let by_language = crate::domain::credit::LANGUAGES.iter().fold(ObjectBuilder::new(), |o, tag| {
+        o.property(*tag, ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(200)))
+    });
+    let text = utoipa::openapi::schema::OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(200)))
+        .item(by_language.additional_properties(Some(AdditionalProperties::FreeForm(false))).min_properties(Some(1)))
+        .description(Some("The question, or the same question by language tag (en, fr, en-CA, fr-CA)."));
+    components.schemas.insert("QuestionTextRequest".into(), RefOr::T(Schema::OneOf(text.build())));
 }
 
 pub fn base() -> OpenApi {
@@ -284,7 +316,47 @@ pub fn document(doc: &OpenApi) -> serde_json::Value {
         }
     }
     fix_links(&mut value);
+    require_clean_text(&mut value);
+    // Every request object refuses fields it does not know (`Obj::finish`);
+    // the customer bodies take the merchant's custom parameters instead.
+    if let Some(schemas) = value["components"]["schemas"].as_object_mut() {
+        for (name, schema) in schemas.iter_mut() {
+            let request = name.ends_with("Request") || name.ends_with("Body");
+            if request && schema.get("properties").is_some() && schema.get("additionalProperties").is_none() {
+                schema["additionalProperties"] = false.into();
+            }
+        }
+    }
+    // Linking a provider on create takes both its names (`domain::provider`).
+    let link = serde_json::json!(["providerConfigId", "provider"]);
+    value["components"]["schemas"]["CustomerCreateRequest"]["dependentRequired"] = serde_json::json!({
+        "apiKey": link, "paymentProvider": link, "provider": link, "providerConfigId": link,
+    });
     value
+}
+
+/// Every bounded free-text string (one with a `maxLength` and no stricter
+/// rule) refuses what `domain::text` refuses: control and bidirectional
+/// formatting characters, and, when required, text of spaces alone.
+/// (utoipa's attributes take no computed pattern, so it goes into the served JSON.)
+fn require_clean_text(v: &mut serde_json::Value) {
+    use crate::domain::text::{optional_text_pattern, required_text_pattern};
+    match v {
+        serde_json::Value::Object(map) => {
+            let is_string = map
+                .get("type")
+                .is_some_and(|t| t == "string" || t.as_array().is_some_and(|a| a.contains(&"string".into())));
+            let free = ["pattern", "format", "enum"].iter().all(|k| !map.contains_key(*k));
+            if is_string && free && map.contains_key("maxLength") {
+                let required = map.get("minLength").and_then(serde_json::Value::as_u64).is_some_and(|n| n >= 1);
+                let pattern = if required { required_text_pattern() } else { optional_text_pattern() };
+                map.insert("pattern".into(), pattern.into());
+            }
+            map.values_mut().for_each(require_clean_text);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(require_clean_text),
+        _ => {}
+    }
 }
 
 pub fn ui(doc: &OpenApi) -> SwaggerUi {

@@ -168,8 +168,8 @@ async fn link_provider(
 /// List a customer's providers
 #[utoipa::path(
     get, path = "/customers/{customerId}/providers", tag = "providers",
-    params(("customerId" = Uuid, Path), ("page" = Option<u32>, Query, description = "1-based (default 1)"),
-        ("pageSize" = Option<u32>, Query, description = "Default 20, at most 100")),
+    params(("customerId" = Uuid, Path), ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1-based (default 1)"),
+        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Default 20")),
     responses((status = 200, description = "The links, secrets obfuscated", body = ProviderPage), ReadErrors),
     security(("bearer" = ["customers:read"]))
 )]
