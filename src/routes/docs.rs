@@ -66,20 +66,12 @@ fn custom_value(nullable: bool) -> Schema {
         .into()
 }
 
-/// Marks a schema (or the object part of an `allOf`) as taking additional
-/// properties: the merchant's custom parameters.
+/// Marks a schema as taking additional properties: the merchant's custom
+/// parameters. (Only on one object: on a part of an `allOf` it would refuse
+/// the other parts' properties, so those are flattened first.)
 fn allow_custom_parameters(schema: &mut Schema, nullable: bool) {
-    let extra = || Some(Box::new(AdditionalProperties::RefOr(RefOr::T(custom_value(nullable)))));
-    match schema {
-        Schema::Object(o) => o.additional_properties = extra(),
-        Schema::AllOf(all) => {
-            for item in &mut all.items {
-                if let RefOr::T(Schema::Object(o)) = item {
-                    o.additional_properties = extra();
-                }
-            }
-        }
-        _ => {}
+    if let Schema::Object(o) = schema {
+        o.additional_properties = Some(Box::new(AdditionalProperties::RefOr(RefOr::T(custom_value(nullable)))));
     }
 }
 
@@ -254,6 +246,17 @@ pub fn finish(api: &mut OpenApi) {
             allow_custom_parameters(schema, nullable);
         }
     }
+    // Every other request object refuses fields it does not know (`Obj::finish`).
+    for (name, schema) in components.schemas.iter_mut() {
+        let request = name.ends_with("Request") || name.ends_with("Body");
+        if let RefOr::T(Schema::Object(o)) = schema
+            && request
+            && !o.properties.is_empty()
+            && o.additional_properties.is_none()
+        {
+            o.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+        }
+    }
     // The country list is the parser's own (`domain::address`).
     if let Some(RefOr::T(Schema::Object(address))) = components.schemas.get_mut("AddressRequest")
         && let Some(RefOr::T(Schema::Object(country))) = address.properties.get_mut("country")
@@ -293,40 +296,11 @@ pub fn base() -> OpenApi {
     api
 }
 
-/// The document as served: utoipa writes a link's `operationId` in snake case,
-/// which no OpenAPI tool reads, so it is renamed here.
+/// The document as served: [`finish`]'s, plus what utoipa's types cannot
+/// hold, written into the JSON in one walk.
 pub fn document(doc: &OpenApi) -> serde_json::Value {
     let mut value = serde_json::to_value(doc).unwrap_or_default();
-    fn fix_links(v: &mut serde_json::Value) {
-        match v {
-            serde_json::Value::Object(map) => {
-                if let Some(serde_json::Value::Object(links)) = map.get_mut("links") {
-                    for link in links.values_mut() {
-                        if let Some(link) = link.as_object_mut()
-                            && let Some(id) = link.remove("operation_id")
-                        {
-                            link.insert("operationId".into(), id);
-                        }
-                    }
-                }
-                map.values_mut().for_each(fix_links);
-            }
-            serde_json::Value::Array(items) => items.iter_mut().for_each(fix_links),
-            _ => {}
-        }
-    }
-    fix_links(&mut value);
-    require_clean_text(&mut value);
-    // Every request object refuses fields it does not know (`Obj::finish`);
-    // the customer bodies take the merchant's custom parameters instead.
-    if let Some(schemas) = value["components"]["schemas"].as_object_mut() {
-        for (name, schema) in schemas.iter_mut() {
-            let request = name.ends_with("Request") || name.ends_with("Body");
-            if request && schema.get("properties").is_some() && schema.get("additionalProperties").is_none() {
-                schema["additionalProperties"] = false.into();
-            }
-        }
-    }
+    adjust(&mut value);
     // Linking a provider on create takes both its names (`domain::provider`).
     let link = serde_json::json!(["providerConfigId", "provider"]);
     value["components"]["schemas"]["CustomerCreateRequest"]["dependentRequired"] = serde_json::json!({
@@ -335,14 +309,26 @@ pub fn document(doc: &OpenApi) -> serde_json::Value {
     value
 }
 
-/// Every bounded free-text string (one with a `maxLength` and no stricter
-/// rule) refuses what `domain::text` refuses: control and bidirectional
-/// formatting characters, and, when required, text of spaces alone.
-/// (utoipa's attributes take no computed pattern, so it goes into the served JSON.)
-fn require_clean_text(v: &mut serde_json::Value) {
+/// At every level of the document:
+/// - utoipa writes a link's `operationId` in snake case, which no OpenAPI tool
+///   reads: renamed;
+/// - every bounded free-text string (one with a `maxLength` and no stricter
+///   rule) refuses what `domain::text` refuses: control and bidirectional
+///   formatting characters, and, when required, text of spaces alone (utoipa's
+///   attributes take no computed pattern).
+fn adjust(v: &mut serde_json::Value) {
     use crate::domain::text::{optional_text_pattern, required_text_pattern};
     match v {
         serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::Object(links)) = map.get_mut("links") {
+                for link in links.values_mut() {
+                    if let Some(link) = link.as_object_mut()
+                        && let Some(id) = link.remove("operation_id")
+                    {
+                        link.insert("operationId".into(), id);
+                    }
+                }
+            }
             let is_string = map
                 .get("type")
                 .is_some_and(|t| t == "string" || t.as_array().is_some_and(|a| a.contains(&"string".into())));
@@ -352,9 +338,9 @@ fn require_clean_text(v: &mut serde_json::Value) {
                 let pattern = if required { required_text_pattern() } else { optional_text_pattern() };
                 map.insert("pattern".into(), pattern.into());
             }
-            map.values_mut().for_each(require_clean_text);
+            map.values_mut().for_each(adjust);
         }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(require_clean_text),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(adjust),
         _ => {}
     }
 }
