@@ -39,7 +39,7 @@ pub struct SecretDigits(Zeroizing<String>);
 impl SecretDigits {
     /// `raw` without spaces and dashes, when it is `min..=max` digits.
     fn parse(raw: &str, min: usize, max: usize) -> Option<SecretDigits> {
-        let d: Zeroizing<String> = Zeroizing::new(raw.chars().filter(|c| !matches!(c, ' ' | '-')).collect());
+        let d: Zeroizing<String> = Zeroizing::new(raw.trim().chars().filter(|c| !matches!(c, ' ' | '-')).collect());
         let ok = (min..=max).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit());
         ok.then_some(SecretDigits(d))
     }

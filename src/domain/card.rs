@@ -15,9 +15,11 @@ use super::{Obj, Problems};
 pub struct Pan(Zeroizing<String>);
 
 impl Pan {
-    /// Spaces and dashes are accepted as separators and removed.
+    /// Spaces and dashes are accepted as separators and removed, and white space
+    /// around the number ignored.
     pub fn parse(raw: &str) -> Result<Pan, &'static str> {
-        let digits: Zeroizing<String> = Zeroizing::new(raw.chars().filter(|c| !matches!(c, ' ' | '-')).collect());
+        let digits: Zeroizing<String> =
+            Zeroizing::new(raw.trim().chars().filter(|c| !matches!(c, ' ' | '-')).collect());
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err("must contain only digits, spaces and dashes");
         }

@@ -37,8 +37,7 @@ pub fn parse_amount(v: &Value, path: &str, p: &mut Problems) -> Option<Decimal> 
             return None;
         }
     };
-    let d = Decimal::from_str_exact(&text).or_else(|_| Decimal::from_scientific(&text)).ok();
-    match d {
+    match super::money::decimal_from_text(&text) {
         Some(d) if d > Decimal::ZERO && d.normalize().scale() <= 2 && d <= Decimal::new(MAX_AMOUNT, 2) => Some(d),
         Some(d) if d <= Decimal::ZERO => {
             p.push(path, format!("'{path}' must be greater than 0."));
@@ -80,7 +79,7 @@ pub fn parse_rate(v: Option<&Value>, path: &str, p: &mut Problems) -> Option<Dec
         Value::String(s) => s.trim().to_owned(),
         _ => String::new(),
     };
-    match Decimal::from_str_exact(&text).ok() {
+    match super::money::decimal_from_text(&text) {
         Some(d) if d >= Decimal::ZERO && d < Decimal::ONE && d.normalize().scale() <= 6 => Some(d.normalize()),
         _ => {
             p.push(
@@ -402,6 +401,18 @@ mod tests {
 
     fn d(s: &str) -> Decimal {
         Decimal::from_str_exact(s).unwrap()
+    }
+
+    #[test]
+    fn rates_read_in_exponent_notation_too() {
+        let mut p = Problems::new();
+        // What JSON serializers write for 0.000001, 0.0001 and 0.5.
+        for (sent, rate) in [(json!(1e-06), "0.000001"), (json!(1e-4), "0.0001"), (json!(5e-1), "0.5")] {
+            assert_eq!(parse_rate(Some(&sent), "apr", &mut p), Some(d(rate)), "{sent}");
+        }
+        assert!(p.is_empty());
+        assert_eq!(parse_rate(Some(&json!(1e-7)), "apr", &mut p), None, "seven decimals");
+        assert_eq!(parse_rate(Some(&json!(1e0)), "apr", &mut p), None, "not below 1");
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Custom parameters (seed 002): fields a merchant declares and then sends and
 //! reads at the top level of its customers.
 
-use rust_decimal::Decimal;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -155,9 +154,8 @@ pub fn typed_value(kind: ParamType, v: &Value) -> Result<(Value, String), &'stat
             }
         }
         (ParamType::Number, Value::Number(n)) => {
-            let d = Decimal::from_str_exact(&n.to_string())
-                .or_else(|_| Decimal::from_scientific(&n.to_string()))
-                .map_err(|_| "must be a number with at most 28 significant digits")?
+            let d = super::money::decimal_from_text(&n.to_string())
+                .ok_or("must be a number with at most 28 significant digits")?
                 .normalize();
             let text = d.to_string();
             let json: Value = serde_json::from_str(&text).map_err(|_| "must be a number")?;

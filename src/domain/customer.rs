@@ -159,9 +159,15 @@ impl CustomerInput {
         // Seed 002's provider fields, unless the merchant declared a custom
         // parameter of one of their names before they were reserved.
         let declared = |f: &str| declarations.iter().any(|d| !d.retired && d.name.eq_ignore_ascii_case(f));
-        let provider = match !import && PROVIDER_FIELDS.iter().any(|f| o.contains(f) && !declared(f)) {
+        // `null` is absent here as everywhere: sent alone, the fields link nothing.
+        let provider = match !import && PROVIDER_FIELDS.iter().any(|f| o.is_set(f) && !declared(f)) {
             true => ProviderInput::read(&mut o, &mut p),
-            false => None,
+            false => {
+                for f in PROVIDER_FIELDS.iter().filter(|f| !import && !declared(f)) {
+                    o.get(f);
+                }
+                None
+            }
         };
         if import {
             for d in declarations.iter().filter(|d| d.retired) {

@@ -117,6 +117,11 @@ impl<'v> Obj<'v> {
         self.map.get(key).filter(|v| !v.is_null())
     }
 
+    /// Whether the key was sent with a value other than `null`.
+    pub fn is_set(&self, key: &str) -> bool {
+        self.map.get(key).is_some_and(|v| !v.is_null())
+    }
+
     /// Whether the key was sent at all, even as `null`.
     pub fn contains(&self, key: &str) -> bool {
         self.map.contains_key(key)

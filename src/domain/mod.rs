@@ -11,6 +11,7 @@ pub mod credit;
 pub mod currency;
 pub mod custom;
 pub mod customer;
+pub mod event;
 pub mod input;
 pub mod money;
 pub mod provider;

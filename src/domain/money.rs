@@ -14,6 +14,12 @@ pub const MAX_AMOUNT: i64 = 100_000_000_000_000 - 1;
 /// significant digits, which a JSON number (an IEEE double) carries exactly.
 pub const MAX_VOLUME: i64 = 1_000_000_000_000_000 - 1;
 
+/// The exact value a JSON number's text says, in plain (`0.0999`) or exponent
+/// (`1e-06`, which serializers write for small values) notation.
+pub fn decimal_from_text(text: &str) -> Option<Decimal> {
+    Decimal::from_str_exact(text).or_else(|_| Decimal::from_scientific(text)).ok()
+}
+
 /// An amount in minor units (cents).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Money(pub i64);

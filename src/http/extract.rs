@@ -130,16 +130,29 @@ impl QueryReader {
         QueryReader { pairs, known: Vec::new() }
     }
 
-    /// A single-valued parameter (empty reads as absent).
+    /// A single-valued parameter, as sent: an empty value is a value, which the
+    /// caller's parser refuses when it is not one (a date, a number, a name from a
+    /// list).
     pub fn one(&mut self, key: &'static str, p: &mut Problems) -> Option<&str> {
         self.known.push(key);
-        let mut values = self.pairs.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
+        let mut values = self.pairs.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str());
         let first = values.next();
         if values.next().is_some() {
             p.push(key, format!("'{key}' may be given only once."));
             return None;
         }
         first
+    }
+
+    /// Whether the query names `key` at all (with any value, empty included).
+    pub fn has(&self, key: &str) -> bool {
+        self.pairs.iter().any(|(k, _)| k == key)
+    }
+
+    /// A free-text filter: empty reads as absent (no filter), as an HTML form
+    /// sends an unfilled field.
+    pub fn text(&mut self, key: &'static str, p: &mut Problems) -> Option<&str> {
+        self.one(key, p).filter(|v| !v.is_empty())
     }
 
     /// Every `(key, value)` whose key starts with `prefix` (a dynamic family such as

@@ -104,7 +104,9 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         return Ok(next.run(req).await);
     }
     let key = match raw_key.to_str() {
-        Ok(k) if !k.trim().is_empty() && k.len() <= 255 => k.trim().to_owned(),
+        // An empty key is no key, as an empty form field is no value.
+        Ok(k) if k.trim().is_empty() => return Ok(next.run(req).await),
+        Ok(k) if k.len() <= 255 => k.trim().to_owned(),
         _ => {
             return Err(ApiError::field(
                 StatusCode::BAD_REQUEST,

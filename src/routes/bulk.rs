@@ -1,5 +1,6 @@
 //! Bulk import and export of customers as NDJSON, streamed both ways.
 
+use crate::domain::event::EventType;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,9 +44,11 @@ const MAX_LINE: usize = 1 << 20;
 
 pub const NDJSON: &str = "application/x-ndjson";
 
-/// A streamed NDJSON body of what `rx` receives.
-fn ndjson_stream(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Body {
-    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }))
+/// A streamed NDJSON body of what `rx` receives. A closed channel keeps
+/// answering "ended", so a layer that polls the body again after its end (the
+/// compressor does) reads the end again rather than a panic.
+fn ndjson_stream(mut rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Body {
+    Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
 }
 
 fn line(v: &impl Serialize) -> Bytes {
@@ -150,7 +153,7 @@ async fn upsert_batch(
         done.push((*n, id, created));
     }
     tx.insert_customer_rows(&pending).await?;
-    tx.events("customer.created", &created_ids).await?;
+    tx.events(EventType::CustomerCreated, &created_ids).await?;
     Ok(done)
 }
 
@@ -527,12 +530,7 @@ async fn export_customers(State(state): State<AppState>, auth: Authed<CustomersR
             }
         }
     });
-    let body =
-        Body::from_stream(futures_util::stream::unfold(
-            rx,
-            |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
-        ));
-    let mut res = (StatusCode::OK, body).into_response();
+    let mut res = (StatusCode::OK, ndjson_stream(rx)).into_response();
     res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(NDJSON));
     Ok(res)
 }

@@ -55,8 +55,8 @@ pub struct TermRequest {
     /// Months.
     #[schema(minimum = 1, maximum = 120, example = 12)]
     term: u32,
-    /// Financed with the purchase; not charged to customers in Quebec. More than 0, at most 2 decimals.
-    #[schema(exclusive_minimum = 0, maximum = 999999999999.99, multiple_of = 0.01, example = 29.99)]
+    /// Financed with the purchase; not charged to customers in Quebec. At most 2 decimals; none when 0 or left out.
+    #[schema(minimum = 0, maximum = 999999999999.99, multiple_of = 0.01, example = 29.99)]
     admin_fee: Option<f64>,
 }
 
@@ -440,7 +440,7 @@ async fn search_accounts(
     let mut p = Problems::new();
     let mut q = QueryReader::new(raw.as_deref(), &mut p);
     let mut required = |key: &'static str, p: &mut Problems| {
-        let v = q.one(key, p).map(|s| s.trim().to_lowercase());
+        let v = q.text(key, p).map(|s| s.trim().to_lowercase());
         if v.is_none() && !p.iter().any(|x| x.path == key) {
             p.push(key, format!("'{key}' is required."));
         }
@@ -454,7 +454,7 @@ async fn search_accounts(
     {
         p.push("dob", "'dob' must be a date in the form YYYY-MM-DD.");
     }
-    let postal = q.one("postalCode", &mut p).map(crate::domain::address::postal_key);
+    let postal = q.text("postalCode", &mut p).map(crate::domain::address::postal_key);
     read_lang(&mut q, &mut p);
     q.finish(&mut p);
     p.check(())?;
@@ -515,7 +515,7 @@ pub struct AccountLookup {
 /// language of the security questions' texts, when the account was opened with
 /// them in several.
 #[utoipa::path(get, path = "/credit-accounts/lookup", tag = "point of sale",
-    params(("vccNumber" = Option<String>, Query), ("accountNumber" = Option<String>, Query), ("customerId" = Option<Uuid>, Query),
+    params(("vccNumber" = Option<String>, Query, pattern = "^[ -]*([0-9][ -]*){12,19}$"), ("accountNumber" = Option<String>, Query, pattern = "^[0-9]{1,14}$"), ("customerId" = Option<Uuid>, Query),
         ("lang" = Option<String>, Query, description = "en, fr, en-CA or fr-CA: the language of the security questions' texts")),
     responses((status = 200, description = "The account", body = AccountLookup), ReadErrors),
     security(("bearer" = ["customers:read"])))]
@@ -526,28 +526,42 @@ async fn lookup_account(
 ) -> ApiResult<JsonReply> {
     let mut p = Problems::new();
     let mut q = QueryReader::new(raw.as_deref(), &mut p);
-    let vcc = q.one("vccNumber", &mut p).map(str::to_owned);
-    let number = q.one("accountNumber", &mut p).map(str::to_owned);
-    let customer = q.one("customerId", &mut p).map(str::to_owned);
+    // Exactly one form sent, each checked as sent (an empty value is not a number).
+    let given = ["vccNumber", "accountNumber", "customerId"].iter().filter(|k| q.has(k)).count();
+    let vcc = q.one("vccNumber", &mut p).and_then(|v| {
+        let digits: String = v.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+        let ok = (12..=19).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+        if !ok {
+            p.push("vccNumber", "'vccNumber' must be 12 to 19 digits (spaces and dashes allowed).");
+        }
+        ok.then_some(digits)
+    });
+    let number = q.one("accountNumber", &mut p).and_then(|n| {
+        let ok = !n.is_empty() && n.len() <= 14 && n.bytes().all(|b| b.is_ascii_digit());
+        if !ok {
+            p.push("accountNumber", "'accountNumber' must be up to 14 digits.");
+        }
+        ok.then(|| n.to_owned())
+    });
+    let customer = q.one("customerId", &mut p).and_then(|c| {
+        let id = Uuid::parse_str(c).ok();
+        if id.is_none() {
+            p.push("customerId", "'customerId' must be a UUID.");
+        }
+        id
+    });
     let lang = read_lang(&mut q, &mut p);
     q.finish(&mut p);
-    let given = [vcc.is_some(), number.is_some(), customer.is_some()].iter().filter(|x| **x).count();
     if given != 1 {
         p.push("$", "Give exactly one of vccNumber, accountNumber, customerId.");
     }
     p.check(())?;
-    let key = if let Some(v) = vcc {
-        let digits: String = v.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    let key = if let Some(digits) = vcc {
         AccountKey::VccFingerprint(state.vault().fingerprint(auth.tenant().id(), "vcc", digits.as_bytes()))
     } else if let Some(n) = number {
         AccountKey::Number(n)
     } else {
-        let id = Uuid::parse_str(customer.as_deref().unwrap_or("")).map_err(|_| {
-            let mut p = Problems::new();
-            p.push("customerId", "'customerId' must be a UUID.");
-            ApiError::validation(p)
-        })?;
-        AccountKey::Customer(id)
+        AccountKey::Customer(customer.expect("exactly one form, checked above"))
     };
     let db = state.db().scoped(auth.tenant());
     let a = db.account(&key).await?.ok_or_else(|| ApiError::not_found("Credit account"))?;
@@ -835,7 +849,9 @@ pub struct VerifyBody {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyReply {
-    #[schema(value_type = Object, example = json!(482913))]
+    /// A string (where the code was sent), the code (a 6-digit number), or null
+    /// (a confirmation).
+    #[schema(value_type = Option<String>, example = json!(482913))]
     pub verification_code: serde_json::Value,
 }
 

@@ -95,8 +95,8 @@ pub struct CustomerUpdateRequest {
     /// `YYYY-MM-DD`, from 1900-01-01 to today.
     #[schema(format = Date, example = "1974-05-15")]
     date_of_birth: Option<String>,
-    /// BCP 47 language tag.
-    #[schema(max_length = 35, example = "en-CA")]
+    /// A registered BCP 47 language tag.
+    #[schema(max_length = 35, pattern = r"^\s*[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*\s*$", example = "en-CA")]
     preferred_language: Option<String>,
     /// The merchant's own reference, up to 128 characters, unique per merchant.
     #[schema(max_length = 128, example = "crm-000123")]
@@ -127,9 +127,11 @@ pub struct CustomerCreateRequest {
     payment_methods_ach_accounts: Option<Vec<AchRequest>>,
     /// With `providerConfigId` and `provider`, links a payment provider in
     /// the same transaction (as `POST .../providers`). A secret, shown masked.
-    #[schema(write_only)]
+    #[schema(write_only, max_length = 1000, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     api_key: Option<String>,
+    #[schema(min_length = 1, max_length = 200)]
     provider_config_id: Option<String>,
+    #[schema(min_length = 1, max_length = 100)]
     provider: Option<String>,
     payment_provider: Option<super::providers::PaymentProviderRequest>,
 }
@@ -716,7 +718,7 @@ pub fn parse_search(raw: Option<&str>, declarations: &[Declaration]) -> Result<C
     };
     let asc = q.bool("asc", &mut p).unwrap_or(false);
     let mut words = Vec::new();
-    if let Some(s) = q.one("search", &mut p) {
+    if let Some(s) = q.text("search", &mut p) {
         if s.chars().count() > 200 || s.split_whitespace().count() > 10 {
             p.push("search", "'search' must be at most 200 characters and 10 words.");
         } else {
@@ -762,9 +764,9 @@ pub fn parse_search(raw: Option<&str>, declarations: &[Declaration]) -> Result<C
     };
     let created_from = instant("dateFrom", false, &mut p);
     let created_to = instant("dateTo", true, &mut p);
-    let email = q.one("email", &mut p).map(normalize_email);
-    let first_name = q.one("firstName", &mut p).map(|s| s.trim().to_lowercase());
-    let last_name = q.one("lastName", &mut p).map(|s| s.trim().to_lowercase());
+    let email = q.text("email", &mut p).map(normalize_email);
+    let first_name = q.text("firstName", &mut p).map(|s| s.trim().to_lowercase());
+    let last_name = q.text("lastName", &mut p).map(|s| s.trim().to_lowercase());
     let date_of_birth = q.one("dateOfBirth", &mut p).and_then(|s| {
         let ok = parse_date(s).is_some();
         if !ok {
@@ -772,8 +774,8 @@ pub fn parse_search(raw: Option<&str>, declarations: &[Declaration]) -> Result<C
         }
         ok.then(|| s.to_owned())
     });
-    let postal_code = q.one("postalCode", &mut p).map(postal_key);
-    let external_reference = q.one("externalReference", &mut p).map(|s| s.trim().to_owned());
+    let postal_code = q.text("postalCode", &mut p).map(postal_key);
+    let external_reference = q.text("externalReference", &mut p).map(|s| s.trim().to_owned());
     let status = q.one("status", &mut p).and_then(|s| CustomerStatus::read(s, &mut p));
     q.finish(&mut p);
     p.check(CustomerSearch {

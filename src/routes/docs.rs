@@ -4,7 +4,9 @@
 use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn, PathItem};
-use utoipa::openapi::schema::{AdditionalProperties, Object, ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::schema::{
+    AdditionalProperties, KnownFormat, Object, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type,
+};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi, RefOr, Required, ServerBuilder};
 use utoipa::{Modify, OpenApi as _};
@@ -138,19 +140,20 @@ fn declare_headers(path: &str, method: &str, op: &mut Operation) {
     let idempotent = method == "post" && path.starts_with("/pay-api/") && !path.ends_with("/import");
     let params = op.parameters.get_or_insert_with(Vec::new);
     if idempotent && !params.iter().any(|p| p.name == "Idempotency-Key") {
-        // Visible ASCII, spaces around it allowed (trimmed), as the layer reads it.
+        // Visible ASCII with inner spaces, as the layer reads it (it would trim
+        // spaces around it, which HTTP clients do not send); empty is no key.
         let key = ObjectBuilder::new()
             .schema_type(Type::String)
-            .min_length(Some(1))
             .max_length(Some(255))
-            .pattern(Some(r"^ *[\x21-\x7E][\x20-\x7E]*$"));
+            .pattern(Some(r"^([\x21-\x7E]([\x20-\x7E]*[\x21-\x7E])?)?$"));
         params.push(
             ParameterBuilder::new()
                 .name("Idempotency-Key")
                 .parameter_in(ParameterIn::Header)
                 .required(Required::False)
                 .description(Some(
-                    "Replays the first reply to this key for 24 h; the same key with another body is a 409.",
+                    "Replays the first reply to this key for 24 h; the same key with another body is a 409. \
+                     Empty is the same as leaving it out.",
                 ))
                 .schema(Some(key))
                 .build(),
@@ -158,6 +161,54 @@ fn declare_headers(path: &str, method: &str, op: &mut Operation) {
     }
     if params.is_empty() {
         op.parameters = None;
+    }
+}
+
+fn string_enum<'a>(values: impl IntoIterator<Item = &'a str>) -> Schema {
+    let values = values.into_iter().map(serde_json::Value::from);
+    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(values)).build().into()
+}
+
+/// Query parameters whose rules live in code shared by several routes: the
+/// parser's language list, the event types, and the instants a range takes.
+fn constrain_query(path: &str, op: &mut Operation) {
+    for param in op.parameters.iter_mut().flatten() {
+        if param.parameter_in != ParameterIn::Query {
+            continue;
+        }
+        let schema = match param.name.as_str() {
+            "lang" => string_enum(crate::domain::credit::LANGUAGES),
+            "type" if path.ends_with("/events") => {
+                string_enum(crate::domain::event::EventType::ALL.iter().map(|t| t.as_str()))
+            }
+            // `parse_instant`: an RFC 3339 instant, or a date (its start, or its end for `dateTo`).
+            "dateFrom" | "dateTo" => utoipa::openapi::schema::AnyOfBuilder::new()
+                .item(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Date))),
+                )
+                .item(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+                )
+                .build()
+                .into(),
+            // Any other text: `QueryReader` refuses control characters in every value.
+            _ => {
+                if let Some(RefOr::T(Schema::Object(o))) = param.schema.as_mut()
+                    && o.schema_type == SchemaType::Type(Type::String)
+                    && o.pattern.is_none()
+                    && o.format.is_none()
+                    && o.enum_values.is_none()
+                {
+                    o.pattern = Some(r"^[^\u0000-\u001F\u007F-\u009F]*$".into());
+                }
+                continue;
+            }
+        };
+        param.schema = Some(RefOr::T(schema));
     }
 }
 
@@ -225,6 +276,7 @@ pub fn finish(api: &mut OpenApi) {
         let operations_route = !path.starts_with("/pay-api/");
         for (method, op) in operations(item) {
             declare_headers(path, method, op);
+            constrain_query(path, op);
             if operations_route {
                 // Said outright: these need no key.
                 op.security = Some(Vec::new());
@@ -257,6 +309,23 @@ pub fn finish(api: &mut OpenApi) {
             o.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
         }
     }
+    // An event's type is one of the store's (`domain::event`).
+    if let Some(RefOr::T(Schema::Object(event))) = components.schemas.get_mut("EventView") {
+        let types = string_enum(crate::domain::event::EventType::ALL.iter().map(|t| t.as_str()));
+        event.properties.insert("type".into(), RefOr::T(types));
+    }
+    // A customer's id is the path's: sent back as read, never changed.
+    if let Some(RefOr::T(Schema::Object(update))) = components.schemas.get_mut("CustomerUpdateRequest")
+        && let Some(RefOr::T(Schema::Object(id))) = update.properties.get_mut("id")
+    {
+        id.read_only = Some(true);
+    }
+    // A verification answers where the code went, the code, or nothing.
+    if let Some(RefOr::T(Schema::Object(reply))) = components.schemas.get_mut("VerifyReply")
+        && let Some(RefOr::T(Schema::Object(code))) = reply.properties.get_mut("verificationCode")
+    {
+        code.schema_type = SchemaType::Array(vec![Type::String, Type::Integer, Type::Null]);
+    }
     // The country list is the parser's own (`domain::address`).
     if let Some(RefOr::T(Schema::Object(address))) = components.schemas.get_mut("AddressRequest")
         && let Some(RefOr::T(Schema::Object(country))) = address.properties.get_mut("country")
@@ -278,6 +347,7 @@ pub fn finish(api: &mut OpenApi) {
         && let Some(RefOr::T(Schema::Array(list))) = link.properties.get_mut("availableCurrencies")
     {
         list.items = utoipa::openapi::schema::ArrayItems::RefOrSchema(Box::new(RefOr::T(Schema::Object(currencies()))));
+        list.unique_items = true;
     }
     // A security question's text by language takes the languages the parser knows.
     let by_language = crate::domain::credit::LANGUAGES.iter().fold(ObjectBuilder::new(), |o, tag| {
@@ -301,10 +371,111 @@ pub fn base() -> OpenApi {
 pub fn document(doc: &OpenApi) -> serde_json::Value {
     let mut value = serde_json::to_value(doc).unwrap_or_default();
     adjust(&mut value);
-    // Linking a provider on create takes both its names (`domain::provider`).
-    let link = serde_json::json!(["providerConfigId", "provider"]);
-    value["components"]["schemas"]["CustomerCreateRequest"]["dependentRequired"] = serde_json::json!({
-        "apiKey": link, "paymentProvider": link, "provider": link, "providerConfigId": link,
+    let schemas = &mut value["components"]["schemas"];
+    // Linking a provider on create takes both its names (`domain::provider`): any
+    // of the link's fields, sent non-null, needs both, non-null. (`if`/`then`
+    // rather than `dependentRequired`, which a present `null` would satisfy.)
+    let link_fields = ["apiKey", "paymentProvider", "provider", "providerConfigId"];
+    let needs_both: Vec<serde_json::Value> = link_fields
+        .iter()
+        .map(|field| {
+            serde_json::json!({
+                "if": {"required": [field], "properties": {*field: {"not": {"type": "null"}}}},
+                "then": {
+                    "required": ["provider", "providerConfigId"],
+                    "properties": {"provider": {"type": "string"}, "providerConfigId": {"type": "string"}}
+                }
+            })
+        })
+        .collect();
+    schemas["CustomerCreateRequest"]["allOf"] = needs_both.into();
+    // A security question's check takes its id and a non-blank answer (`parse_verify`).
+    schemas["VerifyBody"]["allOf"] = serde_json::json!([{
+        "if": {"required": ["format"], "properties": {"format": {"const": "security_question"}}},
+        "then": {
+            "required": ["securityQid", "securityAnswer"],
+            "properties": {
+                "securityQid": {"type": "integer"},
+                "securityAnswer": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S"}
+            }
+        }
+    }]);
+    // A postal code's form depends on the address's country (`domain::address`):
+    // US ZIP or ZIP+4, a Canadian code, elsewhere up to 12 letters, digits,
+    // spaces or dashes; spaces and dashes inside are ignored.
+    let postal = |country: &str, pattern: &str| {
+        serde_json::json!({
+            "if": {"required": ["country"], "properties": {"country": {"const": country}}},
+            "then": {"properties": {"postalCode": {"type": ["string", "null"], "pattern": pattern}}}
+        })
+    };
+    schemas["AddressRequest"]["allOf"] = serde_json::json!([
+        postal("US", r"^\s*[ -]*([0-9][ -]*){5}(([0-9][ -]*){4})?\s*$"),
+        postal("CA", r"^\s*[ -]*[A-Za-z][ -]*[0-9][ -]*[A-Za-z][ -]*[0-9][ -]*[A-Za-z][ -]*[0-9][ -]*\s*$"),
+        {
+            "if": {"not": {"required": ["country"], "properties": {"country": {"enum": ["US", "CA"]}}}},
+            "then": {"properties": {"postalCode": {"type": ["string", "null"], "pattern": r"^\s*((?=[ -]*[A-Za-z0-9])[A-Za-z0-9 -]{1,12})?\s*$"}}}
+        }
+    ]);
+    // A transaction is paid with a payment method or a credit account, not both.
+    schemas["TransactionRequest"]["not"] = serde_json::json!({
+        "required": ["paymentMethodId", "creditAccountNumber"],
+        "properties": {"paymentMethodId": {"type": "string"}, "creditAccountNumber": {"type": "string"}}
+    });
+    // A customer named on create takes a UUIDv7 (`create_customer`).
+    schemas["CustomerCreateRequest"]["properties"]["id"]["pattern"] =
+        "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$".into();
+    // A credential the API showed masked (`****` + last 4) is not one (`domain::provider`).
+    let masked = serde_json::json!({"pattern": r"^\*{4}(.{4})?$"});
+    for (name, field) in
+        [("CustomerCreateRequest", "apiKey"), ("LinkRequest", "apiKey"), ("PaymentProviderRequest", "key")]
+    {
+        schemas[name]["properties"][field]["not"] = masked.clone();
+    }
+    // A card's year has 2 digits (20YY) or 4 (`domain::card::Expiry`).
+    for name in ["CardRequest", "MethodUpdateRequest"] {
+        schemas[name]["properties"]["expirationYear"]["anyOf"] =
+            serde_json::json!([{"maximum": 99}, {"minimum": 1000}]);
+    }
+    // A card's expiry changes as a pair (`parse_update`).
+    schemas["MethodUpdateRequest"]["dependentRequired"] =
+        serde_json::json!({"expirationMonth": ["expirationYear"], "expirationYear": ["expirationMonth"]});
+    // SMS notifications need a number to send to (`domain::customer`).
+    let sms = serde_json::json!({
+        "if": {"required": ["isMobileNumberSmsNotificationsEnabled"], "properties": {"isMobileNumberSmsNotificationsEnabled": {"const": true}}},
+        "then": {"required": ["mobilePhoneNumber"], "properties": {"mobilePhoneNumber": {"type": "string"}}}
+    });
+    for name in ["CustomerCreateRequest", "CustomerUpdateRequest"] {
+        match schemas[name]["allOf"].as_array_mut() {
+            Some(all) => all.push(sms.clone()),
+            None => schemas[name]["allOf"] = serde_json::json!([sms.clone()]),
+        }
+    }
+    // A merge patch sends only what changes: the update's fields, none required.
+    let mut patch = schemas["CustomerUpdateRequest"].clone();
+    if let Some(o) = patch.as_object_mut() {
+        o.remove("required");
+        o.insert(
+            "description".into(),
+            "A JSON Merge Patch of a customer: the fields to change; `null` removes an optional one.".into(),
+        );
+    }
+    schemas["CustomerPatchRequest"] = patch;
+    let patch_ref = serde_json::json!({"$ref": "#/components/schemas/CustomerPatchRequest"});
+    if let Some(content) =
+        value["paths"]["/pay-api/v1/customers/{customerId}"]["patch"]["requestBody"]["content"].as_object_mut()
+    {
+        for media in content.values_mut() {
+            media["schema"] = patch_ref.clone();
+        }
+    }
+    // An import is NDJSON: one customer create body per line, and one result per
+    // line back (`routes::bulk`).
+    let import = &mut value["paths"]["/pay-api/v1/customers/import"]["post"];
+    import["requestBody"]["content"]["application/x-ndjson"]["schema"] = serde_json::json!({
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/CustomerCreateRequest"},
+        "description": "Sent as NDJSON: each item on its own line, no enclosing array."
     });
     value
 }

@@ -1,5 +1,6 @@
 //! `GET /pay-api/v1/events`: the merchant's change feed, oldest first, with a cursor.
 
+use crate::domain::event::EventType;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -79,7 +80,13 @@ pub struct EventParams {
 fn parse(raw: Option<&str>) -> Result<EventFilter, Problems> {
     let mut p = Problems::new();
     let mut q = QueryReader::new(raw, &mut p);
-    let kind = q.one("type", &mut p).map(str::to_owned);
+    let kind = q.one("type", &mut p).and_then(|s| {
+        let kind = EventType::parse(s);
+        if kind.is_none() {
+            p.push("type", "'type' must be an event type, such as customer.created (see the API reference).");
+        }
+        kind
+    });
     let mut uuid = |key: &'static str, p: &mut Problems| {
         let s = q.one(key, p)?;
         let u = Uuid::parse_str(s).ok();

@@ -47,7 +47,7 @@ pub struct CardRequest {
     #[schema(max_length = 100)]
     name: Option<String>,
     /// 12–19 digits (spaces and dashes allowed), Luhn-valid.
-    #[schema(pattern = r"^\s*[0-9][0-9 -]{10,30}[0-9]\s*$", write_only)]
+    #[schema(pattern = r"^\s*[ -]*([0-9][ -]*){12,19}\s*$", write_only)]
     pan: String,
     #[schema(minimum = 1, maximum = 12)]
     expiration_month: i32,
@@ -69,7 +69,7 @@ pub struct AchRequest {
     #[schema(min_length = 1, max_length = 100)]
     name: String,
     /// 4–17 digits (spaces and dashes allowed).
-    #[schema(pattern = r"^[0-9 -]*$", write_only)]
+    #[schema(pattern = r"^\s*([ -]*([0-9][ -]*){4,17})?\s*$", write_only)]
     account_number: Option<String>,
     /// 9 digits with a valid ABA checksum.
     #[schema(pattern = r"^\s*[0-9]{9}\s*$")]
@@ -81,7 +81,7 @@ pub struct AchRequest {
     #[schema(minimum = 1, maximum = 2)]
     account_holder_type: i32,
     /// 9 digits (spaces and dashes allowed).
-    #[schema(pattern = r"^[0-9 -]*$", write_only)]
+    #[schema(pattern = r"^\s*([ -]*([0-9][ -]*){9})?\s*$", write_only)]
     tax_id: Option<String>,
 }
 
@@ -95,10 +95,10 @@ pub struct MethodUpdateRequest {
     #[schema(max_length = 100)]
     name: Option<String>,
     /// Cards only; give it with `expirationYear`.
-    #[schema(minimum = 1, maximum = 12)]
+    #[schema(minimum = 1, maximum = 12, nullable = false)]
     expiration_month: Option<i32>,
     /// Cards only; give it with `expirationMonth`.
-    #[schema(minimum = 0, maximum = 9999)]
+    #[schema(minimum = 0, maximum = 9999, nullable = false)]
     expiration_year: Option<i32>,
     /// Bank accounts only: 1 checking, 2 savings.
     #[schema(minimum = 1, maximum = 2)]
@@ -110,10 +110,10 @@ pub struct MethodUpdateRequest {
     #[schema(pattern = r"^\s*[0-9]{9}\s*$")]
     routing_number: Option<String>,
     /// Bank accounts only: a new account number (4 to 17 digits).
-    #[schema(pattern = r"^[0-9 -]*$", write_only)]
+    #[schema(pattern = r"^\s*([ -]*([0-9][ -]*){4,17})?\s*$", write_only)]
     account_number: Option<String>,
     /// Bank accounts only: a new tax id (9 digits), or `null` to remove it.
-    #[schema(pattern = r"^[0-9 -]*$", write_only)]
+    #[schema(pattern = r"^\s*([ -]*([0-9][ -]*){9})?\s*$", write_only)]
     tax_id: Option<String>,
     /// As `PUT .../status`.
     #[schema(value_type = Option<CustomerStatus>)]
@@ -443,8 +443,10 @@ fn parse_list(raw: Option<&str>) -> Result<MethodQuery, Problems> {
         }
     };
     let asc = q.bool("asc", &mut p).unwrap_or(false);
-    let words: Vec<String> =
-        q.one("search", &mut p).map(|s| s.split_whitespace().take(10).map(str::to_owned).collect()).unwrap_or_default();
+    let words: Vec<String> = q
+        .text("search", &mut p)
+        .map(|s| s.split_whitespace().take(10).map(str::to_owned).collect())
+        .unwrap_or_default();
     let mut instant = |key: &'static str, end: bool, p: &mut Problems| {
         let raw = q.one(key, p)?;
         let t = parse_instant(raw, end);
@@ -563,7 +565,8 @@ fn parse_update(body: &serde_json::Value, kind: MethodKind) -> Result<MethodUpda
                 u.bank = BankDetailsChange::read(&mut o, &mut p);
             }
         }
-        if o.contains("status") {
+        // `null` leaves the status as it is, like every other field left out.
+        if o.get("status").is_some_and(|v| !v.is_null()) {
             u.active = o
                 .required_string("status", &mut p)
                 .and_then(|s| CustomerStatus::read(s, &mut p))

@@ -40,8 +40,9 @@ pub struct PaymentProviderRequest {
     /// Card issuer, payment gateway, ...
     #[schema(max_length = 100)]
     payment_provider_type: Option<String>,
-    /// A secret: stored encrypted, shown as `****` + last 4 (when ≥ 12 characters).
-    #[schema(write_only, max_length = 1000)]
+    /// A secret: stored encrypted, shown as `****` + last 4 (when ≥ 12 characters);
+    /// a masked value is refused.
+    #[schema(write_only, max_length = 1000, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     key: Option<String>,
     #[schema(max_length = 200)]
     login_id: Option<String>,
@@ -249,7 +250,10 @@ async fn unlink_provider(
 #[utoipa::path(
     put, path = "/customers/{customerId}/providers/{providerId}", tag = "providers",
     params(("customerId" = Uuid, Path), ("providerId" = Uuid, Path)),
-    responses((status = 405, description = "Links are never edited", body = crate::error::ErrorBody)),
+    responses((status = 405, description = "Links are never edited", body = crate::error::ErrorBody),
+        (status = 401, description = "No valid API key", body = crate::error::ErrorBody),
+        (status = 403, description = "The key lacks `customers:write`", body = crate::error::ErrorBody),
+        (status = 429, description = "Too many requests", body = crate::error::ErrorBody)),
     security(("bearer" = ["customers:write"]))
 )]
 async fn edit_provider(_auth: Authed<CustomersWrite>) -> impl IntoResponse {

@@ -49,6 +49,7 @@ pub struct TransactionRequest {
     /// A payment method of this customer.
     payment_method_id: Option<Uuid>,
     /// A credit account of this customer: a purchase takes from its available credit.
+    #[schema(pattern = "^[0-9]{1,14}$")]
     credit_account_number: Option<String>,
 }
 

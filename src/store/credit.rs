@@ -1,5 +1,6 @@
 //! Financing plans and credit accounts.
 
+use crate::domain::event::EventType;
 use rand::Rng;
 use uuid::Uuid;
 
@@ -155,7 +156,7 @@ impl WriteTx {
                 id
             }
         };
-        self.event("financing_plan.updated", id).await?;
+        self.event(EventType::FinancingPlanUpdated, id).await?;
         Ok(PlanRecord {
             plan_id,
             name: plan.name.clone(),
@@ -174,7 +175,7 @@ impl WriteTx {
             )
             .await?;
         let (id,) = row.ok_or(StoreError::NotFound("Financing plan"))?;
-        self.event("financing_plan.deleted", id).await?;
+        self.event(EventType::FinancingPlanDeleted, id).await?;
         Ok(())
     }
 
@@ -251,7 +252,7 @@ impl WriteTx {
                 (!text.translations.is_empty()).then(|| serde_json::to_string(&text.translations).unwrap_or_default());
             self.exec("INSERT INTO credit_security_questions (merchant_id, account_number, question_id, text, answer_hash, texts) VALUES ($1, $2, $3, $4, $5, $6)", &[&merchant, &number.as_str(), qid, &text.text.as_str(), &hash.as_str(), &texts.as_deref()]).await?;
         }
-        self.event("credit_account.opened", id).await?;
+        self.event(EventType::CreditAccountOpened, id).await?;
         Ok((number, zeroize::Zeroizing::new(vcc)))
     }
 
@@ -266,7 +267,7 @@ impl WriteTx {
             .await?;
         let (id, sealed) = row.ok_or(StoreError::NotFound("Credit account"))?;
         let clear = self.open_sealed(vault, &sealed, &vcc_aad(merchant, number)).await?;
-        self.event("credit_account.vcc_revealed", id).await?;
+        self.event(EventType::CreditAccountVccRevealed, id).await?;
         Ok(zeroize::Zeroizing::new(String::from_utf8_lossy(&clear).into_owned()))
     }
 
@@ -282,7 +283,7 @@ impl WriteTx {
             return Err(StoreError::Conflict { code: "account_closed", message: "The account is already closed." });
         }
         self.exec("UPDATE credit_accounts SET status = 'closed', status_reason = 'CLSD', closed_at = $1, version = version + 1 WHERE merchant_id = $2 AND account_number = $3", &[&now, &merchant, &number]).await?;
-        self.event("credit_account.closed", id).await?;
+        self.event(EventType::CreditAccountClosed, id).await?;
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! Custom parameter declarations and the values customers hold for them.
 
+use crate::domain::event::EventType;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
 
@@ -164,7 +165,7 @@ impl WriteTx {
                 id
             }
         };
-        self.event("custom_parameter.declared", id).await?;
+        self.event(EventType::CustomParameterDeclared, id).await?;
         Ok(Declaration {
             id,
             name: name.to_owned(),
@@ -181,7 +182,7 @@ impl WriteTx {
         let (merchant, now) = (self.merchant(), self.now);
         let row: Option<(Uuid,)> = self.fetch_optional("UPDATE custom_parameters SET retired_at = $1, modified_at = $1 WHERE merchant_id = $2 AND name = $3 AND retired_at IS NULL RETURNING id", &[&now, &merchant, &name]).await?;
         let (id,) = row.ok_or(StoreError::NotFound("Custom parameter"))?;
-        self.event("custom_parameter.retired", id).await?;
+        self.event(EventType::CustomParameterRetired, id).await?;
         Ok(id)
     }
 

@@ -1,5 +1,6 @@
 //! The audit/event feed: one row per change, ids only, in commit order per node.
 
+use crate::domain::event::EventType;
 use uuid::Uuid;
 
 use super::{Scoped, on_conn};
@@ -18,7 +19,7 @@ pub struct EventRecord {
 
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
-    pub kind: Option<String>,
+    pub kind: Option<EventType>,
     pub entity_id: Option<Uuid>,
     pub after: Option<Uuid>,
     pub limit: u32,

@@ -28,6 +28,7 @@ mod search_index;
 pub mod transactions;
 pub mod verification;
 
+use crate::domain::event::EventType;
 use std::future::Future;
 use std::path::Path;
 use std::str::FromStr;
@@ -487,14 +488,15 @@ impl WriteTx {
     }
 
     /// Records an audit event (ids only, never personal data) in this transaction.
-    pub async fn event(&mut self, kind: &str, entity_id: Uuid) -> Result<(), sqlx::Error> {
+    pub async fn event(&mut self, kind: EventType, entity_id: Uuid) -> Result<(), sqlx::Error> {
         self.events(kind, &[entity_id]).await
     }
 
     /// Records one event of `kind` per entity: on SQLite one prepared single-row
     /// statement per event (no statement journal), on PostgreSQL a few hundred
     /// rows per statement (one round trip).
-    pub async fn events(&mut self, kind: &str, entity_ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    pub async fn events(&mut self, kind: EventType, entity_ids: &[Uuid]) -> Result<(), sqlx::Error> {
+        let kind = kind.as_str();
         const INSERT: &str =
             "INSERT INTO events (merchant_id, id, type, entity_id, api_key_id, correlation_id, created_at) VALUES ";
         let merchant = self.merchant();

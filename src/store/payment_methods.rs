@@ -3,6 +3,7 @@
 //! Secrets are sealed before they reach SQL and only opened by `reveal` and key
 //! rotation; ordinary reads never select them.
 
+use crate::domain::event::EventType;
 use std::sync::LazyLock;
 
 use uuid::Uuid;
@@ -333,7 +334,7 @@ impl WriteTx {
              last4, pan_length, exp_month, exp_year, routing_number, account_last4, tax_id_last4, account_type, \
              account_holder_type, secret, tax_id_secret, key_version, search_text, created_at, modified_at) \
              VALUES ($1, $2, $3, $4, $5, 'active', 1, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $22)", &[&merchant, &id, &customer_id, &m.kind.as_str(), &m.name, &m.fingerprint.as_deref(), &m.brand, &m.bin, &m.last4, &m.pan_length, &m.exp_month, &m.exp_year, &m.routing_number, &m.account_last4, &m.tax_id_last4, &m.account_type, &m.account_holder_type, &m.secret, &m.tax_id_secret, &i64::from(m.key_version), &m.search_text, &now]).await?;
-        self.event("payment_method.created", id).await?;
+        self.event(EventType::PaymentMethodCreated, id).await?;
         // A customer's first active method of a kind becomes its default.
         let col = m.kind.default_column();
         let set = self
@@ -346,7 +347,7 @@ impl WriteTx {
             )
             .await?;
         if set == 1 {
-            self.event("payment_method.default_changed", id).await?;
+            self.event(EventType::PaymentMethodDefaultChanged, id).await?;
         }
         Ok(())
     }
@@ -406,7 +407,7 @@ impl WriteTx {
         };
         self.exec("UPDATE payment_methods SET name = $1, exp_month = $2, exp_year = $3, account_type = $4, account_holder_type = $5, \
              search_text = $6, version = version + 1, modified_at = $7 WHERE merchant_id = $8 AND id = $9", &[&name, &month, &year, &account_type, &holder_type, &search_text, &now, &merchant, &id]).await?;
-        self.event("payment_method.updated", id).await?;
+        self.event(EventType::PaymentMethodUpdated, id).await?;
         self.get_method(customer_id, id).await
     }
 
@@ -478,7 +479,7 @@ impl WriteTx {
             let col = rec.kind().default_column();
             self.exec(&format!(
                 "UPDATE customers SET {col} = $1, version = version + 1, modified_at = $2 WHERE merchant_id = $3 AND id = $4"), &[&id, &now, &merchant, &customer_id]).await?;
-            self.event("payment_method.default_changed", id).await?;
+            self.event(EventType::PaymentMethodDefaultChanged, id).await?;
         }
         self.get_method(customer_id, id).await
     }
@@ -491,7 +492,7 @@ impl WriteTx {
         let col = rec.kind().default_column();
         self.exec(&format!(
             "UPDATE customers SET {col} = NULL, version = version + 1, modified_at = $1 WHERE merchant_id = $2 AND id = $3 AND {col} = $4"), &[&now, &merchant, &customer_id, &rec.id]).await?;
-        self.event("payment_method.default_changed", rec.id).await?;
+        self.event(EventType::PaymentMethodDefaultChanged, rec.id).await?;
         Ok(())
     }
 
@@ -511,7 +512,7 @@ impl WriteTx {
             }
             let (merchant, now) = (self.merchant(), self.now);
             self.exec("UPDATE payment_methods SET status = $1, version = version + 1, modified_at = $2 WHERE merchant_id = $3 AND id = $4", &[&status, &now, &merchant, &id]).await?;
-            self.event("payment_method.updated", id).await?;
+            self.event(EventType::PaymentMethodUpdated, id).await?;
         }
         self.get_method(customer_id, id).await
     }
@@ -528,7 +529,7 @@ impl WriteTx {
         let merchant = self.merchant();
         self.exec("DELETE FROM payment_methods WHERE merchant_id = $1 AND id = $2", &[&merchant, &id]).await?;
         self.secrets_removed();
-        self.event("payment_method.deleted", id).await?;
+        self.event(EventType::PaymentMethodDeleted, id).await?;
         Ok(())
     }
 
@@ -539,7 +540,7 @@ impl WriteTx {
         let text =
             |clear: zeroize::Zeroizing<Vec<u8>>| zeroize::Zeroizing::new(String::from_utf8_lossy(&clear).into_owned());
         let (secret, tax_id) = (secret.map(text), tax.map(text));
-        self.event("payment_method.revealed", id).await?;
+        self.event(EventType::PaymentMethodRevealed, id).await?;
         Ok(Revealed { record, secret, tax_id })
     }
 }

@@ -1,5 +1,6 @@
 //! Payment providers linked to customers. Links are added and removed, never edited.
 
+use crate::domain::event::EventType;
 use uuid::Uuid;
 
 use super::keys::secret_aad;
@@ -70,7 +71,7 @@ impl WriteTx {
              pp_login_id, pp_commercial_name, pp_currencies, api_key_secret, api_key_hint, pp_key_secret, pp_key_hint, \
              pp_hmac_secret, pp_hmac_hint, key_version, has_payment_provider, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)", &[&merchant, &id, &customer, &p.provider_config_id.as_str(), &p.provider.as_str(), &pp.and_then(|x| x.customer_id.as_deref()), &pp.and_then(|x| x.provider_type.as_deref()), &pp.and_then(|x| x.login_id.as_deref()), &pp.and_then(|x| x.commercial_name.as_deref()), &currencies, &api, &api_hint, &key, &key_hint, &hmac, &hmac_hint, &i64::from(version), &pp.is_some(), &now]).await?;
-        self.event("provider.linked", id).await?;
+        self.event(EventType::ProviderLinked, id).await?;
         Ok(())
     }
 
@@ -86,7 +87,7 @@ impl WriteTx {
             return Err(StoreError::NotFound("Provider link"));
         }
         self.secrets_removed();
-        self.event("provider.unlinked", id).await?;
+        self.event(EventType::ProviderUnlinked, id).await?;
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! Recorded purchases and refunds.
 
+use crate::domain::event::EventType;
 use uuid::Uuid;
 
 use super::dialect::locking;
@@ -155,7 +156,7 @@ impl WriteTx {
                 message: "This transaction would carry the customer's transaction volume past 9,999,999,999,999.99 either way.",
             });
         }
-        self.event("transaction.recorded", id).await?;
+        self.event(EventType::TransactionRecorded, id).await?;
         Ok(Recorded::New(id))
     }
 }

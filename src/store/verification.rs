@@ -4,6 +4,7 @@
 //! every API node agrees. Failures are committed even though the request fails:
 //! the store reports them as outcomes, not errors, and the handler commits.
 
+use crate::domain::event::EventType;
 use rand::Rng;
 use uuid::Uuid;
 
@@ -161,7 +162,11 @@ impl WriteTx {
         let (failures, until) = if locked { (0, Some(now + LOCK_MS)) } else { (failures, None) };
         self.exec("UPDATE credit_accounts SET verify_failures = $1, verify_locked_until = $2 WHERE merchant_id = $3 AND account_number = $4", &[&failures, &until, &merchant, &number]).await?;
         self.event(
-            if locked { "credit_account.verification_locked" } else { "credit_account.verification_failed" },
+            if locked {
+                EventType::CreditAccountVerificationLocked
+            } else {
+                EventType::CreditAccountVerificationFailed
+            },
             a.id,
         )
         .await?;
@@ -290,7 +295,7 @@ impl WriteTx {
                 if attempts >= MAX_FAILURES {
                     let until = self.now + LOCK_MS;
                     self.exec("UPDATE credit_accounts SET verify_failures = 0, verify_locked_until = $1 WHERE merchant_id = $2 AND account_number = $3", &[&until, &merchant, &number]).await?;
-                    self.event("credit_account.verification_locked", a.id).await?;
+                    self.event(EventType::CreditAccountVerificationLocked, a.id).await?;
                     return Ok(Outcome::Failed { locked: true });
                 }
                 self.exec(
@@ -338,7 +343,7 @@ impl WriteTx {
                 Outcome::Code(self.new_code(vault, number, req.format, request_id).await?)
             }
         };
-        self.event("credit_account.verification_requested", a.id).await?;
+        self.event(EventType::CreditAccountVerificationRequested, a.id).await?;
         Ok(outcome)
     }
 
@@ -361,7 +366,7 @@ impl WriteTx {
         )
         .await?;
         self.record_success(number).await?;
-        self.event("credit_account.verified", a.id).await?;
+        self.event(EventType::CreditAccountVerified, a.id).await?;
         Ok(Outcome::Confirmed)
     }
 }

@@ -186,6 +186,12 @@ both! {
         let r = app.post(&base, json!({"apiKey": "x"})).await;
         let b = r.expect_error(400, "validation_failed");
         assert!(b["errors"]["providerConfigId"].is_array() && b["errors"]["provider"].is_array());
+        // On a create, link fields sent as null are left out, like any field: no link, no error.
+        let nulls = json!({"firstName": "No", "lastName": "Link", "provider": null, "apiKey": null});
+        let id = app.post("/customers", nulls).await.expect(200)["id"].as_str().unwrap().to_owned();
+        assert_eq!(app.get(&format!("/customers/{id}/providers")).await.expect(200)["total"], 0);
+        let half = json!({"firstName": "Half", "lastName": "Link", "provider": "stripe", "providerConfigId": null});
+        app.post("/customers", half).await.expect_error(400, "validation_failed");
         for (cur, why) in [("usd", "uppercase"), ("HRK", "active"), ("XXX", "active"), ("ZZZ", "active")] {
             let mut body = provider_body();
             body["paymentProvider"]["availableCurrencies"] = json!(["CAD", cur]);

@@ -26,6 +26,32 @@ async fn raw(
 }
 
 both! {
+    async fn an_empty_query_value_is_no_filter_for_text_and_an_error_for_the_rest(app: TestApp) {
+        app.create_named("Query", "Blank").await;
+        // Free text: an unfilled form field filters nothing.
+        for q in ["search=", "email=", "lastName=&firstName=", "postalCode=&externalReference="] {
+            assert_eq!(app.get(&format!("/customers?{q}")).await.expect(200)["total"], 1, "{q}");
+        }
+        // Typed values: empty is not a date, a number, a UUID or a name from a list.
+        for (q, field) in [
+            ("/customers?dateOfBirth=", "dateOfBirth"),
+            ("/customers?dateFrom=", "dateFrom"),
+            ("/customers?page=", "page"),
+            ("/customers?orderBy=", "orderBy"),
+            ("/customers?status=", "status"),
+            ("/events?entityId=", "entityId"),
+            ("/events?type=", "type"),
+            ("/credit-accounts/lookup?vccNumber=", "vccNumber"),
+        ] {
+            let b = app.get(q).await.expect_error(400, "validation_failed").clone();
+            assert!(b["errors"][field].is_array(), "{q}: {b}");
+        }
+        // The event feed filters by the types it writes, and names a wrong one.
+        assert!(app.get("/events?type=customer.created").await.expect(200)["items"].as_array().unwrap().len() == 1);
+        let b = app.get("/events?type=customer.exploded").await.expect_error(400, "validation_failed").clone();
+        assert!(b["errors"]["type"][0].as_str().unwrap().contains("event type"), "{b}");
+    }
+
     async fn malformed_json_is_400(app: TestApp) {
         for body in ["{", "{\"firstName\": }", "nul", "{\"a\":1}{", "\u{feff}{}", "", "   "] {
             let r = raw(&app, Method::POST, "/customers", Some("application/json"), body.as_bytes().to_vec()).await;

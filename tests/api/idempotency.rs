@@ -175,7 +175,7 @@ both! {
             let actor = Actor { tenant, api_key_id: None, correlation_id: String::new(), idempotency: Some(a.clone()) };
             let id = uuid::Uuid::now_v7();
             let r = app.db.write(actor, move |mut tx| async move {
-                tx.event("customer.created", id).await?;
+                tx.event(clientele::domain::event::EventType::CustomerCreated, id).await?;
                 if replying { tx.commit_replying(200, b"{}").await } else { tx.commit().await }
             }).await;
             assert!(matches!(r, Err(StoreError::Conflict { code: "idempotency_key_in_progress", .. })), "{r:?}");
@@ -199,5 +199,11 @@ both! {
         r.expect_error(400, "invalid_idempotency_key");
         let ok = "k".repeat(255);
         app.send(Method::POST, "/customers", Some(&app.key), Some(json!({"firstName": "A", "lastName": "B"})), &[("Idempotency-Key", &ok)]).await.expect(200);
+        // An empty key is no key: each request is its own.
+        let body = json!({"firstName": "Empty", "lastName": "Key"});
+        let send = || app.send(Method::POST, "/customers", Some(&app.key), Some(body.clone()), &[("Idempotency-Key", "")]);
+        let (first, second) = (send().await, send().await);
+        assert_ne!(first.expect(200)["id"], second.expect(200)["id"]);
+        assert_eq!(second.header("idempotent-replayed"), None);
     }
 }

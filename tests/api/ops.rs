@@ -131,7 +131,7 @@ async fn openapi_lists_every_route_with_errors_and_security() {
                 continue;
             }
             let responses = op["responses"].as_object().unwrap();
-            if responses.keys().eq(["405"]) {
+            if !responses.contains_key("200") && responses.contains_key("405") {
                 continue; // a route that exists only to refuse (editing a provider link)
             }
             for code in ["200", "400", "401", "403", "404", "500"] {
@@ -166,7 +166,8 @@ async fn openapi_matches_the_parsers() {
                 .and_then(Value::as_str)
                 .map(|r| &schemas[r.rsplit('/').next().unwrap()])
                 .unwrap_or(part);
-            out.extend(target["properties"].as_object().unwrap().keys().cloned());
+            // Conditions (`if`/`then`) add no property of their own.
+            out.extend(target["properties"].as_object().into_iter().flat_map(|m| m.keys().cloned()));
         }
         out
     };
@@ -451,6 +452,15 @@ both! {
         }
         let plain = get("/customers?pageSize=20".into(), app.key.clone(), "identity").await;
         assert!(plain.headers().get("content-encoding").is_none());
+        // A streamed export too, whole: the compressor reads the stream to its end.
+        let plain = get("/customers/export".into(), app.key.clone(), "identity").await.bytes().await.unwrap();
+        let r = get("/customers/export".into(), app.key.clone(), "gzip").await;
+        assert_eq!(r.headers()["content-encoding"], "gzip");
+        let mut unzipped = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&r.bytes().await.unwrap()[..]), &mut unzipped)
+            .expect("a whole gzip stream");
+        assert_eq!(unzipped, plain);
+        assert_eq!(plain.iter().filter(|b| **b == b'\n').count(), 21);
         // A revealed card number is never compressed (BREACH).
         let pm = app.get(&format!("/customers/{c}")).await.body["cards"][0]["id"].as_str().unwrap().to_owned();
         let (_, revealer) = app.key_with(&[clientele::auth::Scope::PaymentMethodsReveal]).await;

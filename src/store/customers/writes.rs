@@ -2,6 +2,7 @@
 //! import; each row write computes its search terms.
 
 use super::*;
+use crate::domain::event::EventType;
 
 /// The columns a create or update writes from the request, in bind order.
 const INPUT_COLUMNS: [&str; 29] = [
@@ -230,7 +231,7 @@ impl WriteTx {
     pub async fn insert_customer(&mut self, id: Uuid, input: &CustomerInput) -> Result<(), StoreError> {
         self.check_reference(id, input).await?;
         self.insert_customer_row(id, input).await?;
-        self.event("customer.created", id).await?;
+        self.event(EventType::CustomerCreated, id).await?;
         Ok(())
     }
 
@@ -333,7 +334,7 @@ impl WriteTx {
         if let crate::store::TxInner::Sqlite(lease) = &mut self.inner {
             lease.index_later(v.index_entry(merchant, id, true));
         }
-        self.event("customer.updated", id).await?;
+        self.event(EventType::CustomerUpdated, id).await?;
         self.get_customer(id).await
     }
 
@@ -353,7 +354,7 @@ impl WriteTx {
             )
             .await?;
         if changed == 1 {
-            self.event("customer.status_changed", id).await?;
+            self.event(EventType::CustomerStatusChanged, id).await?;
         }
         self.get_customer(id).await
     }
@@ -364,7 +365,7 @@ impl WriteTx {
         let merchant = self.merchant();
         self.exec("DELETE FROM customers WHERE merchant_id = $1 AND id = $2", &[&merchant, &id]).await?;
         self.secrets_removed();
-        self.event("customer.deleted", id).await?;
+        self.event(EventType::CustomerDeleted, id).await?;
         Ok(())
     }
 }
