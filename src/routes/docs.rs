@@ -136,6 +136,15 @@ fn declare_headers(path: &str, method: &str, op: &mut Operation) {
         if let Some((name, description)) = extra {
             reply.headers.insert(name.into(), string_header(description));
         }
+        // A customer or a payment method comes back with its version as `ETag`
+        // (`customers::with_etag`), from a write as from a read.
+        let versioned = reply.content.values().any(|media| {
+            matches!(&media.schema, Some(RefOr::Ref(r))
+                if r.ref_location.ends_with("/CustomerDetail") || r.ref_location.ends_with("/MethodView"))
+        });
+        if code == "200" && versioned {
+            reply.headers.insert("ETag".into(), string_header("The version, for If-Match."));
+        }
     }
     let idempotent = method == "post" && path.starts_with("/pay-api/") && !path.ends_with("/import");
     let params = op.parameters.get_or_insert_with(Vec::new);
@@ -476,6 +485,37 @@ pub fn document(doc: &OpenApi) -> serde_json::Value {
         "type": "array",
         "items": {"$ref": "#/components/schemas/CustomerCreateRequest"},
         "description": "Sent as NDJSON: each item on its own line, no enclosing array."
+    });
+    let count = serde_json::json!({"type": "integer", "minimum": 0});
+    import["responses"]["200"]["content"]["application/x-ndjson"]["schema"] = serde_json::json!({
+        "type": "array",
+        "description": "Sent as NDJSON: a result per line, in the lines' order, then the summary.",
+        "items": {"anyOf": [
+            {"type": "object", "required": ["line", "id", "result"], "additionalProperties": false, "properties": {
+                "line": {"type": "integer", "minimum": 1},
+                "id": {"type": "string", "format": "uuid"},
+                "result": {"enum": ["created", "updated"]}
+            }},
+            {"type": "object", "required": ["line", "errors"], "additionalProperties": false, "properties": {
+                "line": {"type": "integer", "minimum": 1},
+                "errors": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}
+            }},
+            {"type": "object", "required": ["summary"], "additionalProperties": false, "properties": {"summary": {
+                "type": "object", "required": ["lines", "created", "updated", "failed"], "additionalProperties": false,
+                "properties": {"lines": count, "created": count, "updated": count, "failed": count}
+            }}},
+            {"type": "object", "required": ["error"], "additionalProperties": false, "properties": {"error": {"type": "string"}}}
+        ]}
+    });
+    // An export is NDJSON: the customers as search shows them, or a last
+    // `{"error"}` line when it could not finish (`routes::bulk`).
+    value["paths"]["/pay-api/v1/customers/export"]["get"]["responses"]["200"]["content"]["application/x-ndjson"]["schema"] = serde_json::json!({
+        "type": "array",
+        "description": "Sent as NDJSON: one customer per line; a stream that fails midway ends with an `{\"error\"}` line.",
+        "items": {"anyOf": [
+            {"$ref": "#/components/schemas/CustomerView"},
+            {"type": "object", "required": ["error"], "additionalProperties": false, "properties": {"error": {"type": "string"}}}
+        ]}
     });
     value
 }

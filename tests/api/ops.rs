@@ -477,3 +477,12 @@ both! {
         assert!(r.text().await.unwrap().contains("4111111111111111"));
     }
 }
+
+/// The reference lists every event type the store writes (`domain::event`).
+#[test]
+fn the_reference_lists_every_event_type() {
+    let reference = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md")).unwrap();
+    for t in clientele::domain::event::EventType::ALL {
+        assert!(reference.contains(&format!("`{}`", t.as_str())), "docs/api.md does not list {t}");
+    }
+}

@@ -8,7 +8,8 @@
   required one would make every later customer without it a 400).
 - This run's payment method (`CONTRACT_PAYMENT_METHOD_ID`) is a card, so its
   updates take a card's fields, not a bank account's.
-- An import is NDJSON: the generated list of customers is sent one per line.
+- Imports and exports are NDJSON: a generated list of customers is sent one
+  per line, and a streamed reply is read back as the list of its lines.
 - Rules of today's date (a card's expiry neither past nor more than 50 years
   ahead, a date of birth from 1900 to today) and of registries (a language tag is a
   registered one, a phone number one libphonenumber knows, which no pattern
@@ -59,6 +60,13 @@ def before_load_schema(context, raw_schema):
 def ndjson(ctx, value):
     items = value if isinstance(value, list) else [value]
     return "".join(json.dumps(item) + "\n" for item in items).encode()
+
+
+@schemathesis.deserializer("application/x-ndjson")
+def ndjson_lines(ctx, response):
+    """A streamed reply, read as the list of its lines, so that its schema (an
+    array of the line's forms) checks every line."""
+    return [json.loads(line) for line in response.content.splitlines() if line.strip()]
 
 
 def positive(case):
