@@ -1,6 +1,5 @@
 //! `GET /pay-api/v1/events`: the merchant's change feed, oldest first, with a cursor.
 
-use crate::domain::event::EventType;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -13,7 +12,8 @@ use super::{JsonReply, ReadErrors, timestamp};
 use crate::AppState;
 use crate::auth::{Authed, CustomersRead};
 use crate::domain::Problems;
-use crate::error::ApiResult;
+use crate::domain::event::EventType;
+use crate::error::{ApiError, ApiResult};
 use crate::http::extract::QueryReader;
 use crate::store::events::{EventFilter, EventRecord};
 
@@ -118,7 +118,21 @@ async fn list_events(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<JsonReply> {
     let filter = parse(raw.as_deref())?;
-    let items = state.db().scoped(auth.tenant()).list_events(&filter).await?;
+    let db = state.db().scoped(auth.tenant());
+    let items = db.list_events(&filter).await?;
+    // An empty page after a cursor is "nothing new" only when the cursor is an
+    // event: anything else would leave its reader waiting for ever.
+    if let Some(after) = filter.after
+        && items.is_empty()
+        && !db.has_event(after).await?
+    {
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+            "after",
+            "'after' must be an event id this feed handed out (an item's id or nextCursor).",
+        ));
+    }
     let next_cursor = if items.len() == filter.limit as usize { items.last().map(|e| e.id) } else { None };
     let page = EventPage { items: items.into_iter().map(EventView::from).collect(), next_cursor };
     Ok(JsonReply::new(StatusCode::OK, &page))

@@ -69,6 +69,45 @@ impl Backend {
     }
 }
 
+/// The change feed's order (migration 15): events are read by `(feed_pos, id)`.
+impl Backend {
+    /// What an event row's `feed_pos` is written as. SQLite, one writer at a
+    /// time: one more than any before it, taken inside the writing transaction,
+    /// so positions follow commit order. PostgreSQL: the column's default, the
+    /// writing transaction's id, which [`Backend::feed_horizon`] makes safe.
+    pub(crate) fn feed_pos_value(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "(SELECT COALESCE(MAX(feed_pos), 0) + 1 FROM events)",
+            Backend::Postgres => "DEFAULT",
+        }
+    }
+
+    /// The condition a feed read adds so that nothing can later commit behind
+    /// what it returns. SQLite: none, a committed position is never undercut.
+    ///
+    /// PostgreSQL: only events of transactions older than the oldest one still
+    /// running in the read's snapshot, for every transaction that can still
+    /// write an event has an id at least that (one that has not yet written gets
+    /// a newer id). Transactions of the cluster's other databases, which write
+    /// no event here, are left out of "still running" when `pg_stat_activity`
+    /// shows them there: a busy neighbour must not hold this feed back. One that
+    /// has ended since the snapshot is no longer shown anywhere and so still
+    /// counts, which only delays, never skips. (`backend_xid` is 32-bit: compared
+    /// with the low half of the 64-bit ids.) With no transaction running, the
+    /// horizon is the snapshot's `xmax`, above every committed id.
+    pub(crate) fn feed_horizon(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => {
+                " AND feed_pos < (SELECT COALESCE(MIN(running::text::bigint), pg_snapshot_xmax(pg_current_snapshot())::text::bigint) \
+                 FROM pg_snapshot_xip(pg_current_snapshot()) AS running \
+                 WHERE running::text::bigint % 4294967296 NOT IN (SELECT backend_xid::text::bigint FROM pg_stat_activity \
+                 WHERE backend_xid IS NOT NULL AND datname IS DISTINCT FROM current_database()))"
+            }
+        }
+    }
+}
+
 impl WriteTx {
     pub(crate) fn backend(&self) -> Backend {
         match self.inner {

@@ -1,4 +1,4 @@
-//! The audit/event feed: one row per change, ids only, in commit order per node.
+//! The audit/event feed: one row per change, ids only, in commit order.
 
 use crate::domain::event::EventType;
 use uuid::Uuid;
@@ -26,7 +26,10 @@ pub struct EventFilter {
 }
 
 impl Scoped<'_> {
-    /// Events in id order (UUIDv7: creation order), after the cursor.
+    /// Events in commit order (`(feed_pos, id)`, migration 15), after the
+    /// cursor: the event a previous page ended with. No event can commit behind a
+    /// page once it is returned (`Backend::feed_horizon`), so a reader following
+    /// the cursor sees every event, once, whatever the number of nodes.
     pub async fn list_events(&self, f: &EventFilter) -> Result<Vec<EventRecord>, sqlx::Error> {
         let mut sql = String::from(
             "SELECT merchant_id, id, type, entity_id, api_key_id, correlation_id, created_at FROM events WHERE merchant_id = $1",
@@ -43,15 +46,29 @@ impl Scoped<'_> {
             next("entity_id =", &mut sql);
         }
         if f.after.is_some() {
-            next("id >", &mut sql);
+            // A cursor that names no event of the merchant continues from nothing.
+            next(
+                "(feed_pos, id) > (SELECT c.feed_pos, c.id FROM events c WHERE c.merchant_id = $1 AND c.id =",
+                &mut sql,
+            );
+            sql.push(')');
         }
-        sql.push_str(&format!(" ORDER BY id LIMIT {}", f.limit));
+        sql.push_str(self.db.backend().feed_horizon());
+        sql.push_str(&format!(" ORDER BY feed_pos, id LIMIT {}", f.limit));
         on_conn!(self.conn(), p => {
             let mut q = sqlx::query_as::<_, EventRecord>(&sql).bind(self.merchant());
             if let Some(k) = &f.kind { q = q.bind(k.as_str()); }
             if let Some(e) = f.entity_id { q = q.bind(e); }
             if let Some(a) = f.after { q = q.bind(a); }
             q.fetch_all(p).await
+        })
+    }
+
+    /// Whether `id` is one of the merchant's events (a cursor a page handed out).
+    pub async fn has_event(&self, id: Uuid) -> Result<bool, sqlx::Error> {
+        let sql = "SELECT 1 FROM events WHERE merchant_id = $1 AND id = $2";
+        on_conn!(self.conn(), p => {
+            sqlx::query(sql).bind(self.merchant()).bind(id).fetch_optional(p).await.map(|r| r.is_some())
         })
     }
 }

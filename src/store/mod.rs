@@ -497,14 +497,17 @@ impl WriteTx {
     /// rows per statement (one round trip).
     pub async fn events(&mut self, kind: EventType, entity_ids: &[Uuid]) -> Result<(), sqlx::Error> {
         let kind = kind.as_str();
-        const INSERT: &str =
-            "INSERT INTO events (merchant_id, id, type, entity_id, api_key_id, correlation_id, created_at) VALUES ";
+        // `feed_pos` (migration 15): the feed's order, written as the dialect says.
+        const INSERT: &str = "INSERT INTO events (merchant_id, id, type, entity_id, api_key_id, correlation_id, created_at, feed_pos) VALUES ";
+        let pos = self.backend().feed_pos_value();
         let merchant = self.merchant();
         let (key, now) = (self.actor.api_key_id, self.now);
         let corr = self.actor.correlation_id.as_str();
         match &mut self.inner {
             TxInner::Sqlite(lease) => {
-                static ONE: LazyLock<String> = LazyLock::new(|| format!("{INSERT}($1, $2, $3, $4, $5, $6, $7)"));
+                static ONE: LazyLock<String> = LazyLock::new(|| {
+                    format!("{INSERT}($1, $2, $3, $4, $5, $6, $7, {})", Backend::Sqlite.feed_pos_value())
+                });
                 for id in entity_ids {
                     query::sqlite_exec(
                         lease.conn(),
@@ -516,7 +519,7 @@ impl WriteTx {
             TxInner::Postgres(t) => {
                 for chunk in entity_ids.chunks(200) {
                     let rows: Vec<String> = (0..chunk.len())
-                        .map(|i| format!("($1, ${}, $2, ${}, $3, $4, $5)", 6 + 2 * i, 7 + 2 * i))
+                        .map(|i| format!("($1, ${}, $2, ${}, $3, $4, $5, {pos})", 6 + 2 * i, 7 + 2 * i))
                         .collect();
                     let sql = format!("{INSERT}{}", rows.join(", "));
                     let mut q = sqlx::query(&sql).bind(merchant).bind(kind).bind(key).bind(corr).bind(now);

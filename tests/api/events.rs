@@ -10,6 +10,62 @@ fn types(v: &Value) -> Vec<String> {
 }
 
 both! {
+    async fn no_event_commits_behind_a_cursor_already_handed_out(app: TestApp) {
+        use clientele::domain::event::EventType;
+        use clientele::store::{Actor, StoreError};
+        use tokio::sync::oneshot;
+        app.create_named("Before", "Everything").await;
+        let feed = app.get("/events").await.expect(200).clone();
+        let start = feed["items"].as_array().unwrap().last().unwrap()["id"].as_str().unwrap().to_owned();
+        let tenant = crate::helpers::tenant_of(app.merchant, &app.db).await;
+        let actor = move || Actor { tenant, api_key_id: None, correlation_id: String::new(), idempotency: None };
+        let (early, late) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        // A transaction writes its event first, then stays open...
+        let (started, has_started) = oneshot::channel::<()>();
+        let (release, released) = oneshot::channel::<()>();
+        let db = app.db.clone();
+        let slow = tokio::spawn(async move {
+            db.write(actor(), move |mut tx| async move {
+                tx.event(EventType::CustomerUpdated, early).await?;
+                let _ = started.send(());
+                let _ = released.await;
+                tx.commit().await
+            })
+            .await
+        });
+        has_started.await.unwrap();
+        // ...while another writes one after it and commits (on PostgreSQL; SQLite's
+        // one writer makes it wait).
+        let db = app.db.clone();
+        let fast = tokio::spawn(async move {
+            db.write(actor(), move |mut tx| async move {
+                tx.event(EventType::CustomerUpdated, late).await?;
+                tx.commit().await
+            })
+            .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // A reader meanwhile gets neither: handing out the later one would put
+        // the earlier one behind its cursor when it commits.
+        let mid = app.get(&format!("/events?after={start}")).await.expect(200).clone();
+        assert_eq!(mid["items"], json!([]), "{mid}");
+        let _ = release.send(());
+        let done: Result<(), StoreError> = slow.await.unwrap();
+        done.unwrap();
+        let done: Result<(), StoreError> = fast.await.unwrap();
+        done.unwrap();
+        // Once both committed, a reader following the cursor sees both, in commit order.
+        let page = app.get(&format!("/events?after={start}")).await.expect(200).clone();
+        let entities: Vec<&str> = page["items"].as_array().unwrap().iter().map(|e| e["entityId"].as_str().unwrap()).collect();
+        assert_eq!(entities, [early.to_string(), late.to_string()]);
+    }
+
+    async fn a_cursor_that_names_no_event_is_refused(app: TestApp) {
+        app.create_named("Cursor", "Check").await;
+        let b = app.get(&format!("/events?after={}", uuid::Uuid::now_v7())).await.expect_error(400, "validation_failed").clone();
+        assert!(b["errors"]["after"].is_array(), "{b}");
+    }
+
     async fn every_mutation_writes_an_event(app: TestApp) {
         let id = app.create(full_customer()).await;
         app.put(&format!("/customers/{id}"), json!({"firstName": "X", "lastName": "Y"})).await.expect(200);
