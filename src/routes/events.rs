@@ -70,7 +70,8 @@ pub struct EventParams {
     kind: Option<String>,
     /// Only events about this object.
     entity_id: Option<Uuid>,
-    /// Events after this event id (the previous page's `nextCursor`).
+    /// Events after this event (the previous page's `nextCursor`, or any item's id);
+    /// 404 when it is no event of the merchant.
     after: Option<Uuid>,
     /// Page size (default 100).
     #[param(minimum = 1, maximum = 500)]
@@ -127,8 +128,8 @@ async fn list_events(
         && !db.has_event(after).await?
     {
         return Err(ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "validation_failed",
+            StatusCode::NOT_FOUND,
+            "not_found",
             "after",
             "'after' must be an event id this feed handed out (an item's id or nextCursor).",
         ));
