@@ -57,8 +57,12 @@ fn custom_value(nullable: bool) -> Schema {
     if nullable {
         kinds.push(Type::Null);
     }
+    // A string value: at most 1000 characters, no NUL or bidirectional formatting
+    // (`domain::custom::typed_value`); both keywords bind strings only.
     ObjectBuilder::new()
         .schema_type(SchemaType::Array(kinds))
+        .max_length(Some(1000))
+        .pattern(Some(r"^[^\u0000\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"))
         .description(Some(
             "A custom parameter the merchant declared (PUT /custom-parameters/{name}), typed by its declaration \
              (`date` values are `YYYY-MM-DD` strings); secret ones are write-only and come back obfuscated \

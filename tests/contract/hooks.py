@@ -35,7 +35,7 @@ DATE = {"type": "string", "format": "date"}
 # This run's numbers are counts: a decimal keeps 28 significant digits, which no
 # JSON Schema keyword bounds.
 TYPES = {
-    "string": {"type": "string", "maxLength": 1000},
+    "string": {"type": "string", "maxLength": 1000, "pattern": "^[^\\u0000\\u061C\\u200E\\u200F\\u202A-\\u202E\\u2066-\\u2069]*$"},
     "number": {"type": "integer", "minimum": -(10**12), "maximum": 10**12},
     "boolean": {"type": "boolean"},
     "date": DATE,
