@@ -73,20 +73,22 @@ def positive(case):
     return case.meta is None or case.meta.generation.mode == GenerationMode.POSITIVE
 
 
-@schemathesis.hook("filter_case").apply_to(operation_id="put_plan")
-def terms_once(context, case):
+def listed_once(case, items, key):
+    """Whether no two of the body's `items` share their `key` (positive cases only)."""
     if not positive(case) or not isinstance(case.body, dict):
         return True
-    months = [t.get("term") for t in case.body.get("terms") or [] if isinstance(t, dict)]
-    return len(months) == len(set(months))
+    values = [item.get(key) for item in case.body.get(items) or [] if isinstance(item, dict)]
+    return len(values) == len(set(values))
+
+
+@schemathesis.hook("filter_case").apply_to(operation_id="put_plan")
+def terms_once(context, case):
+    return listed_once(case, "terms", "term")
 
 
 @schemathesis.hook("filter_case").apply_to(operation_id="open_account")
 def questions_once(context, case):
-    if not positive(case) or not isinstance(case.body, dict):
-        return True
-    ids = [q.get("id") for q in case.body.get("securityQuestions") or [] if isinstance(q, dict)]
-    return len(ids) == len(set(ids))
+    return listed_once(case, "securityQuestions", "id")
 
 
 @schemathesis.hook("filter_case").apply_to(operation_id="lookup_account")
