@@ -105,8 +105,10 @@ fn parse(raw: Option<&str>) -> Result<EventFilter, Problems> {
 
 /// List events
 ///
-/// In creation order. Each change to a customer writes its event in the same
-/// transaction, so the feed never misses or invents a change.
+/// In commit order. Each change writes its event in the same transaction, so the
+/// feed never misses or invents a change; and no event can commit behind a page
+/// already returned, so a reader following `nextCursor` sees every event once,
+/// however many nodes write.
 #[utoipa::path(
     get, path = "/events", tag = "events",
     params(EventParams),
