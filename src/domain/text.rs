@@ -41,18 +41,31 @@ pub fn optional_text(raw: &str, path: &str, max: usize, p: &mut Problems) -> Opt
 /// Unicode's bidirectional formatting characters (embeddings, overrides,
 /// isolates and marks): in a name they make what a person reads differ from
 /// what is stored (`\u{202E}` turns `evil.exe` round), so no text field takes them.
-/// What [`optional_text`] refuses, as a regular-expression class: control
-/// characters and [`is_bidi_control`]'s.
-const REFUSED_CLASS: &str = r"\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069";
+/// `char::is_control`'s characters, as a regular-expression class.
+const CONTROL_CLASS: &str = r"\u0000-\u001F\u007F-\u009F";
+/// [`is_bidi_control`]'s characters, as a regular-expression class.
+const BIDI_CLASS: &str = r"\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069";
 
-/// [`optional_text`]'s rule as a pattern (for the OpenAPI document).
+/// [`optional_text`]'s rule as a pattern (for the OpenAPI document): no control
+/// or bidirectional formatting characters.
 pub fn optional_text_pattern() -> String {
-    format!("^[^{REFUSED_CLASS}]*$")
+    format!("^[^{CONTROL_CLASS}{BIDI_CLASS}]*$")
 }
 
 /// [`required_text`]'s rule as a pattern: also something other than spaces.
 pub fn required_text_pattern() -> String {
-    format!(r"^[^{REFUSED_CLASS}]*[^\s{REFUSED_CLASS}][^{REFUSED_CLASS}]*$")
+    let refused = format!("{CONTROL_CLASS}{BIDI_CLASS}");
+    format!(r"^[^{refused}]*[^\s{refused}][^{refused}]*$")
+}
+
+/// No control characters (query values, credentials), as a pattern.
+pub fn no_control_pattern() -> String {
+    format!("^[^{CONTROL_CLASS}]*$")
+}
+
+/// No NUL or bidirectional formatting characters (a custom string value), as a pattern.
+pub fn no_nul_or_bidi_pattern() -> String {
+    format!(r"^[^\u0000{BIDI_CLASS}]*$")
 }
 
 pub fn is_bidi_control(c: char) -> bool {

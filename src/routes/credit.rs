@@ -537,7 +537,7 @@ async fn lookup_account(
         ok.then_some(digits)
     });
     let number = q.one("accountNumber", &mut p).and_then(|n| {
-        let ok = !n.is_empty() && n.len() <= 14 && n.bytes().all(|b| b.is_ascii_digit());
+        let ok = is_account_number(n);
         if !ok {
             p.push("accountNumber", "'accountNumber' must be up to 14 digits.");
         }
@@ -605,9 +605,14 @@ async fn lookup_account(
     Ok(JsonReply::new(StatusCode::OK, &view))
 }
 
+/// An account number's form: 1 to 14 digits.
+fn is_account_number(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 14 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
 fn account_number(params: &RawPathParams) -> ApiResult<String> {
     let raw = params.iter().find(|(k, _)| *k == "accountNumber").map(|(_, v)| v).unwrap_or("");
-    if raw.is_empty() || raw.len() > 14 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+    if !is_account_number(raw) {
         let mut p = Problems::new();
         p.push("accountNumber", "'accountNumber' must be up to 14 digits.");
         return Err(ApiError::validation(p));

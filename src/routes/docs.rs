@@ -62,7 +62,7 @@ fn custom_value(nullable: bool) -> Schema {
     ObjectBuilder::new()
         .schema_type(SchemaType::Array(kinds))
         .max_length(Some(1000))
-        .pattern(Some(r"^[^\u0000\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"))
+        .pattern(Some(crate::domain::text::no_nul_or_bidi_pattern()))
         .description(Some(
             "A custom parameter the merchant declared (PUT /custom-parameters/{name}), typed by its declaration \
              (`date` values are `YYYY-MM-DD` strings); secret ones are write-only and come back obfuscated \
@@ -152,6 +152,12 @@ fn declare_headers(path: &str, method: &str, op: &mut Operation) {
     }
     let idempotent = method == "post" && path.starts_with("/pay-api/") && !path.ends_with("/import");
     let params = op.parameters.get_or_insert_with(Vec::new);
+    // A version as `IfMatch` reads it: digits, quoted or not, weak or not.
+    for if_match in params.iter_mut().filter(|p| p.name == "If-Match") {
+        if let Some(RefOr::T(Schema::Object(o))) = if_match.schema.as_mut() {
+            o.pattern = Some(r#"^ *(W/)?"?[0-9]{1,18}"? *$"#.into());
+        }
+    }
     if idempotent && !params.iter().any(|p| p.name == "Idempotency-Key") {
         // Visible ASCII with inner spaces, as the layer reads it (it would trim
         // spaces around it, which HTTP clients do not send); empty is no key.
@@ -216,7 +222,7 @@ fn constrain_query(path: &str, op: &mut Operation) {
                     && o.format.is_none()
                     && o.enum_values.is_none()
                 {
-                    o.pattern = Some(r"^[^\u0000-\u001F\u007F-\u009F]*$".into());
+                    o.pattern = Some(crate::domain::text::no_control_pattern());
                 }
                 continue;
             }
@@ -438,12 +444,16 @@ pub fn document(doc: &OpenApi) -> serde_json::Value {
     // A customer named on create takes a UUIDv7 (`create_customer`).
     schemas["CustomerCreateRequest"]["properties"]["id"]["pattern"] =
         "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$".into();
-    // A credential the API showed masked (`****` + last 4) is not one (`domain::provider`).
+    // A credential the API showed masked (`****` + last 4) is not one, and has no
+    // control characters (`domain::provider::credential`).
     let masked = serde_json::json!({"pattern": r"^\*{4}(.{4})?$"});
     for (name, field) in
         [("CustomerCreateRequest", "apiKey"), ("LinkRequest", "apiKey"), ("PaymentProviderRequest", "key")]
     {
         schemas[name]["properties"][field]["not"] = masked.clone();
+    }
+    for (name, field) in [("CustomerCreateRequest", "apiKey"), ("PaymentProviderRequest", "key")] {
+        schemas[name]["properties"][field]["pattern"] = crate::domain::text::no_control_pattern().into();
     }
     // A card's year has 2 digits (20YY) or 4 (`domain::card::Expiry`).
     for name in ["CardRequest", "MethodUpdateRequest"] {
@@ -491,6 +501,10 @@ pub fn document(doc: &OpenApi) -> serde_json::Value {
         "description": "Sent as NDJSON: each item on its own line, no enclosing array."
     });
     let count = serde_json::json!({"type": "integer", "minimum": 0});
+    // The line that ends a stream which failed midway (`routes::bulk`).
+    let error_line = serde_json::json!(
+        {"type": "object", "required": ["error"], "additionalProperties": false, "properties": {"error": {"type": "string"}}}
+    );
     import["responses"]["200"]["content"]["application/x-ndjson"]["schema"] = serde_json::json!({
         "type": "array",
         "description": "Sent as NDJSON: a result per line, in the lines' order, then the summary.",
@@ -508,7 +522,7 @@ pub fn document(doc: &OpenApi) -> serde_json::Value {
                 "type": "object", "required": ["lines", "created", "updated", "failed"], "additionalProperties": false,
                 "properties": {"lines": count, "created": count, "updated": count, "failed": count}
             }}},
-            {"type": "object", "required": ["error"], "additionalProperties": false, "properties": {"error": {"type": "string"}}}
+            error_line.clone()
         ]}
     });
     // An export is NDJSON: the customers as search shows them, or a last
@@ -518,7 +532,7 @@ pub fn document(doc: &OpenApi) -> serde_json::Value {
         "description": "Sent as NDJSON: one customer per line; a stream that fails midway ends with an `{\"error\"}` line.",
         "items": {"anyOf": [
             {"$ref": "#/components/schemas/CustomerView"},
-            {"type": "object", "required": ["error"], "additionalProperties": false, "properties": {"error": {"type": "string"}}}
+            error_line
         ]}
     });
     value

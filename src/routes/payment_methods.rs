@@ -566,7 +566,7 @@ fn parse_update(body: &serde_json::Value, kind: MethodKind) -> Result<MethodUpda
             }
         }
         // `null` leaves the status as it is, like every other field left out.
-        if o.get("status").is_some_and(|v| !v.is_null()) {
+        if o.get("status").is_some() {
             u.active = o
                 .required_string("status", &mut p)
                 .and_then(|s| CustomerStatus::read(s, &mut p))
@@ -594,7 +594,7 @@ fn parse_update(body: &serde_json::Value, kind: MethodKind) -> Result<MethodUpda
 /// answers 412 unless it names the current version.
 #[utoipa::path(
     put, path = "/customers/{customerId}/payment-methods/{paymentMethodId}", tag = "payment methods",
-    params(("customerId" = Uuid, Path), ("paymentMethodId" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^ *(W/)?"?[0-9]{1,18}"? *$"#, description = "The version last read (its ETag)")),
+    params(("customerId" = Uuid, Path), ("paymentMethodId" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The version last read (its ETag)")),
     request_body = MethodUpdateRequest,
     responses((status = 200, description = "The updated payment method", body = MethodView), WriteErrors),
     security(("bearer" = ["payment_methods:write"]))
@@ -616,7 +616,7 @@ async fn update_method(
 /// left out stay, `null` clears what may be cleared (`name`, `taxId`).
 #[utoipa::path(
     patch, path = "/customers/{customerId}/payment-methods/{paymentMethodId}", tag = "payment methods",
-    params(("customerId" = Uuid, Path), ("paymentMethodId" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^ *(W/)?"?[0-9]{1,18}"? *$"#, description = "The version last read (its ETag)")),
+    params(("customerId" = Uuid, Path), ("paymentMethodId" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The version last read (its ETag)")),
     request_body(content = MethodUpdateRequest, content_type = "application/merge-patch+json"),
     responses((status = 200, description = "The updated payment method", body = MethodView), WriteErrors),
     security(("bearer" = ["payment_methods:write"]))
@@ -669,7 +669,7 @@ async fn write_method(
 /// the customer no longer has one of that kind.
 #[utoipa::path(
     delete, path = "/customers/{customerId}/payment-methods/{paymentMethodId}", tag = "payment methods",
-    params(("customerId" = Uuid, Path), ("paymentMethodId" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^ *(W/)?"?[0-9]{1,18}"? *$"#, description = "The version last read (its ETag)")),
+    params(("customerId" = Uuid, Path), ("paymentMethodId" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The version last read (its ETag)")),
     responses((status = 200, description = "Deleted", body = Deleted), WriteErrors),
     security(("bearer" = ["payment_methods:write"]))
 )]
@@ -724,7 +724,7 @@ async fn make_default(
 /// Deactivating the default clears the customer's default of that kind.
 #[utoipa::path(
     put, path = "/customers/{customerId}/payment-methods/{paymentMethodId}/status", tag = "payment methods",
-    params(("customerId" = Uuid, Path), ("paymentMethodId" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^ *(W/)?"?[0-9]{1,18}"? *$"#, description = "The version last read (its ETag)")),
+    params(("customerId" = Uuid, Path), ("paymentMethodId" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The version last read (its ETag)")),
     request_body = MethodStatusRequest,
     responses((status = 200, description = "The payment method", body = MethodView), WriteErrors),
     security(("bearer" = ["payment_methods:write"]))

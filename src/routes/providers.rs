@@ -42,7 +42,7 @@ pub struct PaymentProviderRequest {
     payment_provider_type: Option<String>,
     /// A secret: stored encrypted, shown as `****` + last 4 (when ≥ 12 characters);
     /// a masked value is refused.
-    #[schema(write_only, max_length = 1000, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
+    #[schema(write_only, max_length = 1000)]
     key: Option<String>,
     #[schema(max_length = 200)]
     login_id: Option<String>,
