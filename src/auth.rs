@@ -34,18 +34,21 @@ pub enum Scope {
     PaymentMethodsWrite,
     PaymentMethodsReveal,
     CreditWrite,
+    WebhooksWrite,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
         Scope::CustomersRead,
         Scope::CustomersWrite,
         Scope::PaymentMethodsWrite,
         Scope::PaymentMethodsReveal,
         Scope::CreditWrite,
+        Scope::WebhooksWrite,
     ];
 
-    /// What a key gets when nobody says otherwise: everything but `reveal`.
+    /// What a key gets when nobody says otherwise: everything but `reveal` and
+    /// `webhooks:write` (which decides where the merchant's events are sent).
     pub const DEFAULT: [Scope; 4] =
         [Scope::CustomersRead, Scope::CustomersWrite, Scope::PaymentMethodsWrite, Scope::CreditWrite];
 
@@ -56,6 +59,7 @@ impl Scope {
             Scope::PaymentMethodsWrite => "payment_methods:write",
             Scope::PaymentMethodsReveal => "payment_methods:reveal",
             Scope::CreditWrite => "credit:write",
+            Scope::WebhooksWrite => "webhooks:write",
         }
     }
 
@@ -184,6 +188,7 @@ scope_marker!(CustomersWrite, Scope::CustomersWrite);
 scope_marker!(PaymentMethodsWrite, Scope::PaymentMethodsWrite);
 scope_marker!(PaymentMethodsReveal, Scope::PaymentMethodsReveal);
 scope_marker!(CreditWrite, Scope::CreditWrite);
+scope_marker!(WebhooksWrite, Scope::WebhooksWrite);
 
 /// An authenticated caller holding scope `S`; the only way a handler gets a tenant.
 pub struct Authed<S: RequiredScope> {
@@ -249,5 +254,6 @@ mod tests {
             assert_eq!(Scope::parse(s.as_str()), Some(s));
         }
         assert!(!Scope::DEFAULT.contains(&Scope::PaymentMethodsReveal));
+        assert!(!Scope::DEFAULT.contains(&Scope::WebhooksWrite));
     }
 }

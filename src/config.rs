@@ -53,6 +53,27 @@ pub struct Config {
     /// The first retry of a failed delivery waits this long (ms); each next one twice as long.
     #[arg(long, env = "CLIENTELE_OUTBOX_RETRY_MS", default_value_t = 2000, global = true)]
     pub outbox_retry_ms: u64,
+    /// Let webhook deliveries connect to loopback, private and link-local addresses
+    /// (a receiver on the same machine or network; refused by default).
+    #[arg(long, env = "CLIENTELE_WEBHOOKS_ALLOW_PRIVATE_NETWORKS", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub webhooks_allow_private_networks: bool,
+    /// One webhook attempt's time limit, connection included (ms).
+    #[arg(long, env = "CLIENTELE_WEBHOOKS_TIMEOUT_MS", default_value_t = 5000, global = true)]
+    pub webhooks_timeout_ms: u64,
+    /// How often each node reads the event feed and the delivery queue for work
+    /// other nodes made (its own writes wake it at once), in milliseconds.
+    #[arg(long, env = "CLIENTELE_WEBHOOKS_POLL_MS", default_value_t = 1000, global = true)]
+    pub webhooks_poll_ms: u64,
+    /// The first retry of a failed webhook waits about this long (ms); each next
+    /// one twice as long (at most six hours), with ±20 % jitter.
+    #[arg(long, env = "CLIENTELE_WEBHOOKS_RETRY_MS", default_value_t = 5000, global = true)]
+    pub webhooks_retry_ms: u64,
+    /// How long a webhook delivery is retried before it is marked failed (seconds; 3 days).
+    #[arg(long, env = "CLIENTELE_WEBHOOKS_RETRY_FOR_S", default_value_t = 259_200, global = true)]
+    pub webhooks_retry_for_s: u64,
+    /// An endpoint whose deliveries fail continuously this long is disabled (seconds; 5 days).
+    #[arg(long, env = "CLIENTELE_WEBHOOKS_DISABLE_AFTER_S", default_value_t = 432_000, global = true)]
+    pub webhooks_disable_after_s: u64,
     /// Serve `/metrics` on this address instead of the API's (e.g. `127.0.0.1:9090`).
     #[arg(long, env = "CLIENTELE_METRICS_LISTEN", global = true)]
     pub metrics_listen: Option<SocketAddr>,

@@ -13,6 +13,7 @@ pub mod notify;
 pub mod routes;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -52,6 +53,7 @@ pub(crate) struct Inner {
     metrics_token: Option<crypto::SecretString>,
     /// `/metrics` is served on a listener of its own.
     metrics_apart: bool,
+    webhooks: webhooks::Settings,
 }
 
 impl AppState {
@@ -78,12 +80,17 @@ impl AppState {
     pub(crate) fn rates(&self) -> &http::rate::RateLimits {
         &self.inner.rates
     }
+
+    pub(crate) fn webhooks(&self) -> &webhooks::Settings {
+        &self.inner.webhooks
+    }
 }
 
 /// A started application: database open and migrated, router built.
 pub struct App {
     pub state: AppState,
     notifier: notify::Notifier,
+    webhooks: webhooks::Webhooks,
     pub router: Router,
     pub openapi: utoipa::openapi::OpenApi,
     /// Bound when `CLIENTELE_METRICS_LISTEN` is set.
@@ -102,6 +109,7 @@ pub fn build_router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(routes::credit::router())
         .merge(routes::transactions::router())
         .merge(routes::events::router())
+        .merge(routes::webhooks::router())
         // Layers run outside-in from the last one added: authenticate, then idempotency.
         .route_layer(from_fn_with_state(state.clone(), http::idempotency::layer))
         .route_layer(from_fn_with_state(state.clone(), auth::layer));
@@ -165,6 +173,7 @@ impl App {
                 rates: http::rate::RateLimits::new(&config.limits),
                 metrics_token: config.metrics_token.clone(),
                 metrics_apart: config.metrics_listen.is_some(),
+                webhooks: webhook_settings(config),
             }),
         };
         let (router, openapi) = build_router(state.clone());
@@ -176,6 +185,7 @@ impl App {
             retry_base: Duration::from_millis(config.outbox_retry_ms.max(10)),
         };
         let notifier = notify::Notifier::new(state.db().clone(), state.vault(), channels)?;
+        let webhooks = webhooks::Webhooks::new(state.db().clone(), state.vault(), *state.webhooks())?;
         let metrics_listener = match config.metrics_listen {
             Some(addr) => {
                 let l = std::net::TcpListener::bind(addr)
@@ -185,7 +195,7 @@ impl App {
             }
             None => None,
         };
-        Ok(App { state, notifier, router, openapi, metrics_listener })
+        Ok(App { state, notifier, webhooks, router, openapi, metrics_listener })
     }
 
     /// Where `/metrics` is served apart from the API (`CLIENTELE_METRICS_LISTEN`).
@@ -204,6 +214,7 @@ impl App {
         let purge = tokio::spawn(purge_idempotency_keys(state.clone()));
         let forget = tokio::spawn(forget_idle_clients(state.clone()));
         let outbox = tokio::spawn(self.notifier.run());
+        let webhooks = tokio::spawn(self.webhooks.run());
         let flag = state.clone();
         let signal = async move {
             shutdown.await;
@@ -238,13 +249,29 @@ impl App {
         purge.abort();
         forget.abort();
         outbox.abort();
+        webhooks.abort();
         state.db().close().await;
         tracing::info!("stopped");
         Ok(())
     }
 }
 
-/// Hourly removal of idempotency records past their 24 h retention.
+fn webhook_settings(config: &Config) -> webhooks::Settings {
+    let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    webhooks::Settings {
+        allow_private_networks: config.webhooks_allow_private_networks,
+        timeout: Duration::from_millis(config.webhooks_timeout_ms.max(1)),
+        poll: Duration::from_millis(config.webhooks_poll_ms.max(10)),
+        retry: store::webhooks::RetryPolicy {
+            first_retry_ms: ms(config.webhooks_retry_ms.max(1)),
+            retry_for_ms: ms(config.webhooks_retry_for_s.saturating_mul(1000)),
+            disable_after_ms: ms(config.webhooks_disable_after_s.saturating_mul(1000)),
+        },
+    }
+}
+
+/// Hourly removal of idempotency records past their 24 h retention, and of
+/// webhook deliveries past the delivery log's.
 async fn purge_idempotency_keys(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
@@ -253,6 +280,22 @@ async fn purge_idempotency_keys(state: AppState) {
             Ok(n) if n > 0 => tracing::info!(removed = n, "purged expired idempotency keys"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not purge idempotency keys"),
+        }
+        let before = store::now_ms() - store::webhooks::DELIVERY_LOG_MS;
+        loop {
+            match state.db().purge_webhook_deliveries(before, 5000).await {
+                Ok(5000) => {}
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(removed = n, "purged old webhook deliveries");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not purge webhook deliveries");
+                    break;
+                }
+            }
         }
     }
 }

@@ -47,6 +47,12 @@ event_types! {
     CreditAccountVerificationFailed => "credit_account.verification_failed",
     CreditAccountVerificationLocked => "credit_account.verification_locked",
     TransactionRecorded => "transaction.recorded",
+    WebhookEndpointCreated => "webhook_endpoint.created",
+    WebhookEndpointUpdated => "webhook_endpoint.updated",
+    WebhookEndpointSecretRotated => "webhook_endpoint.secret_rotated",
+    WebhookEndpointTested => "webhook_endpoint.tested",
+    WebhookEndpointDisabled => "webhook_endpoint.disabled",
+    WebhookEndpointDeleted => "webhook_endpoint.deleted",
 }
 
 impl EventType {

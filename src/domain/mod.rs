@@ -16,5 +16,6 @@ pub mod input;
 pub mod money;
 pub mod provider;
 pub mod text;
+pub mod webhook;
 
 pub use input::{Obj, Problem, ProblemKind, Problems};

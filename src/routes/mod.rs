@@ -13,6 +13,7 @@ pub mod identity;
 pub mod payment_methods;
 pub mod providers;
 pub mod transactions;
+pub mod webhooks;
 
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};

@@ -55,6 +55,7 @@ impl Db {
         reencrypted += self.rotate_provider_credentials(vault, version).await?;
         reencrypted += self.rotate_virtual_cards(vault, version).await?;
         reencrypted += self.rotate_outbox(vault, version).await?;
+        reencrypted += self.rotate_webhook_secrets(vault, version).await?;
         Ok(RotationReport { version, reencrypted })
     }
 
@@ -159,6 +160,31 @@ impl Db {
         }
     }
 
+    async fn rotate_webhook_secrets(&self, vault: &Vault, version: u32) -> anyhow::Result<u64> {
+        use super::webhooks::{PREVIOUS_SECRET_FIELD, SECRET_FIELD};
+        let mut n = 0;
+        loop {
+            let batch: Vec<WebhookSecrets> = on_conn!(self.reader(), p => sqlx::query_as(
+                "SELECT merchant_id, id, key_version, secret, previous_secret FROM webhook_endpoints WHERE key_version < $1 LIMIT 500")
+                .bind(i64::from(version)).fetch_all(p).await)?;
+            if batch.is_empty() {
+                return Ok(n);
+            }
+            let mut resealed = Vec::with_capacity(batch.len());
+            for (merchant, id, old, secret, previous) in batch {
+                let secret = self.reseal(vault, version, &secret_aad(merchant, id, SECRET_FIELD), &secret).await?;
+                let previous = match previous {
+                    Some(b) => {
+                        Some(self.reseal(vault, version, &secret_aad(merchant, id, PREVIOUS_SECRET_FIELD), &b).await?)
+                    }
+                    None => None,
+                };
+                resealed.push((merchant, Resealed::Webhook { id, old, secret, previous }));
+            }
+            n += self.write_resealed(version, resealed).await?;
+        }
+    }
+
     async fn rotate_virtual_cards(&self, vault: &Vault, version: u32) -> anyhow::Result<u64> {
         let mut n = 0;
         loop {
@@ -213,6 +239,7 @@ enum Resealed {
     Outbox { id: Uuid, old: i64, recipient: Vec<u8>, body: Vec<u8> },
     VirtualCard { number: String, old: i64, secret: Vec<u8> },
     Provider { id: Uuid, old: i64, credentials: [Option<Vec<u8>>; 3] },
+    Webhook { id: Uuid, old: i64, secret: Vec<u8>, previous: Option<Vec<u8>> },
 }
 
 impl Resealed {
@@ -260,6 +287,14 @@ impl Resealed {
                 )
                 .await
             }
+            Resealed::Webhook { id, old, secret, previous } => {
+                tx.exec(
+                    "UPDATE webhook_endpoints SET secret = $1, previous_secret = $2, key_version = $3 \
+                     WHERE merchant_id = $4 AND id = $5 AND key_version = $6",
+                    &[secret, previous, &version, &merchant, id, old],
+                )
+                .await
+            }
         }
     }
 }
@@ -276,6 +311,9 @@ type OutboxSecrets = (Uuid, Uuid, i64, Vec<u8>, Vec<u8>);
 
 /// merchant, link id, key version, and the three sealed credentials.
 type ProviderSecrets = (Uuid, Uuid, i64, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// merchant, endpoint id, key version, sealed secret and the previous one.
+type WebhookSecrets = (Uuid, Uuid, i64, Vec<u8>, Option<Vec<u8>>);
 
 #[derive(sqlx::FromRow)]
 struct SecretRow {

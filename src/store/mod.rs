@@ -27,12 +27,13 @@ pub(crate) mod query;
 mod search_index;
 pub mod transactions;
 pub mod verification;
+pub mod webhooks;
 
 use crate::domain::event::EventType;
 use std::future::Future;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -107,6 +108,8 @@ pub struct Db {
     /// PostgreSQL: how to connect without the service's statement timeout (the
     /// migrations, which may build an index over millions of rows).
     pg_admin: Option<PgConnectOptions>,
+    /// Told after every write this process commits (the webhook task waits on it).
+    committed: Arc<tokio::sync::Notify>,
 }
 
 /// A pool of one backend, borrowed.
@@ -200,7 +203,12 @@ impl Db {
                 .min_connections(0)
                 .acquire_timeout(Duration::from_secs(5))
                 .connect_lazy_with(connect);
-            Ok(Db { pools: Pools::Postgres(pool), export_pool: Some(ExportPool(exports)), pg_admin: Some(admin) })
+            Ok(Db {
+                pools: Pools::Postgres(pool),
+                export_pool: Some(ExportPool(exports)),
+                pg_admin: Some(admin),
+                committed: Arc::default(),
+            })
         } else if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
                 .context("parsing the SQLite URL")?
@@ -266,6 +274,7 @@ impl Db {
                 pools: Pools::Sqlite { read, write, group, path, inline: std::sync::Arc::new(inline) },
                 export_pool: None,
                 pg_admin: None,
+                committed: Arc::default(),
             })
         } else {
             anyhow::bail!("unsupported database URL (use sqlite://PATH or postgres://...)")
@@ -366,18 +375,29 @@ impl Db {
         T: Send + 'static,
         E: From<sqlx::Error> + From<WriteAborted> + Send + 'static,
     {
-        let pool = match &self.pools {
-            Pools::Sqlite { group, .. } => return group.write(actor, alone, work).await,
-            Pools::Postgres(p) => p.clone(),
+        let result = match &self.pools {
+            Pools::Sqlite { group, .. } => group.write(actor, alone, work).await,
+            Pools::Postgres(p) => {
+                let pool = p.clone();
+                let task = tokio::spawn(async move {
+                    let inner = TxInner::Postgres(pool.begin().await?);
+                    work(WriteTx { inner, actor, now: now_ms() }).await
+                });
+                match task.await {
+                    Ok(result) => result,
+                    Err(e) => Err(E::from(WriteAborted::failed(e.to_string()))),
+                }
+            }
         };
-        let task = tokio::spawn(async move {
-            let inner = TxInner::Postgres(pool.begin().await?);
-            work(WriteTx { inner, actor, now: now_ms() }).await
-        });
-        match task.await {
-            Ok(result) => result,
-            Err(e) => Err(E::from(WriteAborted::failed(e.to_string()))),
+        if result.is_ok() {
+            self.committed.notify_one();
         }
+        result
+    }
+
+    /// Notified after each write this process commits.
+    pub(crate) fn writes_committed(&self) -> Arc<tokio::sync::Notify> {
+        self.committed.clone()
     }
 
     /// After a bulk load of `written` customers. PostgreSQL plans by sampled

@@ -141,6 +141,13 @@ impl TestDb {
             sms_webhook_url: None,
             outbox_poll_ms: 50,
             outbox_retry_ms: 50,
+            // The tests' receivers listen on loopback.
+            webhooks_allow_private_networks: true,
+            webhooks_timeout_ms: 2000,
+            webhooks_poll_ms: 50,
+            webhooks_retry_ms: 50,
+            webhooks_retry_for_s: 259_200,
+            webhooks_disable_after_s: 432_000,
             metrics_listen: None,
             metrics_token: None,
             limits: clientele::config::Limits::default(),

@@ -20,3 +20,4 @@ mod search;
 mod transactions;
 mod vault;
 mod verification;
+mod webhooks;

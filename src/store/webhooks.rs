@@ -1,0 +1,647 @@
+//! Webhook endpoints and their delivery queue (migration 16).
+//!
+//! An endpoint follows its merchant's event feed with a cursor of its own: a
+//! dispatch reads the events after it (in feed order, up to the feed's horizon,
+//! so none can commit behind it later), queues a delivery for each event the
+//! endpoint enabled, and moves the cursor, in one transaction. Creates pay
+//! nothing for webhooks, and no event is missed or queued twice. Deliveries are
+//! rows leased to one node at a time, like the notification outbox
+//! ([`crate::webhooks`] sends them).
+
+use uuid::Uuid;
+
+use super::dialect::locking;
+use super::keys::secret_aad;
+use super::query::sqlite_row_by_name;
+use super::{Actor, Db, Scoped, StoreError, Tenant, WriteTx, on_conn};
+use crate::crypto::Vault;
+use crate::domain::event::EventType;
+use crate::domain::webhook::{
+    DestinationUrl, EndpointInput, EndpointStatus, EventSelection, MAX_ENDPOINTS, SigningSecret,
+};
+
+/// The field an endpoint's secrets are sealed under.
+pub const SECRET_FIELD: &str = "webhook:secret";
+pub const PREVIOUS_SECRET_FIELD: &str = "webhook:previous_secret";
+/// How long a rotated-out secret keeps signing beside the new one.
+pub const PREVIOUS_SECRET_MS: i64 = 24 * 3600 * 1000;
+/// How long finished deliveries stay in the delivery log (30 days).
+pub const DELIVERY_LOG_MS: i64 = 30 * 24 * 3600 * 1000;
+/// Events one dispatch queues at most for one endpoint.
+const DISPATCH_BATCH: usize = 500;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EndpointRecord {
+    pub id: Uuid,
+    pub url: String,
+    pub description: Option<String>,
+    pub enabled_events: String,
+    pub status: String,
+    pub failing_since: Option<i64>,
+    pub previous_expires_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+sqlite_row_by_name!(EndpointRecord {
+    id,
+    url,
+    description,
+    enabled_events,
+    status,
+    failing_since,
+    previous_expires_at,
+    created_at,
+    updated_at
+});
+
+const ENDPOINT_COLUMNS: &str =
+    "id, url, description, enabled_events, status, failing_since, previous_expires_at, created_at, updated_at";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeliveryRecord {
+    pub id: Uuid,
+    pub endpoint_id: Uuid,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_status_code: Option<i64>,
+    pub last_latency_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub delivered_at: Option<i64>,
+}
+sqlite_row_by_name!(DeliveryRecord {
+    id,
+    endpoint_id,
+    event_id,
+    event_type,
+    status,
+    attempts,
+    next_attempt_at,
+    last_status_code,
+    last_latency_ms,
+    last_error,
+    created_at,
+    delivered_at
+});
+
+const DELIVERY_COLUMNS: &str = "id, endpoint_id, event_id, event_type, status, attempts, next_attempt_at, \
+    last_status_code, last_latency_ms, last_error, created_at, delivered_at";
+
+/// An event as a dispatch reads it.
+#[derive(sqlx::FromRow)]
+struct FeedRow {
+    id: Uuid,
+    #[sqlx(rename = "type")]
+    kind: String,
+    entity_id: Uuid,
+    api_key_id: Option<Uuid>,
+    correlation_id: String,
+    created_at: i64,
+    feed_pos: i64,
+}
+sqlite_row_by_name!(FeedRow { id, kind = "type", entity_id, api_key_id, correlation_id, created_at, feed_pos });
+
+/// A delivery due for an attempt, with what sending it needs.
+#[derive(Debug, sqlx::FromRow)]
+pub struct DueDelivery {
+    pub merchant_id: Uuid,
+    pub id: Uuid,
+    pub endpoint_id: Uuid,
+    pub event_id: Uuid,
+    pub payload: String,
+    pub next_attempt_at: i64,
+    pub give_up_at: i64,
+    pub url: String,
+    pub secret: Vec<u8>,
+    pub previous_secret: Option<Vec<u8>>,
+    pub previous_expires_at: Option<i64>,
+}
+
+/// How an attempt ended.
+pub struct Attempt {
+    pub status_code: Option<i64>,
+    pub latency_ms: i64,
+    /// Why it failed, in words without the reply's content; `None` on success.
+    pub error: Option<String>,
+}
+
+/// The delivery settings that decide what an attempt's outcome leads to.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// When the next attempt is due after `attempts` failed ones (with jitter).
+    pub first_retry_ms: i64,
+    /// How long after its event a delivery is retried (three days by default).
+    pub retry_for_ms: i64,
+    /// An endpoint failing continuously this long is disabled.
+    pub disable_after_ms: i64,
+}
+
+impl RetryPolicy {
+    /// Exponential: `first_retry_ms × 2^(attempts-1)`, at most six hours, then
+    /// ±20 % jitter so deliveries that failed together do not retry together.
+    pub fn backoff_ms(&self, attempts: i64) -> i64 {
+        use rand::Rng;
+        let base = self.first_retry_ms.max(1).saturating_mul(1 << (attempts - 1).clamp(0, 30)).min(6 * 3600 * 1000);
+        let jitter = base / 5;
+        base + rand::thread_rng().gen_range(-jitter..=jitter)
+    }
+}
+
+/// The body a delivery carries: the event as `/events` shows it.
+fn payload(merchant: Uuid, e: &FeedRow) -> String {
+    serde_json::json!({
+        "id": e.id,
+        "merchantId": merchant,
+        "type": e.kind,
+        "entityId": e.entity_id,
+        "apiKeyId": e.api_key_id,
+        "correlationId": e.correlation_id,
+        "createdOn": crate::routes::timestamp(e.created_at),
+    })
+    .to_string()
+}
+
+impl WriteTx {
+    /// The feed position of the last event this transaction wrote about `entity`:
+    /// where an endpoint created or re-enabled by it starts following the feed.
+    async fn position_of_last_event(&mut self, entity: Uuid) -> Result<(i64, Uuid), sqlx::Error> {
+        let merchant = self.merchant();
+        self.fetch_one(
+            "SELECT feed_pos, id FROM events WHERE merchant_id = $1 AND entity_id = $2 ORDER BY feed_pos DESC, id DESC LIMIT 1",
+            &[&merchant, &entity],
+        )
+        .await
+    }
+
+    async fn seal_secret(
+        &mut self,
+        vault: &Vault,
+        id: Uuid,
+        field: &str,
+        secret: &str,
+    ) -> Result<(Vec<u8>, i64), StoreError> {
+        let version = self.active_key_version(vault).await?;
+        let sealed = vault.seal(version, &secret_aad(self.merchant(), id, field), secret.as_bytes())?;
+        Ok((sealed, i64::from(version)))
+    }
+
+    pub async fn create_webhook_endpoint(
+        &mut self,
+        vault: &Vault,
+        id: Uuid,
+        url: &DestinationUrl,
+        events: &EventSelection,
+        description: Option<&str>,
+        secret: &SigningSecret,
+    ) -> Result<(), StoreError> {
+        let (merchant, now) = (self.merchant(), self.now);
+        self.within_limit(
+            "SELECT COUNT(*) FROM webhook_endpoints WHERE merchant_id = $1",
+            &[&merchant],
+            MAX_ENDPOINTS,
+            "too_many_webhook_endpoints",
+            "A merchant has at most 16 webhook endpoints; delete one first.",
+        )
+        .await?;
+        self.event(EventType::WebhookEndpointCreated, id).await?;
+        let (pos, cursor) = self.position_of_last_event(id).await?;
+        let (sealed, version) = self.seal_secret(vault, id, SECRET_FIELD, secret.expose()).await?;
+        self.exec(
+            "INSERT INTO webhook_endpoints (merchant_id, id, url, description, enabled_events, status, secret, key_version, \
+             cursor_pos, cursor_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'enabled', $6, $7, $8, $9, $10, $10)",
+            &[&merchant, &id, &url.as_str(), &description, &events.to_column(), &sealed, &version, &pos, &cursor, &now],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn lock_endpoint(&mut self, id: Uuid) -> Result<EndpointRecord, StoreError> {
+        const SQL: super::dialect::Locking = locking!(
+            "SELECT id, url, description, enabled_events, status, failing_since, previous_expires_at, created_at, \
+             updated_at FROM webhook_endpoints WHERE merchant_id = $1 AND id = $2"
+        );
+        let merchant = self.merchant();
+        let sql = self.backend().locking(&SQL);
+        self.fetch_optional(sql, &[&merchant, &id]).await?.ok_or(StoreError::NotFound("Webhook endpoint"))
+    }
+
+    /// Applies the fields `input` sends. Re-enabled, an endpoint follows the feed
+    /// from this change on (what happened while it was disabled is not sent).
+    pub async fn update_webhook_endpoint(&mut self, id: Uuid, input: &EndpointInput) -> Result<(), StoreError> {
+        let current = self.lock_endpoint(id).await?;
+        let (merchant, now) = (self.merchant(), self.now);
+        let url = input.url.as_ref().map_or(current.url.as_str(), |u| u.as_str());
+        let events = input.enabled_events.as_ref().map_or(current.enabled_events.clone(), EventSelection::to_column);
+        let description = match &input.description {
+            Some(d) => d.as_deref(),
+            None => current.description.as_deref(),
+        };
+        let was = EndpointStatus::parse(&current.status).unwrap_or(EndpointStatus::Disabled);
+        let status = input.status.unwrap_or(was);
+        self.exec(
+            "UPDATE webhook_endpoints SET url = $3, enabled_events = $4, description = $5, status = $6, updated_at = $7 \
+             WHERE merchant_id = $1 AND id = $2",
+            &[&merchant, &id, &url, &events, &description, &status.as_str(), &now],
+        )
+        .await?;
+        self.event(EventType::WebhookEndpointUpdated, id).await?;
+        match (was, status) {
+            (EndpointStatus::Disabled, EndpointStatus::Enabled) => {
+                let (pos, cursor) = self.position_of_last_event(id).await?;
+                self.exec(
+                    "UPDATE webhook_endpoints SET cursor_pos = $3, cursor_id = $4, failing_since = NULL \
+                     WHERE merchant_id = $1 AND id = $2",
+                    &[&merchant, &id, &pos, &cursor],
+                )
+                .await?;
+            }
+            (EndpointStatus::Enabled, EndpointStatus::Disabled) => {
+                self.stop_deliveries(id, "endpoint disabled").await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Marks an endpoint's queued deliveries failed (they can be retried one by
+    /// one once it is enabled again).
+    async fn stop_deliveries(&mut self, id: Uuid, why: &str) -> Result<(), sqlx::Error> {
+        let merchant = self.merchant();
+        self.exec(
+            "UPDATE webhook_deliveries SET status = 'failed', last_error = $3 \
+             WHERE merchant_id = $1 AND endpoint_id = $2 AND status = 'pending'",
+            &[&merchant, &id, &why],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes an endpoint with its queued deliveries (its delivery log goes
+    /// with the retention purge).
+    pub async fn delete_webhook_endpoint(&mut self, id: Uuid) -> Result<(), StoreError> {
+        let merchant = self.merchant();
+        let n =
+            self.exec("DELETE FROM webhook_endpoints WHERE merchant_id = $1 AND id = $2", &[&merchant, &id]).await?;
+        if n == 0 {
+            return Err(StoreError::NotFound("Webhook endpoint"));
+        }
+        self.exec(
+            "DELETE FROM webhook_deliveries WHERE merchant_id = $1 AND endpoint_id = $2 AND status = 'pending'",
+            &[&merchant, &id],
+        )
+        .await?;
+        self.secrets_removed();
+        self.event(EventType::WebhookEndpointDeleted, id).await?;
+        Ok(())
+    }
+
+    /// Seals `secret` as the endpoint's signing secret; the one it replaces keeps
+    /// signing beside it for [`PREVIOUS_SECRET_MS`]. Returns when that ends.
+    pub async fn rotate_webhook_secret(
+        &mut self,
+        vault: &Vault,
+        id: Uuid,
+        secret: &SigningSecret,
+    ) -> Result<i64, StoreError> {
+        self.lock_endpoint(id).await?;
+        let (merchant, now) = (self.merchant(), self.now);
+        let (current,): (Vec<u8>,) = self
+            .fetch_one("SELECT secret FROM webhook_endpoints WHERE merchant_id = $1 AND id = $2", &[&merchant, &id])
+            .await?;
+        let old = self.open_sealed(vault, &current, &secret_aad(merchant, id, SECRET_FIELD)).await?;
+        let old = String::from_utf8(old.to_vec()).map_err(|_| StoreError::Crypto("secret is not UTF-8".into()))?;
+        let (previous, _) = self.seal_secret(vault, id, PREVIOUS_SECRET_FIELD, &old).await?;
+        let (sealed, version) = self.seal_secret(vault, id, SECRET_FIELD, secret.expose()).await?;
+        let until = now + PREVIOUS_SECRET_MS;
+        self.exec(
+            "UPDATE webhook_endpoints SET secret = $3, previous_secret = $4, previous_expires_at = $5, key_version = $6, \
+             updated_at = $7 WHERE merchant_id = $1 AND id = $2",
+            &[&merchant, &id, &sealed, &previous, &until, &version, &now],
+        )
+        .await?;
+        self.event(EventType::WebhookEndpointSecretRotated, id).await?;
+        Ok(until)
+    }
+
+    /// Records a test event about the endpoint and queues its delivery (to that
+    /// endpoint only); returns the delivery's id.
+    pub async fn test_webhook_endpoint(&mut self, id: Uuid, retry: &RetryPolicy) -> Result<Uuid, StoreError> {
+        let ep = self.lock_endpoint(id).await?;
+        if ep.status != EndpointStatus::Enabled.as_str() {
+            return Err(StoreError::Conflict {
+                code: "webhook_endpoint_disabled",
+                message: "The endpoint is disabled; enable it to send it a test event.",
+            });
+        }
+        self.event(EventType::WebhookEndpointTested, id).await?;
+        let merchant = self.merchant();
+        let row: Option<FeedRow> = self
+            .fetch_optional(
+                "SELECT id, type, entity_id, api_key_id, correlation_id, created_at, feed_pos FROM events \
+                 WHERE merchant_id = $1 AND entity_id = $2 ORDER BY feed_pos DESC, id DESC LIMIT 1",
+                &[&merchant, &id],
+            )
+            .await?;
+        let event = row.ok_or(sqlx::Error::RowNotFound)?;
+        let delivery = Uuid::now_v7();
+        self.queue_delivery(delivery, id, &event, retry).await?;
+        Ok(delivery)
+    }
+
+    /// Queues `event` for endpoint `endpoint`, unless it already is.
+    async fn queue_delivery(
+        &mut self,
+        delivery: Uuid,
+        endpoint: Uuid,
+        event: &FeedRow,
+        retry: &RetryPolicy,
+    ) -> Result<(), sqlx::Error> {
+        let (merchant, now) = (self.merchant(), self.now);
+        let give_up = now + retry.retry_for_ms;
+        self.exec(
+            "INSERT INTO webhook_deliveries (merchant_id, id, endpoint_id, event_id, event_type, payload, status, \
+             next_attempt_at, give_up_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $7) \
+             ON CONFLICT DO NOTHING",
+            &[&merchant, &delivery, &endpoint, &event.id, &event.kind, &payload(merchant, event), &now, &give_up],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Queues one more attempt at a delivery, now (whatever its state): it gets
+    /// at least one attempt, and its usual retries if it is still within them.
+    pub async fn retry_webhook_delivery(&mut self, endpoint: Uuid, id: Uuid) -> Result<(), StoreError> {
+        let ep = self.lock_endpoint(endpoint).await?;
+        if ep.status != EndpointStatus::Enabled.as_str() {
+            return Err(StoreError::Conflict {
+                code: "webhook_endpoint_disabled",
+                message: "The endpoint is disabled; enable it to retry its deliveries.",
+            });
+        }
+        let (merchant, now) = (self.merchant(), self.now);
+        let n = self
+            .exec(
+                "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $4, \
+                 give_up_at = CASE WHEN give_up_at < $4 THEN $4 ELSE give_up_at END \
+                 WHERE merchant_id = $1 AND endpoint_id = $2 AND id = $3",
+                &[&merchant, &endpoint, &id, &now],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound("Delivery"));
+        }
+        Ok(())
+    }
+}
+
+impl Scoped<'_> {
+    /// The merchant's endpoints (at most [`MAX_ENDPOINTS`]), oldest first.
+    pub async fn webhook_endpoints(&self) -> Result<Vec<EndpointRecord>, sqlx::Error> {
+        let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE merchant_id = $1 ORDER BY id");
+        on_conn!(self.conn(), p => sqlx::query_as::<_, EndpointRecord>(&sql).bind(self.merchant()).fetch_all(p).await)
+    }
+
+    pub async fn webhook_endpoint(&self, id: Uuid) -> Result<Option<EndpointRecord>, sqlx::Error> {
+        let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE merchant_id = $1 AND id = $2");
+        on_conn!(self.conn(), p => sqlx::query_as::<_, EndpointRecord>(&sql).bind(self.merchant()).bind(id).fetch_optional(p).await)
+    }
+
+    /// An endpoint's deliveries, newest first, before the cursor `before`.
+    pub async fn webhook_deliveries(
+        &self,
+        endpoint: Uuid,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, sqlx::Error> {
+        let cursor = if before.is_some() { " AND id < $3" } else { "" };
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE merchant_id = $1 AND endpoint_id = $2{cursor} \
+             ORDER BY id DESC LIMIT {limit}"
+        );
+        on_conn!(self.conn(), p => {
+            let mut q = sqlx::query_as::<_, DeliveryRecord>(&sql).bind(self.merchant()).bind(endpoint);
+            if let Some(b) = before { q = q.bind(b); }
+            q.fetch_all(p).await
+        })
+    }
+
+    pub async fn webhook_delivery(&self, endpoint: Uuid, id: Uuid) -> Result<Option<DeliveryRecord>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE merchant_id = $1 AND endpoint_id = $2 AND id = $3"
+        );
+        on_conn!(self.conn(), p => sqlx::query_as::<_, DeliveryRecord>(&sql).bind(self.merchant()).bind(endpoint).bind(id).fetch_optional(p).await)
+    }
+}
+
+/// The delivery side, across merchants (the background task serves them all).
+impl Db {
+    /// Enabled endpoints with events after their cursor, up to the feed's horizon.
+    pub async fn webhook_endpoints_behind(&self, limit: i64) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+        let sql = format!(
+            "SELECT e.merchant_id, e.id FROM webhook_endpoints e WHERE e.status = 'enabled' AND EXISTS \
+             (SELECT 1 FROM events WHERE events.merchant_id = e.merchant_id \
+              AND (events.feed_pos, events.id) > (e.cursor_pos, e.cursor_id){}) LIMIT $1",
+            self.backend().feed_horizon()
+        );
+        on_conn!(self.reader(), p => sqlx::query_as(&sql).bind(limit).fetch_all(p).await)
+    }
+
+    /// Queues the endpoint's next events (up to [`DISPATCH_BATCH`]) and moves its
+    /// cursor past them; returns how many events it passed. Two nodes dispatching
+    /// the same endpoint at once: the cursor moves only from where this one read
+    /// it, so the later one changes nothing.
+    pub async fn dispatch_webhook_events(
+        &self,
+        merchant: Uuid,
+        endpoint: Uuid,
+        retry: RetryPolicy,
+    ) -> Result<usize, StoreError> {
+        self.write(Actor::system(Tenant::trusted(merchant)), move |mut tx| async move {
+            let row: Option<(String, String, i64, Uuid)> = tx
+                .fetch_optional(
+                    "SELECT enabled_events, status, cursor_pos, cursor_id FROM webhook_endpoints \
+                     WHERE merchant_id = $1 AND id = $2",
+                    &[&merchant, &endpoint],
+                )
+                .await?;
+            let Some((selection, status, pos, cursor)) = row else { return Ok(0) };
+            if status != EndpointStatus::Enabled.as_str() {
+                return Ok(0);
+            }
+            let selection = EventSelection::from_column(&selection);
+            let sql = format!(
+                "SELECT id, type, entity_id, api_key_id, correlation_id, created_at, feed_pos FROM events \
+                 WHERE merchant_id = $1 AND (feed_pos, id) > ($2, $3){} ORDER BY feed_pos, id LIMIT {DISPATCH_BATCH}",
+                tx.backend().feed_horizon()
+            );
+            let events: Vec<FeedRow> = tx.fetch_all(&sql, &[&merchant, &pos, &cursor]).await?;
+            let Some(last) = events.last() else { return Ok(0) };
+            let (last_pos, last_id) = (last.feed_pos, last.id);
+            let moved = tx
+                .exec(
+                    "UPDATE webhook_endpoints SET cursor_pos = $3, cursor_id = $4 \
+                     WHERE merchant_id = $1 AND id = $2 AND cursor_pos = $5 AND cursor_id = $6",
+                    &[&merchant, &endpoint, &last_pos, &last_id, &pos, &cursor],
+                )
+                .await?;
+            if moved == 0 {
+                return Ok(0);
+            }
+            let tested = EventType::WebhookEndpointTested.as_str();
+            for e in &events {
+                // A test event goes to the endpoint tested, and only there.
+                let wanted = if e.kind == tested { e.entity_id == endpoint } else { selection.includes(&e.kind) };
+                if wanted {
+                    tx.queue_delivery(Uuid::now_v7(), endpoint, e, &retry).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(events.len())
+        })
+        .await
+    }
+
+    /// Up to `limit` deliveries due by `now` at enabled endpoints, except those of
+    /// the endpoints in `busy` (which have as many attempts in flight as they may),
+    /// the longest waiting first.
+    pub async fn due_webhook_deliveries(
+        &self,
+        now: i64,
+        limit: i64,
+        busy: &[Uuid],
+    ) -> Result<Vec<DueDelivery>, sqlx::Error> {
+        let skip = if busy.is_empty() {
+            String::new()
+        } else {
+            format!(" AND d.endpoint_id NOT IN ({})", super::placeholders(3, busy.len()))
+        };
+        let sql = format!(
+            "SELECT d.merchant_id, d.id, d.endpoint_id, d.event_id, d.payload, d.next_attempt_at, d.give_up_at, \
+             e.url, e.secret, e.previous_secret, e.previous_expires_at \
+             FROM webhook_deliveries d JOIN webhook_endpoints e ON e.merchant_id = d.merchant_id AND e.id = d.endpoint_id \
+             WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND e.status = 'enabled'{skip} \
+             ORDER BY d.next_attempt_at LIMIT $2"
+        );
+        on_conn!(self.reader(), p => {
+            let mut q = sqlx::query_as::<_, DueDelivery>(&sql).bind(now).bind(limit);
+            for b in busy { q = q.bind(*b); }
+            q.fetch_all(p).await
+        })
+    }
+
+    /// Takes the merchant's deliveries `due` (id and the due time read) for this
+    /// node until `until`; returns those it got (another node may have leased
+    /// some first: their due time is no longer the one read).
+    pub async fn lease_webhook_deliveries(
+        &self,
+        merchant: Uuid,
+        due: Vec<(Uuid, i64)>,
+        until: i64,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        self.write(Actor::system(Tenant::trusted(merchant)), move |mut tx| async move {
+            let mut leased = Vec::with_capacity(due.len());
+            for (id, at) in &due {
+                let n = tx
+                    .exec(
+                        "UPDATE webhook_deliveries SET next_attempt_at = $3 \
+                         WHERE merchant_id = $1 AND id = $2 AND status = 'pending' AND next_attempt_at = $4",
+                        &[&merchant, id, &until, at],
+                    )
+                    .await?;
+                if n == 1 {
+                    leased.push(*id);
+                }
+            }
+            tx.commit().await?;
+            Ok(leased)
+        })
+        .await
+    }
+
+    /// Records how an attempt at `d` ended, and what it says of its endpoint: a
+    /// success clears the endpoint's failing streak; a failure starts it, and an
+    /// endpoint failing for [`RetryPolicy::disable_after_ms`] is disabled (an event
+    /// says so).
+    pub async fn settle_webhook_delivery(
+        &self,
+        d: &DueDelivery,
+        attempt: Attempt,
+        retry: RetryPolicy,
+    ) -> Result<(), StoreError> {
+        let (merchant, id, endpoint, give_up) = (d.merchant_id, d.id, d.endpoint_id, d.give_up_at);
+        self.write(Actor::system(Tenant::trusted(merchant)), move |mut tx| async move {
+            let now = tx.now;
+            let (attempts,): (i64,) = tx
+                .fetch_one(
+                    "SELECT attempts FROM webhook_deliveries WHERE merchant_id = $1 AND id = $2",
+                    &[&merchant, &id],
+                )
+                .await?;
+            let attempts = attempts + 1;
+            let (status, next, delivered) = match &attempt.error {
+                None => ("delivered", now, Some(now)),
+                Some(_) => {
+                    let next = now + retry.backoff_ms(attempts);
+                    if next > give_up { ("failed", now, None) } else { ("pending", next, None) }
+                }
+            };
+            tx.exec(
+                "UPDATE webhook_deliveries SET status = $3, attempts = $4, next_attempt_at = $5, last_status_code = $6, \
+                 last_latency_ms = $7, last_error = $8, delivered_at = COALESCE($9, delivered_at) \
+                 WHERE merchant_id = $1 AND id = $2",
+                &[
+                    &merchant,
+                    &id,
+                    &status,
+                    &attempts,
+                    &next,
+                    &attempt.status_code,
+                    &attempt.latency_ms,
+                    &attempt.error,
+                    &delivered,
+                ],
+            )
+            .await?;
+            if attempt.error.is_none() {
+                tx.exec(
+                    "UPDATE webhook_endpoints SET failing_since = NULL \
+                     WHERE merchant_id = $1 AND id = $2 AND failing_since IS NOT NULL",
+                    &[&merchant, &endpoint],
+                )
+                .await?;
+            } else {
+                tx.exec(
+                    "UPDATE webhook_endpoints SET failing_since = $3 \
+                     WHERE merchant_id = $1 AND id = $2 AND failing_since IS NULL",
+                    &[&merchant, &endpoint, &now],
+                )
+                .await?;
+                let cutoff = now - retry.disable_after_ms;
+                let disabled = tx
+                    .exec(
+                        "UPDATE webhook_endpoints SET status = 'disabled', updated_at = $3 \
+                         WHERE merchant_id = $1 AND id = $2 AND status = 'enabled' AND failing_since <= $4",
+                        &[&merchant, &endpoint, &now, &cutoff],
+                    )
+                    .await?;
+                if disabled == 1 {
+                    tx.stop_deliveries(endpoint, "endpoint disabled after failing continuously").await?;
+                    tx.event(EventType::WebhookEndpointDisabled, endpoint).await?;
+                }
+            }
+            tx.commit().await
+        })
+        .await
+    }
+
+    /// Removes finished deliveries older than `before` (at most `limit`): the
+    /// delivery log's retention. Returns how many.
+    pub async fn purge_webhook_deliveries(&self, before: i64, limit: i64) -> Result<u64, sqlx::Error> {
+        let sql = "DELETE FROM webhook_deliveries WHERE (merchant_id, id) IN (SELECT merchant_id, id FROM webhook_deliveries \
+                   WHERE status <> 'pending' AND created_at < $1 LIMIT $2)";
+        on_conn!(self.writer(), p => sqlx::query(sql).bind(before).bind(limit).execute(p).await.map(|r| r.rows_affected()))
+    }
+}

@@ -1,0 +1,360 @@
+//! Pushing events to webhook endpoints. A background task on every node
+//! queues deliveries from the event feed (each endpoint follows it with a
+//! cursor, [`crate::store::webhooks`]), leases the due ones in the database (so
+//! no two nodes send the same attempt at once, and a node that dies leaves its
+//! leases to expire and be taken again), and sends them signed the Standard
+//! Webhooks way. Every connection goes only to public addresses, checked after
+//! name resolution, unless private networks are allowed.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::crypto::Vault;
+use crate::domain::webhook::{SigningSecret, address_allowed};
+use crate::store::keys::secret_aad;
+use crate::store::webhooks::{Attempt, DueDelivery, PREVIOUS_SECRET_FIELD, RetryPolicy, SECRET_FIELD};
+use crate::store::{Db, now_ms};
+
+/// Attempts in flight on one node at most, and at most per endpoint (so one
+/// slow receiver cannot hold back every other).
+const IN_FLIGHT: usize = 64;
+const IN_FLIGHT_PER_ENDPOINT: usize = 8;
+/// Endpoints one pass dispatches at most.
+const DISPATCH_ENDPOINTS: i64 = 100;
+/// A reply body is read up to this much (and thrown away), never logged.
+const REPLY_READ_LIMIT: usize = 4096;
+/// Passes run at most this often, however often writes wake the task.
+const MIN_PASS_GAP: Duration = Duration::from_millis(5);
+
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Deliveries may connect to loopback, private and link-local addresses.
+    pub allow_private_networks: bool,
+    /// One attempt's limit, connection included.
+    pub timeout: Duration,
+    /// How often the feed and the queue are read when no local write wakes the task.
+    pub poll: Duration,
+    pub retry: RetryPolicy,
+}
+
+/// Refuses a destination: its address is not one deliveries may reach.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// The HTTP client's name resolution: only the addresses deliveries may reach,
+/// so that a name cannot resolve to an inside address at connection time.
+struct GuardedResolver {
+    allow_private: bool,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> =
+                addrs.iter().copied().filter(|a| allow_private || address_allowed(a.ip())).collect();
+            if allowed.is_empty() {
+                let why = if addrs.is_empty() {
+                    format!("{host} does not resolve")
+                } else {
+                    format!(
+                        "{host} resolves only to addresses deliveries may not reach (loopback, private, link-local)"
+                    )
+                };
+                return Err(Box::new(Refused(why)) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Checks a destination at registration: an address in the URL must be one
+/// deliveries may reach, and so must every address its name resolves to now. A
+/// name that does not resolve yet is accepted (every connection checks again).
+pub async fn check_destination(url: &url::Url, allow_private: bool) -> Result<(), Refused> {
+    if allow_private {
+        return Ok(());
+    }
+    let refused = |what: &str| {
+        Refused(format!("{what} is not an address deliveries may reach (loopback, private, link-local or reserved)."))
+    };
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) if !address_allowed(IpAddr::V4(ip)) => Err(refused(&ip.to_string())),
+        Some(url::Host::Ipv6(ip)) if !address_allowed(IpAddr::V6(ip)) => Err(refused(&ip.to_string())),
+        Some(url::Host::Domain(name)) => {
+            let lookup = tokio::time::timeout(Duration::from_secs(2), tokio::net::lookup_host((name, 0))).await;
+            if let Ok(Ok(addrs)) = lookup {
+                for a in addrs {
+                    if !address_allowed(a.ip()) {
+                        return Err(Refused(format!(
+                            "{name} resolves to {}, which is not an address deliveries may reach (loopback, private, link-local or reserved).",
+                            a.ip()
+                        )));
+                    }
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Attempts in flight on this node, by endpoint.
+#[derive(Default)]
+struct InFlight {
+    total: usize,
+    by_endpoint: HashMap<Uuid, usize>,
+}
+
+pub struct Webhooks {
+    db: Db,
+    vault: Arc<Vault>,
+    settings: Settings,
+    http: reqwest::Client,
+    in_flight: Arc<Mutex<InFlight>>,
+    /// Woken by this node's writes and by attempts that end.
+    wake: Arc<Notify>,
+}
+
+impl Webhooks {
+    pub fn new(db: Db, vault: Arc<Vault>, settings: Settings) -> anyhow::Result<Webhooks> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .pool_max_idle_per_host(IN_FLIGHT_PER_ENDPOINT)
+            .user_agent(concat!("Clientele-Webhooks/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(Arc::new(GuardedResolver { allow_private: settings.allow_private_networks }))
+            .build()?;
+        let wake = db.writes_committed();
+        Ok(Webhooks { db, vault, settings, http, in_flight: Arc::default(), wake })
+    }
+
+    /// Dispatches and delivers until the task is dropped.
+    pub async fn run(self) {
+        let this = Arc::new(self);
+        loop {
+            let started = Instant::now();
+            let busy = match this.pass().await {
+                Ok(busy) => busy,
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook pass failed");
+                    false
+                }
+            };
+            if !busy {
+                tokio::select! {
+                    _ = this.wake.notified() => {}
+                    _ = tokio::time::sleep(this.settings.poll) => {}
+                }
+            }
+            let gap = MIN_PASS_GAP.saturating_sub(started.elapsed());
+            if !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
+        }
+    }
+
+    /// Queues new events, then starts the due attempts this node has room for.
+    /// True when more work is waiting (a full batch).
+    async fn pass(self: &Arc<Self>) -> anyhow::Result<bool> {
+        let retry = self.settings.retry;
+        let mut more = false;
+        for (merchant, endpoint) in self.db.webhook_endpoints_behind(DISPATCH_ENDPOINTS).await? {
+            let passed = self.db.dispatch_webhook_events(merchant, endpoint, retry).await?;
+            more |= passed >= 500;
+        }
+        let (room, busy) = {
+            let f = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            let busy: Vec<Uuid> =
+                f.by_endpoint.iter().filter(|(_, n)| **n >= IN_FLIGHT_PER_ENDPOINT).map(|(id, _)| *id).collect();
+            (IN_FLIGHT - f.total, busy)
+        };
+        if room == 0 {
+            return Ok(more);
+        }
+        let now = now_ms();
+        let due = self.db.due_webhook_deliveries(now, room as i64, &busy).await?;
+        let full = due.len() == room;
+        // At most the per-endpoint room of each endpoint; the rest waits its turn.
+        let mut taken: HashMap<Uuid, usize> = HashMap::new();
+        let mut by_merchant: HashMap<Uuid, Vec<DueDelivery>> = HashMap::new();
+        {
+            let f = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            for d in due {
+                let n = taken
+                    .entry(d.endpoint_id)
+                    .or_insert_with(|| f.by_endpoint.get(&d.endpoint_id).copied().unwrap_or(0));
+                if *n < IN_FLIGHT_PER_ENDPOINT {
+                    *n += 1;
+                    by_merchant.entry(d.merchant_id).or_default().push(d);
+                }
+            }
+        }
+        let lease_until = now_ms() + 2 * self.settings.timeout.as_millis() as i64 + 30_000;
+        for (merchant, rows) in by_merchant {
+            let wanted: Vec<(Uuid, i64)> = rows.iter().map(|d| (d.id, d.next_attempt_at)).collect();
+            let leased = self.db.lease_webhook_deliveries(merchant, wanted, lease_until).await?;
+            for d in rows.into_iter().filter(|d| leased.contains(&d.id)) {
+                self.start(d);
+            }
+        }
+        Ok(more || full)
+    }
+
+    /// Sends one leased delivery on a task of its own, then records the outcome.
+    fn start(self: &Arc<Self>, d: DueDelivery) {
+        {
+            let mut f = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            f.total += 1;
+            *f.by_endpoint.entry(d.endpoint_id).or_default() += 1;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let attempt = this.send(&d).await;
+            if let Some(e) = &attempt.error {
+                tracing::info!(delivery_id = %d.id, endpoint_id = %d.endpoint_id, error = %e, "webhook not delivered");
+            }
+            metrics::counter!("clientele_webhook_attempts_total", "outcome" => if attempt.error.is_none() { "delivered" } else { "failed" }).increment(1);
+            if let Err(e) = this.db.settle_webhook_delivery(&d, attempt, this.settings.retry).await {
+                // The lease runs out and the attempt is made again.
+                tracing::warn!(delivery_id = %d.id, error = %e, "could not record a webhook attempt");
+            }
+            {
+                let mut f = this.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                f.total -= 1;
+                if let Some(n) = f.by_endpoint.get_mut(&d.endpoint_id) {
+                    *n -= 1;
+                    if *n == 0 {
+                        f.by_endpoint.remove(&d.endpoint_id);
+                    }
+                }
+            }
+            this.wake.notify_one();
+        });
+    }
+
+    async fn open(&self, d: &DueDelivery, blob: &[u8], field: &str) -> Result<SigningSecret, String> {
+        if let Some(v) = Vault::version_of(blob) {
+            self.db.ensure_key(&self.vault, v).await.map_err(|e| e.to_string())?;
+        }
+        let clear = self
+            .vault
+            .open(blob, &secret_aad(d.merchant_id, d.endpoint_id, field))
+            .map_err(|e| format!("signing secret could not be opened: {e}"))?;
+        String::from_utf8(clear.to_vec())
+            .ok()
+            .and_then(SigningSecret::from_text)
+            .ok_or_else(|| "signing secret is damaged".to_owned())
+    }
+
+    /// One attempt: signed with the endpoint's secret (and the previous one while
+    /// it still signs), `webhook-id` the event's id on every attempt.
+    async fn send(&self, d: &DueDelivery) -> Attempt {
+        let failed = |error: String| Attempt { status_code: None, latency_ms: 0, error: Some(error) };
+        let Ok(url) = url::Url::parse(&d.url) else { return failed("the endpoint's URL does not parse".into()) };
+        if !self.settings.allow_private_networks {
+            let literal = match url.host() {
+                Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+                Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+                _ => None,
+            };
+            if let Some(ip) = literal.filter(|ip| !address_allowed(*ip)) {
+                return failed(format!(
+                    "{ip} is not an address deliveries may reach (loopback, private, link-local or reserved)"
+                ));
+            }
+        }
+        let secret = match self.open(d, &d.secret, SECRET_FIELD).await {
+            Ok(s) => s,
+            Err(e) => return failed(e),
+        };
+        let (id, timestamp) = (d.event_id.to_string(), now_ms() / 1000);
+        let body = d.payload.as_bytes();
+        let mut signature = secret.sign(&id, timestamp, body);
+        if let (Some(previous), Some(until)) = (&d.previous_secret, d.previous_expires_at)
+            && until > now_ms()
+        {
+            match self.open(d, previous, PREVIOUS_SECRET_FIELD).await {
+                Ok(s) => {
+                    signature.push(' ');
+                    signature.push_str(&s.sign(&id, timestamp, body));
+                }
+                Err(e) => return failed(e),
+            }
+        }
+        let started = Instant::now();
+        let sent = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(d.payload.clone())
+            .send()
+            .await;
+        let latency_ms = started.elapsed().as_millis() as i64;
+        metrics::histogram!("clientele_webhook_attempt_seconds").record(started.elapsed().as_secs_f64());
+        match sent {
+            Ok(mut res) => {
+                let status = res.status();
+                // Read a little of the reply (so the connection can be reused), never keep it.
+                let mut read = 0;
+                while read < REPLY_READ_LIMIT {
+                    match res.chunk().await {
+                        Ok(Some(c)) => read += c.len(),
+                        _ => break,
+                    }
+                }
+                let code = Some(i64::from(status.as_u16()));
+                if status.is_success() {
+                    Attempt { status_code: code, latency_ms, error: None }
+                } else {
+                    Attempt {
+                        status_code: code,
+                        latency_ms,
+                        error: Some(format!("endpoint answered {}", status.as_u16())),
+                    }
+                }
+            }
+            Err(e) => Attempt { status_code: None, latency_ms, error: Some(describe(&e)) },
+        }
+    }
+}
+
+/// What went wrong with a request, in words without its content.
+fn describe(e: &reqwest::Error) -> String {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(r) = s.downcast_ref::<Refused>() {
+            return r.0.clone();
+        }
+        source = s.source();
+    }
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection failed".into()
+    } else if e.is_redirect() {
+        "redirect not followed".into()
+    } else {
+        "request failed".into()
+    }
+}
