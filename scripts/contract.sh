@@ -4,7 +4,9 @@
 #   1. schemathesis generates requests from /openapi.json and checks every reply
 #      against it (tests/contract/schemathesis.toml says which checks);
 #   2. openapi-python-client generates a Python client from the same document,
-#      and tests/contract/client_test.py drives a customer's life through it.
+#      and tests/contract/client_test.py drives a customer's life through it;
+#   3. tests/contract/webhooks_test.py verifies webhook deliveries with the
+#      Standard Webhooks reference library (`standardwebhooks`).
 # The tools are pinned and installed into a virtualenv under the target folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,10 +16,10 @@ TARGET=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)
 BIN="$TARGET/debug/clientele"
 
 VENV="$TARGET/contract-venv"
-if [ ! -x "$VENV/bin/st" ] || [ ! -x "$VENV/bin/openapi-python-client" ]; then
+TOOLS=(schemathesis==4.32.5 openapi-python-client==0.29.1 standardwebhooks==1.3.0)
+if ! "$VENV/bin/pip" freeze 2>/dev/null | grep -qx "${TOOLS[2]}"; then
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-    schemathesis==4.32.5 openapi-python-client==0.29.1
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "${TOOLS[@]}"
 fi
 
 WORK=$(mktemp -d)
@@ -35,10 +37,12 @@ export CLIENTELE_LISTEN="127.0.0.1:$PORT"
 # The generators send thousands of requests from one address with one key.
 export CLIENTELE_RATE_LIMIT_PER_KEY=0 CLIENTELE_RATE_LIMIT_PER_ADDRESS=0 CLIENTELE_AUTH_FAILURES_PER_MINUTE=0
 export CLIENTELE_LOG_FORMAT=json RUST_LOG=warn
+# The webhook check's receiver listens on loopback.
+export CLIENTELE_WEBHOOKS_ALLOW_PRIVATE_NETWORKS=true
 
 MERCHANT=$("$BIN" merchant create --name Contract 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin)["merchantId"])')
 scopes=()
-for s in customers:read customers:write payment_methods:write payment_methods:reveal credit:write; do
+for s in customers:read customers:write payment_methods:write payment_methods:reveal credit:write webhooks:write; do
   scopes+=(--scope "$s")
 done
 CLIENTELE_CONTRACT_KEY=$("$BIN" api-key create --merchant "$MERCHANT" "${scopes[@]}" 2>/dev/null |
@@ -79,6 +83,9 @@ if grep '^WARNING' "$WORK/generate.log" | grep -v -e 'POST /pay-api/v1/customers
   exit 1
 fi
 PYTHONPATH="$WORK" "$VENV/bin/python" tests/contract/client_test.py
+
+echo "[contract] webhook signatures" >&2
+"$VENV/bin/python" tests/contract/webhooks_test.py
 
 if grep -q '"level":"ERROR"' "$WORK/server.log"; then
   grep '"level":"ERROR"' "$WORK/server.log" >&2

@@ -207,7 +207,9 @@ impl Webhooks {
                 }
             }
         }
-        let lease_until = now_ms() + 2 * self.settings.timeout.as_millis() as i64 + 30_000;
+        // Past its lease an attempt is taken again by any node: the lease outlasts
+        // the attempt's time limit (twice over) and the recording of its outcome.
+        let lease_until = now_ms() + 2 * self.settings.timeout.as_millis() as i64 + 5_000;
         for (merchant, rows) in by_merchant {
             let wanted: Vec<(Uuid, i64)> = rows.iter().map(|d| (d.id, d.next_attempt_at)).collect();
             let leased = self.db.lease_webhook_deliveries(merchant, wanted, lease_until).await?;

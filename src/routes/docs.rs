@@ -188,6 +188,22 @@ fn string_enum<'a>(values: impl IntoIterator<Item = &'a str>) -> Schema {
     ObjectBuilder::new().schema_type(Type::String).enum_values(Some(values)).build().into()
 }
 
+/// `enabledEvents` (`domain::webhook::EventSelection`): `["*"]`, or event types each once.
+fn event_selection(nullable: bool) -> Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder};
+    let wildcard = ArrayBuilder::new().items(RefOr::T(string_enum(["*"]))).min_items(Some(1)).max_items(Some(1));
+    let types = ArrayBuilder::new()
+        .items(RefOr::T(string_enum(crate::domain::event::EventType::ALL.iter().map(|t| t.as_str()))))
+        .min_items(Some(1))
+        .max_items(Some(crate::domain::event::EventType::ALL.len()))
+        .unique_items(true);
+    let mut any = AnyOfBuilder::new().item(wildcard).item(types);
+    if nullable {
+        any = any.item(ObjectBuilder::new().schema_type(Type::Null));
+    }
+    any.description(Some("Event types, each once, or `[\"*\"]` for every type.")).build().into()
+}
+
 /// Query parameters whose rules live in code shared by several routes: the
 /// parser's language list, the event types, and the instants a range takes.
 fn constrain_query(path: &str, op: &mut Operation) {
@@ -287,6 +303,16 @@ fn declare_links(paths: &mut utoipa::openapi::Paths) {
         &["get_provider", "unlink_provider"],
         &[("customerId", "$request.path.customerId"), ("providerId", "$response.body#/id")],
     );
+    link(
+        "/pay-api/v1/webhook-endpoints",
+        &["get_endpoint", "update_endpoint", "delete_endpoint", "rotate_secret", "test_endpoint", "list_deliveries"],
+        &[("endpointId", "$response.body#/id")],
+    );
+    link(
+        "/pay-api/v1/webhook-endpoints/{endpointId}/test",
+        &["get_delivery", "retry_delivery"],
+        &[("endpointId", "$request.path.endpointId"), ("deliveryId", "$response.body#/id")],
+    );
 }
 
 /// Completes the document once every route has added its schemas.
@@ -332,6 +358,18 @@ pub fn finish(api: &mut OpenApi) {
     if let Some(RefOr::T(Schema::Object(event))) = components.schemas.get_mut("EventView") {
         let types = string_enum(crate::domain::event::EventType::ALL.iter().map(|t| t.as_str()));
         event.properties.insert("type".into(), RefOr::T(types));
+    }
+    // An endpoint's events: every type once, or the wildcard alone.
+    for name in ["EndpointCreateRequest", "EndpointUpdateRequest", "EndpointView", "EndpointCreated"] {
+        if let Some(RefOr::T(Schema::Object(endpoint))) = components.schemas.get_mut(name) {
+            // In an update, `null` (like absence) leaves the events as they are.
+            let nullable = name == "EndpointUpdateRequest";
+            endpoint.properties.insert("enabledEvents".into(), RefOr::T(event_selection(nullable)));
+        }
+    }
+    // An update changes something.
+    if let Some(RefOr::T(Schema::Object(update))) = components.schemas.get_mut("EndpointUpdateRequest") {
+        update.min_properties = Some(1);
     }
     // A customer's id is the path's: sent back as read, never changed.
     if let Some(RefOr::T(Schema::Object(update))) = components.schemas.get_mut("CustomerUpdateRequest")

@@ -13,6 +13,7 @@ mod errors;
 mod events;
 mod idempotency;
 mod identity;
+mod nodes;
 mod ops;
 mod outbox;
 mod process;

@@ -16,14 +16,14 @@ use crate::helpers::TestDb;
 const BIN: &str = env!("CARGO_BIN_EXE_clientele");
 
 /// A `clientele serve` child process with JSON logs collected.
-struct Server {
-    child: Child,
-    base: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) base: String,
     logs: Arc<Mutex<Vec<String>>>,
     stdout: Arc<Mutex<Vec<String>>>,
 }
 
-fn command(db: &TestDb, data_dir: &Path) -> Command {
+pub(crate) fn command(db: &TestDb, data_dir: &Path) -> Command {
     let mut c = Command::new(BIN);
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -36,7 +36,14 @@ fn command(db: &TestDb, data_dir: &Path) -> Command {
 }
 
 async fn start(db: &TestDb, data_dir: &Path) -> Server {
-    let mut child = command(db, data_dir).arg("serve").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    start_with(db, data_dir, &[]).await
+}
+
+/// [`start`] with more environment variables.
+pub(crate) async fn start_with(db: &TestDb, data_dir: &Path, env: &[(&str, &str)]) -> Server {
+    let mut c = command(db, data_dir);
+    c.envs(env.iter().copied());
+    let mut child = c.arg("serve").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let logs = Arc::new(Mutex::new(Vec::new()));
     let stdout = Arc::new(Mutex::new(Vec::new()));
     let (tx, rx) = tokio::sync::oneshot::channel::<String>();
@@ -69,7 +76,12 @@ async fn start(db: &TestDb, data_dir: &Path) -> Server {
 /// Starts a server on a fresh database and returns it with the merchant id and
 /// API key it printed on first start.
 async fn boot(db: &TestDb, data: &Path) -> (Server, String, String) {
-    let server = start(db, data).await;
+    boot_with(db, data, &[]).await
+}
+
+/// [`boot`] with more environment variables.
+pub(crate) async fn boot_with(db: &TestDb, data: &Path, env: &[(&str, &str)]) -> (Server, String, String) {
+    let server = start_with(db, data, env).await;
     for _ in 0..200 {
         let first = server.stdout.lock().await.first().cloned();
         if let Some(line) = first {
@@ -83,14 +95,14 @@ async fn boot(db: &TestDb, data: &Path) -> (Server, String, String) {
     panic!("the first start printed no API key");
 }
 
-async fn cli(db: &TestDb, data_dir: &Path, args: &[&str]) -> (bool, Value, String) {
+pub(crate) async fn cli(db: &TestDb, data_dir: &Path, args: &[&str]) -> (bool, Value, String) {
     let out = command(db, data_dir).args(args).output().await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let v = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
     (out.status.success(), v, String::from_utf8_lossy(&out.stderr).to_string())
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
 }
 

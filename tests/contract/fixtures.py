@@ -80,11 +80,19 @@ def main():
         "/financing-plans/12",
         {"planName": "EMP - Regular Interest", "offerCategory": "equal_billing", "apr": 0.0999, "terms": [{"term": 12}]},
     )
+    endpoint = call(
+        "POST",
+        "/webhook-endpoints",
+        {"url": "http://127.0.0.1:9/hooks", "enabledEvents": ["webhook_endpoint.deleted"]},
+    )["id"]
+    delivery = call("POST", f"/webhook-endpoints/{endpoint}/test")["id"]
     print(f"CONTRACT_CUSTOMER_ID={customer}")
     print(f"CONTRACT_PAYMENT_METHOD_ID={card}")
     print(f"CONTRACT_PROVIDER_ID={provider}")
     print(f"CONTRACT_ACCOUNT_NUMBER={account}")
     print("CONTRACT_PLAN_ID=12")
+    print(f"CONTRACT_ENDPOINT_ID={endpoint}")
+    print(f"CONTRACT_DELIVERY_ID={delivery}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@
   three keys: rules across items or parameters, which JSON Schema has no word
   for. Card numbers pass the Luhn check and routing numbers the ABA checksum:
   arithmetic, not patterns. Positive cases that break these are dropped.
+- A webhook URL is one the WHATWG URL standard parses with an http(s) scheme,
+  no credentials and no fragment, which no JSON Schema format says: positive
+  cases are drawn from known-good URLs.
 """
 
 import datetime
@@ -52,6 +55,9 @@ def before_load_schema(context, raw_schema):
         schema["additionalProperties"] = False
         schema["properties"]["preferredLanguage"] = {"enum": ["en", "fr", "en-CA", "fr-CA", "es-MX", "zh-Hant-TW", None]}
         schema["properties"]["mobilePhoneNumber"] = {"enum": ["+14165550199", "+1 (416) 555-0123", "+442079460958", None]}
+    urls = ["https://hooks.example.com/clientele", "http://127.0.0.1:9/hooks", "https://example.org:8443/a?b=c"]
+    schemas["EndpointCreateRequest"]["properties"]["url"] = {"enum": urls}
+    schemas["EndpointUpdateRequest"]["properties"]["url"] = {"enum": urls + [None]}
     for field in ["accountType", "accountHolderType", "routingNumber", "accountNumber", "taxId"]:
         del schemas["MethodUpdateRequest"]["properties"][field]
 
