@@ -6,24 +6,29 @@
 //! Webhooks way. Every connection goes only to public addresses, checked after
 //! name resolution, unless private networks are allowed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use futures_util::StreamExt;
+use tokio::sync::{Notify, Semaphore, mpsc};
 use uuid::Uuid;
 
 use crate::crypto::Vault;
 use crate::domain::webhook::{SigningSecret, address_allowed};
 use crate::store::keys::secret_aad;
-use crate::store::webhooks::{Attempt, DueDelivery, PREVIOUS_SECRET_FIELD, RetryPolicy, SECRET_FIELD};
+use crate::store::webhooks::{Attempt, DueDelivery, PREVIOUS_SECRET_FIELD, SECRET_FIELD};
 use crate::store::{Db, now_ms};
 
-/// Attempts in flight on one node at most, and at most per endpoint (so one
-/// slow receiver cannot hold back every other).
+/// Attempts in flight on one node at most, and at most per endpoint (each
+/// endpoint has a worker of its own, so one slow receiver holds back no other).
 const IN_FLIGHT: usize = 64;
-const IN_FLIGHT_PER_ENDPOINT: usize = 8;
+const PER_ENDPOINT: usize = 8;
+/// Deliveries an endpoint's worker leases at once.
+const LEASE_BATCH: i64 = 64;
+/// Finished attempts recorded in one transaction at most.
+const RECORD_BATCH: usize = 512;
 /// Endpoints one pass dispatches at most.
 const DISPATCH_ENDPOINTS: i64 = 100;
 /// A reply body is read up to this much (and thrown away), never logged.
@@ -39,7 +44,7 @@ pub struct Settings {
     pub timeout: Duration,
     /// How often the feed and the queue are read when no local write wakes the task.
     pub poll: Duration,
-    pub retry: RetryPolicy,
+    pub retry: crate::store::webhooks::RetryPolicy,
 }
 
 /// Refuses a destination: its address is not one deliveries may reach.
@@ -114,22 +119,21 @@ pub async fn check_destination(url: &url::Url, allow_private: bool) -> Result<()
     }
 }
 
-/// Attempts in flight on this node, by endpoint.
-#[derive(Default)]
-struct InFlight {
-    total: usize,
-    by_endpoint: HashMap<Uuid, usize>,
-}
-
 pub struct Webhooks {
     db: Db,
     vault: Arc<Vault>,
     settings: Settings,
     http: reqwest::Client,
-    in_flight: Arc<Mutex<InFlight>>,
-    /// Woken by this node's writes and by attempts that end.
+    /// Attempts in flight on this node.
+    sending: Arc<Semaphore>,
+    /// Endpoints a worker of this node is sending for.
+    working: Arc<Mutex<HashSet<Uuid>>>,
+    /// Woken by this node's writes.
     wake: Arc<Notify>,
 }
+
+/// A finished attempt, on its way to be recorded.
+type Finished = (DueDelivery, Attempt);
 
 impl Webhooks {
     pub fn new(db: Db, vault: Arc<Vault>, settings: Settings) -> anyhow::Result<Webhooks> {
@@ -138,27 +142,37 @@ impl Webhooks {
             .connect_timeout(settings.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
-            .pool_max_idle_per_host(IN_FLIGHT_PER_ENDPOINT)
+            .pool_max_idle_per_host(PER_ENDPOINT)
             .user_agent(concat!("Clientele-Webhooks/", env!("CARGO_PKG_VERSION")))
             .dns_resolver(Arc::new(GuardedResolver { allow_private: settings.allow_private_networks }))
             .build()?;
         let wake = db.writes_committed();
-        Ok(Webhooks { db, vault, settings, http, in_flight: Arc::default(), wake })
+        Ok(Webhooks {
+            db,
+            vault,
+            settings,
+            http,
+            sending: Arc::new(Semaphore::new(IN_FLIGHT)),
+            working: Arc::default(),
+            wake,
+        })
     }
 
     /// Dispatches and delivers until the task is dropped.
     pub async fn run(self) {
         let this = Arc::new(self);
+        let (finished, outcomes) = mpsc::channel::<Finished>(4 * IN_FLIGHT);
+        let recorder = tokio::spawn(this.clone().record(outcomes));
         loop {
             let started = Instant::now();
-            let busy = match this.pass().await {
-                Ok(busy) => busy,
+            let more = match this.pass(&finished).await {
+                Ok(more) => more,
                 Err(e) => {
                     tracing::warn!(error = %e, "webhook pass failed");
                     false
                 }
             };
-            if !busy {
+            if !more {
                 tokio::select! {
                     _ = this.wake.notified() => {}
                     _ = tokio::time::sleep(this.settings.poll) => {}
@@ -168,88 +182,82 @@ impl Webhooks {
             if !gap.is_zero() {
                 tokio::time::sleep(gap).await;
             }
+            if recorder.is_finished() {
+                return;
+            }
         }
     }
 
-    /// Queues new events, then starts the due attempts this node has room for.
-    /// True when more work is waiting (a full batch).
-    async fn pass(self: &Arc<Self>) -> anyhow::Result<bool> {
+    /// Queues new events, then starts a worker for each endpoint with deliveries
+    /// due that has none on this node. True when the feed has more at once.
+    async fn pass(self: &Arc<Self>, finished: &mpsc::Sender<Finished>) -> anyhow::Result<bool> {
         let retry = self.settings.retry;
         let mut more = false;
         for (merchant, endpoint) in self.db.webhook_endpoints_behind(DISPATCH_ENDPOINTS).await? {
             let passed = self.db.dispatch_webhook_events(merchant, endpoint, retry).await?;
             more |= passed >= 500;
         }
-        let (room, busy) = {
-            let f = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            let busy: Vec<Uuid> =
-                f.by_endpoint.iter().filter(|(_, n)| **n >= IN_FLIGHT_PER_ENDPOINT).map(|(id, _)| *id).collect();
-            (IN_FLIGHT - f.total, busy)
-        };
-        if room == 0 {
-            return Ok(more);
-        }
-        let now = now_ms();
-        let due = self.db.due_webhook_deliveries(now, room as i64, &busy).await?;
-        let full = due.len() == room;
-        // At most the per-endpoint room of each endpoint; the rest waits its turn.
-        let mut taken: HashMap<Uuid, usize> = HashMap::new();
-        let mut by_merchant: HashMap<Uuid, Vec<DueDelivery>> = HashMap::new();
-        {
-            let f = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            for d in due {
-                let n = taken
-                    .entry(d.endpoint_id)
-                    .or_insert_with(|| f.by_endpoint.get(&d.endpoint_id).copied().unwrap_or(0));
-                if *n < IN_FLIGHT_PER_ENDPOINT {
-                    *n += 1;
-                    by_merchant.entry(d.merchant_id).or_default().push(d);
-                }
+        for (merchant, endpoint) in self.db.webhook_endpoints_due(now_ms()).await? {
+            if self.working.lock().unwrap_or_else(|e| e.into_inner()).insert(endpoint) {
+                let (this, finished) = (self.clone(), finished.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = this.work(merchant, endpoint, finished).await {
+                        tracing::warn!(endpoint_id = %endpoint, error = %e, "webhook worker stopped");
+                    }
+                    this.working.lock().unwrap_or_else(|e| e.into_inner()).remove(&endpoint);
+                });
             }
         }
-        // Past its lease an attempt is taken again by any node: the lease outlasts
-        // the attempt's time limit (twice over) and the recording of its outcome.
-        let lease_until = now_ms() + 2 * self.settings.timeout.as_millis() as i64 + 5_000;
-        for (merchant, rows) in by_merchant {
-            let wanted: Vec<(Uuid, i64)> = rows.iter().map(|d| (d.id, d.next_attempt_at)).collect();
-            let leased = self.db.lease_webhook_deliveries(merchant, wanted, lease_until).await?;
-            for d in rows.into_iter().filter(|d| leased.contains(&d.id)) {
-                self.start(d);
-            }
-        }
-        Ok(more || full)
+        Ok(more)
     }
 
-    /// Sends one leased delivery on a task of its own, then records the outcome.
-    fn start(self: &Arc<Self>, d: DueDelivery) {
-        {
-            let mut f = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            f.total += 1;
-            *f.by_endpoint.entry(d.endpoint_id).or_default() += 1;
-        }
-        let this = self.clone();
-        tokio::spawn(async move {
-            let attempt = this.send(&d).await;
-            if let Some(e) = &attempt.error {
-                tracing::info!(delivery_id = %d.id, endpoint_id = %d.endpoint_id, error = %e, "webhook not delivered");
+    /// Sends an endpoint's due deliveries, a leased batch at a time, at most
+    /// [`PER_ENDPOINT`] at once, until none is due.
+    async fn work(&self, merchant: Uuid, endpoint: Uuid, finished: mpsc::Sender<Finished>) -> anyhow::Result<()> {
+        // Past its lease an attempt is taken again by any node: the lease outlasts
+        // the batch's rounds of attempts at their time limit (twice over), plus
+        // the recording of their outcomes.
+        let rounds = (LEASE_BATCH as u32).div_ceil(PER_ENDPOINT as u32);
+        let lease_ms = 2 * (self.settings.timeout * rounds).as_millis() as i64 + 5_000;
+        loop {
+            let now = now_ms();
+            let batch = self.db.lease_webhook_deliveries(merchant, endpoint, now, LEASE_BATCH, now + lease_ms).await?;
+            if batch.is_empty() {
+                return Ok(());
             }
-            metrics::counter!("clientele_webhook_attempts_total", "outcome" => if attempt.error.is_none() { "delivered" } else { "failed" }).increment(1);
-            if let Err(e) = this.db.settle_webhook_delivery(&d, attempt, this.settings.retry).await {
-                // The lease runs out and the attempt is made again.
-                tracing::warn!(delivery_id = %d.id, error = %e, "could not record a webhook attempt");
-            }
-            {
-                let mut f = this.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-                f.total -= 1;
-                if let Some(n) = f.by_endpoint.get_mut(&d.endpoint_id) {
-                    *n -= 1;
-                    if *n == 0 {
-                        f.by_endpoint.remove(&d.endpoint_id);
+            futures_util::stream::iter(batch)
+                .for_each_concurrent(PER_ENDPOINT, |d| async {
+                    let Ok(_slot) = self.sending.acquire().await else { return };
+                    let attempt = self.send(&d).await;
+                    if let Some(e) = &attempt.error {
+                        tracing::info!(delivery_id = %d.id, endpoint_id = %d.endpoint_id, error = %e, "webhook not delivered");
                     }
+                    let outcome = if attempt.error.is_none() { "delivered" } else { "failed" };
+                    metrics::counter!("clientele_webhook_attempts_total", "outcome" => outcome).increment(1);
+                    // Unrecorded (the task is stopping), the lease runs out and it is sent again.
+                    let _ = finished.send((d, attempt)).await;
+                })
+                .await;
+        }
+    }
+
+    /// Records finished attempts, as many as have arrived in one transaction per
+    /// merchant.
+    async fn record(self: Arc<Self>, mut outcomes: mpsc::Receiver<Finished>) {
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        while outcomes.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+            let mut by_merchant: HashMap<Uuid, Vec<Finished>> = HashMap::new();
+            for f in batch.drain(..) {
+                by_merchant.entry(f.0.merchant_id).or_default().push(f);
+            }
+            for (merchant, attempts) in by_merchant {
+                let n = attempts.len();
+                if let Err(e) = self.db.settle_webhook_deliveries(merchant, attempts, self.settings.retry).await {
+                    // Their leases run out and they are attempted again.
+                    tracing::warn!(error = %e, attempts = n, "could not record webhook attempts");
                 }
             }
-            this.wake.notify_one();
-        });
+        }
     }
 
     async fn open(&self, d: &DueDelivery, blob: &[u8], field: &str) -> Result<SigningSecret, String> {

@@ -49,5 +49,5 @@ CREATE TABLE webhook_deliveries (
     UNIQUE (merchant_id, endpoint_id, event_id)
 );
 CREATE INDEX webhook_deliveries_log ON webhook_deliveries (merchant_id, endpoint_id, id);
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (merchant_id, endpoint_id, next_attempt_at) WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_done ON webhook_deliveries (created_at) WHERE status <> 'pending';

@@ -104,21 +104,43 @@ struct FeedRow {
 }
 sqlite_row_by_name!(FeedRow { id, kind = "type", entity_id, api_key_id, correlation_id, created_at, feed_pos });
 
-/// A delivery due for an attempt, with what sending it needs.
-#[derive(Debug, sqlx::FromRow)]
+/// A leased delivery, with what sending it needs.
+#[derive(Debug)]
 pub struct DueDelivery {
     pub merchant_id: Uuid,
     pub id: Uuid,
     pub endpoint_id: Uuid,
     pub event_id: Uuid,
     pub payload: String,
-    pub next_attempt_at: i64,
+    /// Attempts made before this one.
+    pub attempts: i64,
     pub give_up_at: i64,
     pub url: String,
     pub secret: Vec<u8>,
     pub previous_secret: Option<Vec<u8>>,
     pub previous_expires_at: Option<i64>,
 }
+
+/// Where an endpoint's deliveries go and what signs them.
+#[derive(sqlx::FromRow)]
+struct EndpointTarget {
+    url: String,
+    secret: Vec<u8>,
+    previous_secret: Option<Vec<u8>>,
+    previous_expires_at: Option<i64>,
+}
+sqlite_row_by_name!(EndpointTarget { url, secret, previous_secret, previous_expires_at });
+
+/// A delivery as its lease returns it.
+#[derive(sqlx::FromRow)]
+struct LeasedRow {
+    id: Uuid,
+    event_id: Uuid,
+    payload: String,
+    attempts: i64,
+    give_up_at: i64,
+}
+sqlite_row_by_name!(LeasedRow { id, event_id, payload, attempts, give_up_at });
 
 /// How an attempt ended.
 pub struct Attempt {
@@ -346,29 +368,47 @@ impl WriteTx {
             )
             .await?;
         let event = row.ok_or(sqlx::Error::RowNotFound)?;
-        let delivery = Uuid::now_v7();
-        self.queue_delivery(delivery, id, &event, retry).await?;
-        Ok(delivery)
+        let ids = self.queue_deliveries(id, &[&event], retry).await?;
+        Ok(ids[0])
     }
 
-    /// Queues `event` for endpoint `endpoint`, unless it already is.
-    async fn queue_delivery(
+    /// Queues `events` for endpoint `endpoint`, each unless it already is: on
+    /// PostgreSQL a hundred rows per statement (one round trip each).
+    async fn queue_deliveries(
         &mut self,
-        delivery: Uuid,
         endpoint: Uuid,
-        event: &FeedRow,
+        events: &[&FeedRow],
         retry: &RetryPolicy,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<Vec<Uuid>, sqlx::Error> {
+        const INSERT: &str = "INSERT INTO webhook_deliveries (merchant_id, id, endpoint_id, event_id, event_type, payload, \
+            status, next_attempt_at, give_up_at, created_at) VALUES ";
         let (merchant, now) = (self.merchant(), self.now);
         let give_up = now + retry.retry_for_ms;
-        self.exec(
-            "INSERT INTO webhook_deliveries (merchant_id, id, endpoint_id, event_id, event_type, payload, status, \
-             next_attempt_at, give_up_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $7) \
-             ON CONFLICT DO NOTHING",
-            &[&merchant, &delivery, &endpoint, &event.id, &event.kind, &payload(merchant, event), &now, &give_up],
-        )
-        .await?;
-        Ok(())
+        let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
+        let payloads: Vec<String> = events.iter().map(|e| payload(merchant, e)).collect();
+        let per = self.backend().rows_per_insert(100);
+        for start in (0..events.len()).step_by(per) {
+            let end = (start + per).min(events.len());
+            let mut sql = String::from(INSERT);
+            let mut args: Vec<&dyn super::query::Param<'_>> = vec![&merchant, &endpoint, &now, &give_up];
+            for i in start..end {
+                let n = args.len();
+                if i > start {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!(
+                    "($1, ${}, $2, ${}, ${}, ${}, 'pending', $3, $4, $3)",
+                    n + 1,
+                    n + 2,
+                    n + 3,
+                    n + 4
+                ));
+                args.extend([&ids[i] as &dyn super::query::Param<'_>, &events[i].id, &events[i].kind, &payloads[i]]);
+            }
+            sql.push_str(" ON CONFLICT DO NOTHING");
+            self.exec(&sql, &args).await?;
+        }
+        Ok(ids)
     }
 
     /// Queues one more attempt at a delivery, now (whatever its state): it gets
@@ -491,128 +531,133 @@ impl Db {
                 return Ok(0);
             }
             let tested = EventType::WebhookEndpointTested.as_str();
-            for e in &events {
-                // A test event goes to the endpoint tested, and only there.
-                let wanted = if e.kind == tested { e.entity_id == endpoint } else { selection.includes(&e.kind) };
-                if wanted {
-                    tx.queue_delivery(Uuid::now_v7(), endpoint, e, &retry).await?;
-                }
-            }
+            // A test event goes to the endpoint tested, and only there.
+            let wanted: Vec<&FeedRow> = events
+                .iter()
+                .filter(|e| if e.kind == tested { e.entity_id == endpoint } else { selection.includes(&e.kind) })
+                .collect();
+            tx.queue_deliveries(endpoint, &wanted, &retry).await?;
             tx.commit().await?;
             Ok(events.len())
         })
         .await
     }
 
-    /// Up to `limit` deliveries due by `now` at enabled endpoints, except those of
-    /// the endpoints in `busy` (which have as many attempts in flight as they may),
-    /// the longest waiting first.
-    pub async fn due_webhook_deliveries(
-        &self,
-        now: i64,
-        limit: i64,
-        busy: &[Uuid],
-    ) -> Result<Vec<DueDelivery>, sqlx::Error> {
-        let skip = if busy.is_empty() {
-            String::new()
-        } else {
-            format!(" AND d.endpoint_id NOT IN ({})", super::placeholders(3, busy.len()))
-        };
-        let sql = format!(
-            "SELECT d.merchant_id, d.id, d.endpoint_id, d.event_id, d.payload, d.next_attempt_at, d.give_up_at, \
-             e.url, e.secret, e.previous_secret, e.previous_expires_at \
-             FROM webhook_deliveries d JOIN webhook_endpoints e ON e.merchant_id = d.merchant_id AND e.id = d.endpoint_id \
-             WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND e.status = 'enabled'{skip} \
-             ORDER BY d.next_attempt_at LIMIT $2"
-        );
-        on_conn!(self.reader(), p => {
-            let mut q = sqlx::query_as::<_, DueDelivery>(&sql).bind(now).bind(limit);
-            for b in busy { q = q.bind(*b); }
-            q.fetch_all(p).await
-        })
+    /// Enabled endpoints with a delivery due by `now` (one index probe each).
+    pub async fn webhook_endpoints_due(&self, now: i64) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+        let sql = "SELECT e.merchant_id, e.id FROM webhook_endpoints e WHERE e.status = 'enabled' AND EXISTS \
+                   (SELECT 1 FROM webhook_deliveries d WHERE d.merchant_id = e.merchant_id AND d.endpoint_id = e.id \
+                    AND d.status = 'pending' AND d.next_attempt_at <= $1)";
+        on_conn!(self.reader(), p => sqlx::query_as(sql).bind(now).fetch_all(p).await)
     }
 
-    /// Takes the merchant's deliveries `due` (id and the due time read) for this
-    /// node until `until`; returns those it got (another node may have leased
-    /// some first: their due time is no longer the one read).
+    /// Leases up to `limit` of an enabled endpoint's deliveries due by `now`
+    /// (the longest waiting first) to this node until `until`, in one statement,
+    /// and returns them with what sending them needs. A row another node has
+    /// leased meanwhile is no longer due when this statement reaches it, so it is
+    /// left to that node.
     pub async fn lease_webhook_deliveries(
         &self,
         merchant: Uuid,
-        due: Vec<(Uuid, i64)>,
+        endpoint: Uuid,
+        now: i64,
+        limit: i64,
         until: i64,
-    ) -> Result<Vec<Uuid>, StoreError> {
+    ) -> Result<Vec<DueDelivery>, StoreError> {
         self.write(Actor::system(Tenant::trusted(merchant)), move |mut tx| async move {
-            let mut leased = Vec::with_capacity(due.len());
-            for (id, at) in &due {
-                let n = tx
-                    .exec(
-                        "UPDATE webhook_deliveries SET next_attempt_at = $3 \
-                         WHERE merchant_id = $1 AND id = $2 AND status = 'pending' AND next_attempt_at = $4",
-                        &[&merchant, id, &until, at],
-                    )
-                    .await?;
-                if n == 1 {
-                    leased.push(*id);
-                }
-            }
+            let target: Option<EndpointTarget> = tx
+                .fetch_optional(
+                    "SELECT url, secret, previous_secret, previous_expires_at FROM webhook_endpoints \
+                     WHERE merchant_id = $1 AND id = $2 AND status = 'enabled'",
+                    &[&merchant, &endpoint],
+                )
+                .await?;
+            let Some(target) = target else { return Ok(Vec::new()) };
+            let leased: Vec<LeasedRow> = tx
+                .fetch_all(
+                    "UPDATE webhook_deliveries SET next_attempt_at = $3 \
+                     WHERE merchant_id = $1 AND endpoint_id = $2 AND status = 'pending' AND next_attempt_at <= $4 \
+                     AND id IN (SELECT id FROM webhook_deliveries WHERE merchant_id = $1 AND endpoint_id = $2 \
+                     AND status = 'pending' AND next_attempt_at <= $4 ORDER BY next_attempt_at LIMIT $5) \
+                     RETURNING id, event_id, payload, attempts, give_up_at",
+                    &[&merchant, &endpoint, &until, &now, &limit],
+                )
+                .await?;
             tx.commit().await?;
-            Ok(leased)
+            Ok(leased
+                .into_iter()
+                .map(|r| DueDelivery {
+                    merchant_id: merchant,
+                    id: r.id,
+                    endpoint_id: endpoint,
+                    event_id: r.event_id,
+                    payload: r.payload,
+                    attempts: r.attempts,
+                    give_up_at: r.give_up_at,
+                    url: target.url.clone(),
+                    secret: target.secret.clone(),
+                    previous_secret: target.previous_secret.clone(),
+                    previous_expires_at: target.previous_expires_at,
+                })
+                .collect())
         })
         .await
     }
 
-    /// Records how an attempt at `d` ended, and what it says of its endpoint: a
-    /// success clears the endpoint's failing streak; a failure starts it, and an
-    /// endpoint failing for [`RetryPolicy::disable_after_ms`] is disabled (an event
-    /// says so).
-    pub async fn settle_webhook_delivery(
+    /// Records how the merchant's attempts ended, in one transaction, and what
+    /// they say of their endpoints: a success clears an endpoint's failing
+    /// streak; failures start it, and an endpoint failing for
+    /// [`RetryPolicy::disable_after_ms`] is disabled (an event says so).
+    pub async fn settle_webhook_deliveries(
         &self,
-        d: &DueDelivery,
-        attempt: Attempt,
+        merchant: Uuid,
+        attempts: Vec<(DueDelivery, Attempt)>,
         retry: RetryPolicy,
     ) -> Result<(), StoreError> {
-        let (merchant, id, endpoint, give_up) = (d.merchant_id, d.id, d.endpoint_id, d.give_up_at);
         self.write(Actor::system(Tenant::trusted(merchant)), move |mut tx| async move {
             let now = tx.now;
-            let (attempts,): (i64,) = tx
-                .fetch_one(
-                    "SELECT attempts FROM webhook_deliveries WHERE merchant_id = $1 AND id = $2",
-                    &[&merchant, &id],
-                )
-                .await?;
-            let attempts = attempts + 1;
-            let (status, next, delivered) = match &attempt.error {
-                None => ("delivered", now, Some(now)),
-                Some(_) => {
-                    let next = now + retry.backoff_ms(attempts);
-                    if next > give_up { ("failed", now, None) } else { ("pending", next, None) }
-                }
-            };
-            tx.exec(
-                "UPDATE webhook_deliveries SET status = $3, attempts = $4, next_attempt_at = $5, last_status_code = $6, \
-                 last_latency_ms = $7, last_error = $8, delivered_at = COALESCE($9, delivered_at) \
-                 WHERE merchant_id = $1 AND id = $2",
-                &[
-                    &merchant,
-                    &id,
-                    &status,
-                    &attempts,
-                    &next,
-                    &attempt.status_code,
-                    &attempt.latency_ms,
-                    &attempt.error,
-                    &delivered,
-                ],
-            )
-            .await?;
-            if attempt.error.is_none() {
+            // Per endpoint: whether any attempt got through.
+            let mut endpoints: Vec<(Uuid, bool)> = Vec::new();
+            for (d, attempt) in &attempts {
+                let tries = d.attempts + 1;
+                let (status, next, delivered) = match &attempt.error {
+                    None => ("delivered", now, Some(now)),
+                    Some(_) => {
+                        let next = now + retry.backoff_ms(tries);
+                        if next > d.give_up_at { ("failed", now, None) } else { ("pending", next, None) }
+                    }
+                };
                 tx.exec(
-                    "UPDATE webhook_endpoints SET failing_since = NULL \
-                     WHERE merchant_id = $1 AND id = $2 AND failing_since IS NOT NULL",
-                    &[&merchant, &endpoint],
+                    "UPDATE webhook_deliveries SET status = $3, attempts = attempts + 1, next_attempt_at = $4, \
+                     last_status_code = $5, last_latency_ms = $6, last_error = $7, delivered_at = COALESCE($8, delivered_at) \
+                     WHERE merchant_id = $1 AND id = $2",
+                    &[
+                        &merchant,
+                        &d.id,
+                        &status,
+                        &next,
+                        &attempt.status_code,
+                        &attempt.latency_ms,
+                        &attempt.error,
+                        &delivered,
+                    ],
                 )
                 .await?;
-            } else {
+                match endpoints.iter_mut().find(|(id, _)| *id == d.endpoint_id) {
+                    Some((_, ok)) => *ok |= attempt.error.is_none(),
+                    None => endpoints.push((d.endpoint_id, attempt.error.is_none())),
+                }
+            }
+            for (endpoint, ok) in endpoints {
+                if ok {
+                    tx.exec(
+                        "UPDATE webhook_endpoints SET failing_since = NULL \
+                         WHERE merchant_id = $1 AND id = $2 AND failing_since IS NOT NULL",
+                        &[&merchant, &endpoint],
+                    )
+                    .await?;
+                    continue;
+                }
                 tx.exec(
                     "UPDATE webhook_endpoints SET failing_since = $3 \
                      WHERE merchant_id = $1 AND id = $2 AND failing_since IS NULL",

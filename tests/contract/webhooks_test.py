@@ -7,15 +7,13 @@ secret and with the old one. The server runs with private networks allowed
 
 import http.server
 import json
-import os
 import queue
 import threading
-import urllib.request
 
 from standardwebhooks import Webhook
 
-URL = os.environ["CLIENTELE_CONTRACT_URL"] + "/pay-api/v1"
-KEY = os.environ["CLIENTELE_CONTRACT_KEY"]
+from fixtures import call
+
 received = queue.Queue()
 
 
@@ -28,16 +26,6 @@ class Receiver(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-def call(method, path, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(URL + path, data=data, method=method)
-    req.add_header("Authorization", f"Bearer {KEY}")
-    if data is not None:
-        req.add_header("content-type", "application/json")
-    with urllib.request.urlopen(req, timeout=10) as res:
-        return json.loads(res.read())
 
 
 def next_delivery(of_type):
