@@ -132,6 +132,15 @@ pub struct Webhooks {
     wake: Arc<Notify>,
 }
 
+/// An endpoint's place in the set of those with a worker, left when dropped.
+struct Working(Arc<Mutex<HashSet<Uuid>>>, Uuid);
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.1);
+    }
+}
+
 /// A finished attempt, on its way to be recorded.
 type Finished = (DueDelivery, Attempt);
 
@@ -201,10 +210,11 @@ impl Webhooks {
             if self.working.lock().unwrap_or_else(|e| e.into_inner()).insert(endpoint) {
                 let (this, finished) = (self.clone(), finished.clone());
                 tokio::spawn(async move {
+                    // However the worker ends, the endpoint can have another.
+                    let _done = Working(this.working.clone(), endpoint);
                     if let Err(e) = this.work(merchant, endpoint, finished).await {
                         tracing::warn!(endpoint_id = %endpoint, error = %e, "webhook worker stopped");
                     }
-                    this.working.lock().unwrap_or_else(|e| e.into_inner()).remove(&endpoint);
                 });
             }
         }
