@@ -321,6 +321,16 @@ impl Vault {
         }
     }
 
+    /// A portal user's password, hashed as security answers are (peppered Argon2id).
+    pub fn hash_password(&self, password: &str) -> Result<String, DecryptError> {
+        self.hash_answer(password)
+    }
+
+    /// Whether `password` is the one `stored` was made from. Slow, like hashing.
+    pub fn password_matches(&self, stored: &str, password: &str) -> bool {
+        self.check_answer(stored, password) != AnswerCheck::Wrong
+    }
+
     fn peppered(&self) -> argon2::Argon2<'_> {
         let mut params = argon2::ParamsBuilder::new();
         params.keyid(argon2::KeyId::new(PEPPER_KEY_ID).expect("a short key id"));

@@ -10,6 +10,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod notify;
+pub mod portal;
 pub mod routes;
 pub mod store;
 pub mod telemetry;
@@ -54,6 +55,9 @@ pub(crate) struct Inner {
     /// `/metrics` is served on a listener of its own.
     metrics_apart: bool,
     webhooks: webhooks::Settings,
+    portal_throttle: portal::Throttle,
+    /// Portal cookies are `Secure` unless the service listens on loopback only.
+    portal_secure_cookies: bool,
 }
 
 impl AppState {
@@ -83,6 +87,14 @@ impl AppState {
 
     pub(crate) fn webhooks(&self) -> &webhooks::Settings {
         &self.inner.webhooks
+    }
+
+    pub(crate) fn portal_throttle(&self) -> &portal::Throttle {
+        &self.inner.portal_throttle
+    }
+
+    pub(crate) fn portal_secure_cookies(&self) -> bool {
+        self.inner.portal_secure_cookies
     }
 }
 
@@ -120,6 +132,7 @@ pub fn build_router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     routes::docs::finish(&mut openapi);
     let router = router
         .merge(routes::docs::ui(&openapi))
+        .merge(portal::router())
         .fallback(|| async { ApiError::route_not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
@@ -174,6 +187,8 @@ impl App {
                 metrics_token: config.metrics_token.clone(),
                 metrics_apart: config.metrics_listen.is_some(),
                 webhooks: webhook_settings(config),
+                portal_throttle: portal::Throttle::default(),
+                portal_secure_cookies: !config.listen.ip().is_loopback(),
             }),
         };
         let (router, openapi) = build_router(state.clone());

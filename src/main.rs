@@ -44,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         action: ApiKeyCmd,
     },
+    /// People who sign in to the portal (`/portal`).
+    User {
+        #[command(subcommand)]
+        action: UserCmd,
+    },
     /// Import customers from an NDJSON file (one create body per line), upserting
     /// by externalReference; prints the summary, and each failed line on stderr.
     Import {
@@ -103,6 +108,32 @@ enum ApiKeyCmd {
     },
     /// Revoke a key by its id.
     Revoke { key_id: Uuid },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Create a user with a generated password (shown once; they change it in
+    /// the portal); prints {"userId", "email", "password"}.
+    Create {
+        #[arg(long)]
+        merchant: Uuid,
+        #[arg(long)]
+        email: String,
+        /// `admin` changes things; `viewer` sees everything an admin sees and changes nothing.
+        #[arg(long, value_parser = parse_role)]
+        role: clientele::portal::Role,
+    },
+    /// A merchant's users (never their passwords); prints one JSON line each.
+    List {
+        #[arg(long)]
+        merchant: Uuid,
+    },
+    /// Disable a user and end their sessions.
+    Disable { user_id: Uuid },
+}
+
+fn parse_role(s: &str) -> Result<clientele::portal::Role, String> {
+    clientele::portal::Role::parse(s).ok_or_else(|| "a role is admin or viewer".into())
 }
 
 #[derive(Subcommand)]
@@ -227,6 +258,45 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await;
             anyhow::ensure!(revoked, "no live API key {key_id}");
             println!("{}", json!({"keyId": key_id, "revoked": true}));
+            Ok(())
+        }
+        Command::User { action: UserCmd::Create { merchant, email, role } } => {
+            let mut problems = clientele::domain::Problems::new();
+            let Some(parsed) = clientele::domain::contact::Email::parse(&email, "email", &mut problems) else {
+                anyhow::bail!("'{email}' is not an email address");
+            };
+            let email = parsed.normalized().to_owned();
+            let db = open(&config).await?;
+            let tenant = db.find_merchant(merchant).await?.with_context(|| format!("no merchant {merchant}"))?;
+            let vault = Vault::new(load_master_key(config.master_key.as_ref(), &config.data_dir)?);
+            let password = clientele::portal::generated_password();
+            let hash = vault.hash_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let id = Uuid::now_v7();
+            db.create_portal_user(tenant, id, &email, role.as_str(), &hash).await?;
+            db.close().await;
+            println!(
+                "{}",
+                json!({"userId": id, "merchantId": merchant, "email": email, "role": role.as_str(), "password": password})
+            );
+            Ok(())
+        }
+        Command::User { action: UserCmd::List { merchant } } => {
+            let db = open(&config).await?;
+            for u in db.portal_users(merchant).await? {
+                println!(
+                    "{}",
+                    json!({"userId": u.id, "email": u.email, "role": u.role, "status": u.status, "createdOn": clientele::routes::timestamp(u.created_at)})
+                );
+            }
+            db.close().await;
+            Ok(())
+        }
+        Command::User { action: UserCmd::Disable { user_id } } => {
+            let db = open(&config).await?;
+            let done = db.disable_portal_user(user_id).await?;
+            db.close().await;
+            anyhow::ensure!(done, "no user {user_id}");
+            println!("{}", json!({"userId": user_id, "disabled": true}));
             Ok(())
         }
         Command::Import { file, merchant } => import(&config, &file, merchant).await,

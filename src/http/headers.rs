@@ -34,6 +34,8 @@ pub fn add(h: &mut HeaderMap, docs: bool) {
     h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     if !docs {
         h.entry(CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
-        h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
+        // The portal's pages set their own (they load its stylesheet).
+        h.entry(CONTENT_SECURITY_POLICY)
+            .or_insert(HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
     }
 }

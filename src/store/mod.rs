@@ -22,6 +22,7 @@ pub mod keys;
 pub mod merchants;
 pub mod outbox;
 pub mod payment_methods;
+pub mod portal;
 pub mod providers;
 pub(crate) mod query;
 mod search_index;

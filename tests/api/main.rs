@@ -16,6 +16,7 @@ mod identity;
 mod nodes;
 mod ops;
 mod outbox;
+mod portal;
 mod process;
 mod search;
 mod transactions;

@@ -1,0 +1,488 @@
+//! The merchant portal at `/portal`: server-rendered pages for a merchant's
+//! staff, signed in as users (`clientele user create`), not with API keys.
+//!
+//! Sessions live in the database (any node serves them) behind an `HttpOnly`,
+//! `SameSite=Strict` cookie (`Secure` unless the listener is loopback), with an
+//! idle and an absolute expiry. Every form carries a CSRF token derived from the
+//! session (or, for signing in, from a cookie of its own). Pages run no script
+//! and load only the portal's own stylesheet (`Content-Security-Policy`), and
+//! show only what the API's masked views show: no full card or account number,
+//! secret or security answer.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams, RawQuery, Request, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use maud::{DOCTYPE, Markup, html};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::routes::customers::{CustomerView, parse_search};
+use crate::routes::payment_methods::split;
+use crate::store::events::EventFilter;
+use crate::store::portal::SessionRecord;
+use crate::store::{Tenant, now_ms};
+
+const SESSION_COOKIE: &str = "clientele_session";
+const SIGN_IN_COOKIE: &str = "clientele_sign_in";
+/// A session unused this long ends.
+pub const IDLE_MS: i64 = 30 * 60 * 1000;
+/// A session ends this long after signing in, however used.
+pub const ABSOLUTE_MS: i64 = 12 * 3600 * 1000;
+/// A session's last use is written at most this often.
+const TOUCH_EVERY_MS: i64 = 60 * 1000;
+/// A form body's limit.
+const FORM_LIMIT: usize = 16 * 1024;
+const CSP: &str = "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const STYLESHEET: &str = include_str!("portal.css");
+
+/// Who may be signed in for: a role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::Admin, Role::Viewer].into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// Sign-in attempts allowed per account and per address (each node counts its own).
+pub struct Throttle {
+    accounts: DefaultKeyedRateLimiter<String>,
+    addresses: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).expect("non-zero"));
+        Throttle { accounts: RateLimiter::keyed(per_minute(5)), addresses: RateLimiter::keyed(per_minute(20)) }
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/portal", get(|| async { redirect("/portal/customers") }))
+        .route("/portal/sign-in", get(sign_in_page).post(sign_in))
+        .route("/portal/sign-out", post(sign_out))
+        .route("/portal/customers", get(customers))
+        .route("/portal/customers/{customerId}", get(customer))
+        .route("/portal/portal.css", get(stylesheet))
+}
+
+/// A random token, URL-safe.
+fn token() -> String {
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// A new user's password: 20 random characters, shown once by the command line.
+pub fn generated_password() -> String {
+    token()[..20].to_owned()
+}
+
+fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A session's CSRF token: keyed with the vault's digest key, so it cannot be
+/// made without the session's token and the master key.
+fn csrf_of(state: &AppState, session_token: &str) -> String {
+    let d = state.vault().digest("portal-csrf", &[session_token.as_bytes()]);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&d[..18])
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn set_cookie(state: &AppState, name: &str, value: &str, max_age_s: i64) -> HeaderValue {
+    let secure = if state.portal_secure_cookies() { "; Secure" } else { "" };
+    let v = format!("{name}={value}; Path=/portal; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}");
+    HeaderValue::from_str(&v).expect("cookie text is ASCII")
+}
+
+fn redirect(to: &'static str) -> Response {
+    (StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_static(to))]).into_response()
+}
+
+/// A page: HTML, the portal's policy, never cached.
+fn page(status: StatusCode, markup: Markup) -> Response {
+    let mut res = (status, markup.into_string()).into_response();
+    let h = res.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+fn layout(title: &str, user: Option<&PortalUser>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Clientele" }
+                link rel="stylesheet" href="/portal/portal.css";
+            }
+            body {
+                header {
+                    strong { "Clientele" }
+                    @if let Some(u) = user {
+                        nav { a href="/portal/customers" { "Customers" } }
+                        span.who { (u.session.email) " (" (u.session.role) ")" }
+                        form method="post" action="/portal/sign-out" {
+                            input type="hidden" name="csrf" value=(u.csrf);
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+fn error_page(status: StatusCode, user: Option<&PortalUser>, message: &str) -> Response {
+    page(status, layout("Something is wrong", user, html! { p.error { (message) } }))
+}
+
+async fn stylesheet() -> Response {
+    let mut res = STYLESHEET.into_response();
+    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
+    res.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("max-age=3600"));
+    res
+}
+
+/// A signed-in user, from the session cookie; without a live session, a request
+/// is sent to the sign-in page.
+pub struct PortalUser {
+    pub session: SessionRecord,
+    pub csrf: String,
+}
+
+impl PortalUser {
+    fn tenant(&self) -> Tenant {
+        Tenant::trusted(self.session.merchant_id)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.session.role == Role::Admin.as_str()
+    }
+}
+
+impl FromRequestParts<AppState> for PortalUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let to_sign_in = || redirect("/portal/sign-in");
+        let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else { return Err(to_sign_in()) };
+        let found = state.db().portal_session(&token_hash(&token)).await;
+        let session = match found {
+            Ok(Some(s)) => s,
+            Ok(None) => return Err(to_sign_in()),
+            Err(e) => {
+                tracing::warn!(error = %e, "portal session lookup failed");
+                return Err(error_page(StatusCode::SERVICE_UNAVAILABLE, None, "The database is not answering."));
+            }
+        };
+        let now = now_ms();
+        if now - session.last_seen_at > IDLE_MS || now - session.created_at > ABSOLUTE_MS {
+            let _ = state.db().end_portal_session(&session, false).await;
+            return Err(to_sign_in());
+        }
+        if now - session.last_seen_at > TOUCH_EVERY_MS {
+            let _ = state.db().touch_portal_session(&session).await;
+        }
+        Ok(PortalUser { csrf: csrf_of(state, &token), session })
+    }
+}
+
+/// A form body as name/value pairs (at most [`FORM_LIMIT`] bytes).
+async fn form(body: Body) -> Option<Vec<(String, String)>> {
+    let bytes = axum::body::to_bytes(body, FORM_LIMIT).await.ok()?;
+    Some(form_urlencoded::parse(&bytes).into_owned().collect())
+}
+
+fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
+    form.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
+}
+
+/// Compares two tokens in time independent of where they differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn sign_in_form(state: &AppState, status: StatusCode, message: Option<&str>) -> Response {
+    let t = token();
+    let mut res = page(
+        status,
+        layout(
+            "Sign in",
+            None,
+            html! {
+                @if let Some(m) = message { p.error { (m) } }
+                form method="post" action="/portal/sign-in" {
+                    input type="hidden" name="csrf" value=(t);
+                    label { "Email" input type="email" name="email" autocomplete="username" required; }
+                    label { "Password" input type="password" name="password" autocomplete="current-password" required; }
+                    button type="submit" { "Sign in" }
+                }
+            },
+        ),
+    );
+    res.headers_mut().append(SET_COOKIE, set_cookie(state, SIGN_IN_COOKIE, &t, 3600));
+    res
+}
+
+async fn sign_in_page(State(state): State<AppState>) -> Response {
+    sign_in_form(&state, StatusCode::OK, None)
+}
+
+async fn sign_in(State(state): State<AppState>, req: Request) -> Response {
+    let addr = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let expected = cookie(req.headers(), SIGN_IN_COOKIE);
+    let Some(form) = form(req.into_body()).await else {
+        return sign_in_form(&state, StatusCode::BAD_REQUEST, Some("The form could not be read."));
+    };
+    if !expected.is_some_and(|e| same(&e, field(&form, "csrf"))) {
+        return sign_in_form(&state, StatusCode::FORBIDDEN, Some("The form expired; sign in again."));
+    }
+    let email = field(&form, "email").trim().to_lowercase();
+    let password = field(&form, "password").to_owned();
+    let throttle = state.portal_throttle();
+    let limited =
+        addr.is_some_and(|a| throttle.addresses.check_key(&a).is_err()) || throttle.accounts.check_key(&email).is_err();
+    if limited {
+        return sign_in_form(&state, StatusCode::TOO_MANY_REQUESTS, Some("Too many attempts; wait a minute."));
+    }
+    let user = match state.db().portal_user_by_email(&email).await {
+        Ok(u) => u.filter(|u| u.status == "active"),
+        Err(_) => return error_page(StatusCode::SERVICE_UNAVAILABLE, None, "The database is not answering."),
+    };
+    // An unknown email costs a hash check too: its answer and its time are a wrong password's.
+    let stored = user.as_ref().map_or_else(|| DECOY_HASH.clone(), |u| u.password_hash.clone());
+    let vault = state.vault();
+    let ok = crate::crypto::slow_work(move || vault.password_matches(&stored, &password)).await.unwrap_or(false);
+    let Some(user) = user.filter(|_| ok) else {
+        return sign_in_form(&state, StatusCode::UNAUTHORIZED, Some("The email or the password is wrong."));
+    };
+    let session = token();
+    if state.db().create_portal_session(&user, &token_hash(&session)).await.is_err() {
+        return error_page(StatusCode::SERVICE_UNAVAILABLE, None, "The database is not answering.");
+    }
+    let mut res = redirect("/portal/customers");
+    res.headers_mut().append(SET_COOKIE, set_cookie(&state, SESSION_COOKIE, &session, ABSOLUTE_MS / 1000));
+    res.headers_mut().append(SET_COOKIE, set_cookie(&state, SIGN_IN_COOKIE, "", 0));
+    res
+}
+
+/// A hash no password matches, checked for unknown emails.
+static DECOY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+    let salt = SaltString::generate(&mut OsRng);
+    argon2::Argon2::default().hash_password(token().as_bytes(), &salt).map(|h| h.to_string()).unwrap_or_default()
+});
+
+/// The refusal of a change without the session's CSRF token, if it lacks it.
+fn refuse_forged(user: &PortalUser, form: &[(String, String)]) -> Option<Response> {
+    (!same(&user.csrf, field(form, "csrf")))
+        .then(|| error_page(StatusCode::FORBIDDEN, Some(user), "The form is not from this session; reload the page."))
+}
+
+async fn sign_out(State(state): State<AppState>, user: PortalUser, body: Body) -> Response {
+    let Some(form) = form(body).await else {
+        return error_page(StatusCode::BAD_REQUEST, Some(&user), "The form could not be read.");
+    };
+    if let Some(refused) = refuse_forged(&user, &form) {
+        return refused;
+    }
+    let everywhere = field(&form, "everywhere") == "true";
+    if state.db().end_portal_session(&user.session, everywhere).await.is_err() {
+        return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&user), "The database is not answering.");
+    }
+    let mut res = redirect("/portal/sign-in");
+    res.headers_mut().append(SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", 0));
+    res
+}
+
+fn name_of(c: &CustomerView) -> String {
+    format!("{} {}", c.first_name, c.last_name)
+}
+
+/// Customers: the API's search (`search`, `page`), 25 a page.
+async fn customers(State(state): State<AppState>, user: PortalUser, RawQuery(raw): RawQuery) -> Response {
+    let mut search_text = String::new();
+    let mut page_no = 1u32;
+    for (k, v) in form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "search" => search_text = v.trim().chars().take(200).collect(),
+            "page" => page_no = v.parse().unwrap_or(1).clamp(1, 10_000),
+            _ => {}
+        }
+    }
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("search", &search_text)
+        .append_pair("page", &page_no.to_string())
+        .append_pair("pageSize", "25")
+        .finish();
+    let parsed = match parse_search(Some(&query), &[]) {
+        Ok(q) => q,
+        Err(p) => {
+            let why = p.iter().map(|x| x.message.clone()).collect::<Vec<_>>().join(" ");
+            return error_page(StatusCode::BAD_REQUEST, Some(&user), &why);
+        }
+    };
+    let found = match state.db().scoped(user.tenant()).search_customers(&parsed).await {
+        Ok(f) => f,
+        Err(_) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&user), "The search could not be run."),
+    };
+    let total = found.total;
+    let items: Vec<CustomerView> = found.items.into_iter().map(CustomerView::from).collect();
+    let pages = ((total.max(0) as u64).div_ceil(25)).max(1);
+    let link = |p: u64| {
+        let q: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("search", &search_text)
+            .append_pair("page", &p.to_string())
+            .finish();
+        format!("/portal/customers?{q}")
+    };
+    let body = html! {
+        form.search method="get" action="/portal/customers" {
+            input type="search" name="search" value=(search_text) placeholder="Name, email or phone";
+            button type="submit" { "Search" }
+        }
+        p.count { (total) " customers" }
+        table {
+            thead { tr { th { "Name" } th { "Email" } th { "Phone" } th { "Status" } th { "Created" } } }
+            tbody {
+                @for c in &items {
+                    tr {
+                        td { a href=(format!("/portal/customers/{}", c.id)) { (name_of(c)) } }
+                        td { (c.email.as_deref().unwrap_or("")) }
+                        td { (c.mobile_phone_number.as_deref().unwrap_or("")) }
+                        td { (c.status) }
+                        td { (c.created_on.get(..10).unwrap_or("")) }
+                    }
+                }
+            }
+        }
+        nav.pages {
+            @if u64::from(page_no) > 1 { a href=(link(u64::from(page_no) - 1)) { "Previous" } }
+            span { "Page " (page_no) " of " (pages) }
+            @if u64::from(page_no) < pages { a href=(link(u64::from(page_no) + 1)) { "Next" } }
+        }
+    };
+    page(StatusCode::OK, layout("Customers", Some(&user), body))
+}
+
+/// A customer: fields, cards and bank accounts (masked), recent events.
+async fn customer(State(state): State<AppState>, user: PortalUser, params: RawPathParams) -> Response {
+    let raw = params.iter().find(|(k, _)| *k == "customerId").map_or("", |(_, v)| v);
+    let Ok(id) = Uuid::parse_str(raw) else {
+        return error_page(StatusCode::NOT_FOUND, Some(&user), "No such customer.");
+    };
+    let db = state.db().scoped(user.tenant());
+    let parts = match db.customer_parts(id).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return error_page(StatusCode::NOT_FOUND, Some(&user), "No such customer."),
+        Err(_) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&user), "The customer could not be read."),
+    };
+    let filter = EventFilter { entity_id: Some(id), limit: 20, ..EventFilter::default() };
+    let events = db.list_events(&filter).await.unwrap_or_default();
+    let (cards, banks) = split(parts.methods);
+    let mut c = CustomerView::from(parts.record);
+    c.custom = parts.custom;
+    let address = |a: &Option<crate::routes::customers::AddressView>| {
+        a.as_ref().map_or(String::new(), |a| {
+            [&a.line1, &a.line2, &a.city, &a.state, &a.postal_code, &a.country]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    };
+    let body = html! {
+        dl {
+            dt { "Id" } dd { (c.id) }
+            dt { "Status" } dd { (c.status) }
+            dt { "Email" } dd { (c.email.as_deref().unwrap_or("")) }
+            dt { "Phone" } dd { (c.mobile_phone_number.as_deref().unwrap_or("")) }
+            dt { "Company" } dd { (c.company_name.as_deref().unwrap_or("")) }
+            dt { "Date of birth" } dd { (c.date_of_birth.as_deref().unwrap_or("")) }
+            dt { "Billing address" } dd { (address(&c.billing_address)) }
+            dt { "Shipping address" } dd { (address(&c.shipping_address)) }
+            dt { "External reference" } dd { (c.external_reference.as_deref().unwrap_or("")) }
+            dt { "Created" } dd { (c.created_on) }
+            @for (name, value) in &c.custom {
+                dt { (name) } dd { (value.as_str().map_or_else(|| value.to_string(), str::to_owned)) }
+            }
+        }
+        h2 { "Cards" }
+        table {
+            thead { tr { th { "Brand" } th { "Number" } th { "Expires" } th { "Status" } th { "Default" } } }
+            tbody {
+                @for card in &cards {
+                    tr {
+                        td { (card.brand) } td { (card.masked_pan) }
+                        td { (format!("{:02}/{}", card.expiration_month, card.expiration_year)) }
+                        td { (card.status) } td { @if card.is_default { "default" } }
+                    }
+                }
+            }
+        }
+        h2 { "Bank accounts" }
+        table {
+            thead { tr { th { "Routing" } th { "Account" } th { "Status" } th { "Default" } } }
+            tbody {
+                @for bank in &banks {
+                    tr {
+                        td { (bank.routing_number) }
+                        td { "••••" (bank.account_number_last4.as_deref().unwrap_or("")) }
+                        td { (bank.status) } td { @if bank.is_default { "default" } }
+                    }
+                }
+            }
+        }
+        h2 { "Events (the first 20)" }
+        table {
+            thead { tr { th { "Type" } th { "When" } th { "Correlation id" } } }
+            tbody {
+                @for e in &events {
+                    tr { td { (e.kind) } td { (crate::routes::timestamp(e.created_at)) } td { (e.correlation_id) } }
+                }
+            }
+        }
+    };
+    page(StatusCode::OK, layout(&name_of(&c), Some(&user), body))
+}

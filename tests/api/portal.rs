@@ -1,0 +1,163 @@
+//! The merchant portal over HTTP: signing in, sessions, CSRF, pages.
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, tenant_of, test_vault};
+
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookies: Vec<(String, String)>,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    html: String,
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Browser {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Browser { http, base: app.base.clone(), cookies: Vec::new() }
+    }
+
+    fn keep(&mut self, headers: &HeaderMap) {
+        for c in headers.get_all(SET_COOKIE).iter().filter_map(|v| v.to_str().ok()) {
+            let (pair, _) = c.split_once(';').unwrap_or((c, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(n, _)| n != name);
+            if !value.is_empty() {
+                self.cookies.push((name.to_owned(), value.to_owned()));
+            }
+        }
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let cookie = self.cookies.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ");
+        let res = req.header("cookie", cookie).send().await.unwrap();
+        let (status, headers) = (res.status(), res.headers().clone());
+        self.keep(&headers);
+        let html = res.text().await.unwrap();
+        assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "{html}");
+        Page { status, headers, html }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let req = self.http.get(format!("{}{path}", self.base));
+        self.send(req).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let req = self.http.post(format!("{}{path}", self.base)).form(form);
+        self.send(req).await
+    }
+
+    /// Signs in through the form; the page the sign-in answered.
+    async fn sign_in(&mut self, email: &str, password: &str) -> Page {
+        let form = self.get("/portal/sign-in").await;
+        let csrf = hidden(&form.html, "csrf");
+        self.post("/portal/sign-in", &[("csrf", &csrf), ("email", email), ("password", password)]).await
+    }
+}
+
+/// The value of a hidden input in a page.
+fn hidden(html: &str, name: &str) -> String {
+    let at = html.find(&format!("name=\"{name}\" value=\"")).expect("the hidden field") + name.len() + 15;
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+async fn user(app: &TestApp, email: &str, role: &str) -> (Uuid, String) {
+    let password = clientele::portal::generated_password();
+    let hash = test_vault().hash_password(&password).unwrap();
+    let id = Uuid::now_v7();
+    let tenant = tenant_of(app.merchant, &app.db).await;
+    app.db.create_portal_user(tenant, id, email, role, &hash).await.unwrap();
+    (id, password)
+}
+
+crate::both! {
+    async fn staff_sign_in_search_and_read_a_customer_without_its_numbers(app: TestApp) {
+        let body = json!({"firstName": "Ada", "lastName": "Portal", "email": "ada.portal@example.com",
+            "paymentMethodsCards": [{"pan": "4111 1111 1111 1111", "expirationMonth": 12, "expirationYear": 2035}]});
+        let r = app.send(reqwest::Method::POST, "/customers", Some(&app.key_with(&[clientele::auth::Scope::CustomersWrite, clientele::auth::Scope::PaymentMethodsWrite]).await.1), Some(body), &[]).await;
+        let customer = r.expect(200)["id"].as_str().unwrap().to_owned();
+        let (_, password) = user(&app, "support@example.com", "viewer").await;
+        let mut b = Browser::new(&app);
+        // Not signed in: to the sign-in page.
+        let p = b.get("/portal/customers").await;
+        assert_eq!((p.status, p.headers[LOCATION].to_str().unwrap()), (StatusCode::SEE_OTHER, "/portal/sign-in"));
+        // A wrong password and an unknown email get the same answer.
+        let wrong = b.sign_in("support@example.com", "not-it").await;
+        let unknown = b.sign_in("nobody@example.com", "not-it").await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+        assert!(wrong.html.contains("The email or the password is wrong.") && unknown.html.contains("The email or the password is wrong."));
+        let signed = b.sign_in("Support@Example.com", &password).await;
+        assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.html);
+        let cookie = signed.headers.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned())
+            .find(|c| c.starts_with("clientele_session=")).unwrap();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/portal"), "{cookie}");
+        assert!(!cookie.contains("Secure"), "plain loopback: no Secure");
+        // The list and the search.
+        let list = b.get("/portal/customers?search=ada").await;
+        assert_eq!(list.status, StatusCode::OK);
+        assert!(list.html.contains("Ada Portal") && list.html.contains("ada.portal@example.com"), "{}", list.html);
+        assert_eq!(list.headers["x-frame-options"], "DENY");
+        let csp = list.headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'none'") && csp.contains("style-src 'self'") && !csp.contains("script-src"), "{csp}");
+        assert!(!b.get("/portal/customers?search=zzzz").await.html.contains("Ada Portal"));
+        // The customer: the card masked, never whole.
+        let page = b.get(&format!("/portal/customers/{customer}")).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.html.contains("411111******1111") && page.html.contains("customer.created"), "{}", page.html);
+        assert!(!page.html.contains("4111111111111111") && !page.html.contains("4111 1111 1111 1111"));
+        assert_eq!(b.get(&format!("/portal/customers/{}", Uuid::now_v7())).await.status, StatusCode::NOT_FOUND);
+        // Text is escaped, not markup.
+        let (_, key) = app.key_with(&[clientele::auth::Scope::CustomersWrite]).await;
+        let r = app.send(reqwest::Method::POST, "/customers", Some(&key), Some(json!({"firstName": "<b>Bold</b>", "lastName": "X"})), &[]).await;
+        let bold = r.expect(200)["id"].as_str().unwrap().to_owned();
+        let page = b.get(&format!("/portal/customers/{bold}")).await;
+        assert!(page.html.contains("&lt;b&gt;Bold&lt;/b&gt;") && !page.html.contains("<b>Bold"));
+    }
+
+    async fn forged_forms_are_refused_and_signing_out_ends_the_session(app: TestApp) {
+        let (id, password) = user(&app, "admin@example.com", "admin").await;
+        let mut b = Browser::new(&app);
+        // A sign-in posted without the form's own cookie is refused.
+        let mut stranger = Browser::new(&app);
+        let p = stranger.post("/portal/sign-in", &[("csrf", "forged"), ("email", "admin@example.com"), ("password", &password)]).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN);
+        assert_eq!(b.sign_in("admin@example.com", &password).await.status, StatusCode::SEE_OTHER);
+        let list = b.get("/portal/customers").await;
+        let csrf = hidden(&list.html, "csrf");
+        // Signing out without the session's token is refused; with it, the session ends.
+        assert_eq!(b.post("/portal/sign-out", &[("csrf", "forged")]).await.status, StatusCode::FORBIDDEN);
+        let kept = b.cookies.clone();
+        assert_eq!(b.post("/portal/sign-out", &[("csrf", &csrf)]).await.status, StatusCode::SEE_OTHER);
+        b.cookies = kept; // the old cookie, replayed
+        assert_eq!(b.get("/portal/customers").await.status, StatusCode::SEE_OTHER);
+        // A disabled user's sessions end at once.
+        assert_eq!(b.sign_in("admin@example.com", &password).await.status, StatusCode::SEE_OTHER);
+        assert_eq!(b.get("/portal/customers").await.status, StatusCode::OK);
+        assert!(app.db.disable_portal_user(id).await.unwrap());
+        assert_eq!(b.get("/portal/customers").await.status, StatusCode::SEE_OTHER);
+        assert_eq!(b.sign_in("admin@example.com", &password).await.status, StatusCode::UNAUTHORIZED);
+    }
+
+    async fn failed_sign_ins_are_throttled_per_account(app: TestApp) {
+        let (_, password) = user(&app, "target@example.com", "admin").await;
+        let mut b = Browser::new(&app);
+        let mut statuses = Vec::new();
+        for _ in 0..6 {
+            statuses.push(b.sign_in("target@example.com", "guess").await.status);
+        }
+        assert_eq!(statuses[..5], [StatusCode::UNAUTHORIZED; 5]);
+        assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS);
+        // Even the right password waits out the limit.
+        assert_eq!(b.sign_in("target@example.com", &password).await.status, StatusCode::TOO_MANY_REQUESTS);
+    }
+}
