@@ -381,7 +381,7 @@ async fn customers(State(state): State<AppState>, user: PortalUser, RawQuery(raw
             input type="search" name="search" value=(search_text) placeholder="Name, email or phone";
             button type="submit" { "Search" }
         }
-        p.count { (total) " customers" }
+        p.count { (total) @if total == 1 { " customer" } @else { " customers" } }
         table {
             thead { tr { th { "Name" } th { "Email" } th { "Phone" } th { "Status" } th { "Created" } } }
             tbody {

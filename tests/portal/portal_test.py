@@ -1,0 +1,93 @@
+"""The portal in a real browser: Debian's Chromium driven by Playwright.
+
+scripts/portal-test.sh starts a server on a throwaway database, creates a
+merchant with an admin and a viewer, and a customer with a card; this signs in
+as a person would and checks what they see. PORTAL_SCREENSHOTS=folder saves
+the pages README shows."""
+
+import os
+import re
+import sys
+
+from playwright.sync_api import expect, sync_playwright
+
+BASE = os.environ["PORTAL_URL"]
+ADMIN, ADMIN_PASSWORD = os.environ["PORTAL_ADMIN"], os.environ["PORTAL_ADMIN_PASSWORD"]
+CUSTOMER = os.environ["PORTAL_CUSTOMER_ID"]
+PAN = os.environ["PORTAL_PAN"]
+SHOTS = os.environ.get("PORTAL_SCREENSHOTS")
+
+
+def sign_in(page, email, password):
+    page.goto(f"{BASE}/portal/sign-in")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+
+
+def no_full_number(page):
+    html = page.content()
+    digits = re.sub(r"\D", "", PAN)
+    assert digits not in re.sub(r"[ -]", "", html), f"the full card number is in {page.url}"
+
+
+def main():
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"), args=["--no-sandbox"])
+        context = browser.new_context(viewport={"width": 1200, "height": 760})
+        page = context.new_page()
+        console = []
+        page.on("console", lambda m: console.append(m.text))
+
+        # Not signed in: the sign-in page; a wrong password is refused.
+        page.goto(f"{BASE}/portal/customers")
+        expect(page).to_have_url(re.compile(r"/portal/sign-in$"))
+        sign_in(page, ADMIN, "wrong password")
+        expect(page.locator(".error")).to_have_text("The email or the password is wrong.")
+
+        sign_in(page, ADMIN, ADMIN_PASSWORD)
+        expect(page).to_have_url(re.compile(r"/portal/customers$"))
+        expect(page.locator("h1")).to_have_text("Customers")
+        cookie = next(c for c in context.cookies() if c["name"] == "clientele_session")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict", cookie
+
+        expect(page.locator("tbody tr")).to_have_count(4)
+        if SHOTS:
+            page.screenshot(path=os.path.join(SHOTS, "portal-customers.png"))
+        # Search, then open the customer.
+        page.fill("input[name=search]", "Ada")
+        page.click("form.search button")
+        expect(page.locator("tbody tr")).to_have_count(1)
+        expect(page.locator("p.count")).to_have_text("1 customer")
+        page.click("text=Ada Lovelace")
+        expect(page).to_have_url(f"{BASE}/portal/customers/{CUSTOMER}")
+        expect(page.locator("h1")).to_have_text("Ada Lovelace")
+        expect(page.locator("text=411111******1111")).to_be_visible()
+        no_full_number(page)
+        if SHOTS:
+            page.screenshot(path=os.path.join(SHOTS, "portal-customer.png"), full_page=True)
+
+        # A form posted from elsewhere, without the session's token, is refused.
+        forged = context.request.post(f"{BASE}/portal/sign-out", form={"csrf": "forged"})
+        assert forged.status == 403, forged.status
+        page.reload()
+        expect(page.locator("h1")).to_have_text("Ada Lovelace")
+
+        # Signing out ends the session.
+        page.click("header button")
+        expect(page).to_have_url(re.compile(r"/portal/sign-in$"))
+        page.goto(f"{BASE}/portal/customers/{CUSTOMER}")
+        expect(page).to_have_url(re.compile(r"/portal/sign-in$"))
+
+        # Repeated failures for one account are throttled.
+        for _ in range(6):
+            sign_in(page, ADMIN, "guess")
+        expect(page.locator(".error")).to_have_text("Too many attempts; wait a minute.")
+
+        assert not [m for m in console if "Content Security Policy" in m], console
+        browser.close()
+    print("[portal] browser checks passed", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
