@@ -47,6 +47,9 @@ KEY=$("$BIN" api-key create --merchant "$MERCHANT" --scope customers:read --scop
 export PORTAL_ADMIN=admin@example.com
 PORTAL_ADMIN_PASSWORD=$("$BIN" user create --merchant "$MERCHANT" --email "$PORTAL_ADMIN" --role admin 2>/dev/null | json password)
 export PORTAL_ADMIN_PASSWORD
+export PORTAL_VIEWER=viewer@example.com
+PORTAL_VIEWER_PASSWORD=$("$BIN" user create --merchant "$MERCHANT" --email "$PORTAL_VIEWER" --role viewer 2>/dev/null | json password)
+export PORTAL_VIEWER_PASSWORD
 
 "$BIN" serve >"$WORK/server.log" 2>&1 &
 SERVER=$!
@@ -60,6 +63,9 @@ PORTAL_CUSTOMER_ID=$(curl -fsS -X POST "$PORTAL_URL/pay-api/v1/customers" -H "Au
   \"billingAddress\": {\"line1\": \"55 University Ave\", \"city\": \"Toronto\", \"state\": \"ON\", \"postalCode\": \"M5J 2H7\", \"country\": \"CA\"},
   \"paymentMethodsCards\": [{\"pan\": \"$PORTAL_PAN\", \"expirationMonth\": 12, \"expirationYear\": 2035}]}" | json id)
 export PORTAL_CUSTOMER_ID
+PORTAL_CARD_ID=$(curl -fsS "$PORTAL_URL/pay-api/v1/customers/$PORTAL_CUSTOMER_ID" -H "Authorization: Bearer $KEY" |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["cards"][0]["id"])')
+export PORTAL_CARD_ID
 for name in "Grace Hopper" "Alan Turing" "Barbara Liskov"; do
   curl -fsS -X POST "$PORTAL_URL/pay-api/v1/customers" -H "Authorization: Bearer $KEY" -H 'content-type: application/json' \
     -d "{\"firstName\": \"${name% *}\", \"lastName\": \"${name#* }\"}" >/dev/null

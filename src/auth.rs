@@ -207,6 +207,7 @@ impl<S: RequiredScope> Authed<S> {
         Actor {
             tenant: self.ctx.tenant,
             api_key_id: Some(self.ctx.key_id),
+            user_id: None,
             correlation_id: correlation::current(),
             idempotency: self.claim.clone(),
         }

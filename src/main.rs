@@ -360,8 +360,13 @@ async fn import(config: &Config, path: &std::path::Path, merchant: Uuid) -> anyh
             }
         }
     });
-    let actor =
-        Actor { tenant, api_key_id: None, correlation_id: format!("cli-import-{}", Uuid::new_v4()), idempotency: None };
+    let actor = Actor {
+        tenant,
+        api_key_id: None,
+        user_id: None,
+        correlation_id: format!("cli-import-{}", Uuid::new_v4()),
+        idempotency: None,
+    };
     let (out, mut results) = tokio::sync::mpsc::channel(256);
     let importer = Importer::new(app.state.clone(), actor, true, out).await?.lines_per_transaction(IMPORT_BATCH);
     let task = tokio::spawn(importer.run(axum::body::Body::from_stream(chunks)));

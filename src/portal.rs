@@ -28,11 +28,12 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::domain::customer::CustomerStatus;
 use crate::routes::customers::{CustomerView, parse_search};
 use crate::routes::payment_methods::split;
 use crate::store::events::EventFilter;
 use crate::store::portal::SessionRecord;
-use crate::store::{Tenant, now_ms};
+use crate::store::{Actor, StoreError, Tenant, now_ms};
 
 const SESSION_COOKIE: &str = "clientele_session";
 const SIGN_IN_COOKIE: &str = "clientele_sign_in";
@@ -87,6 +88,8 @@ pub fn router() -> Router<AppState> {
         .route("/portal/sign-out", post(sign_out))
         .route("/portal/customers", get(customers))
         .route("/portal/customers/{customerId}", get(customer))
+        .route("/portal/customers/{customerId}/status", post(change_status))
+        .route("/portal/customers/{customerId}/payment-methods/{paymentMethodId}", post(change_method))
         .route("/portal/portal.css", get(stylesheet))
 }
 
@@ -132,6 +135,13 @@ fn set_cookie(state: &AppState, name: &str, value: &str, max_age_s: i64) -> Head
 
 fn redirect(to: &'static str) -> Response {
     (StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_static(to))]).into_response()
+}
+
+fn redirect_to(to: String) -> Response {
+    match HeaderValue::from_str(&to) {
+        Ok(v) => (StatusCode::SEE_OTHER, [(LOCATION, v)]).into_response(),
+        Err(_) => redirect("/portal/customers"),
+    }
 }
 
 /// A page: HTML, the portal's policy, never cached.
@@ -197,6 +207,17 @@ impl PortalUser {
 
     pub fn is_admin(&self) -> bool {
         self.session.role == Role::Admin.as_str()
+    }
+
+    /// A change in this user's name: its events carry the user, not a key.
+    fn actor(&self) -> Actor {
+        Actor {
+            tenant: self.tenant(),
+            api_key_id: None,
+            user_id: Some(self.session.user_id),
+            correlation_id: crate::http::correlation::current(),
+            idempotency: None,
+        }
     }
 }
 
@@ -432,7 +453,27 @@ async fn customer(State(state): State<AppState>, user: PortalUser, params: RawPa
                 .join(", ")
         })
     };
+    let admin = user.is_admin();
+    let base = format!("/portal/customers/{}", c.id);
+    let button = |action: &str, label: &str, target: &str| {
+        html! {
+            form.inline method="post" action=(target) {
+                input type="hidden" name="csrf" value=(user.csrf);
+                input type="hidden" name="action" value=(action);
+                button type="submit" { (label) }
+            }
+        }
+    };
     let body = html! {
+        @if admin {
+            p.actions {
+                @if c.status == "active" {
+                    (button("inactive", "Deactivate the customer", &format!("{base}/status")))
+                } @else {
+                    (button("active", "Activate the customer", &format!("{base}/status")))
+                }
+            }
+        }
         dl {
             dt { "Id" } dd { (c.id) }
             dt { "Status" } dd { (c.status) }
@@ -450,26 +491,28 @@ async fn customer(State(state): State<AppState>, user: PortalUser, params: RawPa
         }
         h2 { "Cards" }
         table {
-            thead { tr { th { "Brand" } th { "Number" } th { "Expires" } th { "Status" } th { "Default" } } }
+            thead { tr { th { "Brand" } th { "Number" } th { "Expires" } th { "Status" } th { "Default" } @if admin { th {} } } }
             tbody {
                 @for card in &cards {
                     tr {
                         td { (card.brand) } td { (card.masked_pan) }
                         td { (format!("{:02}/{}", card.expiration_month, card.expiration_year)) }
                         td { (card.status) } td { @if card.is_default { "default" } }
+                        @if admin { td { (method_actions(&button, &base, card.id, &card.status, card.is_default)) } }
                     }
                 }
             }
         }
         h2 { "Bank accounts" }
         table {
-            thead { tr { th { "Routing" } th { "Account" } th { "Status" } th { "Default" } } }
+            thead { tr { th { "Routing" } th { "Account" } th { "Status" } th { "Default" } @if admin { th {} } } }
             tbody {
                 @for bank in &banks {
                     tr {
                         td { (bank.routing_number) }
                         td { "••••" (bank.account_number_last4.as_deref().unwrap_or("")) }
                         td { (bank.status) } td { @if bank.is_default { "default" } }
+                        @if admin { td { (method_actions(&button, &base, bank.id, &bank.status, bank.is_default)) } }
                     }
                 }
             }
@@ -485,4 +528,96 @@ async fn customer(State(state): State<AppState>, user: PortalUser, params: RawPa
         }
     };
     page(StatusCode::OK, layout(&name_of(&c), Some(&user), body))
+}
+
+/// An admin's buttons for a card or bank account.
+fn method_actions(
+    button: &impl Fn(&str, &str, &str) -> Markup,
+    base: &str,
+    id: Uuid,
+    status: &str,
+    is_default: bool,
+) -> Markup {
+    let target = format!("{base}/payment-methods/{id}");
+    html! {
+        @if status == "active" {
+            (button("deactivate", "Deactivate", &target))
+            @if !is_default { (button("default", "Make default", &target)) }
+        } @else {
+            (button("activate", "Activate", &target))
+        }
+        (button("delete", "Delete", &target))
+    }
+}
+
+/// A change from a form: its token checked, admins only, then `work` in the
+/// user's name; back to the customer's page, or a page saying why not.
+async fn change<F, Fut>(state: AppState, user: PortalUser, customer: &str, body: Body, work: F) -> Response
+where
+    F: FnOnce(crate::store::WriteTx, String) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), StoreError>> + Send + 'static,
+{
+    let Some(form) = form(body).await else {
+        return error_page(StatusCode::BAD_REQUEST, Some(&user), "The form could not be read.");
+    };
+    if let Some(refused) = refuse_forged(&user, &form) {
+        return refused;
+    }
+    if !user.is_admin() {
+        return error_page(StatusCode::FORBIDDEN, Some(&user), "A viewer sees everything and changes nothing.");
+    }
+    let action = field(&form, "action").to_owned();
+    match state.db().write(user.actor(), move |tx| work(tx, action)).await {
+        Ok(()) => redirect_to(format!("/portal/customers/{customer}")),
+        Err(StoreError::NotFound(what)) => {
+            error_page(StatusCode::NOT_FOUND, Some(&user), &format!("{what} was not found."))
+        }
+        Err(StoreError::Conflict { message, .. }) => error_page(StatusCode::CONFLICT, Some(&user), message),
+        Err(StoreError::Invalid { message, .. }) => error_page(StatusCode::BAD_REQUEST, Some(&user), &message),
+        Err(e) => {
+            tracing::warn!(error = %e, "a portal change failed");
+            error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&user), "The change could not be made; try again.")
+        }
+    }
+}
+
+fn path_id(params: &RawPathParams, name: &str) -> Option<Uuid> {
+    params.iter().find(|(k, _)| *k == name).and_then(|(_, v)| Uuid::parse_str(v).ok())
+}
+
+fn unknown_action() -> StoreError {
+    StoreError::Invalid { path: "action".into(), message: "That is not something this form does.".into() }
+}
+
+async fn change_status(State(state): State<AppState>, user: PortalUser, params: RawPathParams, body: Body) -> Response {
+    let Some(id) = path_id(&params, "customerId") else {
+        return error_page(StatusCode::NOT_FOUND, Some(&user), "No such customer.");
+    };
+    change(state, user, &id.to_string(), body, move |mut tx, action| async move {
+        let status = match action.as_str() {
+            "active" => CustomerStatus::Active,
+            "inactive" => CustomerStatus::Inactive,
+            _ => return Err(unknown_action()),
+        };
+        tx.set_customer_status(id, status, None).await?;
+        tx.commit().await
+    })
+    .await
+}
+
+async fn change_method(State(state): State<AppState>, user: PortalUser, params: RawPathParams, body: Body) -> Response {
+    let (Some(customer), Some(id)) = (path_id(&params, "customerId"), path_id(&params, "paymentMethodId")) else {
+        return error_page(StatusCode::NOT_FOUND, Some(&user), "No such payment method.");
+    };
+    change(state, user, &customer.to_string(), body, move |mut tx, action| async move {
+        match action.as_str() {
+            "activate" => drop(tx.set_method_status(customer, id, true, None).await?),
+            "deactivate" => drop(tx.set_method_status(customer, id, false, None).await?),
+            "default" => drop(tx.make_default(customer, id).await?),
+            "delete" => tx.delete_method(customer, id, None).await?,
+            _ => return Err(unknown_action()),
+        }
+        tx.commit().await
+    })
+    .await
 }

@@ -33,6 +33,8 @@ pub struct EventView {
     pub entity_id: Uuid,
     /// The API key that made the change.
     pub api_key_id: Option<Uuid>,
+    /// The portal user who made the change.
+    pub user_id: Option<Uuid>,
     pub correlation_id: String,
     pub created_on: String,
 }
@@ -53,6 +55,7 @@ impl From<EventRecord> for EventView {
             kind: r.kind,
             entity_id: r.entity_id,
             api_key_id: r.api_key_id,
+            user_id: r.user_id,
             correlation_id: r.correlation_id,
             created_on: timestamp(r.created_at),
         }

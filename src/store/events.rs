@@ -13,6 +13,7 @@ pub struct EventRecord {
     pub kind: String,
     pub entity_id: Uuid,
     pub api_key_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
     pub correlation_id: String,
     pub created_at: i64,
 }
@@ -32,7 +33,7 @@ impl Scoped<'_> {
     /// the cursor sees every event, once, whatever the number of nodes.
     pub async fn list_events(&self, f: &EventFilter) -> Result<Vec<EventRecord>, sqlx::Error> {
         let mut sql = String::from(
-            "SELECT merchant_id, id, type, entity_id, api_key_id, correlation_id, created_at FROM events WHERE merchant_id = $1",
+            "SELECT merchant_id, id, type, entity_id, api_key_id, user_id, correlation_id, created_at FROM events WHERE merchant_id = $1",
         );
         let mut n = 1;
         let mut next = |col: &str, sql: &mut String| {

@@ -64,6 +64,8 @@ impl Tenant {
 pub struct Actor {
     pub tenant: Tenant,
     pub api_key_id: Option<Uuid>,
+    /// The portal user making the change (`api_key_id` is then none).
+    pub user_id: Option<Uuid>,
     pub correlation_id: String,
     /// The idempotency key this request claimed, completed in the same transaction as the work.
     pub idempotency: Option<idempotency::Claim>,
@@ -72,7 +74,7 @@ pub struct Actor {
 impl Actor {
     /// Bookkeeping done for a tenant outside any one request's audit trail.
     pub(crate) fn system(tenant: Tenant) -> Actor {
-        Actor { tenant, api_key_id: None, correlation_id: String::new(), idempotency: None }
+        Actor { tenant, api_key_id: None, user_id: None, correlation_id: String::new(), idempotency: None }
     }
 }
 
@@ -519,31 +521,31 @@ impl WriteTx {
     pub async fn events(&mut self, kind: EventType, entity_ids: &[Uuid]) -> Result<(), sqlx::Error> {
         let kind = kind.as_str();
         // `feed_pos` (migration 15): the feed's order, written as the dialect says.
-        const INSERT: &str = "INSERT INTO events (merchant_id, id, type, entity_id, api_key_id, correlation_id, created_at, feed_pos) VALUES ";
+        const INSERT: &str = "INSERT INTO events (merchant_id, id, type, entity_id, api_key_id, correlation_id, created_at, user_id, feed_pos) VALUES ";
         let pos = self.backend().feed_pos_value();
         let merchant = self.merchant();
-        let (key, now) = (self.actor.api_key_id, self.now);
+        let (key, user, now) = (self.actor.api_key_id, self.actor.user_id, self.now);
         let corr = self.actor.correlation_id.as_str();
         match &mut self.inner {
             TxInner::Sqlite(lease) => {
                 static ONE: LazyLock<String> = LazyLock::new(|| {
-                    format!("{INSERT}($1, $2, $3, $4, $5, $6, $7, {})", Backend::Sqlite.feed_pos_value())
+                    format!("{INSERT}($1, $2, $3, $4, $5, $6, $7, $8, {})", Backend::Sqlite.feed_pos_value())
                 });
                 for id in entity_ids {
                     query::sqlite_exec(
                         lease.conn(),
                         &ONE,
-                        &[&merchant, &Uuid::now_v7(), &kind, id, &key, &corr, &now],
+                        &[&merchant, &Uuid::now_v7(), &kind, id, &key, &corr, &now, &user],
                     )?;
                 }
             }
             TxInner::Postgres(t) => {
                 for chunk in entity_ids.chunks(200) {
                     let rows: Vec<String> = (0..chunk.len())
-                        .map(|i| format!("($1, ${}, $2, ${}, $3, $4, $5, {pos})", 6 + 2 * i, 7 + 2 * i))
+                        .map(|i| format!("($1, ${}, $2, ${}, $3, $4, $5, $6, {pos})", 7 + 2 * i, 8 + 2 * i))
                         .collect();
                     let sql = format!("{INSERT}{}", rows.join(", "));
-                    let mut q = sqlx::query(&sql).bind(merchant).bind(kind).bind(key).bind(corr).bind(now);
+                    let mut q = sqlx::query(&sql).bind(merchant).bind(kind).bind(key).bind(corr).bind(now).bind(user);
                     for id in chunk {
                         q = q.bind(Uuid::now_v7()).bind(*id);
                     }

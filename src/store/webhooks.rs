@@ -98,11 +98,12 @@ struct FeedRow {
     kind: String,
     entity_id: Uuid,
     api_key_id: Option<Uuid>,
+    user_id: Option<Uuid>,
     correlation_id: String,
     created_at: i64,
     feed_pos: i64,
 }
-sqlite_row_by_name!(FeedRow { id, kind = "type", entity_id, api_key_id, correlation_id, created_at, feed_pos });
+sqlite_row_by_name!(FeedRow { id, kind = "type", entity_id, api_key_id, user_id, correlation_id, created_at, feed_pos });
 
 /// A leased delivery, with what sending it needs.
 #[derive(Debug)]
@@ -180,6 +181,7 @@ fn payload(merchant: Uuid, e: &FeedRow) -> String {
         "type": e.kind,
         "entityId": e.entity_id,
         "apiKeyId": e.api_key_id,
+        "userId": e.user_id,
         "correlationId": e.correlation_id,
         "createdOn": crate::routes::timestamp(e.created_at),
     })
@@ -362,7 +364,7 @@ impl WriteTx {
         let merchant = self.merchant();
         let row: Option<FeedRow> = self
             .fetch_optional(
-                "SELECT id, type, entity_id, api_key_id, correlation_id, created_at, feed_pos FROM events \
+                "SELECT id, type, entity_id, api_key_id, user_id, correlation_id, created_at, feed_pos FROM events \
                  WHERE merchant_id = $1 AND entity_id = $2 ORDER BY feed_pos DESC, id DESC LIMIT 1",
                 &[&merchant, &id],
             )
@@ -513,7 +515,7 @@ impl Db {
             }
             let selection = EventSelection::from_column(&selection);
             let sql = format!(
-                "SELECT id, type, entity_id, api_key_id, correlation_id, created_at, feed_pos FROM events \
+                "SELECT id, type, entity_id, api_key_id, user_id, correlation_id, created_at, feed_pos FROM events \
                  WHERE merchant_id = $1 AND (feed_pos, id) > ($2, $3){} ORDER BY feed_pos, id LIMIT {DISPATCH_BATCH}",
                 tx.backend().feed_horizon()
             );

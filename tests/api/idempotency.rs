@@ -172,7 +172,7 @@ both! {
         retry.expect(200);
         // A now reaches its commit: neither way of committing may keep its work.
         for replying in [false, true] {
-            let actor = Actor { tenant, api_key_id: None, correlation_id: String::new(), idempotency: Some(a.clone()) };
+            let actor = Actor { tenant, api_key_id: None, user_id: None, correlation_id: String::new(), idempotency: Some(a.clone()) };
             let id = uuid::Uuid::now_v7();
             let r = app.db.write(actor, move |mut tx| async move {
                 tx.event(clientele::domain::event::EventType::CustomerCreated, id).await?;

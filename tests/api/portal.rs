@@ -160,4 +160,53 @@ crate::both! {
         // Even the right password waits out the limit.
         assert_eq!(b.sign_in("target@example.com", &password).await.status, StatusCode::TOO_MANY_REQUESTS);
     }
+
+    async fn an_admin_changes_cards_in_their_own_name_and_a_viewer_cannot(app: TestApp) {
+        let (_, key) = app.key_with(&[clientele::auth::Scope::CustomersRead, clientele::auth::Scope::CustomersWrite, clientele::auth::Scope::PaymentMethodsWrite]).await;
+        let body = json!({"firstName": "Card", "lastName": "Holder", "paymentMethodsCards": [
+            {"pan": "4111111111111111", "expirationMonth": 12, "expirationYear": 2035},
+            {"pan": "5555555555554444", "expirationMonth": 11, "expirationYear": 2034}]});
+        let c = app.send(reqwest::Method::POST, "/customers", Some(&key), Some(body), &[]).await.expect(200)["id"].as_str().unwrap().to_owned();
+        let cards: Vec<String> = app.get(&format!("/customers/{c}")).await.expect(200)["cards"].as_array().unwrap()
+            .iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect();
+        let (admin_id, admin_pw) = user(&app, "boss@example.com", "admin").await;
+        let (_, viewer_pw) = user(&app, "eyes@example.com", "viewer").await;
+
+        // A viewer sees no buttons, and a change it posts is refused.
+        let mut viewer = Browser::new(&app);
+        viewer.sign_in("eyes@example.com", &viewer_pw).await;
+        let page = viewer.get(&format!("/portal/customers/{c}")).await;
+        assert!(!page.html.contains("Deactivate") && !page.html.contains("Delete"), "{}", page.html);
+        let csrf = hidden(&page.html, "csrf");
+        let target = format!("/portal/customers/{c}/payment-methods/{}", cards[0]);
+        let r = viewer.post(&target, &[("csrf", &csrf), ("action", "deactivate")]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        assert_eq!(app.get(&format!("/customers/{c}/payment-methods/{}", cards[0])).await.expect(200)["status"], "active");
+
+        // An admin deactivates a card; the event names the user, not a key.
+        let mut admin = Browser::new(&app);
+        admin.sign_in("boss@example.com", &admin_pw).await;
+        let page = admin.get(&format!("/portal/customers/{c}")).await;
+        assert!(page.html.contains("Deactivate"));
+        let csrf = hidden(&page.html, "csrf");
+        assert_eq!(admin.post(&target, &[("action", "deactivate")]).await.status, StatusCode::FORBIDDEN, "no token, no change");
+        let r = admin.post(&target, &[("csrf", &csrf), ("action", "deactivate")]).await;
+        assert_eq!((r.status, r.headers[LOCATION].to_str().unwrap()), (StatusCode::SEE_OTHER, format!("/portal/customers/{c}").as_str()));
+        assert_eq!(app.get(&format!("/customers/{c}/payment-methods/{}", cards[0])).await.expect(200)["status"], "inactive");
+        let events = app.get(&format!("/events?entityId={}&type=payment_method.updated", cards[0])).await.expect(200)["items"].clone();
+        assert_eq!(events[0]["userId"], admin_id.to_string());
+        assert!(events[0]["apiKeyId"].is_null());
+        // The other card made default, the first deleted, the customer deactivated.
+        let other = format!("/portal/customers/{c}/payment-methods/{}", cards[1]);
+        assert_eq!(admin.post(&other, &[("csrf", &csrf), ("action", "default")]).await.status, StatusCode::SEE_OTHER);
+        assert_eq!(admin.post(&target, &[("csrf", &csrf), ("action", "delete")]).await.status, StatusCode::SEE_OTHER);
+        let status = format!("/portal/customers/{c}/status");
+        assert_eq!(admin.post(&status, &[("csrf", &csrf), ("action", "inactive")]).await.status, StatusCode::SEE_OTHER);
+        let now = app.get(&format!("/customers/{c}")).await.expect(200).clone();
+        assert_eq!(now["status"], "inactive");
+        assert_eq!(now["cards"].as_array().unwrap().len(), 1);
+        assert_eq!(now["defaultPaymentMethodId"], cards[1].as_str());
+        assert_eq!(admin.post(&status, &[("csrf", &csrf), ("action", "explode")]).await.status, StatusCode::BAD_REQUEST);
+        assert_eq!(admin.post(&target, &[("csrf", &csrf), ("action", "delete")]).await.status, StatusCode::NOT_FOUND);
+    }
 }

@@ -67,6 +67,12 @@ def main():
         if SHOTS:
             page.screenshot(path=os.path.join(SHOTS, "portal-customer.png"), full_page=True)
 
+        # An admin deactivates the card.
+        card = page.locator("tbody tr", has_text="411111******1111")
+        card.locator("button", has_text="Deactivate").click()
+        expect(page).to_have_url(f"{BASE}/portal/customers/{CUSTOMER}")
+        expect(page.locator("tbody tr", has_text="411111******1111").locator("td").nth(3)).to_have_text("inactive")
+
         # A form posted from elsewhere, without the session's token, is refused.
         forged = context.request.post(f"{BASE}/portal/sign-out", form={"csrf": "forged"})
         assert forged.status == 403, forged.status
@@ -78,6 +84,22 @@ def main():
         expect(page).to_have_url(re.compile(r"/portal/sign-in$"))
         page.goto(f"{BASE}/portal/customers/{CUSTOMER}")
         expect(page).to_have_url(re.compile(r"/portal/sign-in$"))
+
+        # A viewer sees the same customer, with no button, and a change it posts is refused.
+        sign_in(page, os.environ["PORTAL_VIEWER"], os.environ["PORTAL_VIEWER_PASSWORD"])
+        page.goto(f"{BASE}/portal/customers/{CUSTOMER}")
+        expect(page.locator("h1")).to_have_text("Ada Lovelace")
+        expect(page.locator("main button")).to_have_count(0)
+        no_full_number(page)
+        token = page.locator("header input[name=csrf]").get_attribute("value")
+        card_id = os.environ["PORTAL_CARD_ID"]
+        refused = context.request.post(
+            f"{BASE}/portal/customers/{CUSTOMER}/payment-methods/{card_id}", form={"csrf": token, "action": "activate"}
+        )
+        assert refused.status == 403, refused.status
+        page.reload()
+        expect(page.locator("tbody tr", has_text="411111******1111").locator("td").nth(3)).to_have_text("inactive")
+        page.click("header button")
 
         # Repeated failures for one account are throttled.
         for _ in range(6):
