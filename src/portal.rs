@@ -86,6 +86,7 @@ pub fn router() -> Router<AppState> {
         .route("/portal", get(|| async { redirect("/portal/customers") }))
         .route("/portal/sign-in", get(sign_in_page).post(sign_in))
         .route("/portal/sign-out", post(sign_out))
+        .route("/portal/password", get(password_page).post(change_password))
         .route("/portal/customers", get(customers))
         .route("/portal/customers/{customerId}", get(customer))
         .route("/portal/customers/{customerId}/status", post(change_status))
@@ -169,10 +170,15 @@ fn layout(title: &str, user: Option<&PortalUser>, body: Markup) -> Markup {
                     strong { "Clientele" }
                     @if let Some(u) = user {
                         nav { a href="/portal/customers" { "Customers" } }
-                        span.who { (u.session.email) " (" (u.session.role) ")" }
+                        span.who { (u.session.email) " (" (u.session.role) ") " a href="/portal/password" { "Password" } }
                         form method="post" action="/portal/sign-out" {
                             input type="hidden" name="csrf" value=(u.csrf);
                             button type="submit" { "Sign out" }
+                        }
+                        form method="post" action="/portal/sign-out" {
+                            input type="hidden" name="csrf" value=(u.csrf);
+                            input type="hidden" name="everywhere" value="true";
+                            button.everywhere type="submit" { "Sign out everywhere" }
                         }
                     }
                 }
@@ -620,4 +626,67 @@ async fn change_method(State(state): State<AppState>, user: PortalUser, params: 
         tx.commit().await
     })
     .await
+}
+
+/// A new password's shortest length.
+pub const MIN_PASSWORD_LEN: usize = 12;
+
+fn password_form(user: &PortalUser, status: StatusCode, message: Option<&str>) -> Response {
+    page(
+        status,
+        layout(
+            "Change your password",
+            Some(user),
+            html! {
+                @if let Some(m) = message { p.error { (m) } }
+                form method="post" action="/portal/password" {
+                    input type="hidden" name="csrf" value=(user.csrf);
+                    label { "Current password" input type="password" name="current" autocomplete="current-password" required; }
+                    label { "New password (" (MIN_PASSWORD_LEN) " characters or more)"
+                        input type="password" name="new" autocomplete="new-password" minlength=(MIN_PASSWORD_LEN) required; }
+                    label { "New password again" input type="password" name="again" autocomplete="new-password" required; }
+                    button type="submit" { "Change" }
+                }
+            },
+        ),
+    )
+}
+
+async fn password_page(user: PortalUser) -> Response {
+    password_form(&user, StatusCode::OK, None)
+}
+
+/// Changes the signed-in user's password (the current one checked first) and
+/// ends their other sessions.
+async fn change_password(State(state): State<AppState>, user: PortalUser, body: Body) -> Response {
+    let Some(form) = form(body).await else {
+        return password_form(&user, StatusCode::BAD_REQUEST, Some("The form could not be read."));
+    };
+    if let Some(refused) = refuse_forged(&user, &form) {
+        return refused;
+    }
+    let (current, new) = (field(&form, "current").to_owned(), field(&form, "new").to_owned());
+    if new.chars().count() < MIN_PASSWORD_LEN || new.len() > 1024 {
+        let why = format!("The new password needs {MIN_PASSWORD_LEN} characters or more.");
+        return password_form(&user, StatusCode::BAD_REQUEST, Some(&why));
+    }
+    if new != field(&form, "again") {
+        return password_form(&user, StatusCode::BAD_REQUEST, Some("The two new passwords differ."));
+    }
+    let stored = match state.db().portal_password_hash(user.session.merchant_id, user.session.user_id).await {
+        Ok(Some(h)) => h,
+        _ => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&user), "The database is not answering."),
+    };
+    let vault = state.vault();
+    let checked = crate::crypto::slow_work(move || {
+        vault.password_matches(&stored, &current).then(|| vault.hash_password(&new).ok()).flatten()
+    })
+    .await;
+    let Ok(Some(hash)) = checked else {
+        return password_form(&user, StatusCode::UNAUTHORIZED, Some("The current password is wrong."));
+    };
+    if state.db().set_portal_password(&user.session, &hash).await.is_err() {
+        return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&user), "The database is not answering.");
+    }
+    page(StatusCode::OK, layout("Password changed", Some(&user), html! { p { "Your other sessions have ended." } }))
 }

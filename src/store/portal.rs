@@ -144,4 +144,32 @@ impl Db {
         })
         .await
     }
+
+    /// The user's password hash, for checking their current password.
+    pub async fn portal_password_hash(&self, merchant: Uuid, user: Uuid) -> Result<Option<String>, sqlx::Error> {
+        let sql = "SELECT password_hash FROM portal_users WHERE merchant_id = $1 AND id = $2 AND status = 'active'";
+        let row: Option<(String,)> =
+            on_conn!(self.reader(), p => sqlx::query_as(sql).bind(merchant).bind(user).fetch_optional(p).await)?;
+        Ok(row.map(|(h,)| h))
+    }
+
+    /// Replaces the session's user's password and ends their other sessions.
+    pub async fn set_portal_password(&self, s: &SessionRecord, password_hash: &str) -> Result<(), StoreError> {
+        let (merchant, id, user, hash) = (s.merchant_id, s.id, s.user_id, password_hash.to_owned());
+        self.write(Actor::system(Tenant::trusted(merchant)), move |mut tx| async move {
+            let now = tx.now;
+            tx.exec(
+                "UPDATE portal_users SET password_hash = $3, updated_at = $4 WHERE merchant_id = $1 AND id = $2",
+                &[&merchant, &user, &hash, &now],
+            )
+            .await?;
+            tx.exec(
+                "DELETE FROM portal_sessions WHERE merchant_id = $1 AND user_id = $2 AND id <> $3",
+                &[&merchant, &user, &id],
+            )
+            .await?;
+            tx.commit().await
+        })
+        .await
+    }
 }

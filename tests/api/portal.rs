@@ -209,4 +209,38 @@ crate::both! {
         assert_eq!(admin.post(&status, &[("csrf", &csrf), ("action", "explode")]).await.status, StatusCode::BAD_REQUEST);
         assert_eq!(admin.post(&target, &[("csrf", &csrf), ("action", "delete")]).await.status, StatusCode::NOT_FOUND);
     }
+
+    async fn passwords_change_and_sessions_end_when_they_should(app: TestApp) {
+        let (_, password) = user(&app, "someone@example.com", "admin").await;
+        let (mut a, mut b) = (Browser::new(&app), Browser::new(&app));
+        a.sign_in("someone@example.com", &password).await;
+        b.sign_in("someone@example.com", &password).await;
+        let csrf = hidden(&a.get("/portal/password").await.html, "csrf");
+        let change = |current: &str, new: &str, again: &str| {
+            [("csrf", csrf.clone()), ("current", current.to_owned()), ("new", new.to_owned()), ("again", again.to_owned())]
+        };
+        let form = |f: &[(&'static str, String); 4]| f.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>();
+        let post = async |br: &mut Browser, f: Vec<(&'static str, String)>| {
+            let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            br.post("/portal/password", &pairs).await.status
+        };
+        assert_eq!(post(&mut a, form(&change("wrong", "a long new password", "a long new password"))).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(post(&mut a, form(&change(&password, "short", "short"))).await, StatusCode::BAD_REQUEST);
+        assert_eq!(post(&mut a, form(&change(&password, "a long new password", "another one"))).await, StatusCode::BAD_REQUEST);
+        assert_eq!(post(&mut a, form(&change(&password, "a long new password", "a long new password"))).await, StatusCode::OK);
+        // This session goes on; the other one ended; the old password is refused.
+        assert_eq!(a.get("/portal/customers").await.status, StatusCode::OK);
+        assert_eq!(b.get("/portal/customers").await.status, StatusCode::SEE_OTHER);
+        assert_eq!(b.sign_in("someone@example.com", &password).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(b.sign_in("someone@example.com", "a long new password").await.status, StatusCode::SEE_OTHER);
+        // Signing out everywhere ends both.
+        let csrf = hidden(&a.get("/portal/customers").await.html, "csrf");
+        assert_eq!(a.post("/portal/sign-out", &[("csrf", &csrf), ("everywhere", "true")]).await.status, StatusCode::SEE_OTHER);
+        assert_eq!(b.get("/portal/customers").await.status, StatusCode::SEE_OTHER);
+        // A session unused past the idle limit ends.
+        assert_eq!(b.sign_in("someone@example.com", "a long new password").await.status, StatusCode::SEE_OTHER);
+        let stale = chrono::Utc::now().timestamp_millis() - clientele::portal::IDLE_MS - 1000;
+        crate::helpers::exec(&app.test_db.url, &format!("UPDATE portal_sessions SET last_seen_at = {stale}")).await;
+        assert_eq!(b.get("/portal/customers").await.status, StatusCode::SEE_OTHER);
+    }
 }

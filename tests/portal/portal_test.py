@@ -80,7 +80,7 @@ def main():
         expect(page.locator("h1")).to_have_text("Ada Lovelace")
 
         # Signing out ends the session.
-        page.click("header button")
+        page.click('header button >> text="Sign out"')
         expect(page).to_have_url(re.compile(r"/portal/sign-in$"))
         page.goto(f"{BASE}/portal/customers/{CUSTOMER}")
         expect(page).to_have_url(re.compile(r"/portal/sign-in$"))
@@ -91,7 +91,7 @@ def main():
         expect(page.locator("h1")).to_have_text("Ada Lovelace")
         expect(page.locator("main button")).to_have_count(0)
         no_full_number(page)
-        token = page.locator("header input[name=csrf]").get_attribute("value")
+        token = page.locator("header input[name=csrf]").first.get_attribute("value")
         card_id = os.environ["PORTAL_CARD_ID"]
         refused = context.request.post(
             f"{BASE}/portal/customers/{CUSTOMER}/payment-methods/{card_id}", form={"csrf": token, "action": "activate"}
@@ -99,7 +99,7 @@ def main():
         assert refused.status == 403, refused.status
         page.reload()
         expect(page.locator("tbody tr", has_text="411111******1111").locator("td").nth(3)).to_have_text("inactive")
-        page.click("header button")
+        page.click('header button >> text="Sign out"')
 
         # Repeated failures for one account are throttled.
         for _ in range(6):
