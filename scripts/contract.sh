@@ -11,32 +11,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --quiet --bin clientele
-TARGET=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)
-BIN="$TARGET/debug/clientele"
-
-VENV="$TARGET/contract-venv"
-TOOLS=(schemathesis==4.32.5 openapi-python-client==0.29.1 standardwebhooks==1.3.0)
-if ! "$VENV/bin/pip" freeze 2>/dev/null | grep -qx "${TOOLS[2]}"; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "${TOOLS[@]}"
-fi
-
-WORK=$(mktemp -d)
-SERVER=""
-cleanup() {
-  if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-export CLIENTELE_DATA_DIR="$WORK/data"
-export CLIENTELE_DATABASE_URL="sqlite://$WORK/data/clientele.db"
-export CLIENTELE_LISTEN="127.0.0.1:$PORT"
+# shellcheck source=scripts/throwaway.sh
+. scripts/throwaway.sh
+venv contract-venv schemathesis==4.32.5 openapi-python-client==0.29.1 standardwebhooks==1.3.0
 # The generators send thousands of requests from one address with one key.
 export CLIENTELE_RATE_LIMIT_PER_KEY=0 CLIENTELE_RATE_LIMIT_PER_ADDRESS=0 CLIENTELE_AUTH_FAILURES_PER_MINUTE=0
-export CLIENTELE_LOG_FORMAT=json RUST_LOG=warn
 # The webhook check's receiver listens on loopback.
 export CLIENTELE_WEBHOOKS_ALLOW_PRIVATE_NETWORKS=true
 
@@ -48,14 +27,8 @@ done
 CLIENTELE_CONTRACT_KEY=$("$BIN" api-key create --merchant "$MERCHANT" "${scopes[@]}" 2>/dev/null |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["apiKey"])')
 export CLIENTELE_CONTRACT_KEY
-export CLIENTELE_CONTRACT_URL="http://127.0.0.1:$PORT"
-
-"$BIN" serve >"$WORK/server.log" 2>&1 &
-SERVER=$!
-for _ in $(seq 100); do
-  curl -fsS "$CLIENTELE_CONTRACT_URL/readyz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+export CLIENTELE_CONTRACT_URL="$BASE_URL"
+start_server
 curl -fsS "$CLIENTELE_CONTRACT_URL/openapi.json" -o "$WORK/openapi.json"
 
 # Ids for the routes behind one (a customer with a card, a provider link, a credit
@@ -87,9 +60,5 @@ PYTHONPATH="$WORK" "$VENV/bin/python" tests/contract/client_test.py
 echo "[contract] webhook signatures" >&2
 "$VENV/bin/python" tests/contract/webhooks_test.py
 
-if grep -q '"level":"ERROR"' "$WORK/server.log"; then
-  grep '"level":"ERROR"' "$WORK/server.log" >&2
-  echo "[contract] the server logged errors" >&2
-  exit 1
-fi
+server_logged_no_errors
 echo "[contract] passed" >&2

@@ -5,9 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --quiet --bin clientele
-TARGET=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)
-BIN="$TARGET/debug/clientele"
+# shellcheck source=scripts/throwaway.sh
+. scripts/throwaway.sh
 
 CHROMIUM=${CHROMIUM:-$(command -v chromium || true)}
 if [ -z "$CHROMIUM" ]; then
@@ -18,26 +17,7 @@ if [ -z "$CHROMIUM" ]; then
 fi
 export CHROMIUM
 
-VENV="$TARGET/portal-venv"
-PLAYWRIGHT=playwright==1.65.2
-if ! "$VENV/bin/pip" freeze 2>/dev/null | grep -qx "$PLAYWRIGHT"; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "$PLAYWRIGHT"
-fi
-
-WORK=$(mktemp -d)
-SERVER=""
-cleanup() {
-  if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-export CLIENTELE_DATA_DIR="$WORK/data"
-export CLIENTELE_DATABASE_URL="sqlite://$WORK/data/clientele.db"
-export CLIENTELE_LISTEN="127.0.0.1:$PORT"
-export CLIENTELE_LOG_FORMAT=json RUST_LOG=warn
+venv portal-venv playwright==1.65.2
 json() { python3 -c "import json, sys; print(json.load(sys.stdin)[sys.argv[1]])" "$1"; }
 
 CREATED=$("$BIN" merchant create --name Portal 2>/dev/null)
@@ -51,10 +31,8 @@ export PORTAL_VIEWER=viewer@example.com
 PORTAL_VIEWER_PASSWORD=$("$BIN" user create --merchant "$MERCHANT" --email "$PORTAL_VIEWER" --role viewer 2>/dev/null | json password)
 export PORTAL_VIEWER_PASSWORD
 
-"$BIN" serve >"$WORK/server.log" 2>&1 &
-SERVER=$!
-export PORTAL_URL="http://127.0.0.1:$PORT"
-for _ in $(seq 100); do curl -fsS "$PORTAL_URL/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+export PORTAL_URL="$BASE_URL"
+start_server
 
 export PORTAL_PAN="4111 1111 1111 1111"
 PORTAL_CUSTOMER_ID=$(curl -fsS -X POST "$PORTAL_URL/pay-api/v1/customers" -H "Authorization: Bearer $KEY" \
@@ -72,8 +50,4 @@ for name in "Grace Hopper" "Alan Turing" "Barbara Liskov"; do
 done
 
 "$VENV/bin/python" tests/portal/portal_test.py
-if grep -q '"level":"ERROR"' "$WORK/server.log"; then
-  grep '"level":"ERROR"' "$WORK/server.log" >&2
-  echo "[portal] the server logged errors" >&2
-  exit 1
-fi
+server_logged_no_errors
