@@ -91,6 +91,8 @@ pub fn router() -> Router<AppState> {
         .route("/portal/customers/{customerId}", get(customer))
         .route("/portal/customers/{customerId}/status", post(change_status))
         .route("/portal/customers/{customerId}/payment-methods/{paymentMethodId}", post(change_method))
+        .route("/portal/customers/{customerId}/providers", post(link_provider))
+        .route("/portal/customers/{customerId}/providers/{providerId}", post(unlink_provider))
         .route("/portal/portal.css", get(stylesheet))
 }
 
@@ -444,6 +446,10 @@ async fn customer(State(state): State<AppState>, user: PortalUser, params: RawPa
         Ok(None) => return error_page(StatusCode::NOT_FOUND, Some(&user), "No such customer."),
         Err(_) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&user), "The customer could not be read."),
     };
+    let providers = match db.providers_of(id, 1, 50).await {
+        Ok((links, _)) => links,
+        Err(_) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&user), "The customer could not be read."),
+    };
     let filter = EventFilter { entity_id: Some(id), limit: 20, ..EventFilter::default() };
     let events = db.list_events(&filter).await.unwrap_or_default();
     let (cards, banks) = split(parts.methods);
@@ -523,6 +529,29 @@ async fn customer(State(state): State<AppState>, user: PortalUser, params: RawPa
                 }
             }
         }
+        h2 { "Payment providers" }
+        table {
+            thead { tr { th { "Provider" } th { "Configuration" } th { "API key" } th { "Linked" } @if admin { th {} } } }
+            tbody {
+                @for link in &providers {
+                    tr {
+                        td { (link.provider) } td { (link.provider_config_id) }
+                        td { (link.api_key_hint.as_deref().unwrap_or("")) }
+                        td { (crate::routes::timestamp(link.created_at)) }
+                        @if admin { td { (button("unlink", "Unlink", &format!("{base}/providers/{}", link.id))) } }
+                    }
+                }
+            }
+        }
+        @if admin {
+            form.link method="post" action=(format!("{base}/providers")) {
+                input type="hidden" name="csrf" value=(user.csrf);
+                label { "Provider" input type="text" name="provider" required maxlength="100"; }
+                label { "Configuration id" input type="text" name="providerConfigId" required maxlength="200"; }
+                label { "API key (kept encrypted, shown masked)" input type="password" name="apiKey" autocomplete="off" maxlength="1000"; }
+                button type="submit" { "Link a provider" }
+            }
+        }
         h2 { "Events (the first 20)" }
         table {
             thead { tr { th { "Type" } th { "When" } th { "Correlation id" } } }
@@ -558,19 +587,22 @@ fn method_actions(
 
 /// A change from a form: its token checked, admins only, then `work` in the
 /// user's name; back to the customer's page, or a page saying why not.
-async fn change<F, Fut>(state: AppState, user: PortalUser, customer: &str, body: Body, work: F) -> Response
+async fn change<F, Fut>(
+    state: AppState,
+    user: PortalUser,
+    customer: &str,
+    form: Vec<(String, String)>,
+    work: F,
+) -> Response
 where
     F: FnOnce(crate::store::WriteTx, String) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<(), StoreError>> + Send + 'static,
 {
-    let Some(form) = form(body).await else {
-        return error_page(StatusCode::BAD_REQUEST, Some(&user), "The form could not be read.");
-    };
     if let Some(refused) = refuse_forged(&user, &form) {
         return refused;
     }
     if !user.is_admin() {
-        return error_page(StatusCode::FORBIDDEN, Some(&user), "A viewer sees everything and changes nothing.");
+        return error_page(StatusCode::FORBIDDEN, Some(&user), VIEWER_REFUSED);
     }
     let action = field(&form, "action").to_owned();
     match state.db().write(user.actor(), move |tx| work(tx, action)).await {
@@ -587,6 +619,8 @@ where
     }
 }
 
+const VIEWER_REFUSED: &str = "A viewer sees everything and changes nothing.";
+
 fn path_id(params: &RawPathParams, name: &str) -> Option<Uuid> {
     params.iter().find(|(k, _)| *k == name).and_then(|(_, v)| Uuid::parse_str(v).ok())
 }
@@ -599,7 +633,10 @@ async fn change_status(State(state): State<AppState>, user: PortalUser, params: 
     let Some(id) = path_id(&params, "customerId") else {
         return error_page(StatusCode::NOT_FOUND, Some(&user), "No such customer.");
     };
-    change(state, user, &id.to_string(), body, move |mut tx, action| async move {
+    let Some(fields) = form(body).await else {
+        return error_page(StatusCode::BAD_REQUEST, Some(&user), "The form could not be read.");
+    };
+    change(state, user, &id.to_string(), fields, move |mut tx, action| async move {
         let status = match action.as_str() {
             "active" => CustomerStatus::Active,
             "inactive" => CustomerStatus::Inactive,
@@ -615,7 +652,10 @@ async fn change_method(State(state): State<AppState>, user: PortalUser, params: 
     let (Some(customer), Some(id)) = (path_id(&params, "customerId"), path_id(&params, "paymentMethodId")) else {
         return error_page(StatusCode::NOT_FOUND, Some(&user), "No such payment method.");
     };
-    change(state, user, &customer.to_string(), body, move |mut tx, action| async move {
+    let Some(fields) = form(body).await else {
+        return error_page(StatusCode::BAD_REQUEST, Some(&user), "The form could not be read.");
+    };
+    change(state, user, &customer.to_string(), fields, move |mut tx, action| async move {
         match action.as_str() {
             "activate" => drop(tx.set_method_status(customer, id, true, None).await?),
             "deactivate" => drop(tx.set_method_status(customer, id, false, None).await?),
@@ -689,4 +729,66 @@ async fn change_password(State(state): State<AppState>, user: PortalUser, body: 
         return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&user), "The database is not answering.");
     }
     page(StatusCode::OK, layout("Password changed", Some(&user), html! { p { "Your other sessions have ended." } }))
+}
+
+/// Links a provider from the form: the API's own parser and write (links are
+/// added and removed, never edited).
+async fn link_provider(State(state): State<AppState>, user: PortalUser, params: RawPathParams, body: Body) -> Response {
+    let Some(customer) = path_id(&params, "customerId") else {
+        return error_page(StatusCode::NOT_FOUND, Some(&user), "No such customer.");
+    };
+    let Some(fields) = form(body).await else {
+        return error_page(StatusCode::BAD_REQUEST, Some(&user), "The form could not be read.");
+    };
+    let mut body = serde_json::Map::new();
+    for name in ["provider", "providerConfigId", "apiKey"] {
+        let value = field(&fields, name);
+        if !value.is_empty() {
+            body.insert(name.into(), value.into());
+        }
+    }
+    // Checked here as `change` does, so that a forged or a viewer's form learns
+    // nothing from the validation.
+    if let Some(refused) = refuse_forged(&user, &fields) {
+        return refused;
+    }
+    if !user.is_admin() {
+        return error_page(StatusCode::FORBIDDEN, Some(&user), VIEWER_REFUSED);
+    }
+    let input = match crate::domain::provider::ProviderInput::parse(&serde_json::Value::Object(body)) {
+        Ok(i) => i,
+        Err(problems) => {
+            let why = problems.iter().map(|p| p.message.clone()).collect::<Vec<_>>().join(" ");
+            return error_page(StatusCode::BAD_REQUEST, Some(&user), &why);
+        }
+    };
+    let vault = state.vault();
+    let target = customer.to_string();
+    change(state, user, &target, fields, move |mut tx, _| async move {
+        tx.link_provider(&vault, customer, Uuid::now_v7(), &input).await?;
+        tx.commit().await
+    })
+    .await
+}
+
+async fn unlink_provider(
+    State(state): State<AppState>,
+    user: PortalUser,
+    params: RawPathParams,
+    body: Body,
+) -> Response {
+    let (Some(customer), Some(id)) = (path_id(&params, "customerId"), path_id(&params, "providerId")) else {
+        return error_page(StatusCode::NOT_FOUND, Some(&user), "No such provider link.");
+    };
+    let Some(fields) = form(body).await else {
+        return error_page(StatusCode::BAD_REQUEST, Some(&user), "The form could not be read.");
+    };
+    change(state, user, &customer.to_string(), fields, move |mut tx, action| async move {
+        if action != "unlink" {
+            return Err(unknown_action());
+        }
+        tx.unlink_provider(customer, id).await?;
+        tx.commit().await
+    })
+    .await
 }

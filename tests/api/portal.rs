@@ -243,4 +243,29 @@ crate::both! {
         crate::helpers::exec(&app.test_db.url, &format!("UPDATE portal_sessions SET last_seen_at = {stale}")).await;
         assert_eq!(b.get("/portal/customers").await.status, StatusCode::SEE_OTHER);
     }
+
+    async fn an_admin_links_and_unlinks_a_provider_whose_key_stays_masked(app: TestApp) {
+        let c = app.create_named("Link", "Me").await;
+        let (_, password) = user(&app, "ops@example.com", "admin").await;
+        let mut b = Browser::new(&app);
+        b.sign_in("ops@example.com", &password).await;
+        let page = b.get(&format!("/portal/customers/{c}")).await;
+        let csrf = hidden(&page.html, "csrf");
+        let target = format!("/portal/customers/{c}/providers");
+        let bad = b.post(&target, &[("csrf", &csrf), ("provider", ""), ("providerConfigId", "cfg-1")]).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert!(bad.html.contains("'provider' is required."), "{}", bad.html);
+        let secret = "sk_live_0123456789abcdef";
+        let r = b.post(&target, &[("csrf", &csrf), ("provider", "moneris"), ("providerConfigId", "cfg-1"), ("apiKey", secret)]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        let page = b.get(&format!("/portal/customers/{c}")).await;
+        assert!(page.html.contains("moneris") && page.html.contains("****cdef") && !page.html.contains(secret), "{}", page.html);
+        let links = app.get(&format!("/customers/{c}/providers")).await.expect(200)["items"].clone();
+        let link = links[0]["id"].as_str().unwrap().to_owned();
+        let events = app.get(&format!("/events?entityId={link}")).await.expect(200)["items"].clone();
+        assert_eq!((events[0]["type"].as_str(), events[0]["apiKeyId"].is_null()), (Some("provider.linked"), true));
+        let r = b.post(&format!("{target}/{link}"), &[("csrf", &csrf), ("action", "unlink")]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        assert_eq!(app.get(&format!("/customers/{c}/providers")).await.expect(200)["total"], 0);
+    }
 }

@@ -73,6 +73,17 @@ def main():
         expect(page).to_have_url(f"{BASE}/portal/customers/{CUSTOMER}")
         expect(page.locator("tbody tr", has_text="411111******1111").locator("td").nth(3)).to_have_text("inactive")
 
+        # An admin links a payment provider; its key is shown masked, never whole.
+        page.fill("form.link input[name=provider]", "moneris")
+        page.fill("form.link input[name=providerConfigId]", "cfg-moneris-01")
+        page.fill("form.link input[name=apiKey]", "sk_test_0123456789abcdef")
+        page.click("form.link button")
+        expect(page).to_have_url(f"{BASE}/portal/customers/{CUSTOMER}")
+        row = page.locator("tbody tr", has_text="cfg-moneris-01")
+        expect(row).to_contain_text("moneris")
+        expect(row).to_contain_text("****cdef")
+        assert "sk_test_0123456789abcdef" not in page.content()
+
         # A form posted from elsewhere, without the session's token, is refused.
         forged = context.request.post(f"{BASE}/portal/sign-out", form={"csrf": "forged"})
         assert forged.status == 403, forged.status
