@@ -93,6 +93,8 @@ pub fn router() -> Router<AppState> {
         .route("/portal/customers/{customerId}/payment-methods/{paymentMethodId}", post(change_method))
         .route("/portal/customers/{customerId}/providers", post(link_provider))
         .route("/portal/customers/{customerId}/providers/{providerId}", post(unlink_provider))
+        .route("/portal/custom-parameters", get(parameters).post(declare_parameter))
+        .route("/portal/custom-parameters/{name}", post(retire_parameter))
         .route("/portal/portal.css", get(stylesheet))
 }
 
@@ -171,7 +173,7 @@ fn layout(title: &str, user: Option<&PortalUser>, body: Markup) -> Markup {
                 header {
                     strong { "Clientele" }
                     @if let Some(u) = user {
-                        nav { a href="/portal/customers" { "Customers" } }
+                        nav { a href="/portal/customers" { "Customers" } " " a href="/portal/custom-parameters" { "Custom parameters" } }
                         span.who { (u.session.email) " (" (u.session.role) ") " a href="/portal/password" { "Password" } }
                         form method="post" action="/portal/sign-out" {
                             input type="hidden" name="csrf" value=(u.csrf);
@@ -586,11 +588,11 @@ fn method_actions(
 }
 
 /// A change from a form: its token checked, admins only, then `work` in the
-/// user's name; back to the customer's page, or a page saying why not.
+/// user's name; back to the page `back`, or a page saying why not.
 async fn change<F, Fut>(
     state: AppState,
     user: PortalUser,
-    customer: &str,
+    back: String,
     form: Vec<(String, String)>,
     work: F,
 ) -> Response
@@ -606,7 +608,7 @@ where
     }
     let action = field(&form, "action").to_owned();
     match state.db().write(user.actor(), move |tx| work(tx, action)).await {
-        Ok(()) => redirect_to(format!("/portal/customers/{customer}")),
+        Ok(()) => redirect_to(back),
         Err(StoreError::NotFound(what)) => {
             error_page(StatusCode::NOT_FOUND, Some(&user), &format!("{what} was not found."))
         }
@@ -636,7 +638,7 @@ async fn change_status(State(state): State<AppState>, user: PortalUser, params: 
     let Some(fields) = form(body).await else {
         return error_page(StatusCode::BAD_REQUEST, Some(&user), "The form could not be read.");
     };
-    change(state, user, &id.to_string(), fields, move |mut tx, action| async move {
+    change(state, user, format!("/portal/customers/{id}"), fields, move |mut tx, action| async move {
         let status = match action.as_str() {
             "active" => CustomerStatus::Active,
             "inactive" => CustomerStatus::Inactive,
@@ -655,7 +657,7 @@ async fn change_method(State(state): State<AppState>, user: PortalUser, params: 
     let Some(fields) = form(body).await else {
         return error_page(StatusCode::BAD_REQUEST, Some(&user), "The form could not be read.");
     };
-    change(state, user, &customer.to_string(), fields, move |mut tx, action| async move {
+    change(state, user, format!("/portal/customers/{customer}"), fields, move |mut tx, action| async move {
         match action.as_str() {
             "activate" => drop(tx.set_method_status(customer, id, true, None).await?),
             "deactivate" => drop(tx.set_method_status(customer, id, false, None).await?),
@@ -763,8 +765,7 @@ async fn link_provider(State(state): State<AppState>, user: PortalUser, params: 
         }
     };
     let vault = state.vault();
-    let target = customer.to_string();
-    change(state, user, &target, fields, move |mut tx, _| async move {
+    change(state, user, format!("/portal/customers/{customer}"), fields, move |mut tx, _| async move {
         tx.link_provider(&vault, customer, Uuid::now_v7(), &input).await?;
         tx.commit().await
     })
@@ -783,11 +784,113 @@ async fn unlink_provider(
     let Some(fields) = form(body).await else {
         return error_page(StatusCode::BAD_REQUEST, Some(&user), "The form could not be read.");
     };
-    change(state, user, &customer.to_string(), fields, move |mut tx, action| async move {
+    change(state, user, format!("/portal/customers/{customer}"), fields, move |mut tx, action| async move {
         if action != "unlink" {
             return Err(unknown_action());
         }
         tx.unlink_provider(customer, id).await?;
+        tx.commit().await
+    })
+    .await
+}
+
+/// The merchant's custom parameters; an admin declares and retires them.
+async fn parameters(State(state): State<AppState>, user: PortalUser) -> Response {
+    let declared = match state.db().scoped(user.tenant()).declarations().await {
+        Ok(d) => d,
+        Err(_) => {
+            return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&user), "The declarations could not be read.");
+        }
+    };
+    let admin = user.is_admin();
+    let body = html! {
+        table {
+            thead { tr { th { "Name" } th { "Type" } th { "Required" } th { "Secret" } th { "Description" } th { "State" } @if admin { th {} } } }
+            tbody {
+                @for d in &declared {
+                    tr {
+                        td { (d.name) } td { (d.kind.as_str()) }
+                        td { @if d.required { "yes" } } td { @if d.secret { "yes" } }
+                        td { (d.description.as_deref().unwrap_or("")) }
+                        td { @if d.retired { "retired" } @else { "declared" } }
+                        @if admin { td { @if !d.retired {
+                            form.inline method="post" action=(format!("/portal/custom-parameters/{}", d.name)) {
+                                input type="hidden" name="csrf" value=(user.csrf);
+                                input type="hidden" name="action" value="retire";
+                                button type="submit" { "Retire" }
+                            }
+                        } } }
+                    }
+                }
+            }
+        }
+        @if admin {
+            form.link method="post" action="/portal/custom-parameters" {
+                input type="hidden" name="csrf" value=(user.csrf);
+                label { "Name (a letter, then letters, digits or _)" input type="text" name="name" required maxlength="64"; }
+                label { "Type" select name="type" { option { "string" } option { "number" } option { "boolean" } option { "date" } } }
+                label.check { input type="checkbox" name="required" value="true"; " Required" }
+                label.check { input type="checkbox" name="secret" value="true"; " Secret (stored encrypted, shown masked)" }
+                label { "Description" input type="text" name="description" maxlength="500"; }
+                button type="submit" { "Declare" }
+            }
+        }
+    };
+    page(StatusCode::OK, layout("Custom parameters", Some(&user), body))
+}
+
+/// Declares (or changes) a parameter from the form, by the API's own rules.
+async fn declare_parameter(State(state): State<AppState>, user: PortalUser, body: Body) -> Response {
+    let Some(fields) = form(body).await else {
+        return error_page(StatusCode::BAD_REQUEST, Some(&user), "The form could not be read.");
+    };
+    if let Some(refused) = refuse_forged(&user, &fields) {
+        return refused;
+    }
+    if !user.is_admin() {
+        return error_page(StatusCode::FORBIDDEN, Some(&user), VIEWER_REFUSED);
+    }
+    let name = field(&fields, "name").trim().to_owned();
+    if let Err(why) = crate::domain::custom::check_name(&name) {
+        return error_page(StatusCode::BAD_REQUEST, Some(&user), &why);
+    }
+    let mut json = serde_json::Map::new();
+    json.insert("type".into(), field(&fields, "type").into());
+    json.insert("required".into(), (field(&fields, "required") == "true").into());
+    json.insert("secret".into(), (field(&fields, "secret") == "true").into());
+    let description = field(&fields, "description").trim();
+    if !description.is_empty() {
+        json.insert("description".into(), description.into());
+    }
+    let input = match crate::domain::custom::DeclarationInput::parse(&serde_json::Value::Object(json)) {
+        Ok(i) => i,
+        Err(problems) => {
+            let why = problems.iter().map(|p| p.message.clone()).collect::<Vec<_>>().join(" ");
+            return error_page(StatusCode::BAD_REQUEST, Some(&user), &why);
+        }
+    };
+    change(state, user, "/portal/custom-parameters".into(), fields, move |mut tx, _| async move {
+        tx.declare(&name, &input).await?;
+        tx.commit().await
+    })
+    .await
+}
+
+async fn retire_parameter(
+    State(state): State<AppState>,
+    user: PortalUser,
+    params: RawPathParams,
+    body: Body,
+) -> Response {
+    let name = params.iter().find(|(k, _)| *k == "name").map_or("", |(_, v)| v).to_owned();
+    let Some(fields) = form(body).await else {
+        return error_page(StatusCode::BAD_REQUEST, Some(&user), "The form could not be read.");
+    };
+    change(state, user, "/portal/custom-parameters".into(), fields, move |mut tx, action| async move {
+        if action != "retire" {
+            return Err(unknown_action());
+        }
+        tx.retire(&name).await?;
         tx.commit().await
     })
     .await

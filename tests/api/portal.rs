@@ -268,4 +268,38 @@ crate::both! {
         assert_eq!(r.status, StatusCode::SEE_OTHER);
         assert_eq!(app.get(&format!("/customers/{c}/providers")).await.expect(200)["total"], 0);
     }
+
+    async fn an_admin_declares_and_retires_custom_parameters(app: TestApp) {
+        let (_, password) = user(&app, "params@example.com", "admin").await;
+        let mut b = Browser::new(&app);
+        b.sign_in("params@example.com", &password).await;
+        let page = b.get("/portal/custom-parameters").await;
+        assert_eq!(page.status, StatusCode::OK);
+        let csrf = hidden(&page.html, "csrf");
+        let declare = |name: &'static str, kind: &'static str| {
+            vec![("csrf", csrf.clone()), ("name", name.to_owned()), ("type", kind.to_owned()), ("secret", "true".to_owned())]
+        };
+        let post = async |b: &mut Browser, path: &str, f: Vec<(&'static str, String)>| {
+            let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            b.post(path, &pairs).await
+        };
+        assert_eq!(post(&mut b, "/portal/custom-parameters", declare("email", "string")).await.status, StatusCode::BAD_REQUEST);
+        assert_eq!(post(&mut b, "/portal/custom-parameters", declare("loyalty", "colour")).await.status, StatusCode::BAD_REQUEST);
+        assert_eq!(post(&mut b, "/portal/custom-parameters", declare("loyaltyCard", "string")).await.status, StatusCode::SEE_OTHER);
+        let listed = app.get("/custom-parameters").await.expect(200).clone();
+        let item = listed["items"].as_array().unwrap().iter().find(|d| d["name"] == "loyaltyCard").cloned().unwrap();
+        assert_eq!((item["type"].as_str(), item["secret"].as_bool()), (Some("string"), Some(true)), "{item}");
+        let retire = vec![("csrf", csrf.clone()), ("action", "retire".to_owned())];
+        assert_eq!(post(&mut b, "/portal/custom-parameters/loyaltyCard", retire).await.status, StatusCode::SEE_OTHER);
+        assert!(b.get("/portal/custom-parameters").await.html.contains("retired"));
+        // A viewer is shown the list and refused a declaration.
+        let (_, viewer_pw) = user(&app, "params.viewer@example.com", "viewer").await;
+        let mut v = Browser::new(&app);
+        v.sign_in("params.viewer@example.com", &viewer_pw).await;
+        let page = v.get("/portal/custom-parameters").await;
+        assert!(page.html.contains("loyaltyCard") && !page.html.contains("Declare"));
+        let vcsrf = hidden(&page.html, "csrf");
+        let f = vec![("csrf", vcsrf), ("name", "sneaky".to_owned()), ("type", "string".to_owned())];
+        assert_eq!(post(&mut v, "/portal/custom-parameters", f).await.status, StatusCode::FORBIDDEN);
+    }
 }

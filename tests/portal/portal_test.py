@@ -84,6 +84,16 @@ def main():
         expect(row).to_contain_text("****cdef")
         assert "sk_test_0123456789abcdef" not in page.content()
 
+        # An admin declares a custom parameter.
+        page.click("header nav >> text=Custom parameters")
+        page.fill("form.link input[name=name]", "loyaltyTier")
+        page.select_option("form.link select[name=type]", "string")
+        page.fill("form.link input[name=description]", "Gold, silver or bronze")
+        page.click("form.link button")
+        expect(page).to_have_url(f"{BASE}/portal/custom-parameters")
+        expect(page.locator("tbody tr", has_text="loyaltyTier")).to_contain_text("declared")
+        page.goto(f"{BASE}/portal/customers/{CUSTOMER}")
+
         # A form posted from elsewhere, without the session's token, is refused.
         forged = context.request.post(f"{BASE}/portal/sign-out", form={"csrf": "forged"})
         assert forged.status == 403, forged.status
