@@ -388,10 +388,7 @@ async fn customers(State(state): State<AppState>, user: PortalUser, RawQuery(raw
         .finish();
     let parsed = match parse_search(Some(&query), &[]) {
         Ok(q) => q,
-        Err(p) => {
-            let why = p.iter().map(|x| x.message.clone()).collect::<Vec<_>>().join(" ");
-            return error_page(StatusCode::BAD_REQUEST, Some(&user), &why);
-        }
+        Err(p) => return problems_page(&user, &p),
     };
     let found = match state.db().scoped(user.tenant()).search_customers(&parsed).await {
         Ok(f) => f,
@@ -587,8 +584,8 @@ fn method_actions(
     }
 }
 
-/// A change from a form: its token checked, admins only, then `work` in the
-/// user's name; back to the page `back`, or a page saying why not.
+/// A change from an [`admin_form`]: `work` in the user's name; back to the page
+/// `back`, or a page saying why not.
 async fn change<F, Fut>(
     state: AppState,
     user: PortalUser,
@@ -600,12 +597,6 @@ where
     F: FnOnce(crate::store::WriteTx, String) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<(), StoreError>> + Send + 'static,
 {
-    if let Some(refused) = refuse_forged(&user, &form) {
-        return refused;
-    }
-    if !user.is_admin() {
-        return error_page(StatusCode::FORBIDDEN, Some(&user), VIEWER_REFUSED);
-    }
     let action = field(&form, "action").to_owned();
     match state.db().write(user.actor(), move |tx| work(tx, action)).await {
         Ok(()) => redirect_to(back),
@@ -621,7 +612,27 @@ where
     }
 }
 
-const VIEWER_REFUSED: &str = "A viewer sees everything and changes nothing.";
+/// A change's form, read and let through only with the session's token and an
+/// admin's role, so that a forged or a viewer's form learns nothing more.
+async fn admin_form(user: &PortalUser, body: Body) -> Result<Vec<(String, String)>, Box<Response>> {
+    let Some(fields) = form(body).await else {
+        return Err(Box::new(error_page(StatusCode::BAD_REQUEST, Some(user), "The form could not be read.")));
+    };
+    if let Some(refused) = refuse_forged(user, &fields) {
+        return Err(Box::new(refused));
+    }
+    if !user.is_admin() {
+        let refused = "A viewer sees everything and changes nothing.";
+        return Err(Box::new(error_page(StatusCode::FORBIDDEN, Some(user), refused)));
+    }
+    Ok(fields)
+}
+
+/// A 400 page listing what a parser found wrong with a form.
+fn problems_page(user: &PortalUser, problems: &crate::domain::Problems) -> Response {
+    let why = problems.iter().map(|p| p.message.clone()).collect::<Vec<_>>().join(" ");
+    error_page(StatusCode::BAD_REQUEST, Some(user), &why)
+}
 
 fn path_id(params: &RawPathParams, name: &str) -> Option<Uuid> {
     params.iter().find(|(k, _)| *k == name).and_then(|(_, v)| Uuid::parse_str(v).ok())
@@ -635,8 +646,9 @@ async fn change_status(State(state): State<AppState>, user: PortalUser, params: 
     let Some(id) = path_id(&params, "customerId") else {
         return error_page(StatusCode::NOT_FOUND, Some(&user), "No such customer.");
     };
-    let Some(fields) = form(body).await else {
-        return error_page(StatusCode::BAD_REQUEST, Some(&user), "The form could not be read.");
+    let fields = match admin_form(&user, body).await {
+        Ok(f) => f,
+        Err(refused) => return *refused,
     };
     change(state, user, format!("/portal/customers/{id}"), fields, move |mut tx, action| async move {
         let status = match action.as_str() {
@@ -654,8 +666,9 @@ async fn change_method(State(state): State<AppState>, user: PortalUser, params: 
     let (Some(customer), Some(id)) = (path_id(&params, "customerId"), path_id(&params, "paymentMethodId")) else {
         return error_page(StatusCode::NOT_FOUND, Some(&user), "No such payment method.");
     };
-    let Some(fields) = form(body).await else {
-        return error_page(StatusCode::BAD_REQUEST, Some(&user), "The form could not be read.");
+    let fields = match admin_form(&user, body).await {
+        Ok(f) => f,
+        Err(refused) => return *refused,
     };
     change(state, user, format!("/portal/customers/{customer}"), fields, move |mut tx, action| async move {
         match action.as_str() {
@@ -739,8 +752,9 @@ async fn link_provider(State(state): State<AppState>, user: PortalUser, params: 
     let Some(customer) = path_id(&params, "customerId") else {
         return error_page(StatusCode::NOT_FOUND, Some(&user), "No such customer.");
     };
-    let Some(fields) = form(body).await else {
-        return error_page(StatusCode::BAD_REQUEST, Some(&user), "The form could not be read.");
+    let fields = match admin_form(&user, body).await {
+        Ok(f) => f,
+        Err(refused) => return *refused,
     };
     let mut body = serde_json::Map::new();
     for name in ["provider", "providerConfigId", "apiKey"] {
@@ -749,20 +763,9 @@ async fn link_provider(State(state): State<AppState>, user: PortalUser, params: 
             body.insert(name.into(), value.into());
         }
     }
-    // Checked here as `change` does, so that a forged or a viewer's form learns
-    // nothing from the validation.
-    if let Some(refused) = refuse_forged(&user, &fields) {
-        return refused;
-    }
-    if !user.is_admin() {
-        return error_page(StatusCode::FORBIDDEN, Some(&user), VIEWER_REFUSED);
-    }
     let input = match crate::domain::provider::ProviderInput::parse(&serde_json::Value::Object(body)) {
         Ok(i) => i,
-        Err(problems) => {
-            let why = problems.iter().map(|p| p.message.clone()).collect::<Vec<_>>().join(" ");
-            return error_page(StatusCode::BAD_REQUEST, Some(&user), &why);
-        }
+        Err(problems) => return problems_page(&user, &problems),
     };
     let vault = state.vault();
     change(state, user, format!("/portal/customers/{customer}"), fields, move |mut tx, _| async move {
@@ -781,8 +784,9 @@ async fn unlink_provider(
     let (Some(customer), Some(id)) = (path_id(&params, "customerId"), path_id(&params, "providerId")) else {
         return error_page(StatusCode::NOT_FOUND, Some(&user), "No such provider link.");
     };
-    let Some(fields) = form(body).await else {
-        return error_page(StatusCode::BAD_REQUEST, Some(&user), "The form could not be read.");
+    let fields = match admin_form(&user, body).await {
+        Ok(f) => f,
+        Err(refused) => return *refused,
     };
     change(state, user, format!("/portal/customers/{customer}"), fields, move |mut tx, action| async move {
         if action != "unlink" {
@@ -841,15 +845,10 @@ async fn parameters(State(state): State<AppState>, user: PortalUser) -> Response
 
 /// Declares (or changes) a parameter from the form, by the API's own rules.
 async fn declare_parameter(State(state): State<AppState>, user: PortalUser, body: Body) -> Response {
-    let Some(fields) = form(body).await else {
-        return error_page(StatusCode::BAD_REQUEST, Some(&user), "The form could not be read.");
+    let fields = match admin_form(&user, body).await {
+        Ok(f) => f,
+        Err(refused) => return *refused,
     };
-    if let Some(refused) = refuse_forged(&user, &fields) {
-        return refused;
-    }
-    if !user.is_admin() {
-        return error_page(StatusCode::FORBIDDEN, Some(&user), VIEWER_REFUSED);
-    }
     let name = field(&fields, "name").trim().to_owned();
     if let Err(why) = crate::domain::custom::check_name(&name) {
         return error_page(StatusCode::BAD_REQUEST, Some(&user), &why);
@@ -864,10 +863,7 @@ async fn declare_parameter(State(state): State<AppState>, user: PortalUser, body
     }
     let input = match crate::domain::custom::DeclarationInput::parse(&serde_json::Value::Object(json)) {
         Ok(i) => i,
-        Err(problems) => {
-            let why = problems.iter().map(|p| p.message.clone()).collect::<Vec<_>>().join(" ");
-            return error_page(StatusCode::BAD_REQUEST, Some(&user), &why);
-        }
+        Err(problems) => return problems_page(&user, &problems),
     };
     change(state, user, "/portal/custom-parameters".into(), fields, move |mut tx, _| async move {
         tx.declare(&name, &input).await?;
@@ -883,8 +879,9 @@ async fn retire_parameter(
     body: Body,
 ) -> Response {
     let name = params.iter().find(|(k, _)| *k == "name").map_or("", |(_, v)| v).to_owned();
-    let Some(fields) = form(body).await else {
-        return error_page(StatusCode::BAD_REQUEST, Some(&user), "The form could not be read.");
+    let fields = match admin_form(&user, body).await {
+        Ok(f) => f,
+        Err(refused) => return *refused,
     };
     change(state, user, "/portal/custom-parameters".into(), fields, move |mut tx, action| async move {
         if action != "retire" {

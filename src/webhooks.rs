@@ -88,6 +88,15 @@ impl reqwest::dns::Resolve for GuardedResolver {
     }
 }
 
+/// The address a URL names directly (no name to resolve), if it does.
+fn literal_ip(url: &url::Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        url::Host::Domain(_) => None,
+    }
+}
+
 /// Checks a destination at registration: an address in the URL must be one
 /// deliveries may reach, and so must every address its name resolves to now. A
 /// name that does not resolve yet is accepted (every connection checks again).
@@ -98,9 +107,10 @@ pub async fn check_destination(url: &url::Url, allow_private: bool) -> Result<()
     let refused = |what: &str| {
         Refused(format!("{what} is not an address deliveries may reach (loopback, private, link-local or reserved)."))
     };
+    if let Some(ip) = literal_ip(url) {
+        return if address_allowed(ip) { Ok(()) } else { Err(refused(&ip.to_string())) };
+    }
     match url.host() {
-        Some(url::Host::Ipv4(ip)) if !address_allowed(IpAddr::V4(ip)) => Err(refused(&ip.to_string())),
-        Some(url::Host::Ipv6(ip)) if !address_allowed(IpAddr::V6(ip)) => Err(refused(&ip.to_string())),
         Some(url::Host::Domain(name)) => {
             let lookup = tokio::time::timeout(Duration::from_secs(2), tokio::net::lookup_host((name, 0))).await;
             if let Ok(Ok(addrs)) = lookup {
@@ -289,17 +299,12 @@ impl Webhooks {
     async fn send(&self, d: &DueDelivery) -> Attempt {
         let failed = |error: String| Attempt { status_code: None, latency_ms: 0, error: Some(error) };
         let Ok(url) = url::Url::parse(&d.url) else { return failed("the endpoint's URL does not parse".into()) };
-        if !self.settings.allow_private_networks {
-            let literal = match url.host() {
-                Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-                Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-                _ => None,
-            };
-            if let Some(ip) = literal.filter(|ip| !address_allowed(*ip)) {
-                return failed(format!(
-                    "{ip} is not an address deliveries may reach (loopback, private, link-local or reserved)"
-                ));
-            }
+        if !self.settings.allow_private_networks
+            && let Some(ip) = literal_ip(&url).filter(|ip| !address_allowed(*ip))
+        {
+            return failed(format!(
+                "{ip} is not an address deliveries may reach (loopback, private, link-local or reserved)"
+            ));
         }
         let secret = match self.open(d, &d.secret, SECRET_FIELD).await {
             Ok(s) => s,

@@ -103,6 +103,7 @@ struct FeedRow {
     created_at: i64,
     feed_pos: i64,
 }
+const FEED_COLUMNS: &str = "id, type, entity_id, api_key_id, user_id, correlation_id, created_at, feed_pos";
 sqlite_row_by_name!(FeedRow { id, kind = "type", entity_id, api_key_id, user_id, correlation_id, created_at, feed_pos });
 
 /// A leased delivery, with what sending it needs.
@@ -189,15 +190,20 @@ fn payload(merchant: Uuid, e: &FeedRow) -> String {
 }
 
 impl WriteTx {
+    /// The last event this transaction wrote about `entity`.
+    async fn last_event_of(&mut self, entity: Uuid) -> Result<FeedRow, sqlx::Error> {
+        let merchant = self.merchant();
+        let sql = format!(
+            "SELECT {FEED_COLUMNS} FROM events WHERE merchant_id = $1 AND entity_id = $2 ORDER BY feed_pos DESC, id DESC LIMIT 1"
+        );
+        self.fetch_one(&sql, &[&merchant, &entity]).await
+    }
+
     /// The feed position of the last event this transaction wrote about `entity`:
     /// where an endpoint created or re-enabled by it starts following the feed.
     async fn position_of_last_event(&mut self, entity: Uuid) -> Result<(i64, Uuid), sqlx::Error> {
-        let merchant = self.merchant();
-        self.fetch_one(
-            "SELECT feed_pos, id FROM events WHERE merchant_id = $1 AND entity_id = $2 ORDER BY feed_pos DESC, id DESC LIMIT 1",
-            &[&merchant, &entity],
-        )
-        .await
+        let e = self.last_event_of(entity).await?;
+        Ok((e.feed_pos, e.id))
     }
 
     async fn seal_secret(
@@ -361,15 +367,7 @@ impl WriteTx {
             });
         }
         self.event(EventType::WebhookEndpointTested, id).await?;
-        let merchant = self.merchant();
-        let row: Option<FeedRow> = self
-            .fetch_optional(
-                "SELECT id, type, entity_id, api_key_id, user_id, correlation_id, created_at, feed_pos FROM events \
-                 WHERE merchant_id = $1 AND entity_id = $2 ORDER BY feed_pos DESC, id DESC LIMIT 1",
-                &[&merchant, &id],
-            )
-            .await?;
-        let event = row.ok_or(sqlx::Error::RowNotFound)?;
+        let event = self.last_event_of(id).await?;
         let ids = self.queue_deliveries(id, &[&event], retry).await?;
         Ok(ids[0])
     }
@@ -515,7 +513,7 @@ impl Db {
             }
             let selection = EventSelection::from_column(&selection);
             let sql = format!(
-                "SELECT id, type, entity_id, api_key_id, user_id, correlation_id, created_at, feed_pos FROM events \
+                "SELECT {FEED_COLUMNS} FROM events \
                  WHERE merchant_id = $1 AND (feed_pos, id) > ($2, $3){} ORDER BY feed_pos, id LIMIT {DISPATCH_BATCH}",
                 tx.backend().feed_horizon()
             );
