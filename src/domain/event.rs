@@ -53,6 +53,8 @@ event_types! {
     WebhookEndpointTested => "webhook_endpoint.tested",
     WebhookEndpointDisabled => "webhook_endpoint.disabled",
     WebhookEndpointDeleted => "webhook_endpoint.deleted",
+    ApiKeyCreated => "api_key.created",
+    ApiKeyRevoked => "api_key.revoked",
 }
 
 impl EventType {

@@ -2,7 +2,7 @@
 //! (400/413/415/412), never into axum's plain-text rejections.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::header::{CONTENT_TYPE, IF_MATCH};
 use axum::http::request::Parts;
 use serde_json::Value;
@@ -90,9 +90,14 @@ pub fn etag(version: i64) -> String {
     format!("\"{version}\"")
 }
 
-/// A UUID path segment, or a 400 naming the parameter.
-pub fn path_uuid(raw: &str, name: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| {
+/// A path parameter's text, `""` when the route has none of that name.
+pub fn path_param<'a>(params: &'a RawPathParams, name: &str) -> &'a str {
+    params.iter().find(|(k, _)| *k == name).map_or("", |(_, v)| v)
+}
+
+/// A UUID path parameter, or a 400 naming it.
+pub fn path_uuid(params: &RawPathParams, name: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(path_param(params, name)).map_err(|_| {
         let mut p = Problems::new();
         p.push(name, format!("'{name}' must be a UUID."));
         ApiError::validation(p)

@@ -9,12 +9,16 @@
 //! show only what the API's masked views show: no full card or account number,
 //! secret or security answer.
 
+mod customers;
+mod feed;
+mod settings;
+
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams, RawQuery, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -25,13 +29,8 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use maud::{DOCTYPE, Markup, html};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
 use crate::AppState;
-use crate::domain::customer::CustomerStatus;
-use crate::routes::customers::{CustomerView, parse_search};
-use crate::routes::payment_methods::split;
-use crate::store::events::EventFilter;
 use crate::store::portal::SessionRecord;
 use crate::store::{Actor, StoreError, Tenant, now_ms};
 
@@ -87,14 +86,25 @@ pub fn router() -> Router<AppState> {
         .route("/portal/sign-in", get(sign_in_page).post(sign_in))
         .route("/portal/sign-out", post(sign_out))
         .route("/portal/password", get(password_page).post(change_password))
-        .route("/portal/customers", get(customers))
-        .route("/portal/customers/{customerId}", get(customer))
-        .route("/portal/customers/{customerId}/status", post(change_status))
-        .route("/portal/customers/{customerId}/payment-methods/{paymentMethodId}", post(change_method))
-        .route("/portal/customers/{customerId}/providers", post(link_provider))
-        .route("/portal/customers/{customerId}/providers/{providerId}", post(unlink_provider))
-        .route("/portal/custom-parameters", get(parameters).post(declare_parameter))
-        .route("/portal/custom-parameters/{name}", post(retire_parameter))
+        .route("/portal/customers", get(customers::list))
+        .route("/portal/customers/new", get(customers::new_form).post(customers::create))
+        .route("/portal/customers/{customerId}", get(customers::show))
+        .route("/portal/customers/{customerId}/edit", get(customers::edit_form).post(customers::update))
+        .route("/portal/customers/{customerId}/status", post(customers::change_status))
+        .route("/portal/customers/{customerId}/payment-methods/{paymentMethodId}", post(customers::change_method))
+        .route("/portal/customers/{customerId}/providers", post(customers::link_provider))
+        .route("/portal/customers/{customerId}/credit-accounts", post(customers::open_account))
+        .route("/portal/customers/{customerId}/credit-accounts/{accountNumber}", post(customers::close_account))
+        .route("/portal/customers/{customerId}/providers/{providerId}", post(customers::unlink_provider))
+        .route("/portal/custom-parameters", get(settings::parameters).post(settings::declare_parameter))
+        .route("/portal/custom-parameters/{name}", post(settings::retire_parameter))
+        .route("/portal/financing-plans", get(settings::plans).post(settings::put_plan))
+        .route("/portal/financing-plans/{planId}", post(settings::delete_plan))
+        .route("/portal/api-keys", get(settings::api_keys).post(settings::create_api_key))
+        .route("/portal/api-keys/{keyId}", post(settings::revoke_api_key))
+        .route("/portal/webhook-endpoints", get(settings::webhooks).post(settings::create_webhook))
+        .route("/portal/webhook-endpoints/{endpointId}", post(settings::change_webhook))
+        .route("/portal/events", get(feed::list))
         .route("/portal/portal.css", get(stylesheet))
 }
 
@@ -173,7 +183,14 @@ fn layout(title: &str, user: Option<&PortalUser>, body: Markup) -> Markup {
                 header {
                     strong { "Clientele" }
                     @if let Some(u) = user {
-                        nav { a href="/portal/customers" { "Customers" } " " a href="/portal/custom-parameters" { "Custom parameters" } }
+                        nav {
+                            a href="/portal/customers" { "Customers" } " "
+                            a href="/portal/events" { "Events" } " "
+                            a href="/portal/custom-parameters" { "Custom parameters" } " "
+                            a href="/portal/financing-plans" { "Financing plans" } " "
+                            a href="/portal/api-keys" { "API keys" } " "
+                            a href="/portal/webhook-endpoints" { "Webhooks" }
+                        }
                         span.who { (u.session.email) " (" (u.session.role) ") " a href="/portal/password" { "Password" } }
                         form method="post" action="/portal/sign-out" {
                             input type="hidden" name="csrf" value=(u.csrf);
@@ -366,224 +383,6 @@ async fn sign_out(State(state): State<AppState>, user: PortalUser, body: Body) -
     res
 }
 
-fn name_of(c: &CustomerView) -> String {
-    format!("{} {}", c.first_name, c.last_name)
-}
-
-/// Customers: the API's search (`search`, `page`), 25 a page.
-async fn customers(State(state): State<AppState>, user: PortalUser, RawQuery(raw): RawQuery) -> Response {
-    let mut search_text = String::new();
-    let mut page_no = 1u32;
-    for (k, v) in form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
-        match k.as_ref() {
-            "search" => search_text = v.trim().chars().take(200).collect(),
-            "page" => page_no = v.parse().unwrap_or(1).clamp(1, 10_000),
-            _ => {}
-        }
-    }
-    let query: String = form_urlencoded::Serializer::new(String::new())
-        .append_pair("search", &search_text)
-        .append_pair("page", &page_no.to_string())
-        .append_pair("pageSize", "25")
-        .finish();
-    let parsed = match parse_search(Some(&query), &[]) {
-        Ok(q) => q,
-        Err(p) => return problems_page(&user, &p),
-    };
-    let found = match state.db().scoped(user.tenant()).search_customers(&parsed).await {
-        Ok(f) => f,
-        Err(_) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&user), "The search could not be run."),
-    };
-    let total = found.total;
-    let items: Vec<CustomerView> = found.items.into_iter().map(CustomerView::from).collect();
-    let pages = ((total.max(0) as u64).div_ceil(25)).max(1);
-    let link = |p: u64| {
-        let q: String = form_urlencoded::Serializer::new(String::new())
-            .append_pair("search", &search_text)
-            .append_pair("page", &p.to_string())
-            .finish();
-        format!("/portal/customers?{q}")
-    };
-    let body = html! {
-        form.search method="get" action="/portal/customers" {
-            input type="search" name="search" value=(search_text) placeholder="Name, email or phone";
-            button type="submit" { "Search" }
-        }
-        p.count { (total) @if total == 1 { " customer" } @else { " customers" } }
-        table {
-            thead { tr { th { "Name" } th { "Email" } th { "Phone" } th { "Status" } th { "Created" } } }
-            tbody {
-                @for c in &items {
-                    tr {
-                        td { a href=(format!("/portal/customers/{}", c.id)) { (name_of(c)) } }
-                        td { (c.email.as_deref().unwrap_or("")) }
-                        td { (c.mobile_phone_number.as_deref().unwrap_or("")) }
-                        td { (c.status) }
-                        td { (c.created_on.get(..10).unwrap_or("")) }
-                    }
-                }
-            }
-        }
-        nav.pages {
-            @if u64::from(page_no) > 1 { a href=(link(u64::from(page_no) - 1)) { "Previous" } }
-            span { "Page " (page_no) " of " (pages) }
-            @if u64::from(page_no) < pages { a href=(link(u64::from(page_no) + 1)) { "Next" } }
-        }
-    };
-    page(StatusCode::OK, layout("Customers", Some(&user), body))
-}
-
-/// A customer: fields, cards and bank accounts (masked), recent events.
-async fn customer(State(state): State<AppState>, user: PortalUser, params: RawPathParams) -> Response {
-    let raw = params.iter().find(|(k, _)| *k == "customerId").map_or("", |(_, v)| v);
-    let Ok(id) = Uuid::parse_str(raw) else {
-        return error_page(StatusCode::NOT_FOUND, Some(&user), "No such customer.");
-    };
-    let db = state.db().scoped(user.tenant());
-    let parts = match db.customer_parts(id).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return error_page(StatusCode::NOT_FOUND, Some(&user), "No such customer."),
-        Err(_) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&user), "The customer could not be read."),
-    };
-    let providers = match db.providers_of(id, 1, 50).await {
-        Ok((links, _)) => links,
-        Err(_) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&user), "The customer could not be read."),
-    };
-    let filter = EventFilter { entity_id: Some(id), limit: 20, ..EventFilter::default() };
-    let events = db.list_events(&filter).await.unwrap_or_default();
-    let (cards, banks) = split(parts.methods);
-    let mut c = CustomerView::from(parts.record);
-    c.custom = parts.custom;
-    let address = |a: &Option<crate::routes::customers::AddressView>| {
-        a.as_ref().map_or(String::new(), |a| {
-            [&a.line1, &a.line2, &a.city, &a.state, &a.postal_code, &a.country]
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-    };
-    let admin = user.is_admin();
-    let base = format!("/portal/customers/{}", c.id);
-    let button = |action: &str, label: &str, target: &str| {
-        html! {
-            form.inline method="post" action=(target) {
-                input type="hidden" name="csrf" value=(user.csrf);
-                input type="hidden" name="action" value=(action);
-                button type="submit" { (label) }
-            }
-        }
-    };
-    let body = html! {
-        @if admin {
-            p.actions {
-                @if c.status == "active" {
-                    (button("inactive", "Deactivate the customer", &format!("{base}/status")))
-                } @else {
-                    (button("active", "Activate the customer", &format!("{base}/status")))
-                }
-            }
-        }
-        dl {
-            dt { "Id" } dd { (c.id) }
-            dt { "Status" } dd { (c.status) }
-            dt { "Email" } dd { (c.email.as_deref().unwrap_or("")) }
-            dt { "Phone" } dd { (c.mobile_phone_number.as_deref().unwrap_or("")) }
-            dt { "Company" } dd { (c.company_name.as_deref().unwrap_or("")) }
-            dt { "Date of birth" } dd { (c.date_of_birth.as_deref().unwrap_or("")) }
-            dt { "Billing address" } dd { (address(&c.billing_address)) }
-            dt { "Shipping address" } dd { (address(&c.shipping_address)) }
-            dt { "External reference" } dd { (c.external_reference.as_deref().unwrap_or("")) }
-            dt { "Created" } dd { (c.created_on) }
-            @for (name, value) in &c.custom {
-                dt { (name) } dd { (value.as_str().map_or_else(|| value.to_string(), str::to_owned)) }
-            }
-        }
-        h2 { "Cards" }
-        table {
-            thead { tr { th { "Brand" } th { "Number" } th { "Expires" } th { "Status" } th { "Default" } @if admin { th {} } } }
-            tbody {
-                @for card in &cards {
-                    tr {
-                        td { (card.brand) } td { (card.masked_pan) }
-                        td { (format!("{:02}/{}", card.expiration_month, card.expiration_year)) }
-                        td { (card.status) } td { @if card.is_default { "default" } }
-                        @if admin { td { (method_actions(&button, &base, card.id, &card.status, card.is_default)) } }
-                    }
-                }
-            }
-        }
-        h2 { "Bank accounts" }
-        table {
-            thead { tr { th { "Routing" } th { "Account" } th { "Status" } th { "Default" } @if admin { th {} } } }
-            tbody {
-                @for bank in &banks {
-                    tr {
-                        td { (bank.routing_number) }
-                        td { "••••" (bank.account_number_last4.as_deref().unwrap_or("")) }
-                        td { (bank.status) } td { @if bank.is_default { "default" } }
-                        @if admin { td { (method_actions(&button, &base, bank.id, &bank.status, bank.is_default)) } }
-                    }
-                }
-            }
-        }
-        h2 { "Payment providers" }
-        table {
-            thead { tr { th { "Provider" } th { "Configuration" } th { "API key" } th { "Linked" } @if admin { th {} } } }
-            tbody {
-                @for link in &providers {
-                    tr {
-                        td { (link.provider) } td { (link.provider_config_id) }
-                        td { (link.api_key_hint.as_deref().unwrap_or("")) }
-                        td { (crate::routes::timestamp(link.created_at)) }
-                        @if admin { td { (button("unlink", "Unlink", &format!("{base}/providers/{}", link.id))) } }
-                    }
-                }
-            }
-        }
-        @if admin {
-            form.link method="post" action=(format!("{base}/providers")) {
-                input type="hidden" name="csrf" value=(user.csrf);
-                label { "Provider" input type="text" name="provider" required maxlength="100"; }
-                label { "Configuration id" input type="text" name="providerConfigId" required maxlength="200"; }
-                label { "API key (kept encrypted, shown masked)" input type="password" name="apiKey" autocomplete="off" maxlength="1000"; }
-                button type="submit" { "Link a provider" }
-            }
-        }
-        h2 { "Events (the first 20)" }
-        table {
-            thead { tr { th { "Type" } th { "When" } th { "Correlation id" } } }
-            tbody {
-                @for e in &events {
-                    tr { td { (e.kind) } td { (crate::routes::timestamp(e.created_at)) } td { (e.correlation_id) } }
-                }
-            }
-        }
-    };
-    page(StatusCode::OK, layout(&name_of(&c), Some(&user), body))
-}
-
-/// An admin's buttons for a card or bank account.
-fn method_actions(
-    button: &impl Fn(&str, &str, &str) -> Markup,
-    base: &str,
-    id: Uuid,
-    status: &str,
-    is_default: bool,
-) -> Markup {
-    let target = format!("{base}/payment-methods/{id}");
-    html! {
-        @if status == "active" {
-            (button("deactivate", "Deactivate", &target))
-            @if !is_default { (button("default", "Make default", &target)) }
-        } @else {
-            (button("activate", "Activate", &target))
-        }
-        (button("delete", "Delete", &target))
-    }
-}
-
 /// A change from an [`admin_form`]: `work` in the user's name; back to the page
 /// `back`, or a page saying why not.
 async fn change<F, Fut>(
@@ -604,12 +403,25 @@ where
             error_page(StatusCode::NOT_FOUND, Some(&user), &format!("{what} was not found."))
         }
         Err(StoreError::Conflict { message, .. }) => error_page(StatusCode::CONFLICT, Some(&user), message),
+        Err(StoreError::VersionMismatch { .. }) => {
+            let why = "Someone changed this since you opened the form; open it again to see their change.";
+            error_page(StatusCode::CONFLICT, Some(&user), why)
+        }
+        Err(StoreError::DuplicateReference { .. }) => {
+            error_page(StatusCode::CONFLICT, Some(&user), "Another customer has this external reference.")
+        }
         Err(StoreError::Invalid { message, .. }) => error_page(StatusCode::BAD_REQUEST, Some(&user), &message),
         Err(e) => {
             tracing::warn!(error = %e, "a portal change failed");
             error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&user), "The change could not be made; try again.")
         }
     }
+}
+
+/// A viewer's refusal of an admin's page or change.
+fn refuse_viewer(user: &PortalUser) -> Option<Response> {
+    (!user.is_admin())
+        .then(|| error_page(StatusCode::FORBIDDEN, Some(user), "A viewer sees everything and changes nothing."))
 }
 
 /// A change's form, read and let through only with the session's token and an
@@ -621,11 +433,21 @@ async fn admin_form(user: &PortalUser, body: Body) -> Result<Vec<(String, String
     if let Some(refused) = refuse_forged(user, &fields) {
         return Err(Box::new(refused));
     }
-    if !user.is_admin() {
-        let refused = "A viewer sees everything and changes nothing.";
-        return Err(Box::new(error_page(StatusCode::FORBIDDEN, Some(user), refused)));
+    if let Some(refused) = refuse_viewer(user) {
+        return Err(Box::new(refused));
     }
     Ok(fields)
+}
+
+/// The page for an error the API's own code answered: its status and message.
+fn api_error_page(user: &PortalUser, e: &crate::error::ApiError) -> Response {
+    let parts = &e.0;
+    let why = if parts.errors.is_empty() {
+        parts.details.clone()
+    } else {
+        parts.errors.values().flatten().cloned().collect::<Vec<_>>().join(" ")
+    };
+    error_page(parts.status, Some(user), &why)
 }
 
 /// A 400 page listing what a parser found wrong with a form.
@@ -634,53 +456,8 @@ fn problems_page(user: &PortalUser, problems: &crate::domain::Problems) -> Respo
     error_page(StatusCode::BAD_REQUEST, Some(user), &why)
 }
 
-fn path_id(params: &RawPathParams, name: &str) -> Option<Uuid> {
-    params.iter().find(|(k, _)| *k == name).and_then(|(_, v)| Uuid::parse_str(v).ok())
-}
-
 fn unknown_action() -> StoreError {
     StoreError::Invalid { path: "action".into(), message: "That is not something this form does.".into() }
-}
-
-async fn change_status(State(state): State<AppState>, user: PortalUser, params: RawPathParams, body: Body) -> Response {
-    let Some(id) = path_id(&params, "customerId") else {
-        return error_page(StatusCode::NOT_FOUND, Some(&user), "No such customer.");
-    };
-    let fields = match admin_form(&user, body).await {
-        Ok(f) => f,
-        Err(refused) => return *refused,
-    };
-    change(state, user, format!("/portal/customers/{id}"), fields, move |mut tx, action| async move {
-        let status = match action.as_str() {
-            "active" => CustomerStatus::Active,
-            "inactive" => CustomerStatus::Inactive,
-            _ => return Err(unknown_action()),
-        };
-        tx.set_customer_status(id, status, None).await?;
-        tx.commit().await
-    })
-    .await
-}
-
-async fn change_method(State(state): State<AppState>, user: PortalUser, params: RawPathParams, body: Body) -> Response {
-    let (Some(customer), Some(id)) = (path_id(&params, "customerId"), path_id(&params, "paymentMethodId")) else {
-        return error_page(StatusCode::NOT_FOUND, Some(&user), "No such payment method.");
-    };
-    let fields = match admin_form(&user, body).await {
-        Ok(f) => f,
-        Err(refused) => return *refused,
-    };
-    change(state, user, format!("/portal/customers/{customer}"), fields, move |mut tx, action| async move {
-        match action.as_str() {
-            "activate" => drop(tx.set_method_status(customer, id, true, None).await?),
-            "deactivate" => drop(tx.set_method_status(customer, id, false, None).await?),
-            "default" => drop(tx.make_default(customer, id).await?),
-            "delete" => tx.delete_method(customer, id, None).await?,
-            _ => return Err(unknown_action()),
-        }
-        tx.commit().await
-    })
-    .await
 }
 
 /// A new password's shortest length.
@@ -744,151 +521,4 @@ async fn change_password(State(state): State<AppState>, user: PortalUser, body: 
         return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&user), "The database is not answering.");
     }
     page(StatusCode::OK, layout("Password changed", Some(&user), html! { p { "Your other sessions have ended." } }))
-}
-
-/// Links a provider from the form: the API's own parser and write (links are
-/// added and removed, never edited).
-async fn link_provider(State(state): State<AppState>, user: PortalUser, params: RawPathParams, body: Body) -> Response {
-    let Some(customer) = path_id(&params, "customerId") else {
-        return error_page(StatusCode::NOT_FOUND, Some(&user), "No such customer.");
-    };
-    let fields = match admin_form(&user, body).await {
-        Ok(f) => f,
-        Err(refused) => return *refused,
-    };
-    let mut body = serde_json::Map::new();
-    for name in ["provider", "providerConfigId", "apiKey"] {
-        let value = field(&fields, name);
-        if !value.is_empty() {
-            body.insert(name.into(), value.into());
-        }
-    }
-    let input = match crate::domain::provider::ProviderInput::parse(&serde_json::Value::Object(body)) {
-        Ok(i) => i,
-        Err(problems) => return problems_page(&user, &problems),
-    };
-    let vault = state.vault();
-    change(state, user, format!("/portal/customers/{customer}"), fields, move |mut tx, _| async move {
-        tx.link_provider(&vault, customer, Uuid::now_v7(), &input).await?;
-        tx.commit().await
-    })
-    .await
-}
-
-async fn unlink_provider(
-    State(state): State<AppState>,
-    user: PortalUser,
-    params: RawPathParams,
-    body: Body,
-) -> Response {
-    let (Some(customer), Some(id)) = (path_id(&params, "customerId"), path_id(&params, "providerId")) else {
-        return error_page(StatusCode::NOT_FOUND, Some(&user), "No such provider link.");
-    };
-    let fields = match admin_form(&user, body).await {
-        Ok(f) => f,
-        Err(refused) => return *refused,
-    };
-    change(state, user, format!("/portal/customers/{customer}"), fields, move |mut tx, action| async move {
-        if action != "unlink" {
-            return Err(unknown_action());
-        }
-        tx.unlink_provider(customer, id).await?;
-        tx.commit().await
-    })
-    .await
-}
-
-/// The merchant's custom parameters; an admin declares and retires them.
-async fn parameters(State(state): State<AppState>, user: PortalUser) -> Response {
-    let declared = match state.db().scoped(user.tenant()).declarations().await {
-        Ok(d) => d,
-        Err(_) => {
-            return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&user), "The declarations could not be read.");
-        }
-    };
-    let admin = user.is_admin();
-    let body = html! {
-        table {
-            thead { tr { th { "Name" } th { "Type" } th { "Required" } th { "Secret" } th { "Description" } th { "State" } @if admin { th {} } } }
-            tbody {
-                @for d in &declared {
-                    tr {
-                        td { (d.name) } td { (d.kind.as_str()) }
-                        td { @if d.required { "yes" } } td { @if d.secret { "yes" } }
-                        td { (d.description.as_deref().unwrap_or("")) }
-                        td { @if d.retired { "retired" } @else { "declared" } }
-                        @if admin { td { @if !d.retired {
-                            form.inline method="post" action=(format!("/portal/custom-parameters/{}", d.name)) {
-                                input type="hidden" name="csrf" value=(user.csrf);
-                                input type="hidden" name="action" value="retire";
-                                button type="submit" { "Retire" }
-                            }
-                        } } }
-                    }
-                }
-            }
-        }
-        @if admin {
-            form.link method="post" action="/portal/custom-parameters" {
-                input type="hidden" name="csrf" value=(user.csrf);
-                label { "Name (a letter, then letters, digits or _)" input type="text" name="name" required maxlength="64"; }
-                label { "Type" select name="type" { option { "string" } option { "number" } option { "boolean" } option { "date" } } }
-                label.check { input type="checkbox" name="required" value="true"; " Required" }
-                label.check { input type="checkbox" name="secret" value="true"; " Secret (stored encrypted, shown masked)" }
-                label { "Description" input type="text" name="description" maxlength="500"; }
-                button type="submit" { "Declare" }
-            }
-        }
-    };
-    page(StatusCode::OK, layout("Custom parameters", Some(&user), body))
-}
-
-/// Declares (or changes) a parameter from the form, by the API's own rules.
-async fn declare_parameter(State(state): State<AppState>, user: PortalUser, body: Body) -> Response {
-    let fields = match admin_form(&user, body).await {
-        Ok(f) => f,
-        Err(refused) => return *refused,
-    };
-    let name = field(&fields, "name").trim().to_owned();
-    if let Err(why) = crate::domain::custom::check_name(&name) {
-        return error_page(StatusCode::BAD_REQUEST, Some(&user), &why);
-    }
-    let mut json = serde_json::Map::new();
-    json.insert("type".into(), field(&fields, "type").into());
-    json.insert("required".into(), (field(&fields, "required") == "true").into());
-    json.insert("secret".into(), (field(&fields, "secret") == "true").into());
-    let description = field(&fields, "description").trim();
-    if !description.is_empty() {
-        json.insert("description".into(), description.into());
-    }
-    let input = match crate::domain::custom::DeclarationInput::parse(&serde_json::Value::Object(json)) {
-        Ok(i) => i,
-        Err(problems) => return problems_page(&user, &problems),
-    };
-    change(state, user, "/portal/custom-parameters".into(), fields, move |mut tx, _| async move {
-        tx.declare(&name, &input).await?;
-        tx.commit().await
-    })
-    .await
-}
-
-async fn retire_parameter(
-    State(state): State<AppState>,
-    user: PortalUser,
-    params: RawPathParams,
-    body: Body,
-) -> Response {
-    let name = params.iter().find(|(k, _)| *k == "name").map_or("", |(_, v)| v).to_owned();
-    let fields = match admin_form(&user, body).await {
-        Ok(f) => f,
-        Err(refused) => return *refused,
-    };
-    change(state, user, "/portal/custom-parameters".into(), fields, move |mut tx, action| async move {
-        if action != "retire" {
-            return Err(unknown_action());
-        }
-        tx.retire(&name).await?;
-        tx.commit().await
-    })
-    .await
 }

@@ -11,7 +11,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::customers::customer_id;
 use super::payment_methods::Revealed;
 use super::{JsonReply, ReadErrors, WriteErrors, commit_reply};
 use crate::AppState;
@@ -24,7 +23,7 @@ use crate::domain::customer::parse_date;
 use crate::domain::money::Money;
 use crate::domain::{Obj, Problems};
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{JsonBody, QueryReader};
+use crate::http::extract::{JsonBody, QueryReader, path_param, path_uuid};
 use crate::http::idempotency::SensitiveReply;
 use crate::store::StoreError;
 use crate::store::credit::{AccountKey, AccountRecord, PlanRecord};
@@ -117,7 +116,7 @@ impl From<PlanRecord> for PlanView {
 }
 
 fn plan_id(params: &RawPathParams) -> ApiResult<i64> {
-    let raw = params.iter().find(|(k, _)| *k == "planId").map(|(_, v)| v).unwrap_or("");
+    let raw = path_param(params, "planId");
     raw.parse::<i64>().ok().filter(|n| (1..=999).contains(n)).ok_or_else(|| {
         let mut p = Problems::new();
         p.push("planId", "'planId' must be a number from 1 to 999.");
@@ -299,9 +298,21 @@ async fn open_account(
     params: RawPathParams,
     JsonBody(body): JsonBody,
 ) -> ApiResult<JsonReply> {
-    let customer = customer_id(&params)?;
+    let customer = path_uuid(&params, "customerId")?;
     let input = AccountInput::parse(&body)?;
-    let (bin, _) = state.db().merchant_settings(auth.tenant()).await?;
+    let opened = open(&state, auth.actor(), customer, input).await?;
+    Ok(JsonReply::new(StatusCode::OK, &opened))
+}
+
+/// Opens `customer`'s account in `actor`'s name (the API and the portal): the
+/// reply, with the virtual card's full number, which a replay never carries.
+pub(crate) async fn open(
+    state: &AppState,
+    actor: crate::store::Actor,
+    customer: Uuid,
+    input: AccountInput,
+) -> ApiResult<OpenedAccount> {
+    let (bin, _) = state.db().merchant_settings(actor.tenant).await?;
     let vault = state.vault();
     // The answers are hashed before the write is queued: argon2 takes tens of
     // milliseconds an answer, which the writer would spend holding every other write.
@@ -313,7 +324,7 @@ async fn open_account(
         .map_err(ApiError::internal)?;
     let (mut opened, vcc) = state
         .db()
-        .write(auth.actor(), move |mut tx| async move {
+        .write(actor, move |mut tx| async move {
             let (account_number, vcc) = tx.open_account(&vault, customer, &input, &hashes, &bin).await?;
             // What a replay under the same Idempotency-Key answers: never the full number.
             let card_ending_in = vcc[vcc.len() - 4..].to_owned();
@@ -323,7 +334,7 @@ async fn open_account(
         })
         .await?;
     opened.vcc_number = Some(Revealed::new(vcc));
-    Ok(JsonReply::new(StatusCode::OK, &opened))
+    Ok(opened)
 }
 
 /// Reveal a credit account's virtual card
@@ -611,7 +622,7 @@ fn is_account_number(s: &str) -> bool {
 }
 
 fn account_number(params: &RawPathParams) -> ApiResult<String> {
-    let raw = params.iter().find(|(k, _)| *k == "accountNumber").map(|(_, v)| v).unwrap_or("");
+    let raw = path_param(params, "accountNumber");
     if !is_account_number(raw) {
         let mut p = Problems::new();
         p.push("accountNumber", "'accountNumber' must be up to 14 digits.");

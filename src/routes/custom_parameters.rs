@@ -14,7 +14,7 @@ use crate::auth::{Authed, CustomersRead, CustomersWrite};
 use crate::domain::Problems;
 use crate::domain::custom::{Declaration, DeclarationInput, check_name};
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::JsonBody;
+use crate::http::extract::{JsonBody, path_param};
 use crate::store::StoreError;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -73,7 +73,7 @@ pub struct ParameterList {
 }
 
 fn name_param(params: &RawPathParams) -> ApiResult<String> {
-    let name = params.iter().find(|(k, _)| *k == "name").map(|(_, v)| v).unwrap_or("").to_owned();
+    let name = path_param(params, "name").to_owned();
     check_name(&name).map_err(|why| {
         let mut p = Problems::new();
         p.push("name", why);

@@ -21,7 +21,7 @@ use crate::auth::{Authed, CustomersRead, CustomersWrite, Scope};
 use crate::domain::contact::normalize_email;
 use crate::domain::custom::active_names;
 use crate::domain::custom::{Declaration, ParamType, typed_value};
-use crate::domain::customer::{CustomerInput, CustomerStatus, parse_date};
+use crate::domain::customer::{CustomerInput, CustomerStatus, NewCustomer, parse_date};
 use crate::domain::money::Money;
 use crate::domain::text::fold;
 use crate::domain::{Obj, Problems, address::postal_key};
@@ -301,11 +301,6 @@ fn detail_view(parts: CustomerParts) -> Response {
     with_etag(version, JsonReply::new(StatusCode::OK, &view))
 }
 
-pub(crate) fn customer_id(params: &RawPathParams) -> ApiResult<Uuid> {
-    let raw = params.iter().find(|(k, _)| *k == "customerId").map(|(_, v)| v).unwrap_or("");
-    path_uuid(raw, "customerId")
-}
-
 // ---- handlers ----
 
 /// Create a customer
@@ -352,19 +347,31 @@ async fn create_customer(
                     Some(id.to_string()),
                 ));
             }
-            tx.insert_customer(id, &new.customer).await?;
-            tx.write_parts(&vault, id, &[], &new).await?;
-            // The link of seed 002's top-level provider fields: all or nothing with the customer.
-            if let Some(provider) = &new.provider {
-                tx.link_provider(&vault, id, Uuid::now_v7(), provider).await?;
-            }
-            if let Some(status) = new.customer.status.filter(|s| *s != CustomerStatus::Active) {
-                tx.set_customer_status(id, status, None).await?;
-            }
+            write_new(&mut tx, &vault, id, &new).await?;
             Ok(commit_created(tx, id).await?)
         })
         .await?;
     Ok(reply)
+}
+
+/// What a create writes once its body is read: the customer, its custom values
+/// and payment methods, the provider link of seed 002's top-level fields (all or
+/// nothing with the customer), and a `status` sent along.
+pub(crate) async fn write_new(
+    tx: &mut crate::store::WriteTx,
+    vault: &crate::crypto::Vault,
+    id: Uuid,
+    new: &NewCustomer,
+) -> Result<(), StoreError> {
+    tx.insert_customer(id, &new.customer).await?;
+    tx.write_parts(vault, id, &[], new).await?;
+    if let Some(provider) = &new.provider {
+        tx.link_provider(vault, id, Uuid::now_v7(), provider).await?;
+    }
+    if let Some(status) = new.customer.status.filter(|s| *s != CustomerStatus::Active) {
+        tx.set_customer_status(id, status, None).await?;
+    }
+    Ok(())
 }
 
 /// Get a customer
@@ -382,7 +389,7 @@ async fn get_customer(
     auth: Authed<CustomersRead>,
     params: RawPathParams,
 ) -> ApiResult<Response> {
-    let id = customer_id(&params)?;
+    let id = path_uuid(&params, "customerId")?;
     let parts =
         state.db().scoped(auth.tenant()).customer_parts(id).await?.ok_or_else(|| ApiError::not_found("Customer"))?;
     Ok(detail_view(parts))
@@ -410,7 +417,7 @@ async fn update_customer(
     IfMatch(if_match): IfMatch,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    let id = customer_id(&params)?;
+    let id = path_uuid(&params, "customerId")?;
     let declarations = state.db().scoped(auth.tenant()).declarations().await?;
     let input = CustomerInput::parse_update(&body, &declarations)?;
     same_customer(&input, id)?;
@@ -429,7 +436,7 @@ async fn update_customer(
 
 /// What a `PUT` and a `PATCH` write once their body is read: the fields, the
 /// custom values, and a `status` sent along.
-async fn write_update(
+pub(crate) async fn write_update(
     tx: &mut crate::store::WriteTx,
     vault: &crate::crypto::Vault,
     id: Uuid,
@@ -498,7 +505,7 @@ async fn patch_customer(
     IfMatch(if_match): IfMatch,
     JsonBody(patch): JsonBody,
 ) -> ApiResult<Response> {
-    let id = customer_id(&params)?;
+    let id = path_uuid(&params, "customerId")?;
     if !patch.is_object() {
         return Err(ApiError::field(
             StatusCode::BAD_REQUEST,
@@ -547,7 +554,7 @@ async fn delete_customer(
     params: RawPathParams,
     IfMatch(if_match): IfMatch,
 ) -> ApiResult<JsonReply> {
-    let id = customer_id(&params)?;
+    let id = path_uuid(&params, "customerId")?;
     state
         .db()
         .write(auth.actor(), move |mut tx| async move {
@@ -574,7 +581,7 @@ async fn set_customer_status(
     IfMatch(if_match): IfMatch,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    let id = customer_id(&params)?;
+    let id = path_uuid(&params, "customerId")?;
     let status = parse_status_body(&body)?;
     let rec = state
         .db()

@@ -103,7 +103,7 @@ fn parse(raw: Option<&str>) -> Result<EventFilter, Problems> {
     let after = uuid("after", &mut p);
     let limit = q.int("limit", 1, 500, &mut p).unwrap_or(100) as u32;
     q.finish(&mut p);
-    p.check(EventFilter { kind, entity_id, after, limit })
+    p.check(EventFilter { kind, entity_id, after, limit, newest_first: false })
 }
 
 /// List events

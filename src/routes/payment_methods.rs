@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::customers::{customer_id, parse_instant, with_etag};
+use super::customers::{parse_instant, with_etag};
 use super::{Created, Deleted, JsonReply, ReadErrors, WriteErrors, commit_created, timestamp};
 use crate::AppState;
 use crate::auth::{Authed, CustomersRead, PaymentMethodsReveal, PaymentMethodsWrite};
@@ -317,11 +317,6 @@ pub struct RevealView {
     pub tax_id: Option<Revealed>,
 }
 
-fn method_id(params: &RawPathParams) -> ApiResult<Uuid> {
-    let raw = params.iter().find(|(k, _)| *k == "paymentMethodId").map(|(_, v)| v).unwrap_or("");
-    path_uuid(raw, "paymentMethodId")
-}
-
 // ---- handlers ----
 
 /// Add a card
@@ -342,7 +337,7 @@ async fn add_card(
     params: RawPathParams,
     JsonBody(body): JsonBody,
 ) -> ApiResult<JsonReply> {
-    let customer = customer_id(&params)?;
+    let customer = path_uuid(&params, "customerId")?;
     let mut p = Problems::new();
     let card = Obj::root(&body, &mut p).and_then(|o| CardInput::read(o, &mut p));
     let card = p.check(card)?.ok_or_else(|| ApiError::malformed_json("A card object is expected."))?;
@@ -375,7 +370,7 @@ async fn add_ach(
     params: RawPathParams,
     JsonBody(body): JsonBody,
 ) -> ApiResult<JsonReply> {
-    let customer = customer_id(&params)?;
+    let customer = path_uuid(&params, "customerId")?;
     let mut p = Problems::new();
     let ach = Obj::root(&body, &mut p).and_then(|o| AchInput::read(o, &mut p));
     let ach = p.check(ach)?.ok_or_else(|| ApiError::malformed_json("A bank account object is expected."))?;
@@ -481,7 +476,7 @@ async fn list_methods(
     params: RawPathParams,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<JsonReply> {
-    let customer = customer_id(&params)?;
+    let customer = path_uuid(&params, "customerId")?;
     let query = parse_list(raw.as_deref())?;
     let db = state.db().scoped(auth.tenant());
     db.get_customer(customer).await?.ok_or_else(|| ApiError::not_found("Customer"))?;
@@ -502,7 +497,7 @@ async fn get_method(
     auth: Authed<CustomersRead>,
     params: RawPathParams,
 ) -> ApiResult<Response> {
-    let (customer, id) = (customer_id(&params)?, method_id(&params)?);
+    let (customer, id) = (path_uuid(&params, "customerId")?, path_uuid(&params, "paymentMethodId")?);
     let rec = state
         .db()
         .scoped(auth.tenant())
@@ -640,7 +635,7 @@ async fn write_method(
     if_match: Option<i64>,
     body: serde_json::Value,
 ) -> ApiResult<Response> {
-    let (customer, id) = (customer_id(&params)?, method_id(&params)?);
+    let (customer, id) = (path_uuid(&params, "customerId")?, path_uuid(&params, "paymentMethodId")?);
     let current = state
         .db()
         .scoped(auth.tenant())
@@ -679,7 +674,7 @@ async fn delete_method(
     params: RawPathParams,
     IfMatch(if_match): IfMatch,
 ) -> ApiResult<JsonReply> {
-    let (customer, id) = (customer_id(&params)?, method_id(&params)?);
+    let (customer, id) = (path_uuid(&params, "customerId")?, path_uuid(&params, "paymentMethodId")?);
     state
         .db()
         .write(auth.actor(), move |mut tx| async move {
@@ -707,7 +702,7 @@ async fn make_default(
     auth: Authed<PaymentMethodsWrite>,
     params: RawPathParams,
 ) -> ApiResult<Response> {
-    let (customer, id) = (customer_id(&params)?, method_id(&params)?);
+    let (customer, id) = (path_uuid(&params, "customerId")?, path_uuid(&params, "paymentMethodId")?);
     let rec = state
         .db()
         .write(auth.actor(), move |mut tx| async move {
@@ -736,7 +731,7 @@ async fn set_method_status(
     IfMatch(if_match): IfMatch,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    let (customer, id) = (customer_id(&params)?, method_id(&params)?);
+    let (customer, id) = (path_uuid(&params, "customerId")?, path_uuid(&params, "paymentMethodId")?);
     let active = super::customers::parse_status_body(&body)? == crate::domain::customer::CustomerStatus::Active;
     let rec = state
         .db()
@@ -765,7 +760,7 @@ async fn reveal_method(
     auth: Authed<PaymentMethodsReveal>,
     params: RawPathParams,
 ) -> ApiResult<Response> {
-    let (customer, id) = (customer_id(&params)?, method_id(&params)?);
+    let (customer, id) = (path_uuid(&params, "customerId")?, path_uuid(&params, "paymentMethodId")?);
     let vault = state.vault();
     let revealed = state
         .db()

@@ -10,7 +10,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::customers::customer_id;
 use super::{Created, Deleted, JsonReply, ReadErrors, WriteErrors, commit_created, timestamp};
 use crate::AppState;
 use crate::auth::{Authed, CustomersRead, CustomersWrite};
@@ -131,11 +130,6 @@ impl From<ProviderRecord> for ProviderView {
     }
 }
 
-fn provider_id(params: &RawPathParams) -> ApiResult<Uuid> {
-    let raw = params.iter().find(|(k, _)| *k == "providerId").map(|(_, v)| v).unwrap_or("");
-    path_uuid(raw, "providerId")
-}
-
 /// Link a provider to a customer
 ///
 /// `apiKey`, `paymentProvider.key` and `paymentProvider.hmacKey` are encrypted at
@@ -154,7 +148,7 @@ async fn link_provider(
     params: RawPathParams,
     JsonBody(body): JsonBody,
 ) -> ApiResult<JsonReply> {
-    let customer = customer_id(&params)?;
+    let customer = path_uuid(&params, "customerId")?;
     let input = ProviderInput::parse(&body)?;
     let (id, vault) = (Uuid::now_v7(), state.vault());
     Ok(state
@@ -180,7 +174,7 @@ async fn list_providers(
     params: RawPathParams,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<JsonReply> {
-    let customer = customer_id(&params)?;
+    let customer = path_uuid(&params, "customerId")?;
     let mut p = Problems::new();
     let mut q = QueryReader::new(raw.as_deref(), &mut p);
     let page = q.int("page", 1, 1_000_000, &mut p).unwrap_or(1) as u32;
@@ -208,7 +202,7 @@ async fn get_provider(
     auth: Authed<CustomersRead>,
     params: RawPathParams,
 ) -> ApiResult<JsonReply> {
-    let (customer, id) = (customer_id(&params)?, provider_id(&params)?);
+    let (customer, id) = (path_uuid(&params, "customerId")?, path_uuid(&params, "providerId")?);
     let rec = state
         .db()
         .scoped(auth.tenant())
@@ -232,7 +226,7 @@ async fn unlink_provider(
     auth: Authed<CustomersWrite>,
     params: RawPathParams,
 ) -> ApiResult<JsonReply> {
-    let (customer, id) = (customer_id(&params)?, provider_id(&params)?);
+    let (customer, id) = (path_uuid(&params, "customerId")?, path_uuid(&params, "providerId")?);
     state
         .db()
         .write(auth.actor(), move |mut tx| async move {

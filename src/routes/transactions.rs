@@ -9,7 +9,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::customers::customer_id;
 use super::{Created, JsonReply, WriteErrors};
 use crate::AppState;
 use crate::auth::{Authed, CreditWrite};
@@ -18,7 +17,7 @@ use crate::domain::currency::active_currency;
 use crate::domain::text::required_text;
 use crate::domain::{Obj, Problems};
 use crate::error::ApiResult;
-use crate::http::extract::JsonBody;
+use crate::http::extract::{JsonBody, path_uuid};
 use crate::store::StoreError;
 use crate::store::transactions::{NewTransaction, Recorded, TxKind};
 
@@ -133,7 +132,7 @@ async fn record_transaction(
     params: RawPathParams,
     JsonBody(body): JsonBody,
 ) -> ApiResult<JsonReply> {
-    let customer = customer_id(&params)?;
+    let customer = path_uuid(&params, "customerId")?;
     let t = parse(&body)?;
     let recorded = state
         .db()

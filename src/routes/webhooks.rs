@@ -122,6 +122,16 @@ pub enum DeliveryStatus {
     Failed,
 }
 
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryView {
@@ -195,17 +205,8 @@ impl From<DeliveryRecord> for DeliveryView {
     }
 }
 
-fn param(params: &RawPathParams, name: &'static str) -> ApiResult<Uuid> {
-    let raw = params.iter().find(|(k, _)| *k == name).map(|(_, v)| v).unwrap_or("");
-    path_uuid(raw, name)
-}
-
-fn endpoint_id(params: &RawPathParams) -> ApiResult<Uuid> {
-    param(params, "endpointId")
-}
-
 /// The destination's addresses, checked now (a 400 on `url` when refused).
-async fn check_url(state: &AppState, url: &DestinationUrl) -> ApiResult<()> {
+pub(crate) async fn check_url(state: &AppState, url: &DestinationUrl) -> ApiResult<()> {
     let allow = state.webhooks().allow_private_networks;
     if let Err(refused) = crate::webhooks::check_destination(url.url(), allow).await {
         let mut p = Problems::new();
@@ -302,7 +303,7 @@ async fn get_endpoint(
     auth: Authed<CustomersRead>,
     params: RawPathParams,
 ) -> ApiResult<JsonReply> {
-    let view = read_endpoint(&state, auth.tenant(), endpoint_id(&params)?).await?;
+    let view = read_endpoint(&state, auth.tenant(), path_uuid(&params, "endpointId")?).await?;
     Ok(JsonReply::new(StatusCode::OK, &view))
 }
 
@@ -324,7 +325,7 @@ async fn update_endpoint(
     params: RawPathParams,
     JsonBody(body): JsonBody,
 ) -> ApiResult<JsonReply> {
-    let id = endpoint_id(&params)?;
+    let id = path_uuid(&params, "endpointId")?;
     let input = EndpointInput::parse_update(&body)?;
     if let Some(url) = &input.url {
         check_url(&state, url).await?;
@@ -356,7 +357,7 @@ async fn delete_endpoint(
     auth: Authed<WebhooksWrite>,
     params: RawPathParams,
 ) -> ApiResult<JsonReply> {
-    let id = endpoint_id(&params)?;
+    let id = path_uuid(&params, "endpointId")?;
     state
         .db()
         .write(auth.actor(), move |mut tx| async move {
@@ -384,7 +385,7 @@ async fn rotate_secret(
     auth: Authed<WebhooksWrite>,
     params: RawPathParams,
 ) -> ApiResult<Response> {
-    let id = endpoint_id(&params)?;
+    let id = path_uuid(&params, "endpointId")?;
     let (vault, secret) = (state.vault(), SigningSecret::generate());
     Ok(state
         .db()
@@ -413,7 +414,7 @@ async fn test_endpoint(
     auth: Authed<WebhooksWrite>,
     params: RawPathParams,
 ) -> ApiResult<JsonReply> {
-    let id = endpoint_id(&params)?;
+    let id = path_uuid(&params, "endpointId")?;
     let retry = state.webhooks().retry;
     Ok(state
         .db()
@@ -441,7 +442,7 @@ async fn list_deliveries(
     params: RawPathParams,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<JsonReply> {
-    let id = endpoint_id(&params)?;
+    let id = path_uuid(&params, "endpointId")?;
     let mut p = Problems::new();
     let mut q = QueryReader::new(raw.as_deref(), &mut p);
     let before = q.one("before", &mut p).and_then(|s| {
@@ -486,7 +487,7 @@ async fn get_delivery(
     auth: Authed<CustomersRead>,
     params: RawPathParams,
 ) -> ApiResult<JsonReply> {
-    let (endpoint, id) = (endpoint_id(&params)?, param(&params, "deliveryId")?);
+    let (endpoint, id) = (path_uuid(&params, "endpointId")?, path_uuid(&params, "deliveryId")?);
     Ok(JsonReply::new(StatusCode::OK, &read_delivery(&state, auth.tenant(), endpoint, id).await?))
 }
 
@@ -507,7 +508,7 @@ async fn retry_delivery(
     auth: Authed<WebhooksWrite>,
     params: RawPathParams,
 ) -> ApiResult<JsonReply> {
-    let (endpoint, id) = (endpoint_id(&params)?, param(&params, "deliveryId")?);
+    let (endpoint, id) = (path_uuid(&params, "endpointId")?, path_uuid(&params, "deliveryId")?);
     state
         .db()
         .write(auth.actor(), move |mut tx| async move {

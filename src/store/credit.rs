@@ -50,6 +50,10 @@ pub struct AccountRecord {
     pub status_reason: String,
     pub vcc_last4: String,
     pub created_at: i64,
+    /// Failed verifications since the last success or lock.
+    pub verify_failures: i64,
+    /// Verification refused until then (epoch ms), after too many failures.
+    pub verify_locked_until: Option<i64>,
     pub first_name: String,
     pub last_name: String,
     pub email: Option<String>,
@@ -64,7 +68,7 @@ pub struct AccountRecord {
 
 const ACCOUNT_COLUMNS: &str = "a.id, a.account_number, a.customer_id, a.account_type, a.credit_limit, a.outstanding, \
     a.interest_rate, a.risk_rating, a.preferred_language, a.tos_agreement, a.payment_protection, a.status, a.status_reason, \
-    a.vcc_last4, a.created_at, c.first_name, c.last_name, c.email, c.mobile_phone, c.billing_line1, c.billing_line2, \
+    a.vcc_last4, a.created_at, a.verify_failures, a.verify_locked_until, c.first_name, c.last_name, c.email, c.mobile_phone, c.billing_line1, c.billing_line2, \
     c.billing_city, c.billing_state, c.billing_postal_code, m.name AS merchant_name";
 
 const ACCOUNT_FROM: &str = "credit_accounts a JOIN customers c ON c.merchant_id = a.merchant_id AND c.id = a.customer_id \
@@ -342,6 +346,14 @@ impl Scoped<'_> {
             };
             q.fetch_optional(p).await
         })
+    }
+
+    /// A customer's accounts, the newest first.
+    pub async fn accounts_of(&self, customer: Uuid) -> Result<Vec<AccountRecord>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM {ACCOUNT_FROM} WHERE a.merchant_id = $1 AND a.customer_id = $2 ORDER BY a.created_at DESC LIMIT 50"
+        );
+        on_conn!(self.conn(), p => sqlx::query_as::<_, AccountRecord>(&sql).bind(self.merchant()).bind(customer).fetch_all(p).await)
     }
 
     /// The security questions of an account (ids and texts, never answers).

@@ -24,6 +24,8 @@ pub struct EventFilter {
     pub entity_id: Option<Uuid>,
     pub after: Option<Uuid>,
     pub limit: u32,
+    /// Newest first: `after` then continues with older events.
+    pub newest_first: bool,
 }
 
 impl Scoped<'_> {
@@ -46,16 +48,19 @@ impl Scoped<'_> {
         if f.entity_id.is_some() {
             next("entity_id =", &mut sql);
         }
+        let (beyond, order) = if f.newest_first { ("<", "feed_pos DESC, id DESC") } else { (">", "feed_pos, id") };
         if f.after.is_some() {
             // A cursor that names no event of the merchant continues from nothing.
             next(
-                "(feed_pos, id) > (SELECT c.feed_pos, c.id FROM events c WHERE c.merchant_id = $1 AND c.id =",
+                &format!(
+                    "(feed_pos, id) {beyond} (SELECT c.feed_pos, c.id FROM events c WHERE c.merchant_id = $1 AND c.id ="
+                ),
                 &mut sql,
             );
             sql.push(')');
         }
         sql.push_str(self.db.backend().feed_horizon());
-        sql.push_str(&format!(" ORDER BY feed_pos, id LIMIT {}", f.limit));
+        sql.push_str(&format!(" ORDER BY {order} LIMIT {}", f.limit));
         on_conn!(self.conn(), p => {
             let mut q = sqlx::query_as::<_, EventRecord>(&sql).bind(self.merchant());
             if let Some(k) = &f.kind { q = q.bind(k.as_str()); }

@@ -4,7 +4,17 @@
 
 use uuid::Uuid;
 
-use super::{Actor, Db, StoreError, Tenant, on_conn};
+use super::{Actor, Db, Scoped, StoreError, Tenant, WriteTx, on_conn};
+use crate::domain::event::EventType;
+
+/// A key as its merchant's staff see it: never the key, nor its hash.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct KeyListing {
+    pub id: Uuid,
+    pub scopes: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct KeyRecord {
@@ -48,12 +58,7 @@ impl Db {
     ) -> Result<(), StoreError> {
         let (hash, scopes) = (key_hash.to_vec(), scopes.to_owned());
         self.write(Actor::system(tenant), move |mut tx| async move {
-            let (merchant, now) = (tx.merchant(), tx.now);
-            tx.exec(
-                "INSERT INTO api_keys (merchant_id, id, key_hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5)",
-                &[&merchant, &id, &hash, &scopes, &now],
-            )
-            .await?;
+            tx.insert_api_key(id, &hash, &scopes).await?;
             tx.commit().await
         })
         .await
@@ -65,15 +70,9 @@ impl Db {
             "SELECT merchant_id FROM api_keys WHERE id = $1").bind(id).fetch_optional(p).await)?;
         let Some((merchant,)) = owner else { return Ok(false) };
         self.write(Actor::system(Tenant::trusted(merchant)), move |mut tx| async move {
-            let (merchant, now) = (tx.merchant(), tx.now);
-            let done = tx
-                .exec(
-                    "UPDATE api_keys SET revoked_at = $1 WHERE merchant_id = $2 AND id = $3 AND revoked_at IS NULL",
-                    &[&now, &merchant, &id],
-                )
-                .await?;
+            let done = tx.revoke_api_key(id).await?;
             tx.commit().await?;
-            Ok(done == 1)
+            Ok(done)
         })
         .await
     }
@@ -83,5 +82,42 @@ impl Db {
         on_conn!(self.reader(), p => sqlx::query_as::<_, KeyRecord>(
             "SELECT merchant_id, id, scopes FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
             .bind(key_hash).fetch_optional(p).await)
+    }
+}
+
+impl WriteTx {
+    pub async fn insert_api_key(&mut self, id: Uuid, key_hash: &[u8], scopes: &str) -> Result<(), StoreError> {
+        let (merchant, now) = (self.merchant(), self.now);
+        self.exec(
+            "INSERT INTO api_keys (merchant_id, id, key_hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5)",
+            &[&merchant, &id, &key_hash, &scopes, &now],
+        )
+        .await?;
+        self.event(EventType::ApiKeyCreated, id).await?;
+        Ok(())
+    }
+
+    /// Revokes one of the merchant's keys; `false` when it has no live key of this id.
+    pub async fn revoke_api_key(&mut self, id: Uuid) -> Result<bool, StoreError> {
+        let (merchant, now) = (self.merchant(), self.now);
+        let done = self
+            .exec(
+                "UPDATE api_keys SET revoked_at = $1 WHERE merchant_id = $2 AND id = $3 AND revoked_at IS NULL",
+                &[&now, &merchant, &id],
+            )
+            .await?;
+        if done == 1 {
+            self.event(EventType::ApiKeyRevoked, id).await?;
+        }
+        Ok(done == 1)
+    }
+}
+
+impl Scoped<'_> {
+    /// The merchant's keys, the newest first (at most `limit`).
+    pub async fn api_keys(&self, limit: i64) -> Result<Vec<KeyListing>, sqlx::Error> {
+        on_conn!(self.conn(), p => sqlx::query_as::<_, KeyListing>(
+            "SELECT id, scopes, created_at, revoked_at FROM api_keys WHERE merchant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2")
+            .bind(self.merchant()).bind(limit).fetch_all(p).await)
     }
 }

@@ -51,7 +51,7 @@ both! {
         assert_eq!(second.expect(200)["id"], id);
         assert_eq!(second.header("idempotent-replayed"), Some("true"));
         assert_eq!(app.get("/customers").await.body["total"], 1, "the work was done once");
-        let events = app.get("/events").await;
+        let events = app.get("/events?type=customer.created").await;
         assert_eq!(events.body["items"].as_array().unwrap().len(), 1);
     }
 

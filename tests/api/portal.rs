@@ -302,4 +302,160 @@ crate::both! {
         let f = vec![("csrf", vcsrf), ("name", "sneaky".to_owned()), ("type", "string".to_owned())];
         assert_eq!(post(&mut v, "/portal/custom-parameters", f).await.status, StatusCode::FORBIDDEN);
     }
+
+    async fn an_admin_creates_and_edits_a_customer_with_the_api_rules(app: TestApp) {
+        app.put("/custom-parameters/tier", json!({"type": "number"})).await.expect(200);
+        app.put("/custom-parameters/pin", json!({"type": "string", "secret": true})).await.expect(200);
+        let (admin_id, password) = user(&app, "forms@example.com", "admin").await;
+        let mut b = Browser::new(&app);
+        b.sign_in("forms@example.com", &password).await;
+        let form = b.get("/portal/customers/new").await;
+        assert_eq!(form.status, StatusCode::OK);
+        assert!(form.html.contains("name=\"tier\"") && form.html.contains("type=\"password\" name=\"pin\""), "{}", form.html);
+        let csrf = hidden(&form.html, "csrf");
+        // Refused by the API's own parser: the form comes back with what was typed.
+        let bad = b.post("/portal/customers/new", &[("csrf", &csrf), ("firstName", "Grace"), ("lastName", "Forms"), ("email", "not an email"), ("tier", "three")]).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert!(bad.html.contains("value=\"Grace\"") && bad.html.contains("email") && bad.html.contains("tier"), "{}", bad.html);
+        let made = b.post("/portal/customers/new", &[("csrf", &csrf), ("firstName", "Grace"), ("lastName", "Forms"),
+            ("email", "grace.forms@example.com"), ("billingAddress.line1", "1 Main St"), ("billingAddress.city", "Toronto"),
+            ("billingAddress.postalCode", "M5V 2T6"), ("billingAddress.country", "CA"), ("useBillingAsShippingAddress", "true"),
+            ("tier", "3"), ("pin", "1234")]).await;
+        assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.html);
+        let to = made.headers[LOCATION].to_str().unwrap().to_owned();
+        let id = to.rsplit('/').next().unwrap().to_owned();
+        let c = app.get(&format!("/customers/{id}")).await.expect(200).clone();
+        assert_eq!((c["email"].as_str(), c["tier"].as_f64(), c["billingAddress"]["city"].as_str()), (Some("grace.forms@example.com"), Some(3.0), Some("Toronto")));
+        assert_eq!(c["pin"], "****", "a short secret is masked whole");
+        let events = app.get(&format!("/events?entityId={id}")).await.expect(200)["items"].clone();
+        assert_eq!((events[0]["type"].as_str(), events[0]["userId"].as_str()), (Some("customer.created"), Some(admin_id.to_string().as_str())));
+        // Edit: the form holds the values (never the secret); what is emptied is cleared, the secret kept.
+        let edit = b.get(&format!("/portal/customers/{id}/edit")).await;
+        assert!(edit.html.contains("value=\"grace.forms@example.com\"") && !edit.html.contains("1234"), "{}", edit.html);
+        let version = hidden(&edit.html, "version");
+        let r = b.post(&format!("/portal/customers/{id}/edit"), &[("csrf", &csrf), ("version", &version), ("firstName", "Grace"),
+            ("lastName", "Edited"), ("tier", "4"), ("pin", "")]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.html);
+        let c = app.get(&format!("/customers/{id}")).await.expect(200).clone();
+        assert_eq!((c["lastName"].as_str(), c["tier"].as_f64(), c["pin"].as_str()), (Some("Edited"), Some(4.0), Some("****")));
+        assert!(c["email"].is_null() && c["billingAddress"].is_null(), "{c}");
+        // A form opened before that change is refused, not applied over it.
+        let stale = b.post(&format!("/portal/customers/{id}/edit"), &[("csrf", &csrf), ("version", &version), ("firstName", "Old"), ("lastName", "Form")]).await;
+        assert_eq!(stale.status, StatusCode::CONFLICT);
+        assert_eq!(app.get(&format!("/customers/{id}")).await.expect(200)["lastName"], "Edited");
+        // A viewer gets neither form.
+        let (_, viewer_pw) = user(&app, "forms.viewer@example.com", "viewer").await;
+        let mut v = Browser::new(&app);
+        v.sign_in("forms.viewer@example.com", &viewer_pw).await;
+        assert_eq!(v.get("/portal/customers/new").await.status, StatusCode::FORBIDDEN);
+        assert_eq!(v.get(&format!("/portal/customers/{id}/edit")).await.status, StatusCode::FORBIDDEN);
+        assert!(!v.get("/portal/customers").await.html.contains("New customer"));
+    }
+
+    async fn credit_accounts_open_and_close_on_the_customer_page(app: TestApp) {
+        let c = app.create_named("Credit", "Page").await;
+        let (_, password) = user(&app, "credit@example.com", "admin").await;
+        let mut b = Browser::new(&app);
+        b.sign_in("credit@example.com", &password).await;
+        let page = b.get(&format!("/portal/customers/{c}")).await;
+        let csrf = hidden(&page.html, "csrf");
+        let target = format!("/portal/customers/{c}/credit-accounts");
+        let bad = b.post(&target, &[("csrf", &csrf), ("accountType", "consumer"), ("creditLimit", "-5"), ("accountInterestRate", "0.2999"), ("riskRating", "L")]).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        let r = b.post(&target, &[("csrf", &csrf), ("accountType", "consumer"), ("creditLimit", "5000"), ("accountInterestRate", "0.2999"),
+            ("riskRating", "L"), ("preferredLanguage", "en-CA"), ("tosAgreement", "true"), ("question", "First pet?"), ("answer", "Rex the dog")]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.html);
+        let account = app.get(&format!("/credit-accounts/lookup?customerId={c}")).await.expect(200).clone();
+        let number = account["accountNumber"].as_str().unwrap().to_owned();
+        let (_, reveal) = app.key_with(&[clientele::auth::Scope::PaymentMethodsReveal]).await;
+        let vcc = app.send(reqwest::Method::POST, &format!("/credit-accounts/{number}/reveal"), Some(&reveal), None, &[]).await.expect(200)["vccNumber"].as_str().unwrap().to_owned();
+        let page = b.get(&format!("/portal/customers/{c}")).await;
+        assert!(page.html.contains(&number) && page.html.contains(&format!("•••• {}", &vcc[12..])) && page.html.contains("clear"), "{}", page.html);
+        assert!(page.html.contains("5000") && !page.html.contains(&vcc) && !page.html.contains("Rex the dog"));
+        // A failed verification shows; closing is final.
+        let verify = json!({"format": "security_question", "securityQid": 1, "securityAnswer": "Fido"});
+        app.post(&format!("/credit-accounts/{number}/verify"), verify).await.expect(400);
+        assert!(b.get(&format!("/portal/customers/{c}")).await.html.contains("1 failed"));
+        let close = format!("{target}/{number}");
+        assert_eq!(b.post(&close, &[("csrf", &csrf), ("action", "close")]).await.status, StatusCode::SEE_OTHER);
+        let account = app.get(&format!("/credit-accounts/lookup?accountNumber={number}")).await.expect(200).clone();
+        assert_eq!(account["accountStatus"], "closed");
+        assert_eq!(b.post(&close, &[("csrf", &csrf), ("action", "close")]).await.status, StatusCode::CONFLICT);
+    }
+
+    async fn plans_keys_webhooks_and_the_event_feed_in_the_portal(app: TestApp) {
+        let (_, password) = user(&app, "settings@example.com", "admin").await;
+        let mut b = Browser::new(&app);
+        b.sign_in("settings@example.com", &password).await;
+        let csrf = hidden(&b.get("/portal/financing-plans").await.html, "csrf");
+        // A plan, by the API's rules; then deleted.
+        let plan = |terms: &'static str| vec![("csrf", csrf.clone()), ("planId", "7".into()), ("planName", "Twelve easy".into()),
+            ("offerCategory", "equal_billing".into()), ("apr", "0.0999".into()), ("terms", terms.into())];
+        let post = async |b: &mut Browser, path: &str, f: Vec<(&'static str, String)>| {
+            let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            b.post(path, &pairs).await
+        };
+        assert_eq!(post(&mut b, "/portal/financing-plans", plan("12, 12")).await.status, StatusCode::BAD_REQUEST);
+        assert_eq!(post(&mut b, "/portal/financing-plans", plan("12: 29.99, 24")).await.status, StatusCode::SEE_OTHER);
+        let p = app.get("/financing-plans/7").await.expect(200).clone();
+        assert_eq!((p["terms"][0]["adminFee"].as_f64(), p["terms"][1]["term"].as_i64()), (Some(29.99), Some(24)), "{p}");
+        assert!(b.get("/portal/financing-plans").await.html.contains("12: 29.99, 24"));
+        let del = vec![("csrf", csrf.clone()), ("action", "delete".to_owned())];
+        assert_eq!(post(&mut b, "/portal/financing-plans/7", del).await.status, StatusCode::SEE_OTHER);
+        app.get("/financing-plans/7").await.expect(404);
+
+        // A key: shown once, working, listed without its secret, then revoked.
+        let made = post(&mut b, "/portal/api-keys", vec![("csrf", csrf.clone()), ("scope", "customers:read".into())]).await;
+        assert_eq!(made.status, StatusCode::OK);
+        assert_eq!(made.headers["cache-control"], "no-store");
+        let at = made.html.find("ck_").expect("the key, shown once");
+        let key: String = made.html[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect();
+        let r = app.send(reqwest::Method::GET, "/customers", Some(&key), None, &[]).await;
+        assert_eq!(r.status, 200);
+        let r = app.send(reqwest::Method::POST, "/customers", Some(&key), Some(json!({"firstName": "A", "lastName": "B"})), &[]).await;
+        assert_eq!(r.status, 403, "only the scopes chosen");
+        let list = b.get("/portal/api-keys").await;
+        assert!(!list.html.contains(&key) && list.html.contains("customers:read"));
+        let key_id = made.html.split("The key ").nth(1).unwrap().split(' ').next().unwrap().to_owned();
+        let events = app.get(&format!("/events?entityId={key_id}")).await.expect(200)["items"].clone();
+        assert_eq!(events[0]["type"], "api_key.created");
+        let revoke = vec![("csrf", csrf.clone()), ("action", "revoke".to_owned())];
+        assert_eq!(post(&mut b, &format!("/portal/api-keys/{key_id}"), revoke.clone()).await.status, StatusCode::SEE_OTHER);
+        tokio::time::sleep(clientele::auth::KEY_CACHE_TTL + std::time::Duration::from_millis(200)).await;
+        assert_eq!(app.send(reqwest::Method::GET, "/customers", Some(&key), None, &[]).await.status, 401);
+        assert_eq!(post(&mut b, &format!("/portal/api-keys/{key_id}"), revoke).await.status, StatusCode::NOT_FOUND);
+        let none = post(&mut b, "/portal/api-keys", vec![("csrf", csrf.clone())]).await;
+        assert_eq!(none.status, StatusCode::BAD_REQUEST);
+
+        // A webhook endpoint: its secret shown once, disabled, deleted.
+        let bad = post(&mut b, "/portal/webhook-endpoints", vec![("csrf", csrf.clone()), ("url", "ftp://x".into()), ("enabledEvents", "*".into())]).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        let made = post(&mut b, "/portal/webhook-endpoints", vec![("csrf", csrf.clone()), ("url", "http://127.0.0.1:9/hooks".into()),
+            ("enabledEvents", "customer.created, customer.deleted".into())]).await;
+        assert_eq!(made.status, StatusCode::OK, "{}", made.html);
+        let secret_at = made.html.find("whsec_").expect("the secret, shown once");
+        let secret: String = made.html[secret_at..].chars().take_while(|c| *c != '<').collect();
+        let endpoints = app.get("/webhook-endpoints").await.expect(200)["items"].clone();
+        let endpoint = endpoints[0]["id"].as_str().unwrap().to_owned();
+        assert_eq!(endpoints[0]["enabledEvents"], json!(["customer.created", "customer.deleted"]));
+        let page = b.get("/portal/webhook-endpoints").await;
+        assert!(page.html.contains("http://127.0.0.1:9/hooks") && !page.html.contains(&secret));
+        let act = |a: &str| vec![("csrf", csrf.clone()), ("action", a.to_owned())];
+        let target = format!("/portal/webhook-endpoints/{endpoint}");
+        assert_eq!(post(&mut b, &target, act("disable")).await.status, StatusCode::SEE_OTHER);
+        assert_eq!(app.get(&format!("/webhook-endpoints/{endpoint}")).await.expect(200)["status"], "disabled");
+        let rotated = post(&mut b, &target, act("rotate")).await;
+        assert!(rotated.status == StatusCode::OK && rotated.html.contains("whsec_") && !rotated.html.contains(&secret));
+        assert_eq!(post(&mut b, &target, act("delete")).await.status, StatusCode::SEE_OTHER);
+        app.get(&format!("/webhook-endpoints/{endpoint}")).await.expect(404);
+
+        // The feed: the newest first, by type, naming the person.
+        let feed = b.get("/portal/events").await;
+        assert_eq!(feed.status, StatusCode::OK);
+        let (deleted, created) = (feed.html.find("webhook_endpoint.deleted").unwrap(), feed.html.find("api_key.created").unwrap());
+        assert!(deleted < created && feed.html.contains("settings@example.com"), "{}", feed.html);
+        let only = b.get("/portal/events?type=financing_plan.updated").await;
+        assert!(only.html.contains("financing_plan.updated") && !only.html.contains("api_key.created</td>"));
+        assert_eq!(b.get("/portal/events?type=nonsense").await.status, StatusCode::BAD_REQUEST);
+    }
 }

@@ -74,6 +74,7 @@ def main():
         expect(page.locator("tbody tr", has_text="411111******1111").locator("td").nth(3)).to_have_text("inactive")
 
         # An admin links a payment provider; its key is shown masked, never whole.
+        page.click("summary >> text=Link a provider")
         page.fill("form.link input[name=provider]", "moneris")
         page.fill("form.link input[name=providerConfigId]", "cfg-moneris-01")
         page.fill("form.link input[name=apiKey]", "sk_test_0123456789abcdef")
@@ -92,6 +93,55 @@ def main():
         page.click("form.link button")
         expect(page).to_have_url(f"{BASE}/portal/custom-parameters")
         expect(page.locator("tbody tr", has_text="loyaltyTier")).to_contain_text("declared")
+
+        # An admin creates a customer with a form (the API's rules: a bad email is
+        # refused and the form comes back filled in), then edits it.
+        page.click("header nav >> text=Customers")
+        page.click("text=New customer")
+        page.fill("input[name=firstName]", "Katherine")
+        page.fill("input[name=lastName]", "Johnson")
+        page.fill("input[name=email]", "not an email")
+        page.fill("input[name=loyaltyTier]", "gold")
+        page.click("form.record button")
+        expect(page.locator("ul.error")).to_contain_text("email")
+        expect(page.locator("input[name=firstName]")).to_have_value("Katherine")
+        page.fill("input[name=email]", "katherine@example.com")
+        page.click("form.record button")
+        expect(page.locator("h1")).to_have_text("Katherine Johnson")
+        expect(page.locator("dl")).to_contain_text("gold")
+        page.click("p.actions >> text=Edit")
+        expect(page.locator("input[name=email]")).to_have_value("katherine@example.com")
+        page.fill("input[name=lastName]", "Johnson-Goble")
+        page.click("form.record button")
+        expect(page.locator("h1")).to_have_text("Katherine Johnson-Goble")
+
+        # It gets a credit account, which is then closed.
+        page.click("summary >> text=Open a credit account")
+        page.fill("input[name=creditLimit]", "2500")
+        page.fill("input[name=accountInterestRate]", "0.1999")
+        page.check("input[name=tosAgreement]")
+        page.click("button >> text=Open a credit account")
+        account = page.locator("tbody tr", has_text="consumer")
+        expect(account).to_contain_text("open")
+        expect(account).to_contain_text("clear")
+        account.locator("button", has_text="Close").click()
+        expect(page.locator("tbody tr", has_text="consumer").locator("td").nth(2)).to_have_text("closed")
+
+        # An API key: its scopes chosen, shown once, then revoked.
+        page.click("header nav >> text=API keys")
+        page.uncheck("input[value='customers:write']")
+        page.click("text=Create a key")
+        expect(page.locator("code.secret")).to_have_text(re.compile(r"^ck_"))
+        page.click("text=Done")
+        row = page.locator("tbody tr", has_text="customers:read payment_methods:write")
+        row.locator("button", has_text="Revoke").click()
+        expect(page.locator("tbody tr", has_text="customers:read payment_methods:write").locator("td").nth(3)).not_to_be_empty()
+
+        # The event feed: the newest first, in this admin's name.
+        page.click("header nav >> text=Events")
+        first = page.locator("tbody tr").first
+        expect(first).to_contain_text("api_key.revoked")
+        expect(first).to_contain_text(ADMIN)
         page.goto(f"{BASE}/portal/customers/{CUSTOMER}")
 
         # A form posted from elsewhere, without the session's token, is refused.
