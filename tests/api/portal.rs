@@ -110,6 +110,12 @@ crate::both! {
         let csp = list.headers["content-security-policy"].to_str().unwrap();
         assert!(csp.contains("default-src 'none'") && csp.contains("style-src 'self'") && !csp.contains("script-src"), "{csp}");
         assert!(!b.get("/portal/customers?search=zzzz").await.html.contains("Ada Portal"));
+        // The API's filters, carried by the paging links.
+        assert!(b.get("/portal/customers?email=ada.portal%40example.com").await.html.contains("Ada Portal"));
+        let inactive = b.get("/portal/customers?status=inactive&email=ada.portal%40example.com").await;
+        assert!(inactive.status == StatusCode::OK && !inactive.html.contains("Ada Portal"));
+        let bad = b.get("/portal/customers?dateOfBirth=someday").await;
+        assert!(bad.status == StatusCode::BAD_REQUEST && bad.html.contains("dateOfBirth"), "{}", bad.html);
         // The customer: the card masked, never whole.
         let page = b.get(&format!("/portal/customers/{customer}")).await;
         assert_eq!(page.status, StatusCode::OK);
