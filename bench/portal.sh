@@ -44,7 +44,8 @@ with sync_playwright() as p:
     print("| page | server (request → response end) | load (start → load event) |")
     print("|---|---:|---:|")
     for name, url in [("customer list", "/portal/customers"), ("list, page 2,000", "/portal/customers?page=2000"),
-                      ("search, one word", "/portal/customers?search=smith"), ("a customer", customer)]:
+                      ("search, one word", "/portal/customers?search=smith"), ("a customer", customer),
+                      ("event feed", "/portal/events")]:
         runs = []
         for _ in range(25):
             page.goto(BASE + url)

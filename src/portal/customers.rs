@@ -152,142 +152,134 @@ pub(super) async fn show(State(state): State<AppState>, user: PortalUser, params
     let admin = user.is_admin();
     let now = crate::store::now_ms();
     let base = format!("/portal/customers/{}", c.id);
-    let button = |action: &str, label: &str, target: &str| {
-        html! {
-            form.inline method="post" action=(target) {
-                input type="hidden" name="csrf" value=(user.csrf);
-                input type="hidden" name="action" value=(action);
-                button type="submit" { (label) }
+    let button = |action: &str, label: &str, target: &str| user.button(target, action, label);
+    let body = html! {
+        @if admin {
+            p.actions {
+                a href=(format!("{base}/edit")) { "Edit" }
+                @if c.status == "active" {
+                    (button("inactive", "Deactivate the customer", &format!("{base}/status")))
+                } @else {
+                    (button("active", "Activate the customer", &format!("{base}/status")))
+                }
+            }
+        }
+        dl {
+            dt { "Id" } dd { (c.id) }
+            dt { "Status" } dd { (c.status) }
+            dt { "Email" } dd { (c.email.as_deref().unwrap_or("")) }
+            dt { "Phone" } dd { (c.mobile_phone_number.as_deref().unwrap_or("")) }
+            dt { "Company" } dd { (c.company_name.as_deref().unwrap_or("")) }
+            dt { "Date of birth" } dd { (c.date_of_birth.as_deref().unwrap_or("")) }
+            dt { "Billing address" } dd { (address(&c.billing_address)) }
+            dt { "Shipping address" } dd { (address(&c.shipping_address)) }
+            dt { "External reference" } dd { (c.external_reference.as_deref().unwrap_or("")) }
+            dt { "Created" } dd { (c.created_on) }
+            @for (name, value) in &c.custom {
+                dt { (name) } dd { (value.as_str().map_or_else(|| value.to_string(), str::to_owned)) }
+            }
+        }
+        h2 { "Cards" }
+        table {
+            thead { tr { th { "Brand" } th { "Number" } th { "Expires" } th { "Status" } th { "Default" } @if admin { th {} } } }
+            tbody {
+                @for card in &cards {
+                    tr {
+                        td { (card.brand) } td { (card.masked_pan) }
+                        td { (format!("{:02}/{}", card.expiration_month, card.expiration_year)) }
+                        td { (card.status) } td { @if card.is_default { "default" } }
+                        @if admin { td { (method_actions(&button, &base, card.id, &card.status, card.is_default)) } }
+                    }
+                }
+            }
+        }
+        h2 { "Bank accounts" }
+        table {
+            thead { tr { th { "Routing" } th { "Account" } th { "Status" } th { "Default" } @if admin { th {} } } }
+            tbody {
+                @for bank in &banks {
+                    tr {
+                        td { (bank.routing_number) }
+                        td { "••••" (bank.account_number_last4.as_deref().unwrap_or("")) }
+                        td { (bank.status) } td { @if bank.is_default { "default" } }
+                        @if admin { td { (method_actions(&button, &base, bank.id, &bank.status, bank.is_default)) } }
+                    }
+                }
+            }
+        }
+        h2 { "Payment providers" }
+        table {
+            thead { tr { th { "Provider" } th { "Configuration" } th { "API key" } th { "Linked" } @if admin { th {} } } }
+            tbody {
+                @for link in &providers {
+                    tr {
+                        td { (link.provider) } td { (link.provider_config_id) }
+                        td { (link.api_key_hint.as_deref().unwrap_or("")) }
+                        td { (crate::routes::timestamp(link.created_at)) }
+                        @if admin { td { (button("unlink", "Unlink", &format!("{base}/providers/{}", link.id))) } }
+                    }
+                }
+            }
+        }
+        @if admin {
+            details {
+                summary { "Link a provider" }
+                form.link method="post" action=(format!("{base}/providers")) {
+                    input type="hidden" name="csrf" value=(user.csrf);
+                    label { "Provider" input type="text" name="provider" required maxlength="100"; }
+                    label { "Configuration id" input type="text" name="providerConfigId" required maxlength="200"; }
+                    label { "API key (kept encrypted, shown masked)" input type="password" name="apiKey" autocomplete="off" maxlength="1000"; }
+                    button type="submit" { "Link a provider" }
+                }
+            }
+        }
+        h2 { "Credit accounts" }
+        table {
+            thead { tr { th { "Account" } th { "Type" } th { "Status" } th { "Limit" } th { "Available" } th { "Rate" }
+                th { "Risk" } th { "Card" } th { "Verification" } th { "Opened" } @if admin { th {} } } }
+            tbody {
+                @for a in &accounts {
+                    tr {
+                        td { (a.account_number) } td { (a.account_type) } td { (a.status) }
+                        td { (Money(a.credit_limit).to_decimal()) } td { (Money((a.credit_limit - a.outstanding).max(0)).to_decimal()) }
+                        td { (a.interest_rate) } td { (a.risk_rating) } td { "•••• " (a.vcc_last4) }
+                        td { (verification_state(a, now)) }
+                        td { (crate::routes::timestamp(a.created_at).get(..10).unwrap_or("")) }
+                        @if admin { td { @if a.status == "open" {
+                            (button("close", "Close", &format!("{base}/credit-accounts/{}", a.account_number)))
+                        } } }
+                    }
+                }
+            }
+        }
+        @if admin {
+            details {
+                summary { "Open a credit account" }
+                form.link method="post" action=(format!("{base}/credit-accounts")) {
+                    input type="hidden" name="csrf" value=(user.csrf);
+                    label { "Type" select name="accountType" { option { "consumer" } option { "business" } } }
+                    label { "Credit limit" input type="text" name="creditLimit" required inputmode="decimal" maxlength="20"; }
+                    label { "Annual interest rate (0.2999 for 29.99 %)" input type="text" name="accountInterestRate" required inputmode="decimal" maxlength="10"; }
+                    label { "Risk" select name="riskRating" { option value="L" { "L (low)" } option value="M" { "M (medium)" } option value="H" { "H (high)" } } }
+                    label { "Language" select name="preferredLanguage" { option value="" { "" } @for l in LANGUAGES { option { (l) } } } }
+                    label.check { input type="checkbox" name="tosAgreement" value="true"; " Terms accepted" }
+                    label.check { input type="checkbox" name="paymentProtection" value="true"; " Payment protection" }
+                    label { "Security question (optional)" input type="text" name="question" maxlength="200"; }
+                    label { "Its answer (stored hashed)" input type="password" name="answer" autocomplete="off" maxlength="100"; }
+                    button type="submit" { "Open a credit account" }
+                }
+            }
+        }
+        h2 { "Events (the newest 20)" }
+        table {
+            thead { tr { th { "Type" } th { "When" } th { "Correlation id" } } }
+            tbody {
+                @for e in &events {
+                    tr { td { (e.kind) } td { (crate::routes::timestamp(e.created_at)) } td { (e.correlation_id) } }
+                }
             }
         }
     };
-    let body = html! {
-            @if admin {
-                p.actions {
-                    a href=(format!("{base}/edit")) { "Edit" }
-                    @if c.status == "active" {
-                        (button("inactive", "Deactivate the customer", &format!("{base}/status")))
-                    } @else {
-                        (button("active", "Activate the customer", &format!("{base}/status")))
-                    }
-                }
-            }
-            dl {
-                dt { "Id" } dd { (c.id) }
-                dt { "Status" } dd { (c.status) }
-                dt { "Email" } dd { (c.email.as_deref().unwrap_or("")) }
-                dt { "Phone" } dd { (c.mobile_phone_number.as_deref().unwrap_or("")) }
-                dt { "Company" } dd { (c.company_name.as_deref().unwrap_or("")) }
-                dt { "Date of birth" } dd { (c.date_of_birth.as_deref().unwrap_or("")) }
-                dt { "Billing address" } dd { (address(&c.billing_address)) }
-                dt { "Shipping address" } dd { (address(&c.shipping_address)) }
-                dt { "External reference" } dd { (c.external_reference.as_deref().unwrap_or("")) }
-                dt { "Created" } dd { (c.created_on) }
-                @for (name, value) in &c.custom {
-                    dt { (name) } dd { (value.as_str().map_or_else(|| value.to_string(), str::to_owned)) }
-                }
-            }
-            h2 { "Cards" }
-            table {
-                thead { tr { th { "Brand" } th { "Number" } th { "Expires" } th { "Status" } th { "Default" } @if admin { th {} } } }
-                tbody {
-                    @for card in &cards {
-                        tr {
-                            td { (card.brand) } td { (card.masked_pan) }
-                            td { (format!("{:02}/{}", card.expiration_month, card.expiration_year)) }
-                            td { (card.status) } td { @if card.is_default { "default" } }
-                            @if admin { td { (method_actions(&button, &base, card.id, &card.status, card.is_default)) } }
-                        }
-                    }
-                }
-            }
-            h2 { "Bank accounts" }
-            table {
-                thead { tr { th { "Routing" } th { "Account" } th { "Status" } th { "Default" } @if admin { th {} } } }
-                tbody {
-                    @for bank in &banks {
-                        tr {
-                            td { (bank.routing_number) }
-                            td { "••••" (bank.account_number_last4.as_deref().unwrap_or("")) }
-                            td { (bank.status) } td { @if bank.is_default { "default" } }
-                            @if admin { td { (method_actions(&button, &base, bank.id, &bank.status, bank.is_default)) } }
-                        }
-                    }
-                }
-            }
-            h2 { "Payment providers" }
-            table {
-                thead { tr { th { "Provider" } th { "Configuration" } th { "API key" } th { "Linked" } @if admin { th {} } } }
-                tbody {
-                    @for link in &providers {
-                        tr {
-                            td { (link.provider) } td { (link.provider_config_id) }
-                            td { (link.api_key_hint.as_deref().unwrap_or("")) }
-                            td { (crate::routes::timestamp(link.created_at)) }
-                            @if admin { td { (button("unlink", "Unlink", &format!("{base}/providers/{}", link.id))) } }
-                        }
-                    }
-                }
-            }
-            @if admin {
-                details {
-                    summary { "Link a provider" }
-                    form.link method="post" action=(format!("{base}/providers")) {
-                        input type="hidden" name="csrf" value=(user.csrf);
-                        label { "Provider" input type="text" name="provider" required maxlength="100"; }
-                        label { "Configuration id" input type="text" name="providerConfigId" required maxlength="200"; }
-                        label { "API key (kept encrypted, shown masked)" input type="password" name="apiKey" autocomplete="off" maxlength="1000"; }
-                        button type="submit" { "Link a provider" }
-                    }
-                }
-            }
-            h2 { "Credit accounts" }
-            table {
-                thead { tr { th { "Account" } th { "Type" } th { "Status" } th { "Limit" } th { "Available" } th { "Rate" }
-                    th { "Risk" } th { "Card" } th { "Verification" } th { "Opened" } @if admin { th {} } } }
-                tbody {
-                    @for a in &accounts {
-                        tr {
-                            td { (a.account_number) } td { (a.account_type) } td { (a.status) }
-                            td { (Money(a.credit_limit).to_decimal()) } td { (Money((a.credit_limit - a.outstanding).max(0)).to_decimal()) }
-                            td { (a.interest_rate) } td { (a.risk_rating) } td { "•••• " (a.vcc_last4) }
-                            td { (verification_state(a, now)) }
-                            td { (crate::routes::timestamp(a.created_at).get(..10).unwrap_or("")) }
-                            @if admin { td { @if a.status == "open" {
-                                (button("close", "Close", &format!("{base}/credit-accounts/{}", a.account_number)))
-                            } } }
-                        }
-                    }
-                }
-            }
-            @if admin {
-                details {
-                    summary { "Open a credit account" }
-                    form.link method="post" action=(format!("{base}/credit-accounts")) {
-                        input type="hidden" name="csrf" value=(user.csrf);
-                        label { "Type" select name="accountType" { option { "consumer" } option { "business" } } }
-                        label { "Credit limit" input type="text" name="creditLimit" required inputmode="decimal" maxlength="20"; }
-                        label { "Annual interest rate (0.2999 for 29.99 %)" input type="text" name="accountInterestRate" required inputmode="decimal" maxlength="10"; }
-                        label { "Risk" select name="riskRating" { option value="L" { "L (low)" } option value="M" { "M (medium)" } option value="H" { "H (high)" } } }
-                        label { "Language" select name="preferredLanguage" { option value="" { "" } @for l in LANGUAGES { option { (l) } } } }
-                        label.check { input type="checkbox" name="tosAgreement" value="true"; " Terms accepted" }
-                        label.check { input type="checkbox" name="paymentProtection" value="true"; " Payment protection" }
-                        label { "Security question (optional)" input type="text" name="question" maxlength="200"; }
-                        label { "Its answer (stored hashed)" input type="password" name="answer" autocomplete="off" maxlength="100"; }
-                        button type="submit" { "Open a credit account" }
-                    }
-                }
-            }
-            h2 { "Events (the newest 20)" }
-            table {
-                thead { tr { th { "Type" } th { "When" } th { "Correlation id" } } }
-                tbody {
-                    @for e in &events {
-                        tr { td { (e.kind) } td { (crate::routes::timestamp(e.created_at)) } td { (e.correlation_id) } }
-                    }
-                }
-            }
-        };
     page(StatusCode::OK, layout(&name_of(&c), Some(&user), body))
 }
 

@@ -418,6 +418,19 @@ where
     }
 }
 
+impl PortalUser {
+    /// A one-button form posting `action` to `target`, with this session's token.
+    fn button(&self, target: &str, action: &str, label: &str) -> Markup {
+        html! {
+            form.inline method="post" action=(target) {
+                input type="hidden" name="csrf" value=(self.csrf);
+                input type="hidden" name="action" value=(action);
+                button type="submit" { (label) }
+            }
+        }
+    }
+}
+
 /// A viewer's refusal of an admin's page or change.
 fn refuse_viewer(user: &PortalUser) -> Option<Response> {
     (!user.is_admin())

@@ -40,11 +40,7 @@ pub(super) async fn parameters(State(state): State<AppState>, user: PortalUser) 
                         td { (d.description.as_deref().unwrap_or("")) }
                         td { @if d.retired { "retired" } @else { "declared" } }
                         @if admin { td { @if !d.retired {
-                            form.inline method="post" action=(format!("/portal/custom-parameters/{}", d.name)) {
-                                input type="hidden" name="csrf" value=(user.csrf);
-                                input type="hidden" name="action" value="retire";
-                                button type="submit" { "Retire" }
-                            }
+                            (user.button(&format!("/portal/custom-parameters/{}", d.name), "retire", "Retire"))
                         } } }
                     }
                 }
@@ -141,11 +137,7 @@ pub(super) async fn plans(State(state): State<AppState>, user: PortalUser) -> Re
                         td { (plan.plan_id) } td { (plan.name) } td { (plan.offer_category) } td { (plan.apr) }
                         td { (terms_text(plan)) }
                         @if admin { td {
-                            form.inline method="post" action=(format!("/portal/financing-plans/{}", plan.plan_id)) {
-                                input type="hidden" name="csrf" value=(user.csrf);
-                                input type="hidden" name="action" value="delete";
-                                button type="submit" { "Delete" }
-                            }
+                            (user.button(&format!("/portal/financing-plans/{}", plan.plan_id), "delete", "Delete"))
                         } }
                     }
                 }
@@ -258,11 +250,7 @@ pub(super) async fn api_keys(State(state): State<AppState>, user: PortalUser) ->
                         td { (k.id) } td { (k.scopes) } td { (timestamp(k.created_at)) }
                         td { @if let Some(at) = k.revoked_at { (timestamp(at)) } }
                         @if admin { td { @if k.revoked_at.is_none() {
-                            form.inline method="post" action=(format!("/portal/api-keys/{}", k.id)) {
-                                input type="hidden" name="csrf" value=(user.csrf);
-                                input type="hidden" name="action" value="revoke";
-                                button type="submit" { "Revoke" }
-                            }
+                            (user.button(&format!("/portal/api-keys/{}", k.id), "revoke", "Revoke"))
                         } } }
                     }
                 }
@@ -360,13 +348,7 @@ pub(super) async fn webhooks(State(state): State<AppState>, user: PortalUser) ->
     }
     let admin = user.is_admin();
     let button = |id: uuid::Uuid, action: &str, label: &str| {
-        html! {
-            form.inline method="post" action=(format!("/portal/webhook-endpoints/{id}")) {
-                input type="hidden" name="csrf" value=(user.csrf);
-                input type="hidden" name="action" value=(action);
-                button type="submit" { (label) }
-            }
-        }
+        user.button(&format!("/portal/webhook-endpoints/{id}"), action, label)
     };
     let body = html! {
         @for (e, recent) in endpoints.iter().zip(&deliveries) {
