@@ -66,6 +66,23 @@ impl fmt::Debug for MasterKey {
     }
 }
 
+/// A key file that others than its owner may read is refused: whoever reads it
+/// reads every card.
+fn refuse_shared_key_file(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.permissions().mode();
+        anyhow::ensure!(
+            mode & 0o077 == 0,
+            "{} can be read by others than its owner (mode {:o}); make it private (chmod 600) before starting",
+            path.display(),
+            mode & 0o777
+        );
+    }
+    Ok(())
+}
+
 /// `CLIENTELE_MASTER_KEY` when given; else `DATA_DIR/master.key`, generated
 /// (mode 0600, with a warning) on first start.
 pub fn load_master_key(configured: Option<&SecretString>, data_dir: &Path) -> anyhow::Result<MasterKey> {
@@ -75,12 +92,13 @@ pub fn load_master_key(configured: Option<&SecretString>, data_dir: &Path) -> an
     let path = data_dir.join("master.key");
     match std::fs::read_to_string(&path) {
         Ok(text) => {
+            refuse_shared_key_file(&path)?;
             return MasterKey::from_base64(&text).with_context(|| format!("reading {}", path.display()));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    crate::store::backup::private_dir(data_dir)?;
     let mut key = Zeroizing::new([0u8; 32]);
     rand::rngs::OsRng.fill_bytes(key.as_mut());
     let text = Zeroizing::new(STANDARD.encode(key.as_ref()));
@@ -116,6 +134,19 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert_eq!(format!("{a:?}"), "MasterKey(***)");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_data_folder_is_private_and_a_key_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::tempdir().unwrap();
+        let data = parent.path().join("data");
+        load_master_key(None, &data).unwrap();
+        assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
+        std::fs::set_permissions(data.join("master.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let refused = load_master_key(None, &data).unwrap_err().to_string();
+        assert!(refused.contains("can be read by others") && refused.contains("644"), "{refused}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use clientele::auth::{Scope, generate_key, scopes_string};
 use clientele::config::Config;
 use clientele::crypto::{Vault, load_master_key};
 use clientele::routes::bulk::{Importer, export_lines};
+use clientele::routes::timestamp;
 use clientele::store::{Actor, Db, DbOptions, Tenant};
 use clientele::{App, shutdown_signal, telemetry};
 use serde_json::json;
@@ -64,6 +65,25 @@ enum Command {
         #[arg(long, short)]
         output: Option<std::path::PathBuf>,
     },
+    /// Copy a live SQLite database to FILE, consistently while servers write
+    /// (PostgreSQL: prints the pg_dump recipe); prints {"backup", "bytes", ...}.
+    Backup {
+        /// The copy to write; must not exist yet.
+        #[arg(long)]
+        to: std::path::PathBuf,
+    },
+    /// Put a backup in place of the SQLite database (refused while a server
+    /// uses it; the database it replaces is kept beside it, renamed).
+    Restore {
+        /// The backup to restore.
+        #[arg(long)]
+        from: std::path::PathBuf,
+    },
+    /// Webhook endpoints.
+    Webhook {
+        #[command(subcommand)]
+        action: WebhookCmd,
+    },
     /// Encryption keys of the vault.
     Keys {
         #[command(subcommand)]
@@ -77,7 +97,18 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum WebhookCmd {
+    /// A merchant's endpoints (never their secrets); prints one JSON line each.
+    List {
+        #[arg(long)]
+        merchant: Uuid,
+    },
+}
+
+#[derive(Subcommand)]
 enum MerchantCmd {
+    /// Every merchant; prints one JSON line each.
+    List,
     /// Create a merchant and its first API key; prints {"merchantId", "apiKey"}.
     Create {
         #[arg(long)]
@@ -108,6 +139,11 @@ enum ApiKeyCmd {
     },
     /// Revoke a key by its id.
     Revoke { key_id: Uuid },
+    /// A merchant's keys, the newest first (never the keys); prints one JSON line each.
+    List {
+        #[arg(long)]
+        merchant: Uuid,
+    },
 }
 
 #[derive(Subcommand)]
@@ -233,6 +269,48 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await;
             Ok(())
         }
+        Command::Merchant { action: MerchantCmd::List } => {
+            let db = open(&config).await?;
+            for m in db.merchants().await? {
+                println!("{}", json!({"merchantId": m.id, "name": m.name, "createdOn": timestamp(m.created_at)}));
+            }
+            db.close().await;
+            Ok(())
+        }
+        Command::ApiKey { action: ApiKeyCmd::List { merchant } } => {
+            let db = open(&config).await?;
+            let tenant = db.find_merchant(merchant).await?.with_context(|| format!("no merchant {merchant}"))?;
+            for k in db.scoped(tenant).api_keys(i64::MAX).await? {
+                let scopes: Vec<&str> = k.scopes.split_whitespace().collect();
+                println!(
+                    "{}",
+                    json!({"keyId": k.id, "scopes": scopes, "createdOn": timestamp(k.created_at), "revokedOn": k.revoked_at.map(timestamp)})
+                );
+            }
+            db.close().await;
+            Ok(())
+        }
+        Command::Webhook { action: WebhookCmd::List { merchant } } => {
+            let db = open(&config).await?;
+            let tenant = db.find_merchant(merchant).await?.with_context(|| format!("no merchant {merchant}"))?;
+            for e in db.scoped(tenant).webhook_endpoints().await? {
+                println!("{}", serde_json::to_string(&clientele::routes::webhooks::EndpointView::from(e))?);
+            }
+            db.close().await;
+            Ok(())
+        }
+        Command::Backup { to } => {
+            let report = clientele::store::backup::backup(&config.database_url, &to).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            eprintln!("{}", clientele::store::backup::KEY_REMINDER);
+            Ok(())
+        }
+        Command::Restore { from } => {
+            let report = clientele::store::backup::restore(&config.database_url, &from).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            eprintln!("{}", clientele::store::backup::KEY_REMINDER);
+            Ok(())
+        }
         Command::Merchant { action: MerchantCmd::Configure { merchant, vcc_bin, allow_merchant_override } } => {
             let db = open(&config).await?;
             let tenant = db.find_merchant(merchant).await?.with_context(|| format!("no merchant {merchant}"))?;
@@ -285,7 +363,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for u in db.portal_users(merchant).await? {
                 println!(
                     "{}",
-                    json!({"userId": u.id, "email": u.email, "role": u.role, "status": u.status, "createdOn": clientele::routes::timestamp(u.created_at)})
+                    json!({"userId": u.id, "email": u.email, "role": u.role, "status": u.status, "createdOn": timestamp(u.created_at)})
                 );
             }
             db.close().await;

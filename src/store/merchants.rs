@@ -7,6 +7,13 @@ use uuid::Uuid;
 use super::{Actor, Db, Scoped, StoreError, Tenant, WriteTx, on_conn};
 use crate::domain::event::EventType;
 
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MerchantRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: i64,
+}
+
 /// A key as its merchant's staff see it: never the key, nor its hash.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct KeyListing {
@@ -41,6 +48,12 @@ impl Db {
         let row: Option<(Uuid,)> = on_conn!(self.reader(), p => sqlx::query_as("SELECT id FROM merchants WHERE id = $1")
             .bind(id).fetch_optional(p).await)?;
         Ok(row.map(|(id,)| Tenant::trusted(id)))
+    }
+
+    /// Every merchant, the oldest first (for the operator's CLI).
+    pub async fn merchants(&self) -> Result<Vec<MerchantRecord>, sqlx::Error> {
+        on_conn!(self.reader(), p => sqlx::query_as::<_, MerchantRecord>(
+            "SELECT id, name, created_at FROM merchants ORDER BY created_at, id").fetch_all(p).await)
     }
 
     pub async fn count_merchants(&self) -> Result<i64, sqlx::Error> {

@@ -10,6 +10,7 @@
 //! [`WriteTx`], both of which carry the authenticated merchant and hand it to
 //! every query; there is no API that reads or writes a merchant's data without one.
 
+pub mod backup;
 pub mod credit;
 pub mod custom;
 pub mod customers;
@@ -96,6 +97,8 @@ enum Pools {
         path: std::path::PathBuf,
         /// The same file for short reads on the caller's thread ([`inline`]).
         inline: std::sync::Arc<inline::InlineReaders>,
+        /// Held while the database is open: no restore replaces the file meanwhile.
+        _serving: std::sync::Arc<backup::ServingLock>,
     },
     Postgres(PgPool),
 }
@@ -234,11 +237,8 @@ impl Db {
                 );
             }
             let path = Path::new(connect.get_filename()).to_owned();
-            if let Some(dir) = path.parent()
-                && !dir.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            }
+            backup::private_database(&path)?;
+            let serving = std::sync::Arc::new(backup::ServingLock::take(&path)?);
             // A local file cannot drop a connection: no ping before each use.
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
@@ -274,7 +274,14 @@ impl Db {
             let inline = inline::InlineReaders::open(&path, 2 * threads, threads, opts.query_timeout)
                 .context("opening the SQLite database for inline reads")?;
             Ok(Db {
-                pools: Pools::Sqlite { read, write, group, path, inline: std::sync::Arc::new(inline) },
+                pools: Pools::Sqlite {
+                    read,
+                    write,
+                    group,
+                    path,
+                    inline: std::sync::Arc::new(inline),
+                    _serving: serving,
+                },
                 export_pool: None,
                 pg_admin: None,
                 committed: Arc::default(),

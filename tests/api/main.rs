@@ -9,6 +9,7 @@ mod bulk;
 mod credit;
 mod custom;
 mod customers;
+mod deploy;
 mod errors;
 mod events;
 mod idempotency;

@@ -102,6 +102,14 @@ pub(crate) async fn cli(db: &TestDb, data_dir: &Path, args: &[&str]) -> (bool, V
     (out.status.success(), v, String::from_utf8_lossy(&out.stderr).to_string())
 }
 
+/// A command printing one JSON value per line: (success, the values, stdout, stderr).
+async fn cli_lines(db: &TestDb, data_dir: &Path, args: &[&str]) -> (bool, Vec<Value>, String, String) {
+    let out = command(db, data_dir).args(args).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    (out.status.success(), lines, stdout, String::from_utf8_lossy(&out.stderr).to_string())
+}
+
 pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
 }
@@ -138,8 +146,136 @@ both_processes!(
     acknowledged_creates_survive_kill_9,
     no_file_holds_a_clear_number,
     keys_rotate_while_the_server_runs,
-    cli_imports_and_exports
+    cli_imports_and_exports,
+    backups_are_taken_live_and_restored
 );
+
+/// A backup taken while 4 writers add customers with cards holds every one
+/// acknowledged before it began; restored (never over a running server), the
+/// service serves them and reveals every card with the same master key.
+async fn backups_are_taken_live_and_restored(db: TestDb) {
+    let data = db.dir.path().join("data");
+    let copy = db.dir.path().join("backup.db");
+    let copy_arg = copy.to_str().unwrap();
+    if db.url.starts_with("postgres") {
+        let (ok, _, err) = cli(&db, &data, &["backup", "--to", copy_arg]).await;
+        assert!(!ok && err.contains("pg_dump") && err.contains("master key"), "{err}");
+        assert!(!copy.exists());
+        return;
+    }
+    let (mut server, merchant, key) = boot(&db, &data).await;
+    let (ok, reveal, err) =
+        cli(&db, &data, &["api-key", "create", "--merchant", &merchant, "--scope", "payment_methods:reveal"]).await;
+    assert!(ok, "{err}");
+    let reveal = reveal["apiKey"].as_str().unwrap().to_owned();
+    let acked = Arc::new(Mutex::new(Vec::<(std::time::Instant, String, String)>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (base, key, acked, stop) = (server.base.clone(), key.clone(), acked.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let http = client();
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                // A valid Visa test number per customer: 4000 00WW IIII IIIC.
+                let body = format!("40000{w}{i:09}");
+                let pan = luhn_complete(&body);
+                let req = json!({"firstName": format!("B{w}"), "lastName": format!("N{i}"),
+                    "paymentMethodsCards": [{"pan": pan, "expirationMonth": 12, "expirationYear": 2035}]});
+                let r = http.post(format!("{base}/customers")).bearer_auth(&key).json(&req).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+                acked.lock().await.push((std::time::Instant::now(), id, pan));
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let began = std::time::Instant::now();
+    let (ok, report, err) = cli(&db, &data, &["backup", "--to", copy_arg]).await;
+    assert!(ok, "{err}");
+    assert!(err.contains("master key"), "the reminder: {err}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().await.clone();
+    let before: Vec<_> = acked.iter().filter(|(at, _, _)| *at < began).cloned().collect();
+    assert!(
+        before.len() > 20 && acked.len() > before.len(),
+        "writes before ({}) and during/after ({})",
+        before.len(),
+        acked.len()
+    );
+    assert!(report["customers"].as_i64().unwrap() >= before.len() as i64, "{report}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&copy), 0o600, "the backup is private");
+        let live = clientele::store::backup::sqlite_file(&db.url).unwrap().unwrap();
+        assert_eq!(mode(&live), 0o600, "the database is private");
+        assert_eq!(mode(&data), 0o700, "the data folder is private");
+    }
+    let (ok, _, err) = cli(&db, &data, &["backup", "--to", copy_arg]).await;
+    assert!(!ok && err.contains("must not exist"), "{err}");
+    // Not over a running server.
+    let (ok, _, err) = cli(&db, &data, &["restore", "--from", copy_arg]).await;
+    assert!(!ok && err.contains("stop it"), "{err}");
+    assert!(sigterm(&mut server.child).await.success());
+    let (ok, restored, err) = cli(&db, &data, &["restore", "--from", copy_arg]).await;
+    assert!(ok, "{err}");
+    assert!(Path::new(restored["replaced"].as_str().unwrap()).exists(), "the replaced database is kept: {restored}");
+    let mut again = start(&db, &data).await;
+    let http = client();
+    let total: Value = http
+        .get(format!("{}/customers?pageSize=1", again.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(total["total"], report["customers"], "the database as the backup took it");
+    for (_, id, pan) in &before {
+        let c: Value = http
+            .get(format!("{}/customers/{id}", again.base))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let card = c["cards"][0]["id"].as_str().unwrap_or_else(|| panic!("customer {id} lost its card: {c}"));
+        let r = http
+            .post(format!("{}/customers/{id}/payment-methods/{card}/reveal", again.base))
+            .bearer_auth(&reveal)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<Value>().await.unwrap()["pan"], pan.as_str());
+    }
+    eprintln!("backup: {} customers acknowledged before it began, all restored with their cards", before.len());
+    assert!(sigterm(&mut again.child).await.success());
+}
+
+/// `digits` with its Luhn check digit appended.
+fn luhn_complete(digits: &str) -> String {
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 0 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d }
+        })
+        .sum();
+    format!("{digits}{}", (10 - sum % 10) % 10)
+}
 
 async fn first_start_bootstraps_a_merchant(db: TestDb) {
     let data = db.dir.path().join("data");
@@ -221,6 +357,24 @@ async fn cli_administers_a_running_server(db: TestDb) {
     }
     let (ok, _, err) = cli(&db, &data, &["api-key", "revoke", ro["keyId"].as_str().unwrap()]).await;
     assert!(!ok && err.contains("no live API key"));
+    // What was made is listed, never a key itself.
+    let (ok, merchants, _, err) = cli_lines(&db, &data, &["merchant", "list"]).await;
+    assert!(ok, "{err}");
+    assert!(
+        merchants.iter().any(|m| m["merchantId"] == merchant.as_str() && m["name"] == "Acme Jewellers"),
+        "{merchants:?}"
+    );
+    let (ok, keys, text, err) = cli_lines(&db, &data, &["api-key", "list", "--merchant", &merchant]).await;
+    assert!(ok, "{err}");
+    assert_eq!(keys.len(), 2);
+    assert_eq!(
+        (keys[0]["keyId"].as_str(), keys[0]["scopes"].clone()),
+        (ro["keyId"].as_str(), json!(["customers:read"]))
+    );
+    assert!(keys[0]["revokedOn"].is_string() && keys[1]["revokedOn"].is_null(), "{keys:?}");
+    assert!(!text.contains("ck_") && !text.contains(&key), "{text}");
+    let (ok, endpoints, _, err) = cli_lines(&db, &data, &["webhook", "list", "--merchant", &merchant]).await;
+    assert!(ok && endpoints.is_empty(), "{err}");
     let (ok, _, err) = cli(&db, &data, &["api-key", "create", "--merchant", &merchant, "--scope", "everything"]).await;
     assert!(!ok && err.contains("unknown scope"));
     let (ok, _, _) = cli(&db, &data, &["api-key", "create", "--merchant", &uuid::Uuid::now_v7().to_string()]).await;

@@ -142,6 +142,14 @@ def main():
         first = page.locator("tbody tr").first
         expect(first).to_contain_text("api_key.revoked")
         expect(first).to_contain_text(ADMIN)
+
+        # No page carries the full card number.
+        for path in ["/portal/customers", f"/portal/customers/{CUSTOMER}", f"/portal/customers/{CUSTOMER}/edit",
+                     "/portal/events", "/portal/custom-parameters", "/portal/financing-plans", "/portal/api-keys",
+                     "/portal/webhook-endpoints", "/portal/password"]:
+            page.goto(BASE + path)
+            expect(page.locator("h1")).not_to_have_text("Something is wrong")
+            no_full_number(page)
         page.goto(f"{BASE}/portal/customers/{CUSTOMER}")
 
         # A form posted from elsewhere, without the session's token, is refused.
