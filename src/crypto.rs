@@ -36,6 +36,13 @@ impl std::str::FromStr for SecretString {
 }
 
 /// Configuration shows that a secret is set, never what it is.
+impl<'de> serde::Deserialize<'de> for SecretString {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = Zeroizing::new(String::deserialize(d)?);
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl serde::Serialize for SecretString {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str("***")

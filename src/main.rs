@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use clientele::auth::{Scope, generate_key, scopes_string};
-use clientele::config::Config;
+use clientele::config::{CommonFlags, Config, Loaded, ServeFlags};
 use clientele::crypto::{Vault, load_master_key};
 use clientele::routes::bulk::{Importer, export_lines};
 use clientele::routes::timestamp;
@@ -24,7 +24,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "clientele", version, about = "Self-hostable merchant Customer API")]
 struct Cli {
     #[command(flatten)]
-    config: Config,
+    common: CommonFlags,
     #[command(subcommand)]
     command: Command,
 }
@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP service (migrates the database first).
-    Serve,
+    Serve(ServeFlags),
     /// Apply database migrations and exit.
     Migrate,
     /// Merchants.
@@ -53,12 +53,15 @@ enum Command {
     /// Import customers from an NDJSON file (one create body per line), upserting
     /// by externalReference; prints the summary, and each failed line on stderr.
     Import {
+        /// The NDJSON file.
         file: std::path::PathBuf,
+        /// The merchant's id.
         #[arg(long)]
         merchant: Uuid,
     },
     /// Export every customer of a merchant as NDJSON (a consistent snapshot).
     Export {
+        /// The merchant's id.
         #[arg(long)]
         merchant: Uuid,
         /// Write here instead of stdout.
@@ -100,6 +103,7 @@ enum Command {
 enum WebhookCmd {
     /// A merchant's endpoints (never their secrets); prints one JSON line each.
     List {
+        /// The merchant's id.
         #[arg(long)]
         merchant: Uuid,
     },
@@ -111,17 +115,20 @@ enum MerchantCmd {
     List,
     /// Create a merchant and its first API key; prints {"merchantId", "apiKey"}.
     Create {
+        /// The merchant's name (1 to 200 characters).
         #[arg(long)]
         name: String,
     },
     /// Point-of-sale settings: the IIN virtual cards are issued under, and whether
     /// the merchant may override customer verification; prints the settings.
     Configure {
+        /// The merchant's id.
         #[arg(long)]
         merchant: Uuid,
         /// 6 digits (default 990000).
         #[arg(long, value_parser = parse_bin)]
         vcc_bin: Option<String>,
+        /// Whether the merchant may confirm a customer without verification.
         #[arg(long)]
         allow_merchant_override: Option<bool>,
     },
@@ -131,6 +138,7 @@ enum MerchantCmd {
 enum ApiKeyCmd {
     /// Create a key for a merchant (default scopes: all but payment_methods:reveal).
     Create {
+        /// The merchant's id.
         #[arg(long)]
         merchant: Uuid,
         /// A scope to grant; repeat for several.
@@ -138,9 +146,13 @@ enum ApiKeyCmd {
         scopes: Vec<Scope>,
     },
     /// Revoke a key by its id.
-    Revoke { key_id: Uuid },
+    Revoke {
+        /// The key's id (`keyId`), never the key.
+        key_id: Uuid,
+    },
     /// A merchant's keys, the newest first (never the keys); prints one JSON line each.
     List {
+        /// The merchant's id.
         #[arg(long)]
         merchant: Uuid,
     },
@@ -151,8 +163,10 @@ enum UserCmd {
     /// Create a user with a generated password (shown once; they change it in
     /// the portal); prints {"userId", "email", "password"}.
     Create {
+        /// The merchant's id.
         #[arg(long)]
         merchant: Uuid,
+        /// The email they sign in with.
         #[arg(long)]
         email: String,
         /// `admin` changes things; `viewer` sees everything an admin sees and changes nothing.
@@ -161,11 +175,15 @@ enum UserCmd {
     },
     /// A merchant's users (never their passwords); prints one JSON line each.
     List {
+        /// The merchant's id.
         #[arg(long)]
         merchant: Uuid,
     },
     /// Disable a user and end their sessions.
-    Disable { user_id: Uuid },
+    Disable {
+        /// The user's id (`userId`).
+        user_id: Uuid,
+    },
 }
 
 fn parse_role(s: &str) -> Result<clientele::portal::Role, String> {
@@ -181,8 +199,9 @@ enum KeysCmd {
 
 #[derive(Subcommand)]
 enum ConfigCmd {
-    /// Print the effective configuration, secrets masked.
-    Show,
+    /// Print every setting `serve` would use (with these flags) and where each
+    /// came from; secrets as ***.
+    Show(ServeFlags),
 }
 
 fn parse_bin(s: &str) -> Result<String, String> {
@@ -234,10 +253,10 @@ fn fit_connections_to_open_files(limits: &mut clientele::config::Limits) {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut config = cli.config;
-    match cli.command {
-        Command::Serve => {
+async fn run(command: Command, loaded: Loaded) -> anyhow::Result<()> {
+    let mut config = loaded.config.clone();
+    match command {
+        Command::Serve(_) => {
             fit_connections_to_open_files(&mut config.limits);
             let app = App::start(&config).await?;
             let db = app.state.db().clone();
@@ -387,8 +406,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
-        Command::Config { action: ConfigCmd::Show } => {
-            println!("{}", serde_json::to_string_pretty(&config.show())?);
+        Command::Config { action: ConfigCmd::Show(_) } => {
+            println!("{}", serde_json::to_string_pretty(&loaded.show())?);
             Ok(())
         }
     }
@@ -509,7 +528,21 @@ async fn export(config: &Config, merchant: Uuid, output: Option<&std::path::Path
 fn main() -> ExitCode {
     clientele::store::configure_sqlite();
     let cli = Cli::parse();
-    let logs = telemetry::init_logs(cli.config.log_format);
+    let serve = match &cli.command {
+        Command::Serve(flags) | Command::Config { action: ConfigCmd::Show(flags) } => Some(flags),
+        _ => None,
+    };
+    let loaded = match Config::load(&cli.common, serve) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let logs = telemetry::init_logs(loaded.config.log_format);
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -517,7 +550,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(run(cli));
+    let result = runtime.block_on(run(cli.command, loaded));
     // Every log line is out before the error, which is the last word.
     drop(runtime);
     drop(logs);

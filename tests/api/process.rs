@@ -405,9 +405,14 @@ async fn cli_administers_a_running_server(db: TestDb) {
     )
     .await;
     assert!(ok);
-    assert_eq!(shown["masterKey"], "***");
-    assert_eq!(shown["metricsToken"], "***");
-    assert_eq!(shown["smsWebhookUrl"], "https://sms.example/send?***");
+    assert_eq!(shown["settings"]["master_key"], json!({"value": "***", "from": "--master-key"}));
+    assert_eq!(shown["settings"]["metrics_token"]["value"], "***");
+    assert_eq!(
+        shown["settings"]["sms_webhook_url"],
+        json!({"value": "https://sms.example/send?***", "from": "--sms-webhook-url"})
+    );
+    assert_eq!(shown["settings"]["database_url"]["from"], "CLIENTELE_DATABASE_URL");
+    assert_eq!(shown["masterKey"], "--master-key");
     assert!(!shown.to_string().contains("t0ken"), "{shown}");
     assert!(sigterm(&mut server.child).await.success());
 }
