@@ -91,6 +91,7 @@ pub struct Limits {
     pub rate_limit_per_address: u32,
     pub auth_failures_per_minute: u32,
     pub verification_sends_per_minute: u32,
+    pub shutdown_drain_ms: u64,
 }
 
 /// The settings every command reads: where the data is, and how to log.
@@ -255,6 +256,12 @@ pub struct ServeFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification_sends_per_minute: Option<u32>,
+    /// On SIGTERM, how long the service keeps accepting connections while
+    /// `/readyz` answers 503, so load balancers stop sending before it stops
+    /// listening (ms; at most 60,000) [default: 1000; CLIENTELE_SHUTDOWN_DRAIN_MS].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shutdown_drain_ms: Option<u64>,
 }
 
 /// The configuration with where each value came from.
@@ -359,7 +366,8 @@ impl Loaded {
     /// where the value came from.
     fn check(&self) -> anyhow::Result<()> {
         let l = &self.config.limits;
-        let ranges: [(&str, u64, u64, u64); 7] = [
+        let ranges: [(&str, u64, u64, u64); 8] = [
+            ("shutdown_drain_ms", l.shutdown_drain_ms, 0, 60_000),
             ("request_timeout_ms", l.request_timeout_ms, 100, MAX_REQUEST_TIMEOUT_MS as u64),
             ("query_timeout_ms", l.query_timeout_ms, 10, 600_000),
             ("header_timeout_ms", l.header_timeout_ms, 100, 600_000),
@@ -433,6 +441,7 @@ impl Limits {
         rate_limit_per_address: 2000,
         auth_failures_per_minute: 60,
         verification_sends_per_minute: 60,
+        shutdown_drain_ms: 1000,
     };
 
     pub fn request_timeout(&self) -> Duration {

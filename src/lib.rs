@@ -173,6 +173,14 @@ impl App {
         let db = Db::connect(&config.database_url, &db_options).await?;
         db.migrate().await?;
         let vault = Arc::new(Vault::new(crypto::load_master_key(config.master_key.as_ref(), &config.data_dir)?));
+        let backend = match db.backend() {
+            store::Backend::Sqlite => "sqlite",
+            store::Backend::Postgres => "postgres",
+        };
+        let version = env!("CARGO_PKG_VERSION");
+        telemetry::metrics_handle(); // the recorder, before the first value
+        metrics::gauge!("clientele_build_info", "version" => version, "commit" => telemetry::COMMIT, "backend" => backend)
+            .set(1.0);
         db.load_keys(&vault).await?;
         let state = AppState {
             inner: Arc::new(Inner {
@@ -231,10 +239,15 @@ impl App {
         let outbox = tokio::spawn(self.notifier.run());
         let webhooks = tokio::spawn(self.webhooks.run());
         let flag = state.clone();
+        let drain = Duration::from_millis(state.limits().shutdown_drain_ms);
         let signal = async move {
             shutdown.await;
+            // Still accepting: a load balancer checking /readyz sees 503 and stops
+            // sending before the listener closes.
             flag.inner.shutting_down.store(true, Ordering::Relaxed);
-            tracing::info!("shutting down: finishing in-flight requests");
+            tracing::info!(drain_ms = drain.as_millis() as u64, "shutting down: /readyz answers 503 while draining");
+            tokio::time::sleep(drain).await;
+            tracing::info!("shutting down: no more connections; finishing in-flight requests");
         };
         let l = state.limits();
         let limits = http::server::ServerLimits {

@@ -95,6 +95,8 @@ impl Notifier {
             if let Some(e) = &error {
                 tracing::warn!(message_id = %m.id, channel = %m.channel, attempt = m.attempts + 1, status, error = %e, "notification not delivered");
             }
+            metrics::counter!("clientele_notification_attempts_total", "channel" => m.channel.clone(), "outcome" => status)
+                .increment(1);
             let counts = status != "sent" && status != "unsent";
             let outcome = Outcome { status, counts, next_attempt_at: next, error, sent_at: sent };
             self.db.settle_message(&m, outcome).await?;

@@ -49,6 +49,7 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .expect("buckets are non-empty")
                 .install_recorder()
                 .expect("the metrics recorder is installed once");
+            describe();
             let upkeep = handle.clone();
             let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
                 loop {
@@ -63,6 +64,47 @@ pub fn metrics_handle() -> PrometheusHandle {
         })
         .clone()
 }
+
+/// The HELP line of every family the service exports (the exporter writes TYPE).
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!("http_requests_total", "Requests answered, by method, route template and status.");
+    describe_histogram!(
+        "http_request_duration_seconds",
+        Unit::Seconds,
+        "From a request's arrival to its reply's last byte (a streamed reply's too), by method, route and status."
+    );
+    describe_counter!("clientele_rate_limited_total", "Requests refused by a rate limit, by limit.");
+    describe_counter!("clientele_requests_timed_out_total", "Requests answered 503 at their deadline.");
+    describe_counter!("clientele_connections_closed_total", "Connections the server closed, by reason.");
+    describe_counter!(
+        "clientele_reads_moved_to_blocking_pool_total",
+        "SQLite reads that found every inline reader busy and ran on the blocking pool."
+    );
+    describe_histogram!("clientele_write_batch_size", "Writes committed together by the SQLite group writer.");
+    describe_histogram!("clientele_commit_seconds", Unit::Seconds, "Time of one SQLite group commit (its fsync).");
+    describe_counter!("clientele_webhook_attempts_total", "Webhook delivery attempts, by outcome.");
+    describe_histogram!("clientele_webhook_attempt_seconds", Unit::Seconds, "Time of one webhook attempt.");
+    describe_counter!(
+        "clientele_notification_attempts_total",
+        "Notification (SMS, email) attempts, by channel and outcome."
+    );
+    describe_gauge!("clientele_webhook_deliveries_pending", "Webhook deliveries waiting to be sent or retried.");
+    describe_gauge!("clientele_notifications_pending", "Notifications waiting to be sent or retried.");
+    describe_gauge!("clientele_db_connections", "Database connections of this node, by pool and state (in_use, idle).");
+    describe_gauge!("clientele_db_connections_max", "Database connections a pool may open, by pool.");
+    describe_gauge!("clientele_build_info", "1, labelled with the version, the commit and the database backend.");
+    process_collector().describe();
+}
+
+/// The process's CPU, memory and file metrics (`process_*`), read at each scrape.
+pub fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+/// The commit this binary was built from (`unknown` outside a git checkout).
+pub const COMMIT: &str = env!("CLIENTELE_COMMIT");
 
 #[cfg(test)]
 mod tests {

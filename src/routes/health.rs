@@ -74,6 +74,8 @@ async fn metrics(
             return Err(ApiError::unauthorized("/metrics needs 'Authorization: Bearer <CLIENTELE_METRICS_TOKEN>'."));
         }
     }
+    state.db().record_gauges().await;
+    crate::telemetry::process_collector().collect();
     Ok((StatusCode::OK, [(CONTENT_TYPE, "text/plain; version=0.0.4")], state.inner.metrics.render()))
 }
 

@@ -415,7 +415,12 @@ fn writer(mut conn: WriterConn, mut rx: mpsc::Receiver<Job>, runtime: Option<&to
                     false => search_index::write_entries(&conn, &entries),
                 }
                 .map_err(|e| e.to_string())
-                .and_then(|()| exec(&conn, &["COMMIT"])),
+                .and_then(|()| {
+                    let started = std::time::Instant::now();
+                    let committed = exec(&conn, &["COMMIT"]);
+                    metrics::histogram!("clientele_commit_seconds").record(started.elapsed().as_secs_f64());
+                    committed
+                }),
             });
             if let Err(why) = ended {
                 drop(next);

@@ -326,6 +326,40 @@ impl Db {
         }
     }
 
+    /// Sets the gauges a scrape of `/metrics` reads: this node's connections by
+    /// pool, and the delivery backlogs (every node's: they live in the database).
+    pub async fn record_gauges(&self) {
+        fn pool<DB: sqlx::Database>(name: &'static str, p: &sqlx::Pool<DB>) {
+            let (size, idle) = (p.size(), p.num_idle() as u32);
+            let max = p.options().get_max_connections();
+            metrics::gauge!("clientele_db_connections", "pool" => name, "state" => "in_use")
+                .set(f64::from(size - idle.min(size)));
+            metrics::gauge!("clientele_db_connections", "pool" => name, "state" => "idle").set(f64::from(idle));
+            metrics::gauge!("clientele_db_connections_max", "pool" => name).set(f64::from(max));
+        }
+        match &self.pools {
+            Pools::Sqlite { read, write, .. } => {
+                pool("read", read);
+                pool("write", write);
+            }
+            Pools::Postgres(p) => pool("main", p),
+        }
+        if let Some(ExportPool(e)) = &self.export_pool {
+            pool("export", e);
+        }
+        let backlog = |sql: &'static str| async move {
+            let n: Result<(i64,), sqlx::Error> = on_conn!(self.reader(), p => sqlx::query_as(sql).fetch_one(p).await);
+            n.map(|(n,)| n as f64)
+        };
+        let pending = "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'";
+        if let Ok(n) = backlog(pending).await {
+            metrics::gauge!("clientele_webhook_deliveries_pending").set(n);
+        }
+        if let Ok(n) = backlog("SELECT COUNT(*) FROM notification_outbox WHERE status = 'pending'").await {
+            metrics::gauge!("clientele_notifications_pending").set(n);
+        }
+    }
+
     /// Readers that run on the caller's thread (SQLite only).
     pub(crate) fn inline(&self) -> Option<&std::sync::Arc<inline::InlineReaders>> {
         match &self.pools {

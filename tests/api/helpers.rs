@@ -150,7 +150,8 @@ impl TestDb {
             webhooks_disable_after_s: 432_000,
             metrics_listen: None,
             metrics_token: None,
-            limits: clientele::config::Limits::default(),
+            // Tests stop servers often; none has a load balancer to tell.
+            limits: clientele::config::Limits { shutdown_drain_ms: 0, ..clientele::config::Limits::default() },
         }
     }
 }

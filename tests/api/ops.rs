@@ -496,3 +496,133 @@ fn the_reference_lists_every_event_type() {
         assert!(reference.contains(&format!("`{}`", t.as_str())), "docs/api.md does not list {t}");
     }
 }
+
+/// Every family `/metrics` exports has its HELP and TYPE, and every metric the
+/// dashboard in `deploy/` queries is one `/metrics` really exports (on SQLite,
+/// which adds the group commit's, after requests, a webhook delivery and a
+/// rate limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_described_and_the_dashboard_queries_real_ones() {
+    let app = TestApp::spawn(clientele::store::Backend::Sqlite).await.unwrap();
+    let app = app.restart_with(|c| c.limits.rate_limit_per_key = 1).await;
+    // A webhook delivery (the receiver answers 204), then a burst past the key's limit.
+    let hook =
+        axum::Router::new().route("/hooks", axum::routing::post(|| async { axum::http::StatusCode::NO_CONTENT }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+    let (_, hooks_key) = app.key_with(&[clientele::auth::Scope::WebhooksWrite]).await;
+    let r = app
+        .send(
+            reqwest::Method::POST,
+            "/webhook-endpoints",
+            Some(&hooks_key),
+            Some(json!({"url": url, "enabledEvents": ["*"]})),
+            &[],
+        )
+        .await;
+    let endpoint = r.expect(200)["id"].as_str().unwrap().to_owned();
+    app.create_named("Metric", "Maker").await;
+    for _ in 0..200 {
+        let d = app.get(&format!("/webhook-endpoints/{endpoint}/deliveries")).await;
+        if d.body["items"].as_array().is_some_and(|i| i.iter().any(|x| x["status"] == "delivered")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut limited = false;
+    for _ in 0..10 {
+        limited |= app.get("/customers").await.status == 429;
+    }
+    assert!(limited, "the burst met the key's limit");
+    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let families: Vec<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+    assert!(families.len() > 15, "{text}");
+    for f in &families {
+        assert!(text.contains(&format!("# HELP {f} ")), "{f} has no HELP line");
+    }
+    let dashboard: Value = serde_json::from_str(include_str!("../../deploy/grafana-dashboard.json")).unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_owned()))
+        .collect();
+    let mut queried = 0;
+    for expr in &exprs {
+        let names = expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("http_") || w.starts_with("clientele_") || w.starts_with("process_"));
+        for name in names {
+            let family = ["_bucket", "_sum", "_count"].iter().fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
+            assert!(
+                families.contains(&family),
+                "the dashboard queries {name}, which /metrics does not export:\n{text}"
+            );
+            queried += 1;
+        }
+    }
+    assert!(queried >= exprs.len(), "every panel queries a metric");
+    assert!(text.contains("clientele_build_info{") && text.contains("backend=\"sqlite\""), "{text}");
+}
+
+// A streamed reply is measured to its end: an import whose upload takes 600 ms
+// is not logged at the moment its headers were ready.
+crate::both! {
+    async fn a_streamed_reply_is_measured_to_its_last_byte(app: TestApp) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let lines = "{\"firstName\":\"Slow\",\"lastName\":\"One\"}\n{\"firstName\":\"Slow\",\"lastName\":\"Two\"}\n";
+        let mut s = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://")).await.unwrap();
+        let head = format!(
+            "POST /pay-api/v1/customers/import HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n",
+            app.key,
+            lines.len()
+        );
+        let (first, second) = lines.split_at(lines.len() / 2);
+        s.write_all(format!("{head}{first}").as_bytes()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        s.write_all(second.as_bytes()).await.unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).await.unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200") && reply.contains("\"created\":2"), "{reply}");
+        let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let sum: f64 = text
+            .lines()
+            .find(|l| l.starts_with("http_request_duration_seconds_sum") && l.contains("/customers/import"))
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap_or_else(|| panic!("no import latency in {text}"))
+            .parse()
+            .unwrap();
+        assert!(sum >= 0.55, "the import was measured at {sum} s, before its body ended");
+    }
+}
+
+/// On shutdown the listener stays open for the drain, with `/readyz` at 503,
+/// then closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_while_draining_before_the_listener_closes() {
+    let test_db = crate::helpers::TestDb::new(clientele::store::Backend::Sqlite).await.unwrap();
+    let mut cfg = test_db.config();
+    cfg.limits.shutdown_drain_ms = 700;
+    let app = clientele::App::start(&cfg).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    // A new client each time: no connection is kept from before the signal.
+    let fresh = || reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    assert_eq!(fresh().get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
+    let signalled = std::time::Instant::now();
+    stop.send(()).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let during = fresh().get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(during.status(), 503, "a new connection during the drain is told to go elsewhere");
+    assert_eq!(fresh().get(format!("{base}/healthz")).send().await.unwrap().status(), 200, "and still served");
+    server.await.unwrap().unwrap();
+    assert!(signalled.elapsed() >= std::time::Duration::from_millis(700), "the drain was kept");
+    assert!(fresh().get(format!("{base}/healthz")).send().await.is_err(), "then the listener closed");
+}
