@@ -103,6 +103,9 @@ pub struct AuthContext {
 /// revoked (from the command line, possibly on another machine) stops working on
 /// every server within this time.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
+/// A key's last use is written at most this often (on a cache miss that finds
+/// it older): a list of keys shows which are in use, at no cost per request.
+pub const LAST_USED_EVERY_MS: i64 = 5 * 60 * 1000;
 /// Entries kept at most; the cache starts over when full.
 const KEY_CACHE_CAPACITY: usize = 10_000;
 
@@ -161,6 +164,14 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
             };
             let scopes = rec.scopes.split_whitespace().filter_map(Scope::parse).collect();
             let ctx = AuthContext { tenant: Tenant::trusted(rec.merchant_id), key_id: rec.id, scopes };
+            if rec.last_used_at.is_none_or(|at| crate::store::now_ms() - at > LAST_USED_EVERY_MS) {
+                let (db, tenant, id) = (state.db().clone(), ctx.tenant, ctx.key_id);
+                tokio::spawn(async move {
+                    if let Err(e) = db.touch_api_key(tenant, id).await {
+                        tracing::debug!(error = %e, "could not note a key's last use");
+                    }
+                });
+            }
             state.keys().put(hash, ctx.clone());
             ctx
         }

@@ -303,7 +303,8 @@ async fn run(command: Command, loaded: Loaded) -> anyhow::Result<()> {
                 let scopes: Vec<&str> = k.scopes.split_whitespace().collect();
                 println!(
                     "{}",
-                    json!({"keyId": k.id, "scopes": scopes, "createdOn": timestamp(k.created_at), "revokedOn": k.revoked_at.map(timestamp)})
+                    json!({"keyId": k.id, "scopes": scopes, "createdOn": timestamp(k.created_at),
+                        "lastUsedOn": k.last_used_at.map(timestamp), "revokedOn": k.revoked_at.map(timestamp)})
                 );
             }
             db.close().await;

@@ -243,12 +243,13 @@ pub(super) async fn api_keys(State(state): State<AppState>, user: PortalUser) ->
     let admin = user.is_admin();
     let body = html! {
         table {
-            thead { tr { th { "Key id" } th { "Scopes" } th { "Created" } th { "Revoked" } @if admin { th {} } } }
+            thead { tr { th { "Key id" } th { "Scopes" } th { "Created" } th { "Revoked" } th { "Last used" } @if admin { th {} } } }
             tbody {
                 @for k in &keys {
                     tr {
                         td { (k.id) } td { (k.scopes) } td { (timestamp(k.created_at)) }
                         td { @if let Some(at) = k.revoked_at { (timestamp(at)) } }
+                        td { @if let Some(at) = k.last_used_at { (timestamp(at)) } }
                         @if admin { td { @if k.revoked_at.is_none() {
                             (user.button(&format!("/portal/api-keys/{}", k.id), "revoke", "Revoke"))
                         } } }

@@ -21,6 +21,7 @@ pub struct KeyListing {
     pub scopes: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -28,6 +29,7 @@ pub struct KeyRecord {
     pub merchant_id: Uuid,
     pub id: Uuid,
     pub scopes: String,
+    pub last_used_at: Option<i64>,
 }
 
 impl Db {
@@ -90,10 +92,24 @@ impl Db {
         .await
     }
 
+    /// Notes that a key was used now (no event: it is bookkeeping, not a change).
+    pub async fn touch_api_key(&self, tenant: Tenant, id: Uuid) -> Result<(), StoreError> {
+        self.write(Actor::system(tenant), move |mut tx| async move {
+            let (merchant, now) = (tx.merchant(), tx.now);
+            tx.exec(
+                "UPDATE api_keys SET last_used_at = $1 WHERE merchant_id = $2 AND id = $3",
+                &[&now, &merchant, &id],
+            )
+            .await?;
+            tx.commit().await
+        })
+        .await
+    }
+
     /// The live key whose hash this is.
     pub async fn find_api_key(&self, key_hash: &[u8]) -> Result<Option<KeyRecord>, sqlx::Error> {
         on_conn!(self.reader(), p => sqlx::query_as::<_, KeyRecord>(
-            "SELECT merchant_id, id, scopes FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
+            "SELECT merchant_id, id, scopes, last_used_at FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
             .bind(key_hash).fetch_optional(p).await)
     }
 }
@@ -130,7 +146,7 @@ impl Scoped<'_> {
     /// The merchant's keys, the newest first (at most `limit`).
     pub async fn api_keys(&self, limit: i64) -> Result<Vec<KeyListing>, sqlx::Error> {
         on_conn!(self.conn(), p => sqlx::query_as::<_, KeyListing>(
-            "SELECT id, scopes, created_at, revoked_at FROM api_keys WHERE merchant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2")
+            "SELECT id, scopes, created_at, revoked_at, last_used_at FROM api_keys WHERE merchant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2")
             .bind(self.merchant()).bind(limit).fetch_all(p).await)
     }
 }

@@ -372,6 +372,7 @@ async fn cli_administers_a_running_server(db: TestDb) {
         (ro["keyId"].as_str(), json!(["customers:read"]))
     );
     assert!(keys[0]["revokedOn"].is_string() && keys[1]["revokedOn"].is_null(), "{keys:?}");
+    assert!(keys[0]["lastUsedOn"].is_string() && keys[1]["lastUsedOn"].is_string(), "both were used: {keys:?}");
     assert!(!text.contains("ck_") && !text.contains(&key), "{text}");
     let (ok, endpoints, _, err) = cli_lines(&db, &data, &["webhook", "list", "--merchant", &merchant]).await;
     assert!(ok && endpoints.is_empty(), "{err}");
