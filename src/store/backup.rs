@@ -228,3 +228,26 @@ pub async fn restore(url: &str, from: &Path) -> anyhow::Result<RestoreReport> {
     }
     Ok(RestoreReport { database: to, replaced, merchants, customers })
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn a_database_and_its_wal_created_wide_are_made_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("new/clientele.db");
+        private_database(&db).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&db), mode(db.parent().unwrap())), (0o600, 0o700), "created private");
+        let wal = with_suffix(&db, "-wal");
+        std::fs::write(&wal, b"").unwrap();
+        for f in [&db, &wal] {
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        private_database(&db).unwrap();
+        assert_eq!((mode(&db), mode(&wal)), (0o600, 0o600), "narrowed");
+    }
+}

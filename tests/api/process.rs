@@ -216,6 +216,8 @@ async fn backups_are_taken_live_and_restored(db: TestDb) {
         assert_eq!(mode(&copy), 0o600, "the backup is private");
         let live = clientele::store::backup::sqlite_file(&db.url).unwrap().unwrap();
         assert_eq!(mode(&live), 0o600, "the database is private");
+        let wal = std::path::PathBuf::from(format!("{}-wal", live.display()));
+        assert_eq!(mode(&wal), 0o600, "and so is its WAL");
         assert_eq!(mode(&data), 0o700, "the data folder is private");
     }
     let (ok, _, err) = cli(&db, &data, &["backup", "--to", copy_arg]).await;
