@@ -4,8 +4,6 @@
 //! which can carry emails and phone numbers. A streamed reply (an export, an
 //! import's results) is measured to its last byte, not to its headers.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -34,7 +32,7 @@ pub async fn layer(State(deadline): State<Duration>, req: Request, next: Next) -
         // Whole already: measured now (`finish` is dropped here).
         return res;
     }
-    res.map(|body| Body::new(Measured { body, _finish: finish }))
+    res.map(|body| Body::new(super::Holding { body, held: finish }))
 }
 
 /// A request's measure, taken when dropped: at once for a whole reply, when its
@@ -68,31 +66,5 @@ impl Drop for Finish {
         );
         metrics::counter!("http_requests_total", &labels).increment(1);
         metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
-    }
-}
-
-/// A streamed reply carrying its request's [`Finish`] to its end.
-struct Measured {
-    body: Body,
-    _finish: Finish,
-}
-
-impl http_body::Body for Measured {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
     }
 }

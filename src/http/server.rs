@@ -144,7 +144,8 @@ impl Activity {
     }
 }
 
-/// A request in flight on its connection, until its reply's body is done or dropped.
+/// A request in flight on its connection, until its reply's body is done or
+/// dropped (the body holds it: [`super::Holding`]).
 struct InFlight(Arc<Activity>);
 
 impl InFlight {
@@ -159,32 +160,6 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.last.store(now_ms(), Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A reply's body that keeps its request counted as in flight until it ends.
-struct Tracked {
-    body: Body,
-    _in_flight: InFlight,
-}
-
-impl http_body::Body for Tracked {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
     }
 }
 
@@ -280,7 +255,7 @@ async fn connection(
         let reply = router.clone().oneshot(req);
         async move {
             let res = reply.await.unwrap_or_else(|never: Infallible| match never {});
-            Ok::<_, Infallible>(res.map(|body| Body::new(Tracked { body, _in_flight: in_flight })))
+            Ok::<_, Infallible>(res.map(|body| Body::new(super::Holding { body, held: in_flight })))
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
