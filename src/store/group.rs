@@ -83,6 +83,11 @@ impl GroupWriter {
         Ok(GroupWriter { queue })
     }
 
+    /// Writes queued for the writer's thread, not yet taken into a batch.
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
     /// Queues `work` and waits until it is durable (or failed).
     pub(crate) async fn write<T, E, F, Fut>(&self, actor: Actor, alone: bool, work: F) -> Result<T, E>
     where

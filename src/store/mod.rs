@@ -338,9 +338,10 @@ impl Db {
             metrics::gauge!("clientele_db_connections_max", "pool" => name).set(f64::from(max));
         }
         match &self.pools {
-            Pools::Sqlite { read, write, .. } => {
+            Pools::Sqlite { read, write, group, .. } => {
                 pool("read", read);
                 pool("write", write);
+                metrics::gauge!("clientele_db_writes_waiting").set(group.queued() as f64);
             }
             Pools::Postgres(p) => pool("main", p),
         }
