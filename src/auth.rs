@@ -83,6 +83,23 @@ pub fn generate_key() -> NewKey {
     NewKey { id: Uuid::now_v7(), secret, hash }
 }
 
+/// Makes a key with `scopes` in `actor`'s name (an `api_key.created` event):
+/// its secret is in the returned value only.
+pub async fn issue_key(
+    db: &crate::store::Db,
+    actor: Actor,
+    scopes: &[Scope],
+) -> Result<NewKey, crate::store::StoreError> {
+    let key = generate_key();
+    let (id, hash, scopes) = (key.id, key.hash, scopes_string(scopes));
+    db.write(actor, move |mut tx| async move {
+        tx.insert_api_key(id, &hash, &scopes).await?;
+        tx.commit().await
+    })
+    .await?;
+    Ok(key)
+}
+
 pub fn hash_key(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }

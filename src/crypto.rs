@@ -109,11 +109,8 @@ pub fn load_master_key(configured: Option<&SecretString>, data_dir: &Path) -> an
     let mut key = Zeroizing::new([0u8; 32]);
     rand::rngs::OsRng.fill_bytes(key.as_mut());
     let text = Zeroizing::new(STANDARD.encode(key.as_ref()));
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut file = opts.open(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut file =
+        crate::store::backup::open_private(&path, true).with_context(|| format!("creating {}", path.display()))?;
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
     tracing::warn!(

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use clientele::auth::{Scope, generate_key, scopes_string};
+use clientele::auth::{Scope, issue_key};
 use clientele::config::{CommonFlags, Config, Loaded, ServeFlags};
 use clientele::crypto::{Vault, load_master_key};
 use clientele::routes::bulk::{Importer, export_lines};
@@ -225,11 +225,15 @@ async fn open(config: &Config) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-/// Creates a key and returns (key id, secret).
+/// Creates a key by the operator (no key, no user); returns (key id, secret).
 async fn new_key(db: &Db, tenant: Tenant, scopes: &[Scope]) -> anyhow::Result<(Uuid, String)> {
-    let key = generate_key();
-    db.insert_api_key(tenant, key.id, &key.hash, &scopes_string(scopes)).await?;
+    let key = issue_key(db, Actor::system(tenant), scopes).await?;
     Ok((key.id, key.secret))
+}
+
+/// The merchant of this id, or an error naming it.
+async fn tenant_of(db: &Db, id: Uuid) -> anyhow::Result<Tenant> {
+    db.find_merchant(id).await?.with_context(|| format!("no merchant {id}"))
 }
 
 /// Raises the soft limit on open files to the hard one (a service's default is
@@ -298,7 +302,7 @@ async fn run(command: Command, loaded: Loaded) -> anyhow::Result<()> {
         }
         Command::ApiKey { action: ApiKeyCmd::List { merchant } } => {
             let db = open(&config).await?;
-            let tenant = db.find_merchant(merchant).await?.with_context(|| format!("no merchant {merchant}"))?;
+            let tenant = tenant_of(&db, merchant).await?;
             for k in db.scoped(tenant).api_keys(i64::MAX).await? {
                 let scopes: Vec<&str> = k.scopes.split_whitespace().collect();
                 println!(
@@ -312,7 +316,7 @@ async fn run(command: Command, loaded: Loaded) -> anyhow::Result<()> {
         }
         Command::Webhook { action: WebhookCmd::List { merchant } } => {
             let db = open(&config).await?;
-            let tenant = db.find_merchant(merchant).await?.with_context(|| format!("no merchant {merchant}"))?;
+            let tenant = tenant_of(&db, merchant).await?;
             for e in db.scoped(tenant).webhook_endpoints().await? {
                 println!("{}", serde_json::to_string(&clientele::routes::webhooks::EndpointView::from(e))?);
             }
@@ -333,7 +337,7 @@ async fn run(command: Command, loaded: Loaded) -> anyhow::Result<()> {
         }
         Command::Merchant { action: MerchantCmd::Configure { merchant, vcc_bin, allow_merchant_override } } => {
             let db = open(&config).await?;
-            let tenant = db.find_merchant(merchant).await?.with_context(|| format!("no merchant {merchant}"))?;
+            let tenant = tenant_of(&db, merchant).await?;
             db.configure_merchant(tenant, vcc_bin.as_deref(), allow_merchant_override).await?;
             let (bin, allow) = db.merchant_settings(tenant).await?;
             println!("{}", json!({"merchantId": merchant, "vccBin": bin, "allowMerchantOverride": allow}));
@@ -342,7 +346,7 @@ async fn run(command: Command, loaded: Loaded) -> anyhow::Result<()> {
         }
         Command::ApiKey { action: ApiKeyCmd::Create { merchant, scopes } } => {
             let db = open(&config).await?;
-            let tenant = db.find_merchant(merchant).await?.with_context(|| format!("no merchant {merchant}"))?;
+            let tenant = tenant_of(&db, merchant).await?;
             let scopes = if scopes.is_empty() { Scope::DEFAULT.to_vec() } else { scopes };
             let (id, secret) = new_key(&db, tenant, &scopes).await?;
             let names: Vec<_> = scopes.iter().map(|s| s.as_str()).collect();
@@ -365,7 +369,7 @@ async fn run(command: Command, loaded: Loaded) -> anyhow::Result<()> {
             };
             let email = parsed.normalized().to_owned();
             let db = open(&config).await?;
-            let tenant = db.find_merchant(merchant).await?.with_context(|| format!("no merchant {merchant}"))?;
+            let tenant = tenant_of(&db, merchant).await?;
             let vault = Vault::new(load_master_key(config.master_key.as_ref(), &config.data_dir)?);
             let password = clientele::portal::generated_password();
             let hash = vault.hash_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -435,7 +439,7 @@ async fn import(config: &Config, path: &std::path::Path, merchant: Uuid) -> anyh
         ..DbOptions::default()
     };
     let app = App::start_with(config, options).await?;
-    let tenant = app.state.db().find_merchant(merchant).await?.with_context(|| format!("no merchant {merchant}"))?;
+    let tenant = tenant_of(app.state.db(), merchant).await?;
     let file = tokio::fs::File::open(path).await.with_context(|| format!("opening {}", path.display()))?;
     let bar = indicatif::ProgressBar::new(file.metadata().await?.len());
     bar.set_style(
@@ -490,7 +494,7 @@ async fn import(config: &Config, path: &std::path::Path, merchant: Uuid) -> anyh
 async fn export(config: &Config, merchant: Uuid, output: Option<&std::path::Path>) -> anyhow::Result<()> {
     use std::io::Write;
     let db = open(config).await?;
-    let tenant = db.find_merchant(merchant).await?.with_context(|| format!("no merchant {merchant}"))?;
+    let tenant = tenant_of(&db, merchant).await?;
     let search =
         clientele::routes::customers::parse_search(Some("pageSize=1"), &[]).map_err(|_| anyhow::anyhow!("search"))?;
     let total = db.scoped(tenant).search_customers(&search).await?.total;

@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::{
-    PortalUser, admin_form, api_error_page, change, error_page, field, layout, page, problems_page, redirect_to,
-    refuse_viewer, unknown_action,
+    PortalUser, admin_form, api_error_page, change, error_page, field, form_number, layout, page, problems_page,
+    redirect_to, refuse_viewer, unknown_action,
 };
 use crate::AppState;
 use crate::domain::Problems;
@@ -21,9 +21,9 @@ use crate::domain::custom::{Declaration, ParamType, active_names};
 use crate::domain::customer::{CustomerInput, CustomerStatus};
 use crate::domain::money::Money;
 use crate::http::extract::{path_param, path_uuid};
-use crate::routes::customers::{CustomerView, parse_search, write_new, write_update};
-use crate::routes::payment_methods::split;
+use crate::routes::customers::{CustomerDetail, CustomerView, parse_search, write_new, write_update};
 use crate::store::credit::AccountRecord;
+use crate::store::customers::CustomerParts;
 use crate::store::events::EventFilter;
 
 fn name_of(c: &CustomerView) -> String {
@@ -115,17 +115,25 @@ const FILTERS: [(&str, &str); 8] = [
     ("dateTo", "Created until (YYYY-MM-DD)"),
 ];
 
+/// A customer with its methods and custom values, or the page saying why not.
+async fn read_customer(state: &AppState, user: &PortalUser, id: Uuid) -> Result<CustomerParts, Response> {
+    match state.db().scoped(user.tenant()).customer_parts(id).await {
+        Ok(Some(parts)) => Ok(parts),
+        Ok(None) => Err(error_page(StatusCode::NOT_FOUND, Some(user), "No such customer.")),
+        Err(_) => Err(error_page(StatusCode::SERVICE_UNAVAILABLE, Some(user), "The customer could not be read.")),
+    }
+}
+
 /// A customer: fields, cards and bank accounts (masked), recent events.
 pub(super) async fn show(State(state): State<AppState>, user: PortalUser, params: RawPathParams) -> Response {
     let Ok(id) = path_uuid(&params, "customerId") else {
         return error_page(StatusCode::NOT_FOUND, Some(&user), "No such customer.");
     };
-    let db = state.db().scoped(user.tenant());
-    let parts = match db.customer_parts(id).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return error_page(StatusCode::NOT_FOUND, Some(&user), "No such customer."),
-        Err(_) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&user), "The customer could not be read."),
+    let parts = match read_customer(&state, &user, id).await {
+        Ok(p) => p,
+        Err(failed) => return failed,
     };
+    let db = state.db().scoped(user.tenant());
     let providers = match db.providers_of(id, 1, 50).await {
         Ok((links, _)) => links,
         Err(_) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&user), "The customer could not be read."),
@@ -136,9 +144,7 @@ pub(super) async fn show(State(state): State<AppState>, user: PortalUser, params
     };
     let filter = EventFilter { entity_id: Some(id), limit: 20, newest_first: true, ..EventFilter::default() };
     let events = db.list_events(&filter).await.unwrap_or_default();
-    let (cards, banks) = split(parts.methods);
-    let mut c = CustomerView::from(parts.record);
-    c.custom = parts.custom;
+    let CustomerDetail { customer: c, cards, ach_accounts: banks } = parts.into();
     let address = |a: &Option<crate::routes::customers::AddressView>| {
         a.as_ref().map_or(String::new(), |a| {
             [&a.line1, &a.line2, &a.city, &a.state, &a.postal_code, &a.country]
@@ -464,11 +470,11 @@ fn customer_document(form: &[(String, String)], declarations: &[Declaration]) ->
         }
         // A value that is not of its type goes as text, for the parser to name.
         let value = match d.kind {
-            ParamType::Number => serde_json::from_str::<Value>(v).ok().filter(Value::is_number),
-            ParamType::Boolean => v.parse::<bool>().ok().map(Value::Bool),
-            ParamType::String | ParamType::Date => None,
+            ParamType::Number => form_number(v),
+            ParamType::Boolean => v.parse::<bool>().map_or_else(|_| v.into(), Value::Bool),
+            ParamType::String | ParamType::Date => v.into(),
         };
-        doc.insert(d.name.clone(), value.unwrap_or_else(|| v.into()));
+        doc.insert(d.name.clone(), value);
     }
     Value::Object(doc)
 }
@@ -626,13 +632,10 @@ pub(super) async fn edit_form(State(state): State<AppState>, user: PortalUser, p
         Ok(d) => d,
         Err(failed) => return failed,
     };
-    let parts = match state.db().scoped(user.tenant()).customer_parts(id).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return error_page(StatusCode::NOT_FOUND, Some(&user), "No such customer."),
-        Err(_) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&user), "The customer could not be read."),
+    let c = match read_customer(&state, &user, id).await {
+        Ok(parts) => CustomerDetail::from(parts).customer,
+        Err(failed) => return failed,
     };
-    let mut c = CustomerView::from(parts.record);
-    c.custom = parts.custom;
     let values = form_values(&c, &declarations);
     customer_form(&user, StatusCode::OK, &FormFor::Edit { id, version: c.version }, &values, &declarations, None)
 }
@@ -705,11 +708,7 @@ pub(super) async fn open_account(
         }
     }
     for name in ["creditLimit", "accountInterestRate"] {
-        let v = field(&fields, name).trim();
-        json.insert(
-            name.into(),
-            serde_json::from_str::<Value>(v).ok().filter(Value::is_number).unwrap_or_else(|| v.into()),
-        );
+        json.insert(name.into(), form_number(field(&fields, name)));
     }
     for name in ["tosAgreement", "paymentProtection"] {
         json.insert(name.into(), (field(&fields, name) == "true").into());

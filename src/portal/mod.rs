@@ -285,6 +285,16 @@ fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
     form.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
 }
 
+/// A number typed in a form, as JSON: text when it is none, for the API's parser
+/// to name the problem.
+fn form_number(text: &str) -> serde_json::Value {
+    let text = text.trim();
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .filter(serde_json::Value::is_number)
+        .unwrap_or_else(|| text.into())
+}
+
 /// Compares two tokens in time independent of where they differ.
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

@@ -9,10 +9,11 @@ use maud::html;
 use serde_json::{Value, json};
 
 use super::{
-    PortalUser, admin_form, api_error_page, change, error_page, field, layout, page, problems_page, unknown_action,
+    PortalUser, admin_form, api_error_page, change, error_page, field, form_number, layout, page, problems_page,
+    unknown_action,
 };
 use crate::AppState;
-use crate::auth::{Scope, generate_key, scopes_string};
+use crate::auth::{Scope, issue_key};
 use crate::domain::credit::PlanInput;
 use crate::domain::webhook::{EndpointInput, EndpointStatus, SigningSecret};
 use crate::http::extract::{path_param, path_uuid};
@@ -167,12 +168,6 @@ fn terms_text(plan: &crate::store::credit::PlanRecord) -> String {
         .join(", ")
 }
 
-/// A number typed in a form as JSON (text when it is none, for the parser to name).
-fn number(text: &str) -> Value {
-    let text = text.trim();
-    serde_json::from_str::<Value>(text).ok().filter(Value::is_number).unwrap_or_else(|| text.into())
-}
-
 /// Creates or replaces a plan from the form, as `PUT /financing-plans/{id}` would.
 pub(super) async fn put_plan(State(state): State<AppState>, user: PortalUser, body: Body) -> Response {
     let fields = match admin_form(&user, body).await {
@@ -186,14 +181,14 @@ pub(super) async fn put_plan(State(state): State<AppState>, user: PortalUser, bo
         .split(',')
         .filter(|t| !t.trim().is_empty())
         .map(|t| match t.split_once(':') {
-            Some((months, fee)) => json!({"term": number(months), "adminFee": number(fee)}),
-            None => json!({"term": number(t)}),
+            Some((months, fee)) => json!({"term": form_number(months), "adminFee": form_number(fee)}),
+            None => json!({"term": form_number(t)}),
         })
         .collect();
     let json = json!({
         "planName": field(&fields, "planName").trim(),
         "offerCategory": field(&fields, "offerCategory").trim(),
-        "apr": number(field(&fields, "apr")),
+        "apr": form_number(field(&fields, "apr")),
         "terms": terms,
     });
     let plan = match PlanInput::parse(&json) {
@@ -289,19 +284,10 @@ pub(super) async fn create_api_key(State(state): State<AppState>, user: PortalUs
     if scopes.is_empty() {
         return error_page(StatusCode::BAD_REQUEST, Some(&user), "A key needs at least one scope.");
     }
-    let key = generate_key();
-    let (id, hash, scopes) = (key.id, key.hash, scopes_string(&scopes));
-    let made = state
-        .db()
-        .write(user.actor(), move |mut tx| async move {
-            tx.insert_api_key(id, &hash, &scopes).await?;
-            tx.commit().await
-        })
-        .await;
-    if made.is_err() {
+    let Ok(key) = issue_key(state.db(), user.actor(), &scopes).await else {
         return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&user), "The key could not be made; try again.");
-    }
-    let what = format!("The key {id} was made.");
+    };
+    let what = format!("The key {} was made.", key.id);
     shown_once(&user, "A new API key", &what, &key.secret, "/portal/api-keys")
 }
 

@@ -293,12 +293,17 @@ async fn detail(state: &AppState, tenant: Tenant, r: CustomerRecord) -> ApiResul
 }
 
 fn detail_view(parts: CustomerParts) -> Response {
-    let (cards, ach_accounts) = split(parts.methods);
     let version = parts.record.version;
-    let mut customer = CustomerView::from(parts.record);
-    customer.custom = parts.custom;
-    let view = CustomerDetail { customer, cards, ach_accounts };
-    with_etag(version, JsonReply::new(StatusCode::OK, &view))
+    with_etag(version, JsonReply::new(StatusCode::OK, &CustomerDetail::from(parts)))
+}
+
+impl From<CustomerParts> for CustomerDetail {
+    fn from(parts: CustomerParts) -> Self {
+        let (cards, ach_accounts) = split(parts.methods);
+        let mut customer = CustomerView::from(parts.record);
+        customer.custom = parts.custom;
+        CustomerDetail { customer, cards, ach_accounts }
+    }
 }
 
 // ---- handlers ----

@@ -49,6 +49,21 @@ pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
     builder.create(dir).with_context(|| format!("creating {}", dir.display()))
 }
 
+/// Opens `path` for writing, readable by its owner only when it creates it:
+/// `new` refuses a file that exists, else one that exists is opened as it is.
+pub fn open_private(path: &Path, new: bool) -> std::io::Result<File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true);
+    if new {
+        opts.create_new(true);
+    } else {
+        opts.create(true).truncate(false);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path)
+}
+
 /// Makes the database file (and its WAL and shared-memory files, which SQLite
 /// creates with the database file's mode) readable by its owner only: created
 /// so when missing, narrowed when it exists.
@@ -56,11 +71,7 @@ pub fn private_database(path: &Path) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         private_dir(dir)?;
     }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    opts.open(path).with_context(|| format!("opening {}", path.display()))?;
+    open_private(path, false).with_context(|| format!("opening {}", path.display()))?;
     #[cfg(unix)]
     for file in [path.to_owned(), with_suffix(path, "-wal"), with_suffix(path, "-shm")] {
         use std::os::unix::fs::PermissionsExt;
@@ -140,11 +151,7 @@ pub async fn backup(url: &str, to: &Path) -> anyhow::Result<BackupReport> {
     ensure!(from.exists(), "there is no database at {}", from.display());
     // Created empty and private first: VACUUM INTO writes into an empty file,
     // and keeps its mode.
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    opts.open(to).with_context(|| format!("creating {} (it must not exist yet)", to.display()))?;
+    open_private(to, true).with_context(|| format!("creating {} (it must not exist yet)", to.display()))?;
     let copied = async {
         let mut c = open_read_only(&from).await?;
         let target = to.to_str().context("the backup's path is not UTF-8")?;
@@ -200,11 +207,7 @@ pub async fn restore(url: &str, from: &Path) -> anyhow::Result<RestoreReport> {
     };
     let incoming = with_suffix(&to, ".restoring");
     let _ = std::fs::remove_file(&incoming);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut out = opts.open(&incoming).with_context(|| format!("creating {}", incoming.display()))?;
+    let mut out = open_private(&incoming, true).with_context(|| format!("creating {}", incoming.display()))?;
     std::io::copy(&mut File::open(from)?, &mut out).context("copying the backup")?;
     out.sync_all()?;
     let replaced = if _hold.is_some() {

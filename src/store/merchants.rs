@@ -64,21 +64,6 @@ impl Db {
         Ok(n)
     }
 
-    pub async fn insert_api_key(
-        &self,
-        tenant: Tenant,
-        id: Uuid,
-        key_hash: &[u8],
-        scopes: &str,
-    ) -> Result<(), StoreError> {
-        let (hash, scopes) = (key_hash.to_vec(), scopes.to_owned());
-        self.write(Actor::system(tenant), move |mut tx| async move {
-            tx.insert_api_key(id, &hash, &scopes).await?;
-            tx.commit().await
-        })
-        .await
-    }
-
     /// Revokes a key; `false` when no live key has this id.
     pub async fn revoke_api_key(&self, id: Uuid) -> Result<bool, StoreError> {
         let owner: Option<(Uuid,)> = on_conn!(self.reader(), p => sqlx::query_as(

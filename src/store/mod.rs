@@ -73,8 +73,8 @@ pub struct Actor {
 }
 
 impl Actor {
-    /// Bookkeeping done for a tenant outside any one request's audit trail.
-    pub(crate) fn system(tenant: Tenant) -> Actor {
+    /// Work done for a tenant by the service or its operator, not by a key or a user.
+    pub fn system(tenant: Tenant) -> Actor {
         Actor { tenant, api_key_id: None, user_id: None, correlation_id: String::new(), idempotency: None }
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clientele::App;
-use clientele::auth::{Scope, generate_key, scopes_string};
+use clientele::auth::Scope;
 use clientele::config::{Config, LogFormat};
 use clientele::store::{Backend, Db, DbOptions, Tenant};
 use reqwest::Method;
@@ -355,8 +355,7 @@ pub async fn tenant_of(id: Uuid, db: &Db) -> Tenant {
 }
 
 pub async fn issue_key(db: &Db, tenant: Tenant, scopes: &[Scope]) -> (Uuid, String) {
-    let key = generate_key();
-    db.insert_api_key(tenant, key.id, &key.hash, &scopes_string(scopes)).await.unwrap();
+    let key = clientele::auth::issue_key(db, clientele::store::Actor::system(tenant), scopes).await.unwrap();
     (key.id, key.secret)
 }
 
