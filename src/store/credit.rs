@@ -5,6 +5,7 @@ use rand::Rng;
 use uuid::Uuid;
 
 use super::dialect::locking;
+use super::query::record;
 use super::{Actor, Db, Scoped, StoreError, Tenant, WriteTx, on_conn};
 use crate::crypto::Vault;
 use crate::domain::credit::{AccountInput, PlanInput, QuestionText, Term};
@@ -13,13 +14,15 @@ use crate::domain::credit::{AccountInput, PlanInput, QuestionText, Term};
 /// (`clientele merchant configure --vcc-bin`): 990000, outside the card networks.
 pub const DEFAULT_VCC_BIN: &str = "990000";
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct PlanRecord {
-    pub plan_id: i64,
-    pub name: String,
-    pub offer_category: String,
-    pub apr: String,
-    pub terms: String,
+record! {
+    #[derive(Debug, Clone)]
+    pub struct PlanRecord {
+        pub plan_id: i64,
+        pub name: String,
+        pub offer_category: String,
+        pub apr: String,
+        pub terms: String,
+    }
 }
 
 impl PlanRecord {
@@ -32,38 +35,40 @@ impl PlanRecord {
     }
 }
 
-/// An account with the customer fields the point of sale shows.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct AccountRecord {
-    pub id: Uuid,
-    pub account_number: String,
-    pub customer_id: Uuid,
-    pub account_type: String,
-    pub credit_limit: i64,
-    pub outstanding: i64,
-    pub interest_rate: String,
-    pub risk_rating: String,
-    pub preferred_language: Option<String>,
-    pub tos_agreement: bool,
-    pub payment_protection: bool,
-    pub status: String,
-    pub status_reason: String,
-    pub vcc_last4: String,
-    pub created_at: i64,
-    /// Failed verifications since the last success or lock.
-    pub verify_failures: i64,
-    /// Verification refused until then (epoch ms), after too many failures.
-    pub verify_locked_until: Option<i64>,
-    pub first_name: String,
-    pub last_name: String,
-    pub email: Option<String>,
-    pub mobile_phone: Option<String>,
-    pub billing_line1: Option<String>,
-    pub billing_line2: Option<String>,
-    pub billing_city: Option<String>,
-    pub billing_state: Option<String>,
-    pub billing_postal_code: Option<String>,
-    pub merchant_name: String,
+record! {
+    /// An account with the customer fields the point of sale shows.
+    #[derive(Debug, Clone)]
+    pub struct AccountRecord {
+        pub id: Uuid,
+        pub account_number: String,
+        pub customer_id: Uuid,
+        pub account_type: String,
+        pub credit_limit: i64,
+        pub outstanding: i64,
+        pub interest_rate: String,
+        pub risk_rating: String,
+        pub preferred_language: Option<String>,
+        pub tos_agreement: bool,
+        pub payment_protection: bool,
+        pub status: String,
+        pub status_reason: String,
+        pub vcc_last4: String,
+        pub created_at: i64,
+        /// Failed verifications since the last success or lock.
+        pub verify_failures: i64,
+        /// Verification refused until then (epoch ms), after too many failures.
+        pub verify_locked_until: Option<i64>,
+        pub first_name: String,
+        pub last_name: String,
+        pub email: Option<String>,
+        pub mobile_phone: Option<String>,
+        pub billing_line1: Option<String>,
+        pub billing_line2: Option<String>,
+        pub billing_city: Option<String>,
+        pub billing_state: Option<String>,
+        pub billing_postal_code: Option<String>,
+        pub merchant_name: String,
+    }
 }
 
 const ACCOUNT_COLUMNS: &str = "a.id, a.account_number, a.customer_id, a.account_type, a.credit_limit, a.outstanding, \

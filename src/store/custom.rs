@@ -9,23 +9,22 @@ use uuid::Uuid;
 
 use super::keys::secret_aad;
 use super::query::Param;
+use super::query::{SqliteRow, record};
 use super::{Scoped, StoreError, WriteTx, on_conn, placeholders};
 use crate::crypto::Vault;
 use crate::domain::custom::{CustomValues as BodyValues, Declaration, DeclarationInput, ParamType, Unchanged};
 
-#[derive(sqlx::FromRow)]
-struct DeclRow {
-    id: Uuid,
-    name: String,
-    #[sqlx(rename = "type")]
-    kind: String,
-    required: bool,
-    secret: bool,
-    description: Option<String>,
-    retired_at: Option<i64>,
+record! {
+    struct DeclRow {
+        id: Uuid,
+        name: String,
+        kind: String as "type",
+        required: bool,
+        secret: bool,
+        description: Option<String>,
+        retired_at: Option<i64>,
+    }
 }
-
-super::inline::from_inline_row!(DeclRow { id, name, kind, required, secret, description, retired_at });
 
 impl From<DeclRow> for Declaration {
     fn from(r: DeclRow) -> Self {
@@ -41,7 +40,7 @@ impl From<DeclRow> for Declaration {
     }
 }
 
-const DECL_COLUMNS: &str = "id, name, type, required, secret, description, retired_at";
+const DECL_COLUMNS: &str = DeclRow::COLUMNS;
 
 /// The AAD of a secret custom value: merchant, customer and parameter name.
 pub fn custom_aad(merchant: Uuid, customer: Uuid, name: &str) -> Vec<u8> {
@@ -57,8 +56,7 @@ impl Scoped<'_> {
         let merchant = self.merchant();
         let rows = match self.inline() {
             Some(r) => {
-                r.read(move |c| c.prepare_cached(&SQL)?.query_map([merchant], DeclRow::from_inline_row)?.collect())
-                    .await?
+                r.read(move |c| c.prepare_cached(&SQL)?.query_map([merchant], DeclRow::from_sqlite)?.collect()).await?
             }
             None => {
                 on_conn!(self.conn(), p => sqlx::query_as::<_, DeclRow>(&SQL).bind(self.merchant()).fetch_all(p).await)?

@@ -3,19 +3,21 @@
 use crate::domain::event::EventType;
 use uuid::Uuid;
 
+use super::query::record;
 use super::{Scoped, on_conn};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct EventRecord {
-    pub merchant_id: Uuid,
-    pub id: Uuid,
-    #[sqlx(rename = "type")]
-    pub kind: String,
-    pub entity_id: Uuid,
-    pub api_key_id: Option<Uuid>,
-    pub user_id: Option<Uuid>,
-    pub correlation_id: String,
-    pub created_at: i64,
+record! {
+    #[derive(Debug, Clone)]
+    pub struct EventRecord {
+        pub merchant_id: Uuid,
+        pub id: Uuid,
+        pub kind: String as "type",
+        pub entity_id: Uuid,
+        pub api_key_id: Option<Uuid>,
+        pub user_id: Option<Uuid>,
+        pub correlation_id: String,
+        pub created_at: i64,
+    }
 }
 
 #[derive(Debug, Clone, Default)]

@@ -17,6 +17,7 @@ use std::sync::{Arc, OnceLock};
 
 use uuid::Uuid;
 
+use super::query::record;
 use super::{Actor, Db, StoreError, Tenant, WriteTx, now_ms, on_conn};
 
 /// Replies are replayed for 24 hours.
@@ -58,23 +59,16 @@ pub enum ClaimOutcome {
     InProgress,
 }
 
-#[derive(sqlx::FromRow)]
-struct KeyRow {
-    request_hash: Vec<u8>,
-    state: String,
-    response_status: Option<i32>,
-    response_body: Option<Vec<u8>>,
-    required_scope: Option<String>,
-    created_at: i64,
+record! {
+    struct KeyRow {
+        request_hash: Vec<u8>,
+        state: String,
+        response_status: Option<i32>,
+        response_body: Option<Vec<u8>>,
+        required_scope: Option<String>,
+        created_at: i64,
+    }
 }
-super::query::sqlite_row_by_name!(KeyRow {
-    request_hash,
-    state,
-    response_status,
-    response_body,
-    required_scope,
-    created_at
-});
 
 impl Db {
     /// Claims `key` for a request whose body hashes to `hash`, or says why not.

@@ -245,28 +245,6 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     Ok(c)
 }
 
-/// Builds a record from a row whose columns are the struct's fields in order
-/// (the SELECT lists are written in field order; the API tests read every field
-/// through this path on SQLite and through sqlx on PostgreSQL).
-macro_rules! from_inline_row {
-    ($ty:ident { $($field:ident),* $(,)? }) => {
-        impl $ty {
-            pub(crate) fn from_inline_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<$ty> {
-                let mut i = 0usize;
-                let mut next = || { i += 1; i - 1 };
-                Ok($ty { $($field: row.get(next())?),* })
-            }
-        }
-
-        impl $crate::store::query::SqliteRow for $ty {
-            fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<$ty> {
-                $ty::from_inline_row(row)
-            }
-        }
-    };
-}
-pub(crate) use from_inline_row;
-
 /// Binds `args[N-1]` to each `$N` of a statement written for sqlx, by name: SQLite
 /// numbers `$N` parameters in order of first appearance, which need not be `N`.
 pub(crate) fn bind_numbered<T: rusqlite::ToSql>(st: &mut rusqlite::Statement<'_>, args: &[T]) -> rusqlite::Result<()> {

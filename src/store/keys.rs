@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
+use super::query::record;
 use super::{Actor, Db, StoreError, Tenant, WriteTx, now_ms, on_conn};
 use crate::crypto::Vault;
 
@@ -315,13 +316,14 @@ type ProviderSecrets = (Uuid, Uuid, i64, Option<Vec<u8>>, Option<Vec<u8>>, Optio
 /// merchant, endpoint id, key version, sealed secret and the previous one.
 type WebhookSecrets = (Uuid, Uuid, i64, Vec<u8>, Option<Vec<u8>>);
 
-#[derive(sqlx::FromRow)]
-struct SecretRow {
-    merchant_id: Uuid,
-    id: Uuid,
-    key_version: i64,
-    secret: Option<Vec<u8>>,
-    tax_id_secret: Option<Vec<u8>>,
+record! {
+    struct SecretRow {
+        merchant_id: Uuid,
+        id: Uuid,
+        key_version: i64,
+        secret: Option<Vec<u8>>,
+        tax_id_secret: Option<Vec<u8>>,
+    }
 }
 
 /// What a secret is bound to: its merchant, its row and its field.

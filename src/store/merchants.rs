@@ -4,32 +4,39 @@
 
 use uuid::Uuid;
 
+use super::query::record;
 use super::{Actor, Db, Scoped, StoreError, Tenant, WriteTx, on_conn};
 use crate::domain::event::EventType;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct MerchantRecord {
-    pub id: Uuid,
-    pub name: String,
-    pub created_at: i64,
+record! {
+    #[derive(Debug, Clone)]
+    pub struct MerchantRecord {
+        pub id: Uuid,
+        pub name: String,
+        pub created_at: i64,
+    }
 }
 
-/// A key as its merchant's staff see it: never the key, nor its hash.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct KeyListing {
-    pub id: Uuid,
-    pub scopes: String,
-    pub created_at: i64,
-    pub revoked_at: Option<i64>,
-    pub last_used_at: Option<i64>,
+record! {
+    /// A key as its merchant's staff see it: never the key, nor its hash.
+    #[derive(Debug, Clone)]
+    pub struct KeyListing {
+        pub id: Uuid,
+        pub scopes: String,
+        pub created_at: i64,
+        pub revoked_at: Option<i64>,
+        pub last_used_at: Option<i64>,
+    }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct KeyRecord {
-    pub merchant_id: Uuid,
-    pub id: Uuid,
-    pub scopes: String,
-    pub last_used_at: Option<i64>,
+record! {
+    #[derive(Debug, Clone)]
+    pub struct KeyRecord {
+        pub merchant_id: Uuid,
+        pub id: Uuid,
+        pub scopes: String,
+        pub last_used_at: Option<i64>,
+    }
 }
 
 impl Db {

@@ -21,6 +21,7 @@ pub mod idempotency;
 mod inline;
 pub mod keys;
 pub mod merchants;
+mod migrations;
 pub mod outbox;
 pub mod payment_methods;
 pub mod portal;
@@ -303,17 +304,17 @@ impl Db {
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match &self.pools {
             Pools::Sqlite { write, path, .. } => {
-                sqlx::migrate!("migrations/sqlite").run(write).await?;
+                migrations::of(Backend::Sqlite).run(write).await?;
                 search_index::build_if_pending(path, write).await?;
             }
             Pools::Postgres(p) => match &self.pg_admin {
                 Some(admin) => {
                     use sqlx::Connection;
                     let mut c = sqlx::PgConnection::connect_with(admin).await?;
-                    sqlx::migrate!("migrations/postgres").run(&mut c).await?;
+                    migrations::of(Backend::Postgres).run(&mut c).await?;
                     c.close().await?;
                 }
-                None => sqlx::migrate!("migrations/postgres").run(p).await?,
+                None => migrations::of(Backend::Postgres).run(p).await?,
             },
         }
         Ok(())
@@ -474,10 +475,7 @@ impl Db {
     /// migration it embeds applied): a database recreated empty under a running
     /// service is not ready, though it answers.
     pub async fn ping(&self) -> Result<(), NotReady> {
-        let expected = match self.backend() {
-            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").migrations.len(),
-            Backend::Postgres => sqlx::migrate!("migrations/postgres").migrations.len(),
-        };
+        let expected = migrations::of(self.backend()).iter().count();
         let sql = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
         let applied: Result<(i64,), sqlx::Error> = on_conn!(self.reader(), p => sqlx::query_as(sql).fetch_one(p).await);
         match applied {

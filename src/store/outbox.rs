@@ -5,18 +5,20 @@
 
 use uuid::Uuid;
 
+use super::query::record;
 use super::{Actor, Db, StoreError, Tenant, on_conn};
 
-/// A message due for an attempt; recipient and body are sealed.
-#[derive(sqlx::FromRow)]
-pub struct OutboxMessage {
-    pub merchant_id: Uuid,
-    pub id: Uuid,
-    pub channel: String,
-    pub recipient: Vec<u8>,
-    pub body: Vec<u8>,
-    pub attempts: i64,
-    pub next_attempt_at: i64,
+record! {
+    /// A message due for an attempt; recipient and body are sealed.
+    pub struct OutboxMessage {
+        pub merchant_id: Uuid,
+        pub id: Uuid,
+        pub channel: String,
+        pub recipient: Vec<u8>,
+        pub body: Vec<u8>,
+        pub attempts: i64,
+        pub next_attempt_at: i64,
+    }
 }
 
 /// How an attempt ended.

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::dialect::locking;
 use super::keys::secret_aad;
+use super::query::{SqliteRow, record};
 use super::{Scoped, StoreError, WriteTx, on_conn};
 use crate::crypto::Vault;
 use crate::domain::bank::{AchInput, BankDetailsChange};
@@ -48,61 +49,37 @@ impl MethodKind {
     }
 }
 
-/// A payment method as stored, without its secrets. Read by column name: from a
-/// row, or from a row PostgreSQL turned into a JSON object (a customer's methods
-/// inside its own read, see `customers::PG_PARTS_SQL`).
-#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
-pub struct MethodRecord {
-    pub merchant_id: Uuid,
-    pub id: Uuid,
-    pub customer_id: Uuid,
-    #[sqlx(rename = "type")]
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub name: Option<String>,
-    pub status: String,
-    pub version: i64,
-    pub fingerprint: Option<String>,
-    pub brand: Option<String>,
-    pub bin: Option<String>,
-    pub last4: Option<String>,
-    pub pan_length: Option<i64>,
-    pub exp_month: Option<i64>,
-    pub exp_year: Option<i64>,
-    pub routing_number: Option<String>,
-    pub account_last4: Option<String>,
-    pub tax_id_last4: Option<String>,
-    pub account_type: Option<i64>,
-    pub account_holder_type: Option<i64>,
-    pub created_at: i64,
-    pub modified_at: i64,
-    pub is_default: bool,
+record! {
+    /// A payment method as stored, without its secrets. Read by column name: from a
+    /// row, or from a row PostgreSQL turned into a JSON object (a customer's methods
+    /// inside its own read, see `customers::PG_PARTS_SQL`).
+    #[derive(Debug, Clone, serde::Deserialize)]
+    pub struct MethodRecord {
+        pub merchant_id: Uuid,
+        pub id: Uuid,
+        pub customer_id: Uuid,
+        #[serde(rename = "type")]
+        pub kind: String as "type",
+        pub name: Option<String>,
+        pub status: String,
+        pub version: i64,
+        pub fingerprint: Option<String>,
+        pub brand: Option<String>,
+        pub bin: Option<String>,
+        pub last4: Option<String>,
+        pub pan_length: Option<i64>,
+        pub exp_month: Option<i64>,
+        pub exp_year: Option<i64>,
+        pub routing_number: Option<String>,
+        pub account_last4: Option<String>,
+        pub tax_id_last4: Option<String>,
+        pub account_type: Option<i64>,
+        pub account_holder_type: Option<i64>,
+        pub created_at: i64,
+        pub modified_at: i64,
+        pub is_default: bool,
+    }
 }
-
-super::inline::from_inline_row!(MethodRecord {
-    merchant_id,
-    id,
-    customer_id,
-    kind,
-    name,
-    status,
-    version,
-    fingerprint,
-    brand,
-    bin,
-    last4,
-    pan_length,
-    exp_month,
-    exp_year,
-    routing_number,
-    account_last4,
-    tax_id_last4,
-    account_type,
-    account_holder_type,
-    created_at,
-    modified_at,
-    is_default,
-});
 
 impl MethodRecord {
     pub fn kind(&self) -> MethodKind {
@@ -578,7 +555,7 @@ pub(super) fn inline_methods_of(
     merchant: Uuid,
     customer_id: Uuid,
 ) -> rusqlite::Result<Vec<MethodRecord>> {
-    c.prepare_cached(&METHODS_OF_SQL)?.query_map((merchant, customer_id), MethodRecord::from_inline_row)?.collect()
+    c.prepare_cached(&METHODS_OF_SQL)?.query_map((merchant, customer_id), MethodRecord::from_sqlite)?.collect()
 }
 
 impl Scoped<'_> {

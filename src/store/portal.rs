@@ -4,33 +4,36 @@
 
 use uuid::Uuid;
 
-use super::query::sqlite_row_by_name;
+use super::query::record;
 use super::{Actor, Db, StoreError, Tenant, on_conn};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct UserRecord {
-    pub merchant_id: Uuid,
-    pub id: Uuid,
-    pub email: String,
-    pub role: String,
-    pub password_hash: String,
-    pub status: String,
-    pub created_at: i64,
+record! {
+    #[derive(Debug, Clone)]
+    pub struct UserRecord {
+        pub merchant_id: Uuid,
+        pub id: Uuid,
+        pub email: String,
+        pub role: String,
+        pub password_hash: String,
+        pub status: String,
+        pub created_at: i64,
+    }
 }
-sqlite_row_by_name!(UserRecord { merchant_id, id, email, role, password_hash, status, created_at });
 
-const USER_COLUMNS: &str = "merchant_id, id, email, role, password_hash, status, created_at";
+const USER_COLUMNS: &str = UserRecord::COLUMNS;
 
-/// A live session with its user.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct SessionRecord {
-    pub merchant_id: Uuid,
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub email: String,
-    pub role: String,
-    pub created_at: i64,
-    pub last_seen_at: i64,
+record! {
+    /// A live session with its user.
+    #[derive(Debug, Clone)]
+    pub struct SessionRecord {
+        pub merchant_id: Uuid,
+        pub id: Uuid,
+        pub user_id: Uuid,
+        pub email: String,
+        pub role: String,
+        pub created_at: i64,
+        pub last_seen_at: i64,
+    }
 }
 
 impl Db {

@@ -4,31 +4,33 @@ use crate::domain::event::EventType;
 use uuid::Uuid;
 
 use super::keys::secret_aad;
+use super::query::record;
 use super::{Scoped, StoreError, WriteTx, on_conn};
 use crate::crypto::Vault;
 use crate::domain::custom::obfuscate;
 use crate::domain::provider::{Credential, ProviderInput};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ProviderRecord {
-    pub id: Uuid,
-    pub customer_id: Uuid,
-    pub provider_config_id: String,
-    pub provider: String,
-    pub pp_customer_id: Option<String>,
-    pub pp_type: Option<String>,
-    pub pp_login_id: Option<String>,
-    pub pp_commercial_name: Option<String>,
-    pub pp_currencies: Option<String>,
-    pub api_key_hint: Option<String>,
-    pub pp_key_hint: Option<String>,
-    pub pp_hmac_hint: Option<String>,
-    pub has_payment_provider: bool,
-    pub created_at: i64,
+record! {
+    #[derive(Debug, Clone)]
+    pub struct ProviderRecord {
+        pub id: Uuid,
+        pub customer_id: Uuid,
+        pub provider_config_id: String,
+        pub provider: String,
+        pub pp_customer_id: Option<String>,
+        pub pp_type: Option<String>,
+        pub pp_login_id: Option<String>,
+        pub pp_commercial_name: Option<String>,
+        pub pp_currencies: Option<String>,
+        pub api_key_hint: Option<String>,
+        pub pp_key_hint: Option<String>,
+        pub pp_hmac_hint: Option<String>,
+        pub has_payment_provider: bool,
+        pub created_at: i64,
+    }
 }
 
-const COLUMNS: &str = "id, customer_id, provider_config_id, provider, pp_customer_id, pp_type, pp_login_id, \
-    pp_commercial_name, pp_currencies, api_key_hint, pp_key_hint, pp_hmac_hint, has_payment_provider, created_at";
+const COLUMNS: &str = ProviderRecord::COLUMNS;
 
 /// The fields the three credentials are sealed under.
 pub const CREDENTIAL_FIELDS: [(&str, &str); 3] =

@@ -70,20 +70,84 @@ tuple_rows!(A 0, B 1, C 2, D 3);
 tuple_rows!(A 0, B 1, C 2, D 3, E 4);
 tuple_rows!(A 0, B 1, C 2, D 3, E 4, F 5);
 
-/// [`SqliteRow`] for a record that sqlx reads by column name: the same names
-/// (`field = "column"` where they differ, as `#[sqlx(rename)]` says).
-macro_rules! sqlite_row_by_name {
-    ($ty:ident { $($field:ident $(= $column:literal)?),* $(,)? }) => {
+/// A record read by column name on every path: the struct, its `COLUMNS` (the
+/// column list a SELECT names, in field order), sqlx's `FromRow` (PostgreSQL and
+/// the SQLite pool) and [`SqliteRow`] (SQLite's writer and inline readers), all
+/// from the one field list. A field read from a column of another name says so
+/// after its type: `kind: String as "type"`.
+macro_rules! record {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $ty:ident {
+            $( $(#[$fmeta:meta])* $fvis:vis $field:ident : $fty:ty $(as $column:literal)? ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        $vis struct $ty { $( $(#[$fmeta])* $fvis $field: $fty ),* }
+
+        impl $ty {
+            /// The columns that make this record, in field order.
+            #[allow(dead_code)]
+            pub(crate) const COLUMNS: &'static str = $crate::store::query::column_list(concat!(
+                $( $crate::store::query::record!(@column $field $($column)?), ", " ),*
+            ));
+        }
+
+        impl<'r, R: ::sqlx::Row> ::sqlx::FromRow<'r, R> for $ty
+        where
+            &'r str: ::sqlx::ColumnIndex<R>,
+            $( $fty: ::sqlx::Decode<'r, R::Database> + ::sqlx::Type<R::Database>, )*
+        {
+            fn from_row(row: &'r R) -> Result<Self, ::sqlx::Error> {
+                Ok($ty { $( $field: row.try_get($crate::store::query::record!(@column $field $($column)?))? ),* })
+            }
+        }
+
         impl $crate::store::query::SqliteRow for $ty {
             fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<$ty> {
-                Ok($ty { $($field: row.get($crate::store::query::sqlite_row_by_name!(@column $field $($column)?))?),* })
+                let mut columns = $crate::store::query::ByName::new(row);
+                Ok($ty { $( $field: columns.get($crate::store::query::record!(@column $field $($column)?))? ),* })
             }
         }
     };
     (@column $field:ident $column:literal) => { $column };
     (@column $field:ident) => { stringify!($field) };
 }
-pub(crate) use sqlite_row_by_name;
+pub(crate) use record;
+
+/// `"a, b, c, "` without its last separator (what [`record!`] builds its column
+/// list from).
+pub(crate) const fn column_list(joined: &'static str) -> &'static str {
+    let Some((list, _)) = joined.as_bytes().split_last_chunk::<2>() else { return joined };
+    match std::str::from_utf8(list) {
+        Ok(list) => list,
+        Err(_) => panic!("column names are UTF-8"),
+    }
+}
+
+/// Reads a rusqlite row's values by column name. A SELECT usually lists the
+/// columns in the record's field order, so the name is first compared with the
+/// column where the last one ended; only when it differs are the names searched.
+pub(crate) struct ByName<'a, 'r> {
+    row: &'a rusqlite::Row<'r>,
+    next: usize,
+}
+
+impl<'a, 'r> ByName<'a, 'r> {
+    pub(crate) fn new(row: &'a rusqlite::Row<'r>) -> ByName<'a, 'r> {
+        ByName { row, next: 0 }
+    }
+
+    pub(crate) fn get<T: rusqlite::types::FromSql>(&mut self, name: &str) -> rusqlite::Result<T> {
+        let statement: &rusqlite::Statement<'_> = self.row.as_ref();
+        let at = match statement.column_name(self.next) {
+            Ok(n) if n == name => self.next,
+            _ => statement.column_index(name)?,
+        };
+        self.next = at + 1;
+        self.row.get(at)
+    }
+}
 
 thread_local! {
     /// The last statement text translated on this thread, reused to avoid an

@@ -4,6 +4,7 @@ use crate::domain::event::EventType;
 use uuid::Uuid;
 
 use super::dialect::locking;
+use super::query::record;
 use super::{StoreError, WriteTx};
 use crate::domain::money::MAX_VOLUME;
 
@@ -37,19 +38,18 @@ pub struct NewTransaction {
     pub credit_account_number: Option<String>,
 }
 
-#[derive(sqlx::FromRow)]
-struct Existing {
-    id: Uuid,
-    customer_id: Uuid,
-    #[sqlx(rename = "type")]
-    kind: String,
-    amount: i64,
-    currency: String,
-    occurred_at: i64,
-    payment_method_id: Option<Uuid>,
-    credit_account_number: Option<String>,
+record! {
+    struct Existing {
+        id: Uuid,
+        customer_id: Uuid,
+        kind: String as "type",
+        amount: i64,
+        currency: String,
+        occurred_at: i64,
+        payment_method_id: Option<Uuid>,
+        credit_account_number: Option<String>,
+    }
 }
-super::query::sqlite_row_by_name!(Existing { id, customer_id, kind = "type", amount, currency, occurred_at, payment_method_id, credit_account_number });
 
 /// What recording did.
 pub enum Recorded {

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::dialect::locking;
 use super::keys::secret_aad;
+use super::query::record;
 use super::{Scoped, StoreError, WriteTx, now_ms, on_conn};
 use crate::crypto::{AnswerCheck, Vault};
 
@@ -99,33 +100,21 @@ pub enum Outcome {
     Confirmed,
 }
 
-#[derive(sqlx::FromRow)]
-struct AccountState {
-    id: Uuid,
-    status: String,
-    risk_rating: String,
-    credit_limit: i64,
-    outstanding: i64,
-    verify_failures: i64,
-    verify_locked_until: Option<i64>,
-    vcc_fingerprint: String,
-    email: Option<String>,
-    mobile_phone: Option<String>,
-    merchant_name: String,
+record! {
+    struct AccountState {
+        id: Uuid,
+        status: String,
+        risk_rating: String,
+        credit_limit: i64,
+        outstanding: i64,
+        verify_failures: i64,
+        verify_locked_until: Option<i64>,
+        vcc_fingerprint: String,
+        email: Option<String>,
+        mobile_phone: Option<String>,
+        merchant_name: String,
+    }
 }
-super::query::sqlite_row_by_name!(AccountState {
-    id,
-    status,
-    risk_rating,
-    credit_limit,
-    outstanding,
-    verify_failures,
-    verify_locked_until,
-    vcc_fingerprint,
-    email,
-    mobile_phone,
-    merchant_name
-});
 
 fn code_hash(vault: &Vault, merchant: Uuid, number: &str, code: u32) -> String {
     vault.fingerprint(merchant, &format!("verify:{number}"), code.to_string().as_bytes())

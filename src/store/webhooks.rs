@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::dialect::locking;
 use super::keys::secret_aad;
-use super::query::sqlite_row_by_name;
+use super::query::record;
 use super::{Actor, Db, Scoped, StoreError, Tenant, WriteTx, on_conn};
 use crate::crypto::Vault;
 use crate::domain::event::EventType;
@@ -30,81 +30,57 @@ pub const DELIVERY_LOG_MS: i64 = 30 * 24 * 3600 * 1000;
 /// Events one dispatch queues at most for one endpoint.
 const DISPATCH_BATCH: usize = 500;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct EndpointRecord {
-    pub id: Uuid,
-    pub url: String,
-    pub description: Option<String>,
-    pub enabled_events: String,
-    pub status: String,
-    pub failing_since: Option<i64>,
-    pub previous_expires_at: Option<i64>,
-    pub created_at: i64,
-    pub updated_at: i64,
+record! {
+    #[derive(Debug, Clone)]
+    pub struct EndpointRecord {
+        pub id: Uuid,
+        pub url: String,
+        pub description: Option<String>,
+        pub enabled_events: String,
+        pub status: String,
+        pub failing_since: Option<i64>,
+        pub previous_expires_at: Option<i64>,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
 }
-sqlite_row_by_name!(EndpointRecord {
-    id,
-    url,
-    description,
-    enabled_events,
-    status,
-    failing_since,
-    previous_expires_at,
-    created_at,
-    updated_at
-});
 
-const ENDPOINT_COLUMNS: &str =
-    "id, url, description, enabled_events, status, failing_since, previous_expires_at, created_at, updated_at";
+const ENDPOINT_COLUMNS: &str = EndpointRecord::COLUMNS;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct DeliveryRecord {
-    pub id: Uuid,
-    pub endpoint_id: Uuid,
-    pub event_id: Uuid,
-    pub event_type: String,
-    pub status: String,
-    pub attempts: i64,
-    pub next_attempt_at: i64,
-    pub last_status_code: Option<i64>,
-    pub last_latency_ms: Option<i64>,
-    pub last_error: Option<String>,
-    pub created_at: i64,
-    pub delivered_at: Option<i64>,
+record! {
+    #[derive(Debug, Clone)]
+    pub struct DeliveryRecord {
+        pub id: Uuid,
+        pub endpoint_id: Uuid,
+        pub event_id: Uuid,
+        pub event_type: String,
+        pub status: String,
+        pub attempts: i64,
+        pub next_attempt_at: i64,
+        pub last_status_code: Option<i64>,
+        pub last_latency_ms: Option<i64>,
+        pub last_error: Option<String>,
+        pub created_at: i64,
+        pub delivered_at: Option<i64>,
+    }
 }
-sqlite_row_by_name!(DeliveryRecord {
-    id,
-    endpoint_id,
-    event_id,
-    event_type,
-    status,
-    attempts,
-    next_attempt_at,
-    last_status_code,
-    last_latency_ms,
-    last_error,
-    created_at,
-    delivered_at
-});
 
-const DELIVERY_COLUMNS: &str = "id, endpoint_id, event_id, event_type, status, attempts, next_attempt_at, \
-    last_status_code, last_latency_ms, last_error, created_at, delivered_at";
+const DELIVERY_COLUMNS: &str = DeliveryRecord::COLUMNS;
 
-/// An event as a dispatch reads it.
-#[derive(sqlx::FromRow)]
-struct FeedRow {
-    id: Uuid,
-    #[sqlx(rename = "type")]
-    kind: String,
-    entity_id: Uuid,
-    api_key_id: Option<Uuid>,
-    user_id: Option<Uuid>,
-    correlation_id: String,
-    created_at: i64,
-    feed_pos: i64,
+record! {
+    /// An event as a dispatch reads it.
+    struct FeedRow {
+        id: Uuid,
+        kind: String as "type",
+        entity_id: Uuid,
+        api_key_id: Option<Uuid>,
+        user_id: Option<Uuid>,
+        correlation_id: String,
+        created_at: i64,
+        feed_pos: i64,
+    }
 }
-const FEED_COLUMNS: &str = "id, type, entity_id, api_key_id, user_id, correlation_id, created_at, feed_pos";
-sqlite_row_by_name!(FeedRow { id, kind = "type", entity_id, api_key_id, user_id, correlation_id, created_at, feed_pos });
+const FEED_COLUMNS: &str = FeedRow::COLUMNS;
 
 /// A leased delivery, with what sending it needs.
 #[derive(Debug)]
@@ -123,26 +99,26 @@ pub struct DueDelivery {
     pub previous_expires_at: Option<i64>,
 }
 
-/// Where an endpoint's deliveries go and what signs them.
-#[derive(sqlx::FromRow)]
-struct EndpointTarget {
-    url: String,
-    secret: Vec<u8>,
-    previous_secret: Option<Vec<u8>>,
-    previous_expires_at: Option<i64>,
+record! {
+    /// Where an endpoint's deliveries go and what signs them.
+    struct EndpointTarget {
+        url: String,
+        secret: Vec<u8>,
+        previous_secret: Option<Vec<u8>>,
+        previous_expires_at: Option<i64>,
+    }
 }
-sqlite_row_by_name!(EndpointTarget { url, secret, previous_secret, previous_expires_at });
 
-/// A delivery as its lease returns it.
-#[derive(sqlx::FromRow)]
-struct LeasedRow {
-    id: Uuid,
-    event_id: Uuid,
-    payload: String,
-    attempts: i64,
-    give_up_at: i64,
+record! {
+    /// A delivery as its lease returns it.
+    struct LeasedRow {
+        id: Uuid,
+        event_id: Uuid,
+        payload: String,
+        attempts: i64,
+        give_up_at: i64,
+    }
 }
-sqlite_row_by_name!(LeasedRow { id, event_id, payload, attempts, give_up_at });
 
 /// How an attempt ended.
 pub struct Attempt {

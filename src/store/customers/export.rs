@@ -40,7 +40,7 @@ fn export_inline(
     let mut after = Uuid::nil();
     loop {
         let rows: Vec<CustomerRecord> =
-            page.query_map((merchant, after), CustomerRecord::from_inline_row)?.collect::<rusqlite::Result<_>>()?;
+            page.query_map((merchant, after), CustomerRecord::from_sqlite)?.collect::<rusqlite::Result<_>>()?;
         let Some(last) = rows.last().map(|r| r.id) else { break };
         let values = custom
             .query_map((merchant, after, last), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?

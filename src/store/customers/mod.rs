@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::custom::{CustomValues, inline_custom_values};
 use super::dialect::locking;
 use super::inline::{bind_numbered, driver_error};
-use super::query::Param;
+use super::query::{Param, SqliteRow, record};
 use super::search_index::{WordMatch, contact_terms};
 use super::{Backend, Conn, Scoped, StoreError, WriteTx, on_conn, placeholders};
 use crate::crypto::Vault;
@@ -25,90 +25,50 @@ pub use export::ExportBatch;
 pub use search::{CustomerSearch, OrderBy, SearchPage, SearchWord};
 pub(crate) use search::{SEQ_BITS, SEQ_MASK, like_escape};
 
-/// A customer as stored.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct CustomerRecord {
-    pub merchant_id: Uuid,
-    pub id: Uuid,
-    pub version: i64,
-    pub status: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub company_name: Option<String>,
-    pub email: Option<String>,
-    pub mobile_phone: Option<String>,
-    pub sms_enabled: bool,
-    pub use_billing_as_shipping: bool,
-    pub billing_line1: Option<String>,
-    pub billing_line2: Option<String>,
-    pub billing_city: Option<String>,
-    pub billing_state: Option<String>,
-    pub billing_postal_code: Option<String>,
-    pub billing_country: Option<String>,
-    pub shipping_line1: Option<String>,
-    pub shipping_line2: Option<String>,
-    pub shipping_city: Option<String>,
-    pub shipping_state: Option<String>,
-    pub shipping_postal_code: Option<String>,
-    pub shipping_country: Option<String>,
-    pub date_of_birth: Option<String>,
-    pub preferred_language: Option<String>,
-    pub external_reference: Option<String>,
-    pub default_payment_method_id: Option<Uuid>,
-    pub default_ach_payment_method_id: Option<Uuid>,
-    pub transactions_count: i64,
-    /// Minor units (cents).
-    pub transactions_volume: i64,
-    pub last_transaction_amount: Option<i64>,
-    pub last_transaction_at: Option<i64>,
-    pub subscriptions_count: i64,
-    pub created_at: i64,
-    pub modified_at: i64,
+record! {
+    /// A customer as stored.
+    #[derive(Debug, Clone)]
+    pub struct CustomerRecord {
+        pub merchant_id: Uuid,
+        pub id: Uuid,
+        pub version: i64,
+        pub status: String,
+        pub first_name: String,
+        pub last_name: String,
+        pub company_name: Option<String>,
+        pub email: Option<String>,
+        pub mobile_phone: Option<String>,
+        pub sms_enabled: bool,
+        pub use_billing_as_shipping: bool,
+        pub billing_line1: Option<String>,
+        pub billing_line2: Option<String>,
+        pub billing_city: Option<String>,
+        pub billing_state: Option<String>,
+        pub billing_postal_code: Option<String>,
+        pub billing_country: Option<String>,
+        pub shipping_line1: Option<String>,
+        pub shipping_line2: Option<String>,
+        pub shipping_city: Option<String>,
+        pub shipping_state: Option<String>,
+        pub shipping_postal_code: Option<String>,
+        pub shipping_country: Option<String>,
+        pub date_of_birth: Option<String>,
+        pub preferred_language: Option<String>,
+        pub external_reference: Option<String>,
+        pub default_payment_method_id: Option<Uuid>,
+        pub default_ach_payment_method_id: Option<Uuid>,
+        pub transactions_count: i64,
+        /// Minor units (cents).
+        pub transactions_volume: i64,
+        pub last_transaction_amount: Option<i64>,
+        pub last_transaction_at: Option<i64>,
+        pub subscriptions_count: i64,
+        pub created_at: i64,
+        pub modified_at: i64,
+    }
 }
 
-super::inline::from_inline_row!(CustomerRecord {
-    merchant_id,
-    id,
-    version,
-    status,
-    first_name,
-    last_name,
-    company_name,
-    email,
-    mobile_phone,
-    sms_enabled,
-    use_billing_as_shipping,
-    billing_line1,
-    billing_line2,
-    billing_city,
-    billing_state,
-    billing_postal_code,
-    billing_country,
-    shipping_line1,
-    shipping_line2,
-    shipping_city,
-    shipping_state,
-    shipping_postal_code,
-    shipping_country,
-    date_of_birth,
-    preferred_language,
-    external_reference,
-    default_payment_method_id,
-    default_ach_payment_method_id,
-    transactions_count,
-    transactions_volume,
-    last_transaction_amount,
-    last_transaction_at,
-    subscriptions_count,
-    created_at,
-    modified_at,
-});
-
-const SELECT_COLUMNS: &str = "merchant_id, id, version, status, first_name, last_name, company_name, email, mobile_phone, \
-    sms_enabled, use_billing_as_shipping, billing_line1, billing_line2, billing_city, billing_state, billing_postal_code, \
-    billing_country, shipping_line1, shipping_line2, shipping_city, shipping_state, shipping_postal_code, shipping_country, \
-    date_of_birth, preferred_language, external_reference, default_payment_method_id, default_ach_payment_method_id, transactions_count, \
-    transactions_volume, last_transaction_amount, last_transaction_at, subscriptions_count, created_at, modified_at";
+const SELECT_COLUMNS: &str = CustomerRecord::COLUMNS;
 
 /// A customer with its payment methods and custom values as JSON (PostgreSQL):
 /// `$1` the merchant, `$2` the customer.
@@ -127,7 +87,7 @@ static GET_SQL: LazyLock<String> =
 
 fn inline_customer(c: &rusqlite::Connection, merchant: Uuid, id: Uuid) -> rusqlite::Result<Option<CustomerRecord>> {
     use rusqlite::OptionalExtension;
-    c.prepare_cached(GET_SQL.as_str())?.query_row((merchant, id), CustomerRecord::from_inline_row).optional()
+    c.prepare_cached(GET_SQL.as_str())?.query_row((merchant, id), CustomerRecord::from_sqlite).optional()
 }
 
 /// A customer with everything its detail view shows.
