@@ -28,6 +28,22 @@ impl Backend {
         }
     }
 
+    /// The condition an `UPDATE` that claims the rows `picked` selects (their
+    /// `id`s, of one merchant) matches them by. SQLite has one writer, so the
+    /// picked rows cannot be claimed by anyone else before the update: `IN`.
+    /// PostgreSQL locks them as it picks them, skipping rows another node is
+    /// claiming at that moment, and matches them by key through an array it
+    /// computes once: planned as `IN (subquery)`, or with the picking conditions
+    /// repeated for the update, it may instead walk every row those conditions
+    /// match (or run the subquery again for each) whenever the table's statistics
+    /// are new, as they are while a queue first fills.
+    pub(crate) fn claimed(self, picked: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("id IN ({picked})"),
+            Backend::Postgres => format!("id = ANY (ARRAY({picked} FOR UPDATE SKIP LOCKED))"),
+        }
+    }
+
     /// Rows of `table` whose unique `key` (with the merchant, `$1`) is one of `n`
     /// values (`$2`…), with `columns` (of `table`, unqualified).
     ///

@@ -27,6 +27,8 @@ pub mod payment_methods;
 pub mod portal;
 pub mod providers;
 pub(crate) mod query;
+#[cfg(test)]
+pub(crate) mod scratch;
 mod search_index;
 pub mod transactions;
 pub mod verification;

@@ -13,12 +13,13 @@ use uuid::Uuid;
 use super::dialect::locking;
 use super::keys::secret_aad;
 use super::query::record;
-use super::{Actor, Db, Scoped, StoreError, Tenant, WriteTx, on_conn};
+use super::{Actor, Backend, Db, Scoped, StoreError, Tenant, WriteTx, on_conn};
 use crate::crypto::Vault;
 use crate::domain::event::EventType;
 use crate::domain::webhook::{
     DestinationUrl, EndpointInput, EndpointStatus, EventSelection, MAX_ENDPOINTS, SigningSecret,
 };
+use std::sync::LazyLock;
 
 /// The field an endpoint's secrets are sealed under.
 pub const SECRET_FIELD: &str = "webhook:secret";
@@ -29,6 +30,27 @@ pub const PREVIOUS_SECRET_MS: i64 = 24 * 3600 * 1000;
 pub const DELIVERY_LOG_MS: i64 = 30 * 24 * 3600 * 1000;
 /// Events one dispatch queues at most for one endpoint.
 const DISPATCH_BATCH: usize = 500;
+
+/// Leases an endpoint's due deliveries (`$1` merchant, `$2` endpoint, `$3` the
+/// lease's end, `$4` now, `$5` how many); see [`Db::lease_webhook_deliveries`].
+fn lease_sql(backend: Backend) -> &'static str {
+    fn sql(backend: Backend) -> String {
+        let due = backend.claimed(
+            "SELECT id FROM webhook_deliveries WHERE merchant_id = $1 AND endpoint_id = $2 \
+             AND status = 'pending' AND next_attempt_at <= $4 ORDER BY next_attempt_at LIMIT $5",
+        );
+        format!(
+            "UPDATE webhook_deliveries SET next_attempt_at = $3 WHERE merchant_id = $1 AND {due} \
+             RETURNING id, event_id, payload, attempts, give_up_at"
+        )
+    }
+    static SQLITE: LazyLock<String> = LazyLock::new(|| sql(Backend::Sqlite));
+    static POSTGRES: LazyLock<String> = LazyLock::new(|| sql(Backend::Postgres));
+    match backend {
+        Backend::Sqlite => &SQLITE,
+        Backend::Postgres => &POSTGRES,
+    }
+}
 
 record! {
     #[derive(Debug, Clone)]
@@ -529,9 +551,8 @@ impl Db {
 
     /// Leases up to `limit` of an enabled endpoint's deliveries due by `now`
     /// (the longest waiting first) to this node until `until`, in one statement,
-    /// and returns them with what sending them needs. A row another node has
-    /// leased meanwhile is no longer due when this statement reaches it, so it is
-    /// left to that node.
+    /// and returns them with what sending them needs. A row another node is
+    /// leasing is left to it ([`Backend::claimed`]).
     pub async fn lease_webhook_deliveries(
         &self,
         merchant: Uuid,
@@ -549,16 +570,8 @@ impl Db {
                 )
                 .await?;
             let Some(target) = target else { return Ok(Vec::new()) };
-            let leased: Vec<LeasedRow> = tx
-                .fetch_all(
-                    "UPDATE webhook_deliveries SET next_attempt_at = $3 \
-                     WHERE merchant_id = $1 AND endpoint_id = $2 AND status = 'pending' AND next_attempt_at <= $4 \
-                     AND id IN (SELECT id FROM webhook_deliveries WHERE merchant_id = $1 AND endpoint_id = $2 \
-                     AND status = 'pending' AND next_attempt_at <= $4 ORDER BY next_attempt_at LIMIT $5) \
-                     RETURNING id, event_id, payload, attempts, give_up_at",
-                    &[&merchant, &endpoint, &until, &now, &limit],
-                )
-                .await?;
+            let leased: Vec<LeasedRow> =
+                tx.fetch_all(lease_sql(tx.backend()), &[&merchant, &endpoint, &until, &now, &limit]).await?;
             tx.commit().await?;
             Ok(leased
                 .into_iter()
@@ -664,5 +677,62 @@ impl Db {
         let sql = "DELETE FROM webhook_deliveries WHERE (merchant_id, id) IN (SELECT merchant_id, id FROM webhook_deliveries \
                    WHERE status <> 'pending' AND created_at < $1 LIMIT $2)";
         on_conn!(self.writer(), p => sqlx::query(sql).bind(before).bind(limit).execute(p).await.map(|r| r.rows_affected()))
+    }
+}
+
+/// PostgreSQL plans by statistics, and a queue fills a new table before any are
+/// gathered: the lease must pick its rows once and update them by key whatever
+/// the planner believes, as a statement planned for its values and as the
+/// generic plan a prepared statement is cached with.
+#[cfg(test)]
+mod pg_plan_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_lease_reads_its_rows_once_before_any_statistics() {
+        let Some((db, _dropped)) = crate::store::scratch::postgres().await else { return };
+        let merchant = db.create_merchant("Plan").await.unwrap().id();
+        let super::super::Conn::Postgres(pool) = db.writer() else { unreachable!() };
+        let endpoint = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO webhook_endpoints (merchant_id, id, url, enabled_events, status, secret, key_version, \
+             cursor_pos, cursor_id, created_at, updated_at) VALUES ($1, $2, 'https://example.com/', '*', 'enabled', \
+             '\\x00', 1, 0, $2, 0, 0)",
+        )
+        .bind(merchant)
+        .bind(endpoint)
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (merchant_id, id, endpoint_id, event_id, event_type, payload, status, \
+             next_attempt_at, give_up_at, created_at) \
+             SELECT $1, gen_random_uuid(), $2, gen_random_uuid(), 'customer.created', '{}', 'pending', i, i + 1000000, i \
+             FROM generate_series(1, 20000) AS i",
+        )
+        .bind(merchant)
+        .bind(endpoint)
+        .execute(pool)
+        .await
+        .unwrap();
+        let mut c = pool.acquire().await.unwrap();
+        let sql = format!("PREPARE lease (uuid, uuid, bigint, bigint, bigint) AS {}", lease_sql(Backend::Postgres));
+        sqlx::query(&sql).execute(&mut *c).await.unwrap();
+        for mode in ["force_custom_plan", "force_generic_plan"] {
+            sqlx::query(&format!("SET plan_cache_mode = {mode}")).execute(&mut *c).await.unwrap();
+            let explain = format!("EXPLAIN EXECUTE lease ('{merchant}', '{endpoint}', 99999999, 30000, 64)");
+            let rows: Vec<(String,)> = sqlx::query_as(&explain).fetch_all(&mut *c).await.unwrap();
+            let plan = rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join(" | ");
+            let by_key = plan.split(" | ").filter(|l| !l.contains("InitPlan")).any(|l| {
+                l.contains("Index Scan on webhook_deliveries_pkey")
+                    || l.contains("Index Scan using webhook_deliveries_pkey")
+            });
+            assert!(by_key && !plan.contains("Semi Join") && !plan.contains("SubPlan"), "{mode}: {plan}");
+        }
+        drop(c);
+        let leased = db.lease_webhook_deliveries(merchant, endpoint, 30000, 64, 99999999).await.unwrap();
+        assert_eq!(leased.len(), 64);
+        let again = db.lease_webhook_deliveries(merchant, endpoint, 30000, 64, 99999999).await.unwrap();
+        assert!(again.iter().all(|d| leased.iter().all(|l| l.id != d.id)), "a leased delivery is not leased again");
     }
 }

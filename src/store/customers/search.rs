@@ -605,46 +605,11 @@ pub(super) mod plan_tests {
 mod pg_plan_tests {
     use super::plan_tests::base;
     use super::*;
-    use crate::store::{Actor, Db, DbOptions};
+    use crate::store::Actor;
 
     #[tokio::test]
     async fn every_postgres_word_search_uses_the_terms_index() {
-        let Some(admin) = std::env::var("TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI must set TEST_POSTGRES_URL: the PostgreSQL half may not be skipped"
-            );
-            return;
-        };
-        use sqlx::Connection;
-        /// Drops the test's database however the test ends.
-        struct Dropped(String, String);
-        impl Drop for Dropped {
-            fn drop(&mut self) {
-                let (admin, name) = (self.0.clone(), self.1.clone());
-                let _ = std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                    rt.block_on(async {
-                        if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                                .execute(&mut c)
-                                .await;
-                        }
-                    });
-                })
-                .join();
-            }
-        }
-        let name = format!("clientele_plan_{}", Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
-        let _dropped = Dropped(admin.clone(), name.clone());
-        let url = match admin.rsplit_once('/') {
-            Some((prefix, _)) => format!("{prefix}/{name}"),
-            None => unreachable!(),
-        };
-        let db = Db::connect(&url, &DbOptions::default()).await.unwrap();
-        db.migrate().await.unwrap();
+        let Some((db, _dropped)) = crate::store::scratch::postgres().await else { return };
         let tenant = db.create_merchant("Plan").await.unwrap();
         const LAST: [&str; 50] = [
             "Smith", "Jones", "Brown", "Taylor", "Wilson", "Davies", "Evans", "Thomas", "Roberts", "Johnson", "Lewis",
