@@ -80,6 +80,42 @@ type Lines = Vec<(usize, NewCustomer)>;
 /// A batch being committed.
 type BatchWrite = JoinHandle<Result<Vec<Written>, StoreError>>;
 
+/// A batch sent to be committed, with its lines (kept for the one-by-one retry)
+/// and the customers its lines name (by `externalReference` or `id`).
+struct InFlight {
+    write: BatchWrite,
+    lines: Arc<Lines>,
+    names: Names,
+}
+
+/// What a batch's lines name their customers by: a batch that names a customer
+/// an earlier batch in flight also names waits for that one to be settled, so
+/// every line reads what the lines before it wrote.
+#[derive(Default)]
+struct Names {
+    references: std::collections::HashSet<String>,
+    ids: std::collections::HashSet<Uuid>,
+}
+
+impl Names {
+    fn of(lines: &[(usize, NewCustomer)]) -> Names {
+        let mut names = Names::default();
+        for (_, new) in lines {
+            if let Some(r) = &new.customer.external_reference {
+                names.references.insert(r.clone());
+            }
+            if let Some(id) = new.customer.id {
+                names.ids.insert(id);
+            }
+        }
+        names
+    }
+
+    fn overlap(&self, other: &Names) -> bool {
+        !self.references.is_disjoint(&other.references) || !self.ids.is_disjoint(&other.ids)
+    }
+}
+
 pub struct Importer {
     state: AppState,
     actor: Actor,
@@ -90,8 +126,10 @@ pub struct Importer {
     tally: Tally,
     batch: Vec<(usize, NewCustomer)>,
     batch_lines: usize,
-    /// The batch being written, with its lines (kept for the one-by-one retry).
-    pending: Option<(BatchWrite, Arc<Lines>)>,
+    /// The batches being written, oldest first.
+    in_flight: std::collections::VecDeque<InFlight>,
+    /// How many batches may be written at once.
+    max_in_flight: usize,
 }
 
 /// Writes lines in one transaction, each replacing the customer with its
@@ -167,6 +205,7 @@ impl Importer {
     ) -> Result<Importer, sqlx::Error> {
         let declarations = state.db().scoped(actor.tenant).declarations().await?;
         let active = crate::domain::custom::active_names(&declarations);
+        let max_in_flight = state.db().backend().bulk_writes_in_flight();
         Ok(Importer {
             state,
             actor,
@@ -177,7 +216,8 @@ impl Importer {
             tally: Tally::default(),
             batch: Vec::new(),
             batch_lines: BATCH,
-            pending: None,
+            in_flight: std::collections::VecDeque::new(),
+            max_in_flight,
         })
     }
 
@@ -228,11 +268,16 @@ impl Importer {
     }
 
     /// Sends the batch to be committed in one transaction, while the next batch is
-    /// parsed; the previous batch is settled first, so results stay in line order.
+    /// parsed (and, where the database writes transactions side by side, while
+    /// earlier batches are still being written). Batches are settled oldest
+    /// first, so results stay in line order.
     async fn flush(&mut self) {
-        self.settle().await;
         if self.batch.is_empty() {
             return;
+        }
+        let names = Names::of(&self.batch);
+        while self.in_flight.len() >= self.max_in_flight || self.in_flight.iter().any(|b| b.names.overlap(&names)) {
+            self.settle().await;
         }
         let lines = Arc::new(std::mem::take(&mut self.batch));
         let (state, active, actor, shared) =
@@ -246,13 +291,14 @@ impl Importer {
             })
             .await
         });
-        self.pending = Some((write, lines));
+        self.in_flight.push_back(InFlight { write, lines, names });
     }
 
-    /// Reports the batch in flight. If any of its lines failed, the batch was rolled
-    /// back: its lines are then written one by one, so only that line fails.
+    /// Reports the oldest batch in flight. If any of its lines failed, the batch
+    /// was rolled back: its lines are then written one by one, so only that line
+    /// fails (the batches in flight beside it name none of its customers).
     async fn settle(&mut self) {
-        let Some((write, lines)) = self.pending.take() else { return };
+        let Some(InFlight { write, lines, .. }) = self.in_flight.pop_front() else { return };
         let outcome = write.await.unwrap_or_else(|e| Err(StoreError::Aborted(WriteAborted::failed(e.to_string()))));
         if let Ok(done) = outcome {
             return self.report_written(done).await;
@@ -348,7 +394,9 @@ impl Importer {
             self.take_line(n, &raw).await;
         }
         self.flush().await;
-        self.settle().await;
+        while !self.in_flight.is_empty() {
+            self.settle().await;
+        }
         let written = self.tally.created + self.tally.updated;
         if written >= BATCH as u64
             && let Err(e) = self.state.db().settle_bulk_load(written).await
@@ -366,7 +414,7 @@ impl Importer {
 /// One create body per line (`Content-Type: application/x-ndjson`), streamed:
 /// the upload is never held whole. Each line is validated like a create; a line
 /// with an `externalReference` already held replaces that customer. Lines are
-/// committed 500 at a time; a bad line fails alone. The reply streams one result
+/// committed 5,000 at a time; a bad line fails alone. The reply streams one result
 /// per line — `{"line", "id", "result": "created"|"updated"}` or `{"line",
 /// "errors"}` — and ends with `{"summary": {lines, created, updated, failed}}`.
 #[utoipa::path(post, path = "/customers/import", tag = "customers",

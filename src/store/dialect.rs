@@ -28,6 +28,17 @@ impl Backend {
         }
     }
 
+    /// How many transactions one bulk import writes at once. SQLite writes one
+    /// transaction at a time, so a second would only wait (holding its lines);
+    /// PostgreSQL writes them side by side, and an import is bound by the
+    /// index maintenance of the backend writing it, so a second uses another core.
+    pub(crate) fn bulk_writes_in_flight(self) -> usize {
+        match self {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 2,
+        }
+    }
+
     /// The condition an `UPDATE` that claims the rows `picked` selects (their
     /// `id`s, of one merchant) matches them by. SQLite has one writer, so the
     /// picked rows cannot be claimed by anyone else before the update: `IN`.

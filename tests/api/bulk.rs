@@ -77,6 +77,24 @@ both! {
         assert_eq!(found.body["items"][0]["id"], first[7]);
     }
 
+    async fn later_batches_see_what_earlier_ones_wrote(app: TestApp) {
+        // Three batches of 5,000: the second names none of the first's customers
+        // (PostgreSQL writes it beside the first), the third updates customers of
+        // both, and must find them written.
+        let mut rows: Vec<Value> = (0..10_000)
+            .map(|i| json!({"firstName": format!("F{i}"), "lastName": "Order", "externalReference": format!("o-{i}")}))
+            .collect();
+        rows.extend((0..300).map(|i| json!({"firstName": "Later", "lastName": "Order", "externalReference": format!("o-{}", i * 33)})));
+        let (lines, summary) = import(&app, &app.key, ndjson(&rows)).await;
+        assert_eq!(summary, json!({"lines": 10_300, "created": 10_000, "updated": 300, "failed": 0}));
+        for (i, n) in [(10_000, 0), (10_150, 4_950), (10_299, 9_867)] {
+            assert_eq!((lines[i]["result"].clone(), lines[i]["id"].clone()), (json!("updated"), lines[n]["id"].clone()));
+        }
+        let found = app.get("/customers?externalReference=o-9867").await;
+        assert_eq!(found.body["items"][0]["firstName"], "Later");
+        assert_eq!(app.get("/customers?pageSize=1").await.body["total"], 10_000);
+    }
+
     async fn one_batch_mixes_new_rows_repeats_and_parts_in_line_order(app: TestApp) {
         // New rows go in many to a statement: a repeat of a reference earlier in the
         // batch, and a line with a card, must still see the rows before them.
