@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::keys::secret_aad;
 use super::query::Param;
-use super::query::{SqliteRow, record};
+use super::query::{record, sqlite_rows};
 use super::{Scoped, StoreError, WriteTx, on_conn, placeholders};
 use crate::crypto::Vault;
 use crate::domain::custom::{CustomValues as BodyValues, Declaration, DeclarationInput, ParamType, Unchanged};
@@ -55,9 +55,7 @@ impl Scoped<'_> {
         });
         let merchant = self.merchant();
         let rows = match self.inline() {
-            Some(r) => {
-                r.read(move |c| c.prepare_cached(&SQL)?.query_map([merchant], DeclRow::from_sqlite)?.collect()).await?
-            }
+            Some(r) => r.read(move |c| sqlite_rows(&mut *c.prepare_cached(&SQL)?, [merchant])).await?,
             None => {
                 on_conn!(self.conn(), p => sqlx::query_as::<_, DeclRow>(&SQL).bind(self.merchant()).fetch_all(p).await)?
             }

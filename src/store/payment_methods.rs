@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::dialect::locking;
 use super::keys::secret_aad;
-use super::query::{SqliteRow, record};
+use super::query::{record, sqlite_rows};
 use super::{Scoped, StoreError, WriteTx, on_conn};
 use crate::crypto::Vault;
 use crate::domain::bank::{AchInput, BankDetailsChange};
@@ -555,7 +555,7 @@ pub(super) fn inline_methods_of(
     merchant: Uuid,
     customer_id: Uuid,
 ) -> rusqlite::Result<Vec<MethodRecord>> {
-    c.prepare_cached(&METHODS_OF_SQL)?.query_map((merchant, customer_id), MethodRecord::from_sqlite)?.collect()
+    sqlite_rows(&mut *c.prepare_cached(&METHODS_OF_SQL)?, (merchant, customer_id))
 }
 
 impl Scoped<'_> {

@@ -49,15 +49,41 @@ pub(crate) fn pg_query<'a>(sql: &'a str, args: &'a Args<'a>) -> PgQuery<'a> {
 pub(crate) trait Row: for<'r> sqlx::FromRow<'r, PgRow> + SqliteRow + Send + Unpin {}
 impl<T> Row for T where T: for<'r> sqlx::FromRow<'r, PgRow> + SqliteRow + Send + Unpin {}
 
-/// Reads a value from a rusqlite row.
+/// Reads a value from a rusqlite row: each field's column is found once per
+/// statement ([`SqliteRow::sqlite_columns`]), then read from every row there.
 pub(crate) trait SqliteRow: Sized {
-    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+    /// Where each field is among a statement's columns.
+    type Columns;
+
+    fn sqlite_columns(statement: &rusqlite::Statement<'_>) -> rusqlite::Result<Self::Columns>;
+
+    fn from_sqlite_at(row: &rusqlite::Row<'_>, columns: &Self::Columns) -> rusqlite::Result<Self>;
+
+    /// One row, its columns found for it alone.
+    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Self::from_sqlite_at(row, &Self::sqlite_columns(row.as_ref())?)
+    }
+}
+
+/// The rows of a statement as `R`, its columns found once.
+pub(crate) fn sqlite_rows<R: SqliteRow, P: rusqlite::Params>(
+    statement: &mut rusqlite::Statement<'_>,
+    params: P,
+) -> rusqlite::Result<Vec<R>> {
+    let columns = R::sqlite_columns(statement)?;
+    statement.query_map(params, |row| R::from_sqlite_at(row, &columns))?.collect()
 }
 
 macro_rules! tuple_rows {
     ($($t:ident $i:tt),+) => {
         impl<$($t: rusqlite::types::FromSql),+> SqliteRow for ($($t,)+) {
-            fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+            type Columns = ();
+
+            fn sqlite_columns(_: &rusqlite::Statement<'_>) -> rusqlite::Result<()> {
+                Ok(())
+            }
+
+            fn from_sqlite_at(row: &rusqlite::Row<'_>, _: &()) -> rusqlite::Result<Self> {
                 Ok(($(row.get($i)?,)+))
             }
         }
@@ -103,10 +129,26 @@ macro_rules! record {
             }
         }
 
+        impl $ty {
+            /// The column of each field, in field order.
+            const COLUMN_NAMES: &'static [&'static str] =
+                &[$( $crate::store::query::record!(@column $field $($column)?) ),*];
+        }
+
         impl $crate::store::query::SqliteRow for $ty {
-            fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<$ty> {
-                let mut columns = $crate::store::query::ByName::new(row);
-                Ok($ty { $( $field: columns.get($crate::store::query::record!(@column $field $($column)?))? ),* })
+            type Columns = [usize; $ty::COLUMN_NAMES.len()];
+
+            fn sqlite_columns(statement: &rusqlite::Statement<'_>) -> rusqlite::Result<Self::Columns> {
+                $crate::store::query::column_positions(statement, $ty::COLUMN_NAMES)
+            }
+
+            fn from_sqlite_at(row: &rusqlite::Row<'_>, at: &Self::Columns) -> rusqlite::Result<$ty> {
+                let mut field = 0;
+                let mut next = || {
+                    field += 1;
+                    at[field - 1]
+                };
+                Ok($ty { $( $field: row.get(next())? ),* })
             }
         }
     };
@@ -125,28 +167,23 @@ pub(crate) const fn column_list(joined: &'static str) -> &'static str {
     }
 }
 
-/// Reads a rusqlite row's values by column name. A SELECT usually lists the
-/// columns in the record's field order, so the name is first compared with the
-/// column where the last one ended; only when it differs are the names searched.
-pub(crate) struct ByName<'a, 'r> {
-    row: &'a rusqlite::Row<'r>,
-    next: usize,
-}
-
-impl<'a, 'r> ByName<'a, 'r> {
-    pub(crate) fn new(row: &'a rusqlite::Row<'r>) -> ByName<'a, 'r> {
-        ByName { row, next: 0 }
-    }
-
-    pub(crate) fn get<T: rusqlite::types::FromSql>(&mut self, name: &str) -> rusqlite::Result<T> {
-        let statement: &rusqlite::Statement<'_> = self.row.as_ref();
-        let at = match statement.column_name(self.next) {
-            Ok(n) if n == name => self.next,
+/// Where each of `names` is among a statement's columns. A SELECT usually lists
+/// them in this order, so each name is first compared with the column after the
+/// last one found; only when it differs are the columns searched.
+pub(crate) fn column_positions<const N: usize>(
+    statement: &rusqlite::Statement<'_>,
+    names: &[&str],
+) -> rusqlite::Result<[usize; N]> {
+    let mut at = [0; N];
+    let mut next = 0;
+    for (slot, name) in at.iter_mut().zip(names) {
+        *slot = match statement.column_name(next) {
+            Ok(n) if n == *name => next,
             _ => statement.column_index(name)?,
         };
-        self.next = at + 1;
-        self.row.get(at)
+        next = *slot + 1;
     }
+    Ok(at)
 }
 
 thread_local! {
@@ -201,12 +238,13 @@ pub(crate) fn sqlite_fetch<R: SqliteRow>(
     with_sqlite_sql(sql, |sql| {
         let mut st = c.prepare_cached(sql)?;
         bind(&mut st, args)?;
+        let columns = R::sqlite_columns(&st)?;
         let mut rows = st.raw_query();
         let mut out = Vec::new();
         while out.len() < limit
             && let Some(row) = rows.next()?
         {
-            out.push(R::from_sqlite(row)?);
+            out.push(R::from_sqlite_at(row, &columns)?);
         }
         Ok(out)
     })

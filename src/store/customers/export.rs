@@ -39,8 +39,7 @@ fn export_inline(
     let mut custom = tx.prepare(EXPORT_CUSTOM_SQL)?;
     let mut after = Uuid::nil();
     loop {
-        let rows: Vec<CustomerRecord> =
-            page.query_map((merchant, after), CustomerRecord::from_sqlite)?.collect::<rusqlite::Result<_>>()?;
+        let rows: Vec<CustomerRecord> = sqlite_rows(&mut page, (merchant, after))?;
         let Some(last) = rows.last().map(|r| r.id) else { break };
         let values = custom
             .query_map((merchant, after, last), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::custom::{CustomValues, inline_custom_values};
 use super::dialect::locking;
 use super::inline::{bind_numbered, driver_error};
-use super::query::{Param, SqliteRow, record};
+use super::query::{Param, SqliteRow, record, sqlite_rows};
 use super::search_index::{WordMatch, contact_terms};
 use super::{Backend, Conn, Scoped, StoreError, WriteTx, on_conn, placeholders};
 use crate::crypto::Vault;

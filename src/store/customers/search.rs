@@ -328,11 +328,12 @@ fn search_by_words(
     };
     let mut items = Vec::with_capacity(page.len());
     let mut row = c.prepare_cached(&BY_SEQ_SQL)?;
+    let columns = CustomerRecord::sqlite_columns(&row)?;
     for key in page {
         // The merchant is checked again on the row itself.
         let mut rows = row.query((key & SEQ_MASK, merchant))?;
         if let Some(r) = rows.next()? {
-            items.push(CustomerRecord::from_sqlite(r)?);
+            items.push(CustomerRecord::from_sqlite_at(r, &columns)?);
         }
     }
     Ok((items, keys.len() as i64))
@@ -443,12 +444,13 @@ fn run_search(
     let mut total = None;
     let mut stmt = c.prepare_cached(&sql.page)?;
     bind_numbered(&mut stmt, &sql.args)?;
+    let columns = CustomerRecord::sqlite_columns(&stmt)?;
     let mut rows = stmt.raw_query();
     while let Some(row) = rows.next()? {
         if sql.counted {
             total = Some(row.get::<_, i64>(TOTAL_COLUMN)?);
         }
-        items.push(CustomerRecord::from_sqlite(row)?);
+        items.push(CustomerRecord::from_sqlite_at(row, &columns)?);
     }
     let (page, size) = (q.page as usize, q.page_size as usize);
     if let Some(total) = total {
