@@ -117,6 +117,10 @@ macro_rules! record {
             pub(crate) const COLUMNS: &'static str = $crate::store::query::column_list(concat!(
                 $( $crate::store::query::record!(@column $field $($column)?), ", " ),*
             ));
+
+            /// The column of each field, in field order.
+            const COLUMN_NAMES: &'static [&'static str] =
+                &[$( $crate::store::query::record!(@column $field $($column)?) ),*];
         }
 
         impl<'r, R: ::sqlx::Row> ::sqlx::FromRow<'r, R> for $ty
@@ -127,12 +131,6 @@ macro_rules! record {
             fn from_row(row: &'r R) -> Result<Self, ::sqlx::Error> {
                 Ok($ty { $( $field: row.try_get($crate::store::query::record!(@column $field $($column)?))? ),* })
             }
-        }
-
-        impl $ty {
-            /// The column of each field, in field order.
-            const COLUMN_NAMES: &'static [&'static str] =
-                &[$( $crate::store::query::record!(@column $field $($column)?) ),*];
         }
 
         impl $crate::store::query::SqliteRow for $ty {

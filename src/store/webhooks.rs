@@ -40,8 +40,8 @@ fn lease_sql(backend: Backend) -> &'static str {
              AND status = 'pending' AND next_attempt_at <= $4 ORDER BY next_attempt_at LIMIT $5",
         );
         format!(
-            "UPDATE webhook_deliveries SET next_attempt_at = $3 WHERE merchant_id = $1 AND {due} \
-             RETURNING id, event_id, payload, attempts, give_up_at"
+            "UPDATE webhook_deliveries SET next_attempt_at = $3 WHERE merchant_id = $1 AND {due} RETURNING {}",
+            LeasedRow::COLUMNS
         )
     }
     static SQLITE: LazyLock<String> = LazyLock::new(|| sql(Backend::Sqlite));
