@@ -236,6 +236,7 @@ impl App {
         let state = self.state.clone();
         let purge = tokio::spawn(purge_idempotency_keys(state.clone()));
         let forget = tokio::spawn(forget_idle_clients(state.clone()));
+        let upkeep = tokio::spawn(keep_search_index(state.db().clone()));
         let outbox = tokio::spawn(self.notifier.run());
         let webhooks = tokio::spawn(self.webhooks.run());
         let flag = state.clone();
@@ -276,6 +277,7 @@ impl App {
         }
         purge.abort();
         forget.abort();
+        upkeep.abort();
         outbox.abort();
         webhooks.abort();
         state.db().close().await;
@@ -324,6 +326,36 @@ async fn purge_idempotency_keys(state: AppState) {
                     break;
                 }
             }
+        }
+    }
+}
+
+/// Every second, the search index's pending entries move into the index proper
+/// (PostgreSQL: see `Backend::search_index_upkeep`), so that no request's write
+/// has to move them and searches read a short list; `serve` runs it, and so does
+/// `import`, whose batches then leave the moves to it. A failure is logged once
+/// until the upkeep works again.
+pub async fn keep_search_index(db: store::Db) {
+    if db.backend().search_index_upkeep().is_none() {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        match db.search_index_upkeep().await {
+            Ok(pages) => {
+                metrics::counter!("clientele_search_index_pages_moved_total").increment(pages.max(0) as u64);
+                if std::mem::take(&mut failing) {
+                    tracing::info!("the search index's upkeep works again");
+                }
+            }
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "could not move the search index's pending entries; writes move them meanwhile");
+            }
+            Err(_) => {}
         }
     }
 }

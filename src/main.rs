@@ -472,6 +472,7 @@ async fn import(config: &Config, path: &std::path::Path, merchant: Uuid) -> anyh
     let (out, mut results) = tokio::sync::mpsc::channel(256);
     let importer = Importer::new(app.state.clone(), actor, true, out).await?.lines_per_transaction(IMPORT_BATCH);
     let task = tokio::spawn(importer.run(axum::body::Body::from_stream(chunks)));
+    let upkeep = tokio::spawn(clientele::keep_search_index(app.state.db().clone()));
     let mut summary = serde_json::Value::Null;
     while let Some(line) = results.recv().await {
         let v: serde_json::Value = serde_json::from_slice(&line).unwrap_or_default();
@@ -482,6 +483,7 @@ async fn import(config: &Config, path: &std::path::Path, merchant: Uuid) -> anyh
         }
     }
     task.await?;
+    upkeep.abort();
     bar.finish_and_clear();
     println!("{summary}");
     app.state.db().close().await;

@@ -81,6 +81,10 @@ fn describe() {
         "clientele_reads_moved_to_blocking_pool_total",
         "SQLite reads that found every inline reader busy and ran on the blocking pool."
     );
+    describe_counter!(
+        "clientele_search_index_pages_moved_total",
+        "PostgreSQL: pages of new search terms moved from the index's pending list in the background."
+    );
     describe_histogram!("clientele_write_batch_size", "Writes committed together by the SQLite group writer.");
     describe_histogram!("clientele_commit_seconds", Unit::Seconds, "Time of one SQLite group commit (its fsync).");
     describe_counter!("clientele_webhook_attempts_total", "Webhook delivery attempts, by outcome.");

@@ -83,6 +83,23 @@ impl Backend {
         }
     }
 
+    /// A statement that moves the entries new rows left in the search index's
+    /// pending list into the index proper, giving the number of pages it moved;
+    /// `None` where there is nothing to move. PostgreSQL's GIN index of search
+    /// terms takes a new row's terms into a pending list, which every search
+    /// reads whole, and the write that overflows the list moves it in its own
+    /// transaction, its request waiting meanwhile (hundreds of milliseconds under
+    /// a stream of creates). The service moves it in the background instead, often
+    /// enough that writes never find it full; an inserting transaction that
+    /// finds a move under way does not wait for it. SQLite's full-text index
+    /// merges as it is written.
+    pub(crate) fn search_index_upkeep(self) -> Option<&'static str> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some("SELECT gin_clean_pending_list('customers_search_terms'::regclass)"),
+        }
+    }
+
     /// Rows a single `INSERT` writes at most: on PostgreSQL many (one round trip
     /// instead of one per row, within the 65,535 parameters of its protocol); on
     /// SQLite one per prepared statement, since there is no round trip to save and

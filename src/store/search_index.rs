@@ -470,6 +470,16 @@ pub(crate) async fn compact(pool: &sqlx::SqlitePool) -> Result<(), sqlx::Error> 
     Ok(())
 }
 
+impl super::Db {
+    /// Moves the search index's pending entries into the index proper where the
+    /// backend keeps such a list ([`super::Backend::search_index_upkeep`]); the
+    /// pages moved (0 when there was nothing to move, or nothing of the kind).
+    pub async fn search_index_upkeep(&self) -> Result<i64, super::StoreError> {
+        let Some(sql) = self.backend().search_index_upkeep() else { return Ok(0) };
+        Ok(super::on_conn!(self.reader(), p => sqlx::query_scalar(sql).fetch_one(p).await)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -271,6 +271,40 @@ both! {
         assert_eq!(app.get("/customers?search=t.a").await.body["total"], 0);
         assert_eq!(app.get("/customers?search=rob").await.body["total"], 1);
     }
+
+    // New customers' terms wait in PostgreSQL's pending list of the terms index
+    // until the service moves them in the background (a request's write would
+    // otherwise move them, seconds at a time); they are found all the while.
+    async fn new_search_terms_move_into_the_index_in_the_background(app: TestApp) {
+        let sqlite = app.test_db.url.starts_with("sqlite");
+        for i in 0..60 {
+            let email = format!("mover.{i}@pending.example");
+            app.create(json!({"firstName": format!("Mover{i}"), "lastName": "Pending", "email": email})).await;
+        }
+        let moved = |text: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("clientele_search_index_pages_moved_total "))
+                .map(|v| v.trim().parse::<f64>().unwrap())
+        };
+        let mut text = String::new();
+        for _ in 0..100 {
+            text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+            if sqlite || moved(&text).is_some_and(|n| n > 0.0) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        if sqlite {
+            assert_eq!(moved(&text), None, "SQLite's index has no pending list");
+        } else {
+            assert!(moved(&text).is_some_and(|n| n > 0.0), "{text}");
+        }
+        let db = crate::helpers::open_db(&app.test_db.url).await;
+        assert_eq!(db.search_index_upkeep().await.unwrap(), 0, "nothing left to move");
+        assert_eq!(app.get("/customers?search=pending").await.body["total"], 60);
+        assert_eq!(app.get("/customers?search=mover59").await.body["total"], 1);
+        assert_eq!(app.get("/customers?search=pending.example").await.body["total"], 60);
+    }
 }
 
 fn urlencode(s: &str) -> String {
