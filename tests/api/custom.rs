@@ -307,7 +307,7 @@ both! {
         assert_eq!((link["apiKey"].clone(), link["provider"].clone()), (json!("****cdef"), json!("stripe")));
         assert_eq!(link["paymentProvider"]["key"], "****mnop");
         assert!(!links.body.to_string().contains("ak_live_0123456789abcdef"));
-        assert_eq!(app.get(&format!("/events?entityId={}", link["id"].as_str().unwrap())).await.expect(200)["items"][0]["type"], "provider.linked");
+        assert_eq!(app.feed_showing(&format!("/events?entityId={}", link["id"].as_str().unwrap()), 1).await["items"][0]["type"], "provider.linked");
         // The same id again is a conflict; a non-v7 id is refused.
         app.post("/customers", body.clone()).await.expect_error(409, "customer_exists");
         body["id"] = json!("4b1a0c6e-8f4e-4d3a-9c51-2f0e5b7d9a10");

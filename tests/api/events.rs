@@ -55,7 +55,7 @@ both! {
         let done: Result<(), StoreError> = fast.await.unwrap();
         done.unwrap();
         // Once both committed, a reader following the cursor sees both, in commit order.
-        let page = app.get(&format!("/events?after={start}")).await.expect(200).clone();
+        let page = app.feed_showing(&format!("/events?after={start}"), 2).await;
         let entities: Vec<&str> = page["items"].as_array().unwrap().iter().map(|e| e["entityId"].as_str().unwrap()).collect();
         assert_eq!(entities, [early.to_string(), late.to_string()]);
     }
@@ -146,23 +146,10 @@ both! {
         let mut sorted = seen.clone();
         sorted.sort();
         assert_eq!(seen, sorted, "in order");
-        // (On PostgreSQL a neighbour's transaction ending between a read's
-        // snapshot and its look at the running ones can hold the newest back a
-        // moment again: read until they show.)
-        let shown = async |path: String, n: usize| {
-            for _ in 0..200 {
-                let b = app.get(&path).await.expect(200).clone();
-                if b["items"].as_array().unwrap().len() >= n {
-                    return b;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-            panic!("{path} never showed {n} events");
-        };
-        let by_type = shown("/events?type=customer.status_changed".into(), 1).await;
+        let by_type = app.feed_showing("/events?type=customer.status_changed", 1).await;
         assert_eq!(by_type["items"][0]["entityId"], ids[2]);
         assert_eq!(by_type["items"].as_array().unwrap().len(), 1);
-        let by_entity = shown(format!("/events?entityId={}", ids[2]), 2).await;
+        let by_entity = app.feed_showing(&format!("/events?entityId={}", ids[2]), 2).await;
         assert_eq!(types(&by_entity), ["customer.created", "customer.status_changed"]);
         for bad in ["limit=0", "limit=501", "after=x", "entityId=1", "kind=x"] {
             let r = app.get(&format!("/events?{bad}")).await;

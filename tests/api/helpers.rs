@@ -313,6 +313,21 @@ impl TestApp {
         self.send(Method::GET, path, Some(&self.key), None, &[]).await
     }
 
+    /// The event feed read at `path` once it shows at least `n` events. On
+    /// PostgreSQL the newest events may show a moment late (a neighbour
+    /// database's transaction ending between a read's snapshot and its look at
+    /// the running ones holds them back), never out of order or not at all.
+    pub async fn feed_showing(&self, path: &str, n: usize) -> Value {
+        for _ in 0..200 {
+            let b = self.get(path).await.expect(200).clone();
+            if b["items"].as_array().unwrap().len() >= n {
+                return b;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{path} never showed {n} events");
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> Resp {
         self.send(Method::POST, path, Some(&self.key), Some(body), &[]).await
     }
