@@ -183,6 +183,25 @@ impl Default for DbOptions {
 /// with its route and latency; statement budgets end the slowest with an error.
 const SLOW_STATEMENT_LOG: log::LevelFilter = log::LevelFilter::Debug;
 
+/// A pooled PostgreSQL connection idle for longer than this is checked with a
+/// round trip before it is handed out (one that the server or the network
+/// dropped meanwhile is replaced, not given to a request). One in steady use is
+/// handed out as it is: checking every time, sqlx's default, doubled the round
+/// trips of every read (a ping, then the statement), and a connection that
+/// broke since its last statement fails that request's statement instead.
+const PG_CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+fn pg_pool_options() -> PgPoolOptions {
+    PgPoolOptions::new().acquire_timeout(Duration::from_secs(5)).test_before_acquire(false).before_acquire(|c, meta| {
+        Box::pin(async move {
+            if meta.idle_for >= PG_CHECK_AFTER_IDLE {
+                sqlx::Connection::ping(c).await?;
+            }
+            Ok(true)
+        })
+    })
+}
+
 impl Db {
     /// Opens the database named by `url`, creating a SQLite file (and its folder) when missing.
     pub async fn connect(url: &str, opts: &DbOptions) -> anyhow::Result<Db> {
@@ -201,17 +220,13 @@ impl Db {
                     ("idle_in_transaction_session_timeout", idle.as_str()),
                 ]);
             }
-            let pool = PgPoolOptions::new()
+            let pool = pg_pool_options()
                 .max_connections(opts.max_connections)
-                .acquire_timeout(Duration::from_secs(5))
                 .connect_with(connect.clone())
                 .await
                 .context("connecting to PostgreSQL")?;
-            let exports = PgPoolOptions::new()
-                .max_connections(opts.exports.max(1))
-                .min_connections(0)
-                .acquire_timeout(Duration::from_secs(5))
-                .connect_lazy_with(connect);
+            let exports =
+                pg_pool_options().max_connections(opts.exports.max(1)).min_connections(0).connect_lazy_with(connect);
             Ok(Db {
                 pools: Pools::Postgres(pool),
                 export_pool: Some(ExportPool(exports)),

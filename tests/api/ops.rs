@@ -339,6 +339,44 @@ async fn a_lost_postgresql_database_answers_503() {
     app.send(Method::GET, "/readyz", None, None, &[]).await.expect_error(503, "unavailable");
 }
 
+// Pooled connections are not checked before every use (a round trip each);
+// one idle for a second is, so connections the server dropped while the
+// service was quiet (a restart, an administrator's terminate) are replaced
+// before a request gets one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_connections_dropped_while_quiet_are_replaced() {
+    let Some(app) = TestApp::spawn(clientele::store::Backend::Postgres).await else { return };
+    // The background pollers would otherwise take (and so replace) most of the
+    // dropped connections before the requests do.
+    let app = app
+        .restart_with(|c| {
+            c.db_max_connections = 16;
+            c.outbox_poll_ms = 60_000;
+            c.webhooks_poll_ms = 60_000;
+        })
+        .await;
+    let id = app.create_named("Before", "Drop").await;
+    let path = format!("/customers/{id}");
+    // Enough requests at once that the pool opens all its connections.
+    let burst = async || {
+        let replies = futures_util::future::join_all((0..48).map(|_| app.get(&path))).await;
+        replies.iter().filter(|r| r.status != 200).count()
+    };
+    for _ in 0..3 {
+        assert_eq!(burst().await, 0);
+    }
+    let terminate = "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&app.test_db.url).await.unwrap();
+    let terminated: i64 = sqlx::query_scalar(terminate).fetch_one(&mut admin).await.unwrap();
+    assert!(terminated >= 8, "{terminated} connections terminated");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    for _ in 0..3 {
+        assert_eq!(burst().await, 0, "no request was given a dropped connection");
+    }
+    app.post("/customers", json!({"firstName": "After", "lastName": "Drop"})).await.expect(200);
+}
+
 both! {
     async fn replies_carry_security_headers(app: TestApp) {
         let c = app.create(json!({"firstName": "Head", "lastName": "Ers", "paymentMethodsCards": [{"pan": "4111111111111111", "expirationMonth": 12, "expirationYear": 2035}]})).await;
