@@ -96,6 +96,10 @@ fn describe() {
     describe_gauge!("clientele_webhook_deliveries_pending", "Webhook deliveries waiting to be sent or retried.");
     describe_gauge!("clientele_notifications_pending", "Notifications waiting to be sent or retried.");
     describe_gauge!("clientele_db_connections", "Database connections of this node, by pool and state (in_use, idle).");
+    describe_gauge!(
+        "clientele_db_connections_waiting",
+        "PostgreSQL: requests of this node waiting for a database connection."
+    );
     describe_gauge!("clientele_db_connections_max", "Database connections a pool may open, by pool.");
     describe_gauge!("clientele_db_writes_waiting", "Writes queued for the SQLite group writer, not yet in a batch.");
     describe_gauge!("clientele_build_info", "1, labelled with the version, the commit and the database backend.");

@@ -24,6 +24,7 @@ pub mod merchants;
 mod migrations;
 pub mod outbox;
 pub mod payment_methods;
+mod pg_pool;
 pub mod portal;
 pub mod providers;
 pub(crate) mod query;
@@ -42,9 +43,11 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
+
+pub use pg_pool::PgConns;
+use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
-use sqlx::{ConnectOptions, Postgres, Transaction};
 use uuid::Uuid;
 
 /// A merchant id that came from an authenticated API key (or the operator's CLI).
@@ -103,12 +106,12 @@ enum Pools {
         /// Held while the database is open: no restore replaces the file meanwhile.
         _serving: std::sync::Arc<backup::ServingLock>,
     },
-    Postgres(PgPool),
+    Postgres(PgConns),
 }
 
 /// PostgreSQL's connections for exports, opened when first needed.
 #[derive(Clone)]
-struct ExportPool(PgPool);
+struct ExportPool(PgConns);
 
 #[derive(Clone)]
 pub struct Db {
@@ -124,7 +127,7 @@ pub struct Db {
 /// A pool of one backend, borrowed.
 pub enum Conn<'a> {
     Sqlite(&'a SqlitePool),
-    Postgres(&'a PgPool),
+    Postgres(&'a PgConns),
 }
 
 /// Expands `$body` once per backend with `$p` bound to the concrete pool.
@@ -183,25 +186,6 @@ impl Default for DbOptions {
 /// with its route and latency; statement budgets end the slowest with an error.
 const SLOW_STATEMENT_LOG: log::LevelFilter = log::LevelFilter::Debug;
 
-/// A pooled PostgreSQL connection idle for longer than this is checked with a
-/// round trip before it is handed out (one that the server or the network
-/// dropped meanwhile is replaced, not given to a request). One in steady use is
-/// handed out as it is: checking every time, sqlx's default, doubled the round
-/// trips of every read (a ping, then the statement), and a connection that
-/// broke since its last statement fails that request's statement instead.
-const PG_CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
-
-fn pg_pool_options() -> PgPoolOptions {
-    PgPoolOptions::new().acquire_timeout(Duration::from_secs(5)).test_before_acquire(false).before_acquire(|c, meta| {
-        Box::pin(async move {
-            if meta.idle_for >= PG_CHECK_AFTER_IDLE {
-                sqlx::Connection::ping(c).await?;
-            }
-            Ok(true)
-        })
-    })
-}
-
 impl Db {
     /// Opens the database named by `url`, creating a SQLite file (and its folder) when missing.
     pub async fn connect(url: &str, opts: &DbOptions) -> anyhow::Result<Db> {
@@ -220,13 +204,10 @@ impl Db {
                     ("idle_in_transaction_session_timeout", idle.as_str()),
                 ]);
             }
-            let pool = pg_pool_options()
-                .max_connections(opts.max_connections)
-                .connect_with(connect.clone())
+            let pool = PgConns::connect(connect.clone(), opts.max_connections as usize, Duration::from_secs(5))
                 .await
                 .context("connecting to PostgreSQL")?;
-            let exports =
-                pg_pool_options().max_connections(opts.exports.max(1)).min_connections(0).connect_lazy_with(connect);
+            let exports = PgConns::new(connect, opts.exports.max(1) as usize, Duration::from_secs(5))?;
             Ok(Db {
                 pools: Pools::Postgres(pool),
                 export_pool: Some(ExportPool(exports)),
@@ -324,15 +305,13 @@ impl Db {
                 migrations::of(Backend::Sqlite).run(write).await?;
                 search_index::build_if_pending(path, write).await?;
             }
-            Pools::Postgres(p) => match &self.pg_admin {
-                Some(admin) => {
-                    use sqlx::Connection;
-                    let mut c = sqlx::PgConnection::connect_with(admin).await?;
-                    migrations::of(Backend::Postgres).run(&mut c).await?;
-                    c.close().await?;
-                }
-                None => migrations::of(Backend::Postgres).run(p).await?,
-            },
+            Pools::Postgres(_) => {
+                use sqlx::Connection;
+                let Some(admin) = &self.pg_admin else { anyhow::bail!("no PostgreSQL connection to migrate with") };
+                let mut c = sqlx::PgConnection::connect_with(admin).await?;
+                migrations::of(Backend::Postgres).run(&mut c).await?;
+                c.close().await?;
+            }
         }
         Ok(())
     }
@@ -361,10 +340,10 @@ impl Db {
                 pool("write", write);
                 metrics::gauge!("clientele_db_writes_waiting").set(group.queued() as f64);
             }
-            Pools::Postgres(p) => pool("main", p),
+            Pools::Postgres(p) => p.record_gauges("main"),
         }
         if let Some(ExportPool(e)) = &self.export_pool {
-            pool("export", e);
+            e.record_gauges("export");
         }
         let backlog = |sql: &'static str| async move {
             let n: Result<(i64,), sqlx::Error> = on_conn!(self.reader(), p => sqlx::query_as(sql).fetch_one(p).await);
@@ -513,16 +492,16 @@ impl Db {
                 write.close().await;
             }
             Pools::Postgres(p) => {
-                p.close().await;
+                p.close();
                 if let Some(ExportPool(e)) = &self.export_pool {
-                    e.close().await;
+                    e.close();
                 }
             }
         }
     }
 
     /// PostgreSQL: the pool exports read through.
-    pub(crate) fn export_pool(&self) -> Option<&PgPool> {
+    pub(crate) fn export_pool(&self) -> Option<&PgConns> {
         self.export_pool.as_ref().map(|ExportPool(p)| p)
     }
 }
@@ -551,7 +530,7 @@ impl Scoped<'_> {
 pub(crate) enum TxInner {
     /// A savepoint in the group writer's batch transaction.
     Sqlite(group::Lease),
-    Postgres(Transaction<'static, Postgres>),
+    Postgres(pg_pool::PgTx),
 }
 
 /// One write transaction on behalf of an [`Actor`].

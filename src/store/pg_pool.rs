@@ -1,0 +1,342 @@
+//! PostgreSQL's connections for statements and transactions: a deadpool pool of
+//! sqlx connections that checks a connection only when it has reason to.
+//!
+//! sqlx's own pool makes a round trip (a `Sync` and its `ReadyForQuery`) each
+//! time it hands a connection out, and again each time one comes back, so a
+//! one-statement read cost three round trips and a write transaction two more
+//! than its statements. Here a connection comes back as it is when its last use
+//! ran to its end, and is checked when it is next handed out only if it did
+//! not (a request dropped mid-statement, a transaction left open: `ROLLBACK`
+//! reads what is left of the exchange and ends the transaction) or if it has
+//! been idle for [`CHECK_AFTER_IDLE`] (the server or the network may have
+//! dropped it meanwhile). A connection whose check fails is replaced.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
+
+use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use futures_util::future::BoxFuture;
+use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use sqlx::postgres::{PgConnectOptions, PgQueryResult, PgRow, PgStatement, PgTypeInfo};
+use sqlx::{Connection, Describe, Either, Execute, Executor, PgConnection, Postgres};
+
+/// A connection idle for longer than this is checked with a round trip before
+/// it is handed out, so that one the server or the network dropped while the
+/// service was quiet is replaced instead of failing a request's statement.
+const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// How long opening or checking one connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One pooled connection and what the pool knows of its state.
+pub(crate) struct PgConn {
+    raw: PgConnection,
+    /// Its last use ran to its end (the server waits for the next statement).
+    settled: bool,
+    /// A transaction was begun on it and has not ended.
+    in_transaction: bool,
+    /// When it last settled.
+    since: Instant,
+}
+
+impl PgConn {
+    fn settle(&mut self) {
+        self.settled = true;
+        self.since = Instant::now();
+    }
+}
+
+pub(crate) struct Manager {
+    options: PgConnectOptions,
+}
+
+impl managed::Manager for Manager {
+    type Type = PgConn;
+    type Error = sqlx::Error;
+
+    async fn create(&self) -> Result<PgConn, sqlx::Error> {
+        let raw = PgConnection::connect_with(&self.options).await?;
+        Ok(PgConn { raw, settled: true, in_transaction: false, since: Instant::now() })
+    }
+
+    async fn recycle(&self, c: &mut PgConn, _: &Metrics) -> RecycleResult<sqlx::Error> {
+        if c.in_transaction {
+            c.raw.execute("ROLLBACK").await.map_err(RecycleError::Backend)?;
+            c.in_transaction = false;
+        } else if !c.settled || c.since.elapsed() >= CHECK_AFTER_IDLE {
+            c.raw.ping().await.map_err(RecycleError::Backend)?;
+        }
+        c.settle();
+        Ok(())
+    }
+}
+
+type Object = managed::Object<Manager>;
+
+/// The pool: cheap to clone, one per database.
+#[derive(Clone)]
+pub struct PgConns(managed::Pool<Manager>);
+
+impl fmt::Debug for PgConns {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgConns").field("status", &self.0.status()).finish()
+    }
+}
+
+impl PgConns {
+    /// A pool of up to `max` connections made with `options`, opened as they
+    /// are needed; each request for one waits at most `wait`.
+    pub(crate) fn new(options: PgConnectOptions, max: usize, wait: Duration) -> Result<PgConns, sqlx::Error> {
+        let pool = managed::Pool::builder(Manager { options })
+            .max_size(max.max(1))
+            .wait_timeout(Some(wait))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| sqlx::Error::Configuration(Box::new(e)))?;
+        Ok(PgConns(pool))
+    }
+
+    /// [`PgConns::new`], with one connection opened now, so that a wrong URL or
+    /// password is reported at start.
+    pub(crate) async fn connect(options: PgConnectOptions, max: usize, wait: Duration) -> Result<PgConns, sqlx::Error> {
+        let pool = PgConns::new(options, max, wait)?;
+        pool.get().await?.settle();
+        Ok(pool)
+    }
+
+    /// A connection, checked if it needs it; back to the pool when dropped.
+    async fn get(&self) -> Result<Object, sqlx::Error> {
+        let mut c = self.0.get().await.map_err(|e| match e {
+            managed::PoolError::Backend(e) => e,
+            managed::PoolError::Timeout(_) => sqlx::Error::PoolTimedOut,
+            managed::PoolError::Closed => sqlx::Error::PoolClosed,
+            other => sqlx::Error::Io(std::io::Error::other(other.to_string())),
+        })?;
+        c.settled = false;
+        Ok(c)
+    }
+
+    /// A connection held for a test's session settings and prepared
+    /// statements; closed when dropped, so no other use inherits them.
+    #[cfg(test)]
+    pub(crate) async fn acquire(&self) -> Result<Box<PgConnection>, sqlx::Error> {
+        Ok(Box::new(Object::take(self.get().await?).raw))
+    }
+
+    /// A transaction; rolled back if dropped before [`PgTx::commit`].
+    pub(crate) async fn begin(&self) -> Result<PgTx, sqlx::Error> {
+        let mut c = self.get().await?;
+        c.in_transaction = true;
+        c.raw.execute("BEGIN").await?;
+        c.settle();
+        Ok(PgTx(Some(c)))
+    }
+
+    /// Sets the pool's gauges: connections in use and idle, the most it may
+    /// open, and the requests waiting for one.
+    pub(crate) fn record_gauges(&self, name: &'static str) {
+        let s = self.0.status();
+        let idle = s.available.min(s.size);
+        metrics::gauge!("clientele_db_connections", "pool" => name, "state" => "in_use").set((s.size - idle) as f64);
+        metrics::gauge!("clientele_db_connections", "pool" => name, "state" => "idle").set(idle as f64);
+        metrics::gauge!("clientele_db_connections_max", "pool" => name).set(s.max_size as f64);
+        metrics::gauge!("clientele_db_connections_waiting", "pool" => name).set(s.waiting as f64);
+    }
+
+    pub(crate) fn close(&self) {
+        self.0.close();
+    }
+}
+
+/// A transaction on a pooled connection: its statements run on `&mut **tx`.
+/// Dropped before it ends, it is rolled back at once, so its locks are not
+/// held while the connection waits in the pool.
+pub(crate) struct PgTx(Option<Object>);
+
+impl PgTx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.end("COMMIT").await
+    }
+
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.end("ROLLBACK").await
+    }
+
+    async fn end(mut self, sql: &'static str) -> Result<(), sqlx::Error> {
+        let Some(mut c) = self.0.take() else { return Err(sqlx::Error::PoolClosed) };
+        c.settled = false;
+        // On an error the transaction is over or the connection is lost; either
+        // way `in_transaction` makes the next use roll back or replace it.
+        c.raw.execute(sql).await?;
+        c.in_transaction = false;
+        c.settle();
+        Ok(())
+    }
+
+    fn conn(&self) -> &Object {
+        self.0.as_ref().expect("a transaction holds its connection until it ends")
+    }
+}
+
+impl Drop for PgTx {
+    fn drop(&mut self) {
+        let Some(mut c) = self.0.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if c.raw.execute("ROLLBACK").await.is_ok() {
+                        c.in_transaction = false;
+                        c.settle();
+                    }
+                });
+            }
+            // No runtime to roll back on: closing the connection rolls it back.
+            Err(_) => drop(Object::take(c)),
+        }
+    }
+}
+
+impl Deref for PgTx {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        &self.conn().raw
+    }
+}
+
+impl DerefMut for PgTx {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.0.as_mut().expect("a transaction holds its connection until it ends").raw
+    }
+}
+
+/// One statement on a connection of the pool, like `&PgPool`: the rows are
+/// read whole before the connection goes back (every read the service makes
+/// through it is bounded; exports stream from a pool of their own).
+impl<'c> Executor<'c> for &'_ PgConns {
+    type Database = Postgres;
+
+    fn fetch_many<'e, 'q: 'e, E>(self, query: E) -> BoxStream<'e, Result<Either<PgQueryResult, PgRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        let pool = self.clone();
+        let all = async move {
+            let mut c = pool.get().await?;
+            let rows: Vec<_> = c.raw.fetch_many(query).try_collect().await?;
+            c.settle();
+            Ok::<_, sqlx::Error>(rows)
+        };
+        stream::once(all)
+            .map(|r| match r {
+                Ok(rows) => stream::iter(rows.into_iter().map(Ok)).left_stream(),
+                Err(e) => stream::once(async { Err(e) }).right_stream(),
+            })
+            .flatten()
+            .boxed()
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<Option<PgRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        let pool = self.clone();
+        Box::pin(async move {
+            let mut c = pool.get().await?;
+            let row = c.raw.fetch_optional(query).await?;
+            c.settle();
+            Ok(row)
+        })
+    }
+
+    fn prepare_with<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+        parameters: &'e [PgTypeInfo],
+    ) -> BoxFuture<'e, Result<PgStatement<'q>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        let pool = self.clone();
+        Box::pin(async move {
+            let mut c = pool.get().await?;
+            let s = c.raw.prepare_with(sql, parameters).await?;
+            c.settle();
+            Ok(s)
+        })
+    }
+
+    fn describe<'e, 'q: 'e>(self, sql: &'q str) -> BoxFuture<'e, Result<Describe<Postgres>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        let pool = self.clone();
+        Box::pin(async move {
+            let mut c = pool.get().await?;
+            let d = c.raw.describe(sql).await?;
+            c.settle();
+            Ok(d)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn scratch() -> Option<(PgConns, super::super::scratch::Dropped)> {
+        let (db, dropped) = super::super::scratch::postgres().await?;
+        let super::super::Pools::Postgres(pool) = &db.pools else { unreachable!() };
+        pool.execute("CREATE TABLE lock_probe (id INT PRIMARY KEY, n INT NOT NULL)").await.unwrap();
+        pool.execute("INSERT INTO lock_probe VALUES (1, 0)").await.unwrap();
+        // One connection, so every use below gets the one the previous use left.
+        let one = PgConns::connect(pool.0.manager().options.clone(), 1, Duration::from_secs(5)).await.unwrap();
+        Some((one, dropped))
+    }
+
+    #[tokio::test]
+    async fn a_transaction_dropped_unfinished_lets_go_of_its_locks_at_once() {
+        let Some((pool, _dropped)) = scratch().await else { return };
+        let other = PgConns::connect(pool.0.manager().options.clone(), 1, Duration::from_secs(5)).await.unwrap();
+        {
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("SELECT n FROM lock_probe WHERE id = 1 FOR UPDATE").execute(&mut *tx).await.unwrap();
+        }
+        // Another connection's write of the row does not wait for the pool's next use.
+        let write = async {
+            let mut tx = other.begin().await?;
+            sqlx::query("UPDATE lock_probe SET n = n + 1 WHERE id = 1").execute(&mut *tx).await?;
+            tx.commit().await
+        };
+        tokio::time::timeout(Duration::from_secs(5), write).await.expect("the lock was let go").unwrap();
+        let n: i32 = sqlx::query_scalar("SELECT n FROM lock_probe WHERE id = 1").fetch_one(&pool).await.unwrap();
+        assert_eq!(n, 1);
+    }
+
+    #[tokio::test]
+    async fn a_statement_dropped_mid_way_leaves_the_connection_usable() {
+        let Some((pool, _dropped)) = scratch().await else { return };
+        for _ in 0..3 {
+            let slow = sqlx::query("SELECT pg_sleep(0.3)").execute(&pool);
+            assert!(tokio::time::timeout(Duration::from_millis(50), slow).await.is_err());
+            let n: i32 =
+                sqlx::query_scalar("SELECT n + 41 FROM lock_probe WHERE id = 1").fetch_one(&pool).await.unwrap();
+            assert_eq!(n, 41);
+        }
+        // A transaction dropped after an error: its connection serves the next use.
+        {
+            let mut tx = pool.begin().await.unwrap();
+            assert!(sqlx::query("SELECT 1 / 0").execute(&mut *tx).await.is_err());
+        }
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("UPDATE lock_probe SET n = 7 WHERE id = 1").execute(&mut *tx).await.unwrap();
+        tx.commit().await.unwrap();
+        let n: i32 = sqlx::query_scalar("SELECT n FROM lock_probe WHERE id = 1").fetch_one(&pool).await.unwrap();
+        assert_eq!(n, 7);
+        assert_eq!(pool.0.status().size, 1, "the same connection throughout");
+    }
+}
