@@ -128,6 +128,15 @@ both! {
         let ids = |v: &Value| v["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
         assert_eq!(ids(app.get("/customers?custom.tier=gold").await.expect(200)), [a.as_str()], "exact, case-sensitive");
         assert_eq!(ids(&app.get("/customers?custom.points=10.50").await.body), [a.as_str()], "numbers compare by value");
+        // Every way of listing carries each item's own values, and none for a customer without.
+        for path in ["/customers?custom.tier=gold", "/customers?search=one", "/customers?orderBy=lastName&asc=true"] {
+            let items = app.get(path).await.expect(200)["items"].clone();
+            let first = items.as_array().unwrap().iter().find(|c| c["id"] == a.as_str()).expect(path);
+            assert_eq!((&first["tier"], &first["points"], &first["vip"]), (&json!("gold"), &json!(10.5), &json!(true)), "{path}");
+        }
+        let all = app.get("/customers").await.body["items"].clone();
+        let c = all.as_array().unwrap().iter().find(|c| c["firstName"] == "C").unwrap();
+        assert!(c.get("tier").is_none_or(Value::is_null), "{c}");
         assert_eq!(app.get("/customers?custom.vip=true&custom.tier=gold").await.body["total"], 1);
         assert_eq!(app.get("/customers?custom.vip=false").await.body["total"], 1);
         assert_eq!(app.get("/customers?custom.tier=silver").await.body["total"], 0);

@@ -2,7 +2,7 @@
 //! in one transaction), search, and the export's snapshot.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
 
 use uuid::Uuid;
@@ -74,13 +74,27 @@ const SELECT_COLUMNS: &str = CustomerRecord::COLUMNS;
 /// `$1` the merchant, `$2` the customer.
 static PG_PARTS_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {SELECT_COLUMNS}, ({methods})::text AS methods_json, \
-         (SELECT COALESCE(json_agg(json_build_array(name, value, hint)), '[]') FROM customer_custom_values \
-          WHERE merchant_id = $1 AND customer_id = $2)::text AS custom_json \
+        "SELECT {SELECT_COLUMNS}, ({methods})::text AS methods_json, {PG_CUSTOM_JSON} \
          FROM customers WHERE merchant_id = $1 AND id = $2",
         methods = super::payment_methods::PG_METHODS_JSON_SQL.as_str(),
     )
 });
+
+/// PostgreSQL: a column `custom_json` of a query over `customers`, the row's
+/// custom values as a JSON array of `[name, value, hint]` ([`pg_custom_values`]),
+/// so a read gets them in its own round trip.
+const PG_CUSTOM_JSON: &str = "(SELECT COALESCE(json_agg(json_build_array(v.name, v.value, v.hint)), '[]') \
+     FROM customer_custom_values v WHERE v.merchant_id = customers.merchant_id AND v.customer_id = customers.id)::text \
+     AS custom_json";
+
+/// The custom values of a row read with [`PG_CUSTOM_JSON`], as responses show them.
+fn pg_custom_values(row: &sqlx::postgres::PgRow, id: Uuid) -> Result<BTreeMap<String, serde_json::Value>, sqlx::Error> {
+    let json: String = sqlx::Row::try_get(row, "custom_json")?;
+    let values: Vec<(String, Option<String>, Option<String>)> =
+        serde_json::from_str(&json).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    let rows = values.into_iter().map(|(name, value, hint)| (id, name, value, hint)).collect();
+    Ok(super::custom::shown_values(rows).remove(&id).unwrap_or_default())
+}
 
 static GET_SQL: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {SELECT_COLUMNS} FROM customers WHERE merchant_id = $1 AND id = $2"));
@@ -125,11 +139,7 @@ impl Scoped<'_> {
         let decode = |e: serde_json::Error| sqlx::Error::Decode(Box::new(e));
         let methods_json: String = sqlx::Row::try_get(&row, "methods_json")?;
         let methods = serde_json::from_str(&methods_json).map_err(decode)?;
-        let custom_json: String = sqlx::Row::try_get(&row, "custom_json")?;
-        let values: Vec<(String, Option<String>, Option<String>)> =
-            serde_json::from_str(&custom_json).map_err(decode)?;
-        let rows = values.into_iter().map(|(name, value, hint)| (id, name, value, hint)).collect();
-        let custom = super::custom::shown_values(rows).remove(&id).unwrap_or_default();
+        let custom = pg_custom_values(&row, id)?;
         Ok(Some(CustomerParts { record, methods, custom }))
     }
 

@@ -274,6 +274,8 @@ fn search_sql(sqlite: bool, merchant: Uuid, q: &CustomerSearch) -> SearchSql {
     // full-text keys do; elsewhere, and for the other orders, by id.
     let tie = if sqlite && q.order_by == OrderBy::CreatedOn { "customers.seq" } else { "customers.id" };
     let cols = SELECT_COLUMNS.replace("merchant_id, id,", "customers.merchant_id, customers.id,");
+    // PostgreSQL: the page's custom values come with its rows, in one round trip.
+    let custom = if sqlite { String::new() } else { format!(", {PG_CUSTOM_JSON}") };
     let page_sql = if !sqlite && !q.words.is_empty() {
         // Words on PostgreSQL: the terms index drives (the matches are a
         // materialized set, so the planner cannot walk the merchant's rows in sort
@@ -283,14 +285,14 @@ fn search_sql(sqlite: bool, merchant: Uuid, q: &CustomerSearch) -> SearchSql {
         format!(
             "WITH matches AS MATERIALIZED (SELECT customers.id AS id, {col} AS sort_key {filter}), \
              page AS (SELECT id, sort_key FROM matches ORDER BY sort_key {dir}, id {dir} LIMIT {limit} OFFSET {offset}) \
-             SELECT {cols}, (SELECT COUNT(*) FROM matches) AS total_matches FROM page \
+             SELECT {cols}, (SELECT COUNT(*) FROM matches) AS total_matches{custom} FROM page \
              JOIN customers ON customers.merchant_id = {m} AND customers.id = page.id \
              ORDER BY page.sort_key {dir}, page.id {dir}",
             col = q.order_by.column(),
         )
     } else {
         format!(
-            "SELECT {cols}{total} {filter} ORDER BY {plus}{col} {dir}, {plus}{tie} {dir} LIMIT {limit} OFFSET {offset}",
+            "SELECT {cols}{total}{custom} {filter} ORDER BY {plus}{col} {dir}, {plus}{tie} {dir} LIMIT {limit} OFFSET {offset}",
             col = q.order_by.column(),
             total = if counted { ", COUNT(*) OVER () AS total_matches" } else { "" },
         )
@@ -384,26 +386,26 @@ impl Scoped<'_> {
         let (count_sql, page_sql) = (&sql.count, &sql.page);
         // A counted page carries the number of all matches, so only a page past the
         // end needs the count on its own; otherwise count first, then read the page.
-        let (items, total) = on_conn!(self.conn(), p => {
-            let (mut items, mut total) = (Vec::new(), 0);
-            if !sql.counted {
+        let Conn::Postgres(p) = self.conn() else {
+            return Err(sqlx::Error::Configuration("a SQLite search reads through the inline readers".into()));
+        };
+        let (mut items, mut custom, mut total) = (Vec::new(), CustomValues::new(), 0);
+        if !sql.counted {
+            (total,) = bind_args!(sqlx::query_as(count_sql), filter_args).fetch_one(p).await?;
+        }
+        if sql.counted || total > 0 {
+            for row in bind_args!(sqlx::query(page_sql), &sql.args).fetch_all(p).await? {
+                if sql.counted {
+                    total = sqlx::Row::try_get(&row, TOTAL_COLUMN)?;
+                }
+                let record: CustomerRecord = sqlx::FromRow::from_row(&row)?;
+                custom.insert(record.id, pg_custom_values(&row, record.id)?);
+                items.push(record);
+            }
+            if sql.counted && items.is_empty() && q.page > 1 {
                 (total,) = bind_args!(sqlx::query_as(count_sql), filter_args).fetch_one(p).await?;
             }
-            if sql.counted || total > 0 {
-                for row in bind_args!(sqlx::query(page_sql), &sql.args).fetch_all(p).await? {
-                    if sql.counted {
-                        total = sqlx::Row::try_get(&row, TOTAL_COLUMN)?;
-                    }
-                    items.push(sqlx::FromRow::from_row(&row)?);
-                }
-                if sql.counted && items.is_empty() && q.page > 1 {
-                    (total,) = bind_args!(sqlx::query_as(count_sql), filter_args).fetch_one(p).await?;
-                }
-            }
-            Ok::<_, sqlx::Error>((items, total))
-        })?;
-        let ids: Vec<Uuid> = items.iter().map(|c: &CustomerRecord| c.id).collect();
-        let custom = self.custom_values(&ids).await?;
+        }
         Ok(SearchPage { items, custom, total })
     }
 }
