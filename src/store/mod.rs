@@ -43,12 +43,12 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::postgres::PgConnectOptions;
-
-pub use pg_pool::PgConns;
 use sqlx::ConnectOptions;
+use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use uuid::Uuid;
+
+pub use pg_pool::PgConns;
 
 /// A merchant id that came from an authenticated API key (or the operator's CLI).
 /// Every store call takes one; handlers cannot make one up from request data.
@@ -185,6 +185,15 @@ impl Default for DbOptions {
 /// a migration's rewrite of every row). A slow request is logged by the service
 /// with its route and latency; statement budgets end the slowest with an error.
 const SLOW_STATEMENT_LOG: log::LevelFilter = log::LevelFilter::Debug;
+
+/// Sets one pool's connection gauges: in use and idle of `size` open, and the
+/// most it may open.
+fn connection_gauges(name: &'static str, size: usize, idle: usize, max: usize) {
+    let idle = idle.min(size);
+    metrics::gauge!("clientele_db_connections", "pool" => name, "state" => "in_use").set((size - idle) as f64);
+    metrics::gauge!("clientele_db_connections", "pool" => name, "state" => "idle").set(idle as f64);
+    metrics::gauge!("clientele_db_connections_max", "pool" => name).set(max as f64);
+}
 
 impl Db {
     /// Opens the database named by `url`, creating a SQLite file (and its folder) when missing.
@@ -327,12 +336,7 @@ impl Db {
     /// pool, and the delivery backlogs (every node's: they live in the database).
     pub async fn record_gauges(&self) {
         fn pool<DB: sqlx::Database>(name: &'static str, p: &sqlx::Pool<DB>) {
-            let (size, idle) = (p.size(), p.num_idle() as u32);
-            let max = p.options().get_max_connections();
-            metrics::gauge!("clientele_db_connections", "pool" => name, "state" => "in_use")
-                .set(f64::from(size - idle.min(size)));
-            metrics::gauge!("clientele_db_connections", "pool" => name, "state" => "idle").set(f64::from(idle));
-            metrics::gauge!("clientele_db_connections_max", "pool" => name).set(f64::from(max));
+            connection_gauges(name, p.size() as usize, p.num_idle(), p.options().get_max_connections() as usize);
         }
         match &self.pools {
             Pools::Sqlite { read, write, group, .. } => {

@@ -45,6 +45,17 @@ impl PgConn {
         self.settled = true;
         self.since = Instant::now();
     }
+
+    /// Ends its transaction with `sql` (`COMMIT` or `ROLLBACK`). On an error the
+    /// transaction is over or the connection is lost; either way it stays marked
+    /// as in a transaction, so its next use rolls back or replaces it.
+    async fn end_transaction(&mut self, sql: &'static str) -> Result<(), sqlx::Error> {
+        self.settled = false;
+        self.raw.execute(sql).await?;
+        self.in_transaction = false;
+        self.settle();
+        Ok(())
+    }
 }
 
 pub(crate) struct Manager {
@@ -62,12 +73,11 @@ impl managed::Manager for Manager {
 
     async fn recycle(&self, c: &mut PgConn, _: &Metrics) -> RecycleResult<sqlx::Error> {
         if c.in_transaction {
-            c.raw.execute("ROLLBACK").await.map_err(RecycleError::Backend)?;
-            c.in_transaction = false;
+            c.end_transaction("ROLLBACK").await.map_err(RecycleError::Backend)?;
         } else if !c.settled || c.since.elapsed() >= CHECK_AFTER_IDLE {
             c.raw.ping().await.map_err(RecycleError::Backend)?;
+            c.settle();
         }
-        c.settle();
         Ok(())
     }
 }
@@ -119,6 +129,18 @@ impl PgConns {
         Ok(c)
     }
 
+    /// Runs `work` on a connection, which goes back settled if the work ran to
+    /// its end.
+    async fn on_one<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let mut c = self.get().await?;
+        let out = work(&mut c.raw).await?;
+        c.settle();
+        Ok(out)
+    }
+
     /// A connection held for a test's session settings and prepared
     /// statements; closed when dropped, so no other use inherits them.
     #[cfg(test)]
@@ -139,10 +161,7 @@ impl PgConns {
     /// open, and the requests waiting for one.
     pub(crate) fn record_gauges(&self, name: &'static str) {
         let s = self.0.status();
-        let idle = s.available.min(s.size);
-        metrics::gauge!("clientele_db_connections", "pool" => name, "state" => "in_use").set((s.size - idle) as f64);
-        metrics::gauge!("clientele_db_connections", "pool" => name, "state" => "idle").set(idle as f64);
-        metrics::gauge!("clientele_db_connections_max", "pool" => name).set(s.max_size as f64);
+        super::connection_gauges(name, s.size, s.available, s.max_size);
         metrics::gauge!("clientele_db_connections_waiting", "pool" => name).set(s.waiting as f64);
     }
 
@@ -167,13 +186,7 @@ impl PgTx {
 
     async fn end(mut self, sql: &'static str) -> Result<(), sqlx::Error> {
         let Some(mut c) = self.0.take() else { return Err(sqlx::Error::PoolClosed) };
-        c.settled = false;
-        // On an error the transaction is over or the connection is lost; either
-        // way `in_transaction` makes the next use roll back or replace it.
-        c.raw.execute(sql).await?;
-        c.in_transaction = false;
-        c.settle();
-        Ok(())
+        c.end_transaction(sql).await
     }
 
     fn conn(&self) -> &Object {
@@ -186,12 +199,7 @@ impl Drop for PgTx {
         let Some(mut c) = self.0.take() else { return };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(async move {
-                    if c.raw.execute("ROLLBACK").await.is_ok() {
-                        c.in_transaction = false;
-                        c.settle();
-                    }
-                });
+                runtime.spawn(async move { c.end_transaction("ROLLBACK").await });
             }
             // No runtime to roll back on: closing the connection rolls it back.
             Err(_) => drop(Object::take(c)),
@@ -224,12 +232,7 @@ impl<'c> Executor<'c> for &'_ PgConns {
         E: 'q + Execute<'q, Postgres>,
     {
         let pool = self.clone();
-        let all = async move {
-            let mut c = pool.get().await?;
-            let rows: Vec<_> = c.raw.fetch_many(query).try_collect().await?;
-            c.settle();
-            Ok::<_, sqlx::Error>(rows)
-        };
+        let all = async move { pool.on_one(async |c| c.fetch_many(query).try_collect::<Vec<_>>().await).await };
         stream::once(all)
             .map(|r| match r {
                 Ok(rows) => stream::iter(rows.into_iter().map(Ok)).left_stream(),
@@ -245,12 +248,7 @@ impl<'c> Executor<'c> for &'_ PgConns {
         E: 'q + Execute<'q, Postgres>,
     {
         let pool = self.clone();
-        Box::pin(async move {
-            let mut c = pool.get().await?;
-            let row = c.raw.fetch_optional(query).await?;
-            c.settle();
-            Ok(row)
-        })
+        Box::pin(async move { pool.on_one(async |c| c.fetch_optional(query).await).await })
     }
 
     fn prepare_with<'e, 'q: 'e>(
@@ -262,12 +260,7 @@ impl<'c> Executor<'c> for &'_ PgConns {
         'c: 'e,
     {
         let pool = self.clone();
-        Box::pin(async move {
-            let mut c = pool.get().await?;
-            let s = c.raw.prepare_with(sql, parameters).await?;
-            c.settle();
-            Ok(s)
-        })
+        Box::pin(async move { pool.on_one(async |c| c.prepare_with(sql, parameters).await).await })
     }
 
     fn describe<'e, 'q: 'e>(self, sql: &'q str) -> BoxFuture<'e, Result<Describe<Postgres>, sqlx::Error>>
@@ -275,12 +268,7 @@ impl<'c> Executor<'c> for &'_ PgConns {
         'c: 'e,
     {
         let pool = self.clone();
-        Box::pin(async move {
-            let mut c = pool.get().await?;
-            let d = c.raw.describe(sql).await?;
-            c.settle();
-            Ok(d)
-        })
+        Box::pin(async move { pool.on_one(async |c| c.describe(sql).await).await })
     }
 }
 
