@@ -260,6 +260,15 @@ impl From<sqlx::Error> for ApiError {
             tracing::error!(correlation_id = %correlation::current(), error = %e, "database unavailable");
             return ApiError::unavailable("The database is unavailable; try again shortly.");
         }
+        // A unique key another write took meanwhile, where the store had no more
+        // precise name for it: the client's request met the state it changed.
+        if crate::store::is_unique_violation(&e) {
+            return ApiError::conflict(
+                "conflict",
+                "Another request changed this data meanwhile; read it again and retry.",
+                None,
+            );
+        }
         ApiError::internal(e)
     }
 }

@@ -426,8 +426,8 @@ impl Db {
             Pools::Postgres(p) => {
                 let pool = p.clone();
                 let task = tokio::spawn(async move {
-                    let inner = TxInner::Postgres(pool.begin().await?);
-                    work(WriteTx { inner, actor, now: now_ms() }).await
+                    let inner = TxInner::Postgres(pool.write().await?);
+                    work(WriteTx::new(inner, actor)).await
                 });
                 match task.await {
                     Ok(result) => result,
@@ -534,7 +534,7 @@ impl Scoped<'_> {
 pub(crate) enum TxInner {
     /// A savepoint in the group writer's batch transaction.
     Sqlite(group::Lease),
-    Postgres(pg_pool::PgTx),
+    Postgres(pg_pool::PgWrite),
 }
 
 /// One write transaction on behalf of an [`Actor`].
@@ -543,9 +543,15 @@ pub struct WriteTx {
     pub(crate) actor: Actor,
     /// The transaction's clock: every row it writes carries the same instant.
     pub now: i64,
+    /// What the refusal of a statement held for later means ([`WriteTx::later`]).
+    refusals: Vec<fn(sqlx::Error) -> StoreError>,
 }
 
 impl WriteTx {
+    pub(crate) fn new(inner: TxInner, actor: Actor) -> WriteTx {
+        WriteTx { inner, actor, now: now_ms(), refusals: Vec::new() }
+    }
+
     pub(crate) fn merchant(&self) -> Uuid {
         self.actor.tenant.id()
     }
@@ -585,11 +591,19 @@ impl WriteTx {
                         .map(|i| format!("($1, ${}, $2, ${}, $3, $4, $5, $6, {pos})", 7 + 2 * i, 8 + 2 * i))
                         .collect();
                     let sql = format!("{INSERT}{}", rows.join(", "));
-                    let mut q = sqlx::query(&sql).bind(merchant).bind(kind).bind(key).bind(corr).bind(now).bind(user);
-                    for id in chunk {
-                        q = q.bind(Uuid::now_v7()).bind(*id);
-                    }
-                    q.execute(&mut **t).await?;
+                    t.later(&sql, 6 + 2 * chunk.len(), |args| {
+                        use query::Param;
+                        let fixed: [&dyn Param<'_>; 6] = [&merchant, &kind, &key, &corr, &now, &user];
+                        for a in fixed {
+                            a.add_pg(args)?;
+                        }
+                        for id in chunk {
+                            Uuid::now_v7().add_pg(args)?;
+                            id.add_pg(args)?;
+                        }
+                        Ok(())
+                    })
+                    .await?;
                 }
             }
         }
@@ -628,7 +642,32 @@ impl WriteTx {
     pub(crate) async fn exec<'a>(&mut self, sql: &'a str, args: &'a query::Args<'a>) -> Result<u64, sqlx::Error> {
         match &mut self.inner {
             TxInner::Sqlite(lease) => query::sqlite_exec(lease.conn(), sql, args),
-            TxInner::Postgres(t) => query::pg_query(sql, args).execute(&mut **t).await.map(|r| r.rows_affected()),
+            TxInner::Postgres(t) => {
+                query::pg_query(sql, args).execute(t.conn().await?).await.map(|r| r.rows_affected())
+            }
+        }
+    }
+
+    /// Runs an insert whose answer the transaction does not need (it reads
+    /// nothing of it, not even a row count). On PostgreSQL it is held and sent
+    /// with the transaction's next statement, or with its commit, in one
+    /// statement with the others held ([`pg_pool::PgWrite`]): its refusal is then
+    /// that statement's, or the commit's, where `refused` says what it means.
+    pub(crate) async fn later<'a>(
+        &mut self,
+        sql: &'a str,
+        args: &'a query::Args<'a>,
+        refused: fn(sqlx::Error) -> StoreError,
+    ) -> Result<(), StoreError> {
+        match &mut self.inner {
+            TxInner::Sqlite(lease) => query::sqlite_exec(lease.conn(), sql, args).map(drop).map_err(refused),
+            TxInner::Postgres(t) => {
+                if !self.refusals.contains(&refused) {
+                    self.refusals.push(refused);
+                }
+                t.later(sql, args.len(), |values| args.iter().try_for_each(|a| a.add_pg(values))).await?;
+                Ok(())
+            }
         }
     }
 
@@ -640,7 +679,7 @@ impl WriteTx {
     ) -> Result<Option<R>, sqlx::Error> {
         match &mut self.inner {
             TxInner::Sqlite(lease) => Ok(query::sqlite_fetch(lease.conn(), sql, args, 1)?.pop()),
-            TxInner::Postgres(t) => match query::pg_query(sql, args).fetch_optional(&mut **t).await? {
+            TxInner::Postgres(t) => match query::pg_query(sql, args).fetch_optional(t.conn().await?).await? {
                 Some(r) => R::from_row(&r).map(Some),
                 None => Ok(None),
             },
@@ -656,7 +695,7 @@ impl WriteTx {
         match &mut self.inner {
             TxInner::Sqlite(lease) => query::sqlite_fetch(lease.conn(), sql, args, usize::MAX),
             TxInner::Postgres(t) => {
-                let rows = query::pg_query(sql, args).fetch_all(&mut **t).await?;
+                let rows = query::pg_query(sql, args).fetch_all(t.conn().await?).await?;
                 rows.iter().map(R::from_row).collect()
             }
         }
@@ -692,7 +731,14 @@ impl WriteTx {
                 lease.finish(true);
                 Ok(())
             }
-            TxInner::Postgres(t) => Ok(t.commit().await?),
+            TxInner::Postgres(t) => match t.commit().await {
+                Ok(()) => Ok(()),
+                // What a held statement's refusal means, as its writer said.
+                Err(e) => Err(self.refusals.iter().fold(StoreError::Db(e), |meant, refused| match meant {
+                    StoreError::Db(e) => refused(e),
+                    meant => meant,
+                })),
+            },
         }
     }
 }

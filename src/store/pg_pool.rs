@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
-use sqlx::postgres::{PgConnectOptions, PgQueryResult, PgRow, PgStatement, PgTypeInfo};
-use sqlx::{Connection, Describe, Either, Execute, Executor, PgConnection, Postgres};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgQueryResult, PgRow, PgStatement, PgTypeInfo};
+use sqlx::{Arguments, Connection, Describe, Either, Execute, Executor, PgConnection, Postgres};
 
 /// A connection idle for longer than this is checked with a round trip before
 /// it is handed out, so that one the server or the network dropped while the
@@ -157,6 +157,14 @@ impl PgConns {
         Ok(PgTx(Some(c)))
     }
 
+    /// A write transaction that begins only when it first needs to
+    /// ([`PgWrite`]).
+    pub(crate) async fn write(&self) -> Result<PgWrite, sqlx::Error> {
+        let mut c = self.get().await?;
+        c.settle();
+        Ok(PgWrite { state: WriteState::NotBegun(Some(c)), later: Later::default() })
+    }
+
     /// Sets the pool's gauges: connections in use and idle, the most it may
     /// open, and the requests waiting for one.
     pub(crate) fn record_gauges(&self, name: &'static str) {
@@ -217,6 +225,143 @@ impl Deref for PgTx {
 impl DerefMut for PgTx {
     fn deref_mut(&mut self) -> &mut PgConnection {
         &mut self.0.as_mut().expect("a transaction holds its connection until it ends").raw
+    }
+}
+
+/// The most values PostgreSQL takes for one statement.
+const MAX_PARAMS: usize = u16::MAX as usize;
+
+/// A write transaction whose inserts are sent with its next statement or its
+/// commit, all in one statement, and which sends `BEGIN` only before a
+/// statement whose answer it needs. A write made only of such inserts (a
+/// customer and its event) is then one round trip and one statement, which
+/// PostgreSQL commits as a whole, instead of `BEGIN`, each insert and `COMMIT`.
+/// Dropped before it commits, its held statements are never sent and a begun
+/// transaction is rolled back as [`PgTx`]'s is.
+pub(crate) struct PgWrite {
+    state: WriteState,
+    later: Later,
+}
+
+enum WriteState {
+    /// Nothing sent yet (`None` only while beginning).
+    NotBegun(Option<Object>),
+    Begun(PgTx),
+}
+
+/// Statements held for later, numbered as one: their text (each with its
+/// placeholders renumbered after the ones before) and their values.
+#[derive(Default)]
+struct Later {
+    statements: Vec<String>,
+    args: PgArguments,
+}
+
+impl Later {
+    /// One statement doing all of them: every one but the last as a
+    /// data-modifying `WITH` item, which PostgreSQL runs to completion whether
+    /// or not the rest of the statement reads it.
+    fn take(&mut self) -> Option<(String, PgArguments)> {
+        let (last, rest) = self.statements.split_last()?;
+        let mut sql = String::with_capacity(self.statements.iter().map(|s| s.len() + 16).sum());
+        for (i, s) in rest.iter().enumerate() {
+            sql.push_str(if i == 0 { "WITH " } else { ", " });
+            sql.push_str(&format!("w{i} AS ({s})"));
+        }
+        if !rest.is_empty() {
+            sql.push(' ');
+        }
+        sql.push_str(last);
+        self.statements.clear();
+        Some((sql, std::mem::take(&mut self.args)))
+    }
+}
+
+/// `sql` with each placeholder `$N` (outside quoted text) written `$(N + by)`.
+fn renumbered(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut quoted = false;
+    let mut chars = sql.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        out.push(c);
+        match c {
+            '\'' => quoted = !quoted,
+            '$' if !quoted => {
+                let mut n = 0_usize;
+                let mut digits = false;
+                while let Some(&(_, d)) = chars.peek().filter(|(_, d)| d.is_ascii_digit()) {
+                    n = n * 10 + d.to_digit(10).unwrap_or(0) as usize;
+                    digits = true;
+                    chars.next();
+                }
+                if digits {
+                    out.push_str(&(n + by).to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+impl PgWrite {
+    /// Holds an insert (or another statement whose only answer is success) to
+    /// be sent with the next statement; `bind` adds its values, in `$N` order.
+    /// Its failure is then that statement's, or the commit's.
+    pub(crate) async fn later(
+        &mut self,
+        sql: &str,
+        values: usize,
+        bind: impl FnOnce(&mut PgArguments) -> Result<(), sqlx::Error>,
+    ) -> Result<(), sqlx::Error> {
+        debug_assert!(!sql.trim_start().to_ascii_uppercase().starts_with("WITH"), "a held statement is a plain insert");
+        if self.later.args.len() + values > MAX_PARAMS {
+            self.conn().await?;
+        }
+        let by = self.later.args.len();
+        self.later.statements.push(if by == 0 { sql.to_owned() } else { renumbered(sql, by) });
+        bind(&mut self.later.args)
+    }
+
+    /// The transaction's connection, for a statement whose answer is needed:
+    /// `BEGIN` is sent if it has not been, then the held statements.
+    pub(crate) async fn conn(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
+        if let WriteState::NotBegun(c) = &mut self.state {
+            let Some(mut c) = c.take() else { return Err(sqlx::Error::PoolClosed) };
+            c.in_transaction = true;
+            c.settled = false;
+            c.raw.execute("BEGIN").await?;
+            c.settle();
+            self.state = WriteState::Begun(PgTx(Some(c)));
+        }
+        let WriteState::Begun(tx) = &mut self.state else { return Err(sqlx::Error::PoolClosed) };
+        if let Some((sql, args)) = self.later.take() {
+            sqlx::query_with(&sql, args).execute(&mut **tx).await?;
+        }
+        Ok(&mut **tx)
+    }
+
+    /// Commits: a transaction never begun sends its held statements as one
+    /// statement of their own (or nothing at all).
+    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        match &mut self.state {
+            WriteState::NotBegun(c) => {
+                let Some(c) = c.as_mut() else { return Err(sqlx::Error::PoolClosed) };
+                if let Some((sql, args)) = self.later.take() {
+                    c.settled = false;
+                    sqlx::query_with(&sql, args).execute(&mut c.raw).await?;
+                    c.settle();
+                }
+                Ok(())
+            }
+            WriteState::Begun(_) => {
+                self.conn().await?;
+                let WriteState::Begun(tx) = std::mem::replace(&mut self.state, WriteState::NotBegun(None)) else {
+                    unreachable!("begun above")
+                };
+                tx.commit().await
+            }
+        }
     }
 }
 
@@ -326,5 +471,97 @@ mod tests {
         let n: i32 = sqlx::query_scalar("SELECT n FROM lock_probe WHERE id = 1").fetch_one(&pool).await.unwrap();
         assert_eq!(n, 7);
         assert_eq!(pool.0.status().size, 1, "the same connection throughout");
+    }
+
+    #[test]
+    fn placeholders_are_renumbered_outside_quoted_text() {
+        assert_eq!(renumbered("VALUES ($1, '$2 it''s', $10, $)", 5), "VALUES ($6, '$2 it''s', $15, $)");
+    }
+
+    /// Rows of `held` (created empty), as another connection sees them.
+    async fn held_rows(other: &PgConns) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM held").fetch_one(other).await.unwrap()
+    }
+
+    async fn hold_two(w: &mut PgWrite, from: i32) {
+        let sql = "INSERT INTO held (id, note) VALUES ($1, '$1 as typed'), ($2, $3)";
+        w.later(sql, 3, |a| {
+            a.add(from).and_then(|_| a.add(from + 1)).and_then(|_| a.add("bound")).map_err(sqlx::Error::Encode)
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn held_inserts_are_sent_with_the_commit_in_one_statement() {
+        let Some((pool, _dropped)) = scratch().await else { return };
+        pool.execute("CREATE TABLE held (id INT PRIMARY KEY, note TEXT NOT NULL)").await.unwrap();
+        let other = PgConns::connect(pool.0.manager().options.clone(), 1, Duration::from_secs(5)).await.unwrap();
+        let mut w = pool.write().await.unwrap();
+        for from in [1, 3, 5] {
+            hold_two(&mut w, from).await;
+        }
+        // Nothing sent yet: no rows, and no transaction open on the server.
+        assert_eq!(held_rows(&other).await, 0);
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE '%transaction%'",
+        )
+        .fetch_one(&other)
+        .await
+        .unwrap();
+        assert_eq!(open, 0, "BEGIN waits for a statement that needs it");
+        w.commit().await.unwrap();
+        let notes: Vec<String> =
+            sqlx::query_scalar("SELECT note FROM held ORDER BY id").fetch_all(&other).await.unwrap();
+        assert_eq!(notes, ["$1 as typed", "bound", "$1 as typed", "bound", "$1 as typed", "bound"]);
+
+        // Dropped before its commit: nothing of it is written.
+        let mut w = pool.write().await.unwrap();
+        hold_two(&mut w, 10).await;
+        drop(w);
+        // A read in the transaction sees what it holds; dropped, all is rolled back.
+        let mut w = pool.write().await.unwrap();
+        hold_two(&mut w, 20).await;
+        let mine: i64 = sqlx::query_scalar("SELECT count(*) FROM held WHERE id >= 20")
+            .fetch_one(w.conn().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(mine, 2);
+        drop(w);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(held_rows(&other).await, 6);
+
+        // More values than one statement takes: sent in as many as needed.
+        let mut w = pool.write().await.unwrap();
+        let per = 1_000;
+        let sql = format!("INSERT INTO held (id, note) VALUES {}", placeholders_pairs(per));
+        for batch in 0..100 {
+            w.later(&sql, 2 * per, |a| {
+                (0..per as i32).try_for_each(|i| {
+                    a.add(1_000 + batch * per as i32 + i).and_then(|_| a.add("many")).map_err(sqlx::Error::Encode)
+                })
+            })
+            .await
+            .unwrap();
+        }
+        w.commit().await.unwrap();
+        assert_eq!(held_rows(&other).await, 6 + 100_000);
+
+        // A held insert refused at the commit: the commit fails, nothing of it
+        // stays, and the pool's one connection serves the next write.
+        let mut w = pool.write().await.unwrap();
+        hold_two(&mut w, 30).await;
+        hold_two(&mut w, 31).await;
+        let e = w.commit().await.unwrap_err();
+        assert!(crate::store::is_unique_violation(&e), "{e}");
+        assert_eq!(held_rows(&other).await, 6 + 100_000);
+        let mut w = pool.write().await.unwrap();
+        hold_two(&mut w, 40).await;
+        w.commit().await.unwrap();
+        assert_eq!(held_rows(&other).await, 6 + 100_002);
+    }
+
+    fn placeholders_pairs(n: usize) -> String {
+        (0..n).map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2)).collect::<Vec<_>>().join(", ")
     }
 }

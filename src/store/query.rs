@@ -20,6 +20,8 @@ pub(crate) type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
 /// A value bound to a statement of either backend.
 pub(crate) trait Param<'a>: Sync {
     fn bind_pg(&'a self, q: PgQuery<'a>) -> PgQuery<'a>;
+    /// Encodes the value at the end of `args` (a statement held for later).
+    fn add_pg(&'a self, args: &mut PgArguments) -> Result<(), sqlx::Error>;
     fn sqlite(&self) -> &dyn rusqlite::ToSql;
 }
 
@@ -29,6 +31,10 @@ where
 {
     fn bind_pg(&'a self, q: PgQuery<'a>) -> PgQuery<'a> {
         q.bind(self)
+    }
+
+    fn add_pg(&'a self, args: &mut PgArguments) -> Result<(), sqlx::Error> {
+        sqlx::Arguments::add(args, self).map_err(sqlx::Error::Encode)
     }
 
     fn sqlite(&self) -> &dyn rusqlite::ToSql {

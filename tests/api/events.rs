@@ -20,13 +20,15 @@ both! {
         let tenant = crate::helpers::tenant_of(app.merchant, &app.db).await;
         let actor = move || Actor { tenant, api_key_id: None, user_id: None, correlation_id: String::new(), idempotency: None };
         let (early, late) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
-        // A transaction writes its event first, then stays open...
+        // A transaction writes its event first (the read after it sends the event,
+        // which PostgreSQL's writes otherwise hold for their commit), then stays open...
         let (started, has_started) = oneshot::channel::<()>();
         let (release, released) = oneshot::channel::<()>();
         let db = app.db.clone();
         let slow = tokio::spawn(async move {
             db.write(actor(), move |mut tx| async move {
                 tx.event(EventType::CustomerUpdated, early).await?;
+                tx.existing_customers(&[early]).await?;
                 let _ = started.send(());
                 let _ = released.await;
                 tx.commit().await
@@ -54,7 +56,8 @@ both! {
         done.unwrap();
         let done: Result<(), StoreError> = fast.await.unwrap();
         done.unwrap();
-        // Once both committed, a reader following the cursor sees both, in commit order.
+        // Once both committed, a reader following the cursor sees both, the one
+        // first written first.
         let page = app.feed_showing(&format!("/events?after={start}"), 2).await;
         let entities: Vec<&str> = page["items"].as_array().unwrap().iter().map(|e| e["entityId"].as_str().unwrap()).collect();
         assert_eq!(entities, [early.to_string(), late.to_string()]);

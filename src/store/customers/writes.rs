@@ -213,7 +213,7 @@ impl WriteTx {
             sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text || ':' || $2, 0))")
                 .bind(merchant)
                 .bind(reference)
-                .execute(&mut **t)
+                .execute(t.conn().await?)
                 .await?;
         }
         let other: Option<(Uuid,)> = self
@@ -255,13 +255,19 @@ impl WriteTx {
     }
 
     pub(crate) async fn insert_customer_row(&mut self, id: Uuid, input: &CustomerInput) -> Result<(), StoreError> {
-        self.insert_customer_rows(&[(id, input)]).await
+        self.write_customer_rows(&[(id, input)], true).await
     }
 
     /// Inserts the rows alone, in order, for a bulk writer that has already looked
     /// their `externalReference`s up (the unique index still refuses a duplicate)
     /// and records the `customer.created` events together ([`WriteTx::events`]).
     pub(crate) async fn insert_customer_rows(&mut self, rows: &[(Uuid, &CustomerInput)]) -> Result<(), StoreError> {
+        self.write_customer_rows(rows, false).await
+    }
+
+    /// `later`: the rows' refusal may wait for the commit ([`WriteTx::later`]);
+    /// a bulk writer needs it at once, to retry its lines one by one.
+    async fn write_customer_rows(&mut self, rows: &[(Uuid, &CustomerInput)], later: bool) -> Result<(), StoreError> {
         let (merchant, now) = (self.merchant(), self.now);
         let (version, status) = (1_i64, CustomerStatus::Active.as_str());
         let pg = self.backend() == Backend::Postgres;
@@ -280,7 +286,11 @@ impl WriteTx {
                 args.extend(v.params());
                 args.extend(terms.get(i).map(|t| t as &dyn Param<'_>));
             }
-            self.exec(&sql, &args).await.map_err(reference_taken)?;
+            if later {
+                self.later(&sql, &args, reference_taken).await?;
+            } else {
+                self.exec(&sql, &args).await.map_err(reference_taken)?;
+            }
             if let crate::store::TxInner::Sqlite(lease) = &mut self.inner {
                 // SQLite's search index holds terms computed here (see `search_index`).
                 for ((id, _), v) in chunk.iter().zip(&values) {
@@ -410,5 +420,47 @@ impl WriteTx {
             )
             .await?;
         Ok(row.map(|(id,)| id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Actor, Db, DbOptions};
+
+    async fn write_named(db: &Db, tenant: crate::store::Tenant, reference: &str) -> Result<(), StoreError> {
+        let body = serde_json::json!({"firstName": "Ada", "lastName": "Byron", "externalReference": reference});
+        let input = CustomerInput::parse_create(&body, &[]).unwrap().customer;
+        db.write(Actor::system(tenant), move |mut tx| async move {
+            // The row alone, as a writer that raced the lookup writes it.
+            tx.insert_customer_row(Uuid::now_v7(), &input).await?;
+            tx.event(EventType::CustomerCreated, Uuid::now_v7()).await?;
+            tx.commit().await
+        })
+        .await
+    }
+
+    /// A create's row goes with its commit on PostgreSQL, so the unique key's
+    /// refusal comes at the commit: it still reads as the reference taken, as it
+    /// does on SQLite, where the insert itself is refused.
+    #[tokio::test]
+    async fn a_reference_refused_at_the_commit_is_a_duplicate_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display()), &DbOptions::default())
+            .await
+            .unwrap();
+        sqlite.migrate().await.unwrap();
+        let postgres = crate::store::scratch::postgres().await;
+        for db in [Some(&sqlite), postgres.as_ref().map(|(db, _)| db)].into_iter().flatten() {
+            let tenant = db.create_merchant("References").await.unwrap();
+            write_named(db, tenant, "R-1").await.unwrap();
+            let refused = write_named(db, tenant, "R-1").await.unwrap_err();
+            assert!(matches!(refused, StoreError::DuplicateReference { existing: None }), "{refused:?}");
+            write_named(db, tenant, "R-2").await.unwrap();
+            let (n,): (i64,) = on_conn!(db.reader(), p => sqlx::query_as("SELECT count(*) FROM customers WHERE merchant_id = $1").bind(tenant.id()).fetch_one(p).await).unwrap();
+            assert_eq!(n, 2, "the refused create left nothing");
+            let (events,): (i64,) = on_conn!(db.reader(), p => sqlx::query_as("SELECT count(*) FROM events WHERE merchant_id = $1 AND type = 'customer.created'").bind(tenant.id()).fetch_one(p).await).unwrap();
+            assert_eq!(events, 2, "nor its event");
+        }
     }
 }
