@@ -581,7 +581,7 @@ fn customer_form(
     page(status, layout(&title, Some(user), body))
 }
 
-async fn declared(state: &AppState, user: &PortalUser) -> Result<Vec<Declaration>, Response> {
+async fn declared(state: &AppState, user: &PortalUser) -> Result<std::sync::Arc<[Declaration]>, Response> {
     state.db().scoped(user.tenant()).declarations().await.map_err(|_| {
         error_page(StatusCode::SERVICE_UNAVAILABLE, Some(user), "The custom parameters could not be read.")
     })

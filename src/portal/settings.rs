@@ -34,7 +34,7 @@ pub(super) async fn parameters(State(state): State<AppState>, user: PortalUser) 
         table {
             thead { tr { th { "Name" } th { "Type" } th { "Required" } th { "Secret" } th { "Description" } th { "State" } @if admin { th {} } } }
             tbody {
-                @for d in &declared {
+                @for d in declared.iter() {
                     tr {
                         td { (d.name) } td { (d.kind.as_str()) }
                         td { @if d.required { "yes" } } td { @if d.secret { "yes" } }
@@ -84,11 +84,14 @@ pub(super) async fn declare_parameter(State(state): State<AppState>, user: Porta
         Ok(i) => i,
         Err(problems) => return problems_page(&user, &problems),
     };
-    change(state, user, "/portal/custom-parameters".into(), fields, move |mut tx, _| async move {
+    let (db, tenant) = (state.db().clone(), user.tenant());
+    let done = change(state, user, "/portal/custom-parameters".into(), fields, move |mut tx, _| async move {
         tx.declare(&name, &input).await?;
         tx.commit().await
     })
-    .await
+    .await;
+    db.declarations_changed(tenant);
+    done
 }
 
 pub(super) async fn retire_parameter(
@@ -102,14 +105,17 @@ pub(super) async fn retire_parameter(
         Ok(f) => f,
         Err(refused) => return *refused,
     };
-    change(state, user, "/portal/custom-parameters".into(), fields, move |mut tx, action| async move {
+    let (db, tenant) = (state.db().clone(), user.tenant());
+    let done = change(state, user, "/portal/custom-parameters".into(), fields, move |mut tx, action| async move {
         if action != "retire" {
             return Err(unknown_action());
         }
         tx.retire(&name).await?;
         tx.commit().await
     })
-    .await
+    .await;
+    db.declarations_changed(tenant);
+    done
 }
 
 /// The page that shows a new secret, once: never stored, never cached.

@@ -119,7 +119,7 @@ impl Names {
 pub struct Importer {
     state: AppState,
     actor: Actor,
-    declarations: Vec<Declaration>,
+    declarations: std::sync::Arc<[Declaration]>,
     active: Vec<String>,
     may_add_methods: bool,
     out: mpsc::Sender<Bytes>,

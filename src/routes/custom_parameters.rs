@@ -52,15 +52,15 @@ pub struct ParameterView {
     pub retired: bool,
 }
 
-impl From<Declaration> for ParameterView {
-    fn from(d: Declaration) -> Self {
+impl From<&Declaration> for ParameterView {
+    fn from(d: &Declaration) -> Self {
         ParameterView {
             id: d.id,
-            name: d.name,
+            name: d.name.clone(),
             kind: d.kind.as_str(),
             required: d.required,
             secret: d.secret,
-            description: d.description,
+            description: d.description.clone(),
             retired: d.retired,
         }
     }
@@ -92,7 +92,7 @@ fn name_param(params: &RawPathParams) -> ApiResult<String> {
 )]
 async fn list_parameters(State(state): State<AppState>, auth: Authed<CustomersRead>) -> ApiResult<JsonReply> {
     let items: Vec<ParameterView> =
-        state.db().scoped(auth.tenant()).declarations().await?.into_iter().map(ParameterView::from).collect();
+        state.db().scoped(auth.tenant()).declarations().await?.iter().map(ParameterView::from).collect();
     Ok(JsonReply::new(StatusCode::OK, &ParameterList { total: items.len() as i64, items }))
 }
 
@@ -127,7 +127,8 @@ async fn declare_parameter(
             Ok::<_, StoreError>(d)
         })
         .await?;
-    Ok(JsonReply::new(StatusCode::OK, &ParameterView::from(decl)))
+    state.db().declarations_changed(auth.tenant());
+    Ok(JsonReply::new(StatusCode::OK, &ParameterView::from(&decl)))
 }
 
 /// Retire a custom parameter
@@ -154,5 +155,6 @@ async fn retire_parameter(
             Ok::<_, StoreError>(id)
         })
         .await?;
+    state.db().declarations_changed(auth.tenant());
     Ok(JsonReply::new(StatusCode::OK, &super::Deleted { id, deleted: true }))
 }

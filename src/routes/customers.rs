@@ -827,8 +827,11 @@ async fn search_customers(
 ) -> ApiResult<JsonReply> {
     let db = state.db().scoped(auth.tenant());
     // Declarations are read only when a `custom.<name>` filter needs them.
-    let declarations =
-        if raw.as_deref().is_some_and(|q| q.contains("custom.")) { db.declarations().await? } else { Vec::new() };
+    let declarations = if raw.as_deref().is_some_and(|q| q.contains("custom.")) {
+        db.declarations().await?
+    } else {
+        Default::default()
+    };
     let search = parse_search(raw.as_deref(), &declarations)?;
     let SearchPage { items, mut custom, total } = db.search_customers(&search).await?;
     let items = items

@@ -2,7 +2,8 @@
 
 use crate::domain::event::EventType;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use uuid::Uuid;
@@ -47,9 +48,84 @@ pub fn custom_aad(merchant: Uuid, customer: Uuid, name: &str) -> Vec<u8> {
     secret_aad(merchant, customer, &format!("custom:{name}"))
 }
 
+/// How long a merchant's declarations, once read, are used without reading them
+/// again: a declaration changed on another node applies on this one within this
+/// time (on the node that changed it, at once), as a revoked key stops working
+/// ([`crate::auth::KEY_CACHE_TTL`]). Every create and update needs them.
+pub const DECLARATIONS_TTL: Duration = Duration::from_secs(1);
+/// Merchants kept at most; the cache starts over when full.
+const DECLARATIONS_CAPACITY: usize = 10_000;
+
+/// Declarations by merchant, each with the instant it was read; shared by the
+/// `Db`'s clones.
+#[derive(Clone, Default)]
+pub(crate) struct DeclarationCache(Arc<Mutex<CachedDeclarations>>);
+
+#[derive(Default)]
+struct CachedDeclarations {
+    by_merchant: HashMap<Uuid, (Arc<[Declaration]>, Instant)>,
+    /// Counts changes, so that a read begun before one does not store what it
+    /// read after it.
+    changes: u64,
+}
+
+impl DeclarationCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CachedDeclarations> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The merchant's declarations if read recently, else the change count to
+    /// store a fresh read under.
+    fn get(&self, merchant: Uuid) -> Result<Arc<[Declaration]>, u64> {
+        let cached = self.lock();
+        match cached.by_merchant.get(&merchant) {
+            Some((d, at)) if at.elapsed() < DECLARATIONS_TTL => Ok(d.clone()),
+            _ => Err(cached.changes),
+        }
+    }
+
+    fn put(&self, merchant: Uuid, read_after: u64, declarations: Arc<[Declaration]>, at: Instant) {
+        let mut cached = self.lock();
+        if cached.changes != read_after {
+            return;
+        }
+        if cached.by_merchant.len() >= DECLARATIONS_CAPACITY {
+            cached.by_merchant.clear();
+        }
+        cached.by_merchant.insert(merchant, (declarations, at));
+    }
+
+    fn forget(&self, merchant: Uuid) {
+        let mut cached = self.lock();
+        cached.changes += 1;
+        cached.by_merchant.remove(&merchant);
+    }
+}
+
+impl super::Db {
+    /// Says a merchant's declarations changed (called once the change is
+    /// committed): this node's next read of them asks the database.
+    pub fn declarations_changed(&self, tenant: super::Tenant) {
+        self.declarations.forget(tenant.id());
+    }
+}
+
 impl Scoped<'_> {
-    /// Every declaration of the merchant, retired ones included, by name.
-    pub async fn declarations(&self) -> Result<Vec<Declaration>, sqlx::Error> {
+    /// Every declaration of the merchant, retired ones included, by name; as read
+    /// at most [`DECLARATIONS_TTL`] ago.
+    pub async fn declarations(&self) -> Result<Arc<[Declaration]>, sqlx::Error> {
+        let merchant = self.merchant();
+        let read_after = match self.db.declarations.get(merchant) {
+            Ok(cached) => return Ok(cached),
+            Err(changes) => changes,
+        };
+        let at = Instant::now();
+        let fresh: Arc<[Declaration]> = self.read_declarations().await?.into();
+        self.db.declarations.put(merchant, read_after, fresh.clone(), at);
+        Ok(fresh)
+    }
+
+    async fn read_declarations(&self) -> Result<Vec<Declaration>, sqlx::Error> {
         static SQL: LazyLock<String> = LazyLock::new(|| {
             format!("SELECT {DECL_COLUMNS} FROM custom_parameters WHERE merchant_id = $1 ORDER BY name")
         });
@@ -271,5 +347,29 @@ impl WriteTx {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[test]
+    fn declarations_are_kept_for_their_time_and_a_read_overtaken_by_a_change_is_not_kept() {
+        let (cache, merchant) = (DeclarationCache::default(), Uuid::now_v7());
+        let none: Arc<[Declaration]> = Arc::from([]);
+        let Err(read_after) = cache.get(merchant) else { panic!("nothing read yet") };
+        cache.put(merchant, read_after, none.clone(), Instant::now());
+        assert!(cache.get(merchant).is_ok(), "kept");
+        // Read, then changed before the read is stored: the read is dropped.
+        cache.forget(merchant);
+        let Err(read_after) = cache.get(merchant) else { panic!("forgotten") };
+        cache.forget(merchant);
+        cache.put(merchant, read_after, none.clone(), Instant::now());
+        assert!(cache.get(merchant).is_err(), "a read older than the change is not kept");
+        // A read as old as the time allows is read again.
+        let Err(read_after) = cache.get(merchant) else { unreachable!() };
+        cache.put(merchant, read_after, none, Instant::now() - DECLARATIONS_TTL);
+        assert!(cache.get(merchant).is_err(), "expired");
     }
 }

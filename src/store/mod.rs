@@ -122,6 +122,8 @@ pub struct Db {
     pg_admin: Option<PgConnectOptions>,
     /// Told after every write this process commits (the webhook task waits on it).
     committed: Arc<tokio::sync::Notify>,
+    /// Merchants' custom parameter declarations, read once a second at most.
+    declarations: custom::DeclarationCache,
 }
 
 /// A pool of one backend, borrowed.
@@ -222,6 +224,7 @@ impl Db {
                 export_pool: Some(ExportPool(exports)),
                 pg_admin: Some(admin),
                 committed: Arc::default(),
+                declarations: Default::default(),
             })
         } else if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
@@ -293,6 +296,7 @@ impl Db {
                 export_pool: None,
                 pg_admin: None,
                 committed: Arc::default(),
+                declarations: Default::default(),
             })
         } else {
             anyhow::bail!("unsupported database URL (use sqlite://PATH or postgres://...)")

@@ -126,6 +126,33 @@ async fn two_nodes_share_one_database() {
     let right = json!({"format": "security_question", "securityQid": 4, "securityAnswer": "Jimmy Page"});
     assert_eq!(na.post(&verify, right).await.0, 429, "locked on the other node too");
 
+    // A declaration made on one node applies on the other within the time a node
+    // trusts the declarations it read (on the first node, at once).
+    let plain = json!({"firstName": "Plain", "lastName": "Node"});
+    assert_eq!(nb.post("/customers", plain.clone()).await.0, 200, "node B has read the declarations");
+    let required = json!({"type": "string", "required": true});
+    let (s, d) = na.send(reqwest::Method::PUT, "/custom-parameters/tier", Some(required), &[]).await;
+    assert_eq!(s, 200, "{d}");
+    let changed = std::time::Instant::now();
+    assert_eq!(na.post("/customers", plain.clone()).await.0, 400, "at once where it was declared");
+    // How long until node B answers a plain create with `status`.
+    let applies = async |since: std::time::Instant, status: u16| {
+        while nb.post("/customers", json!({"firstName": "Plain", "lastName": "Node"})).await.0 != status {
+            assert!(since.elapsed() < Duration::from_secs(5), "node B never answered {status}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        since.elapsed()
+    };
+    let took = applies(changed, 400).await;
+    let ttl = clientele::store::custom::DECLARATIONS_TTL;
+    assert!(took <= ttl + Duration::from_millis(500), "the other node took {took:?}");
+    let (s, d) = na.send(reqwest::Method::DELETE, "/custom-parameters/tier", None, &[]).await;
+    assert_eq!(s, 200, "{d}");
+    let changed = std::time::Instant::now();
+    assert_eq!(na.post("/customers", plain).await.0, 200, "retired at once where it was retired");
+    let took = applies(changed, 200).await;
+    assert!(took <= ttl + Duration::from_millis(500), "the other node took {took:?}");
+
     // A webhook endpoint for everything, a reader following the feed, and
     // writers on both nodes at once.
     let (url, received) = slow_receiver().await;
