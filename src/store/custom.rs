@@ -292,8 +292,8 @@ impl WriteTx {
                 (Some(v.json.to_string()), Some(v.key.as_str()), None, None)
             };
             let kv = v.secret.then(|| i64::from(version.unwrap_or(1)));
-            self.exec("INSERT INTO customer_custom_values (merchant_id, customer_id, name, value, value_key, secret, hint, key_version) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", &[&merchant, &customer, &v.name.as_str(), &value, &key, &sealed, &hint, &kv]).await?;
+            self.later("INSERT INTO customer_custom_values (merchant_id, customer_id, name, value, value_key, secret, hint, key_version) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", &[&merchant, &customer, &v.name.as_str(), &value, &key, &sealed, &hint, &kv], StoreError::Db).await?;
         }
         Ok(())
     }

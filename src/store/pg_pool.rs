@@ -230,6 +230,13 @@ impl DerefMut for PgTx {
 
 /// The most values PostgreSQL takes for one statement.
 const MAX_PARAMS: usize = u16::MAX as usize;
+/// The most statements held for one: a bulk write's many inserts are sent in
+/// statements that PostgreSQL plans quickly.
+const MAX_HELD: usize = 64;
+/// Combined statements of at most this many parts (a request's few shapes) are
+/// prepared and kept on the connection; larger ones (a bulk write's, of many
+/// shapes) are run unprepared, so they do not fill the connection's cache.
+const KEEP_PREPARED: usize = 8;
 
 /// A write transaction whose inserts are sent with its next statement or its
 /// commit, all in one statement, and which sends `BEGIN` only before a
@@ -261,7 +268,7 @@ impl Later {
     /// One statement doing all of them: every one but the last as a
     /// data-modifying `WITH` item, which PostgreSQL runs to completion whether
     /// or not the rest of the statement reads it.
-    fn take(&mut self) -> Option<(String, PgArguments)> {
+    fn take(&mut self) -> Option<(String, PgArguments, bool)> {
         let (last, rest) = self.statements.split_last()?;
         let mut sql = String::with_capacity(self.statements.iter().map(|s| s.len() + 16).sum());
         for (i, s) in rest.iter().enumerate() {
@@ -272,8 +279,9 @@ impl Later {
             sql.push(' ');
         }
         sql.push_str(last);
+        let keep = self.statements.len() <= KEEP_PREPARED;
         self.statements.clear();
-        Some((sql, std::mem::take(&mut self.args)))
+        Some((sql, std::mem::take(&mut self.args), keep))
     }
 }
 
@@ -315,7 +323,7 @@ impl PgWrite {
         bind: impl FnOnce(&mut PgArguments) -> Result<(), sqlx::Error>,
     ) -> Result<(), sqlx::Error> {
         debug_assert!(!sql.trim_start().to_ascii_uppercase().starts_with("WITH"), "a held statement is a plain insert");
-        if self.later.args.len() + values > MAX_PARAMS {
+        if self.later.args.len() + values > MAX_PARAMS || self.later.statements.len() >= MAX_HELD {
             self.conn().await?;
         }
         let by = self.later.args.len();
@@ -335,8 +343,8 @@ impl PgWrite {
             self.state = WriteState::Begun(PgTx(Some(c)));
         }
         let WriteState::Begun(tx) = &mut self.state else { return Err(sqlx::Error::PoolClosed) };
-        if let Some((sql, args)) = self.later.take() {
-            sqlx::query_with(&sql, args).execute(&mut **tx).await?;
+        if let Some((sql, args, keep)) = self.later.take() {
+            sqlx::query_with(&sql, args).persistent(keep).execute(&mut **tx).await?;
         }
         Ok(&mut **tx)
     }
@@ -347,9 +355,9 @@ impl PgWrite {
         match &mut self.state {
             WriteState::NotBegun(c) => {
                 let Some(c) = c.as_mut() else { return Err(sqlx::Error::PoolClosed) };
-                if let Some((sql, args)) = self.later.take() {
+                if let Some((sql, args, keep)) = self.later.take() {
                     c.settled = false;
-                    sqlx::query_with(&sql, args).execute(&mut c.raw).await?;
+                    sqlx::query_with(&sql, args).persistent(keep).execute(&mut c.raw).await?;
                     c.settle();
                 }
                 Ok(())
@@ -544,8 +552,13 @@ mod tests {
             .await
             .unwrap();
         }
+        // And more statements than one holds.
+        for id in 0..150 {
+            let sql = "INSERT INTO held (id, note) VALUES ($1, 'one')";
+            w.later(sql, 1, |a| a.add(200_000 + id).map_err(sqlx::Error::Encode)).await.unwrap();
+        }
         w.commit().await.unwrap();
-        assert_eq!(held_rows(&other).await, 6 + 100_000);
+        assert_eq!(held_rows(&other).await, 6 + 100_150);
 
         // A held insert refused at the commit: the commit fails, nothing of it
         // stays, and the pool's one connection serves the next write.
@@ -554,11 +567,11 @@ mod tests {
         hold_two(&mut w, 31).await;
         let e = w.commit().await.unwrap_err();
         assert!(crate::store::is_unique_violation(&e), "{e}");
-        assert_eq!(held_rows(&other).await, 6 + 100_000);
+        assert_eq!(held_rows(&other).await, 6 + 100_150);
         let mut w = pool.write().await.unwrap();
         hold_two(&mut w, 40).await;
         w.commit().await.unwrap();
-        assert_eq!(held_rows(&other).await, 6 + 100_002);
+        assert_eq!(held_rows(&other).await, 6 + 100_152);
     }
 
     fn placeholders_pairs(n: usize) -> String {
