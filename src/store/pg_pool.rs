@@ -262,14 +262,20 @@ enum WriteState {
 struct Later {
     statements: Vec<String>,
     args: PgArguments,
+    /// A statement's values could not be encoded: the transaction cannot
+    /// commit without it.
+    broken: bool,
 }
 
 impl Later {
     /// One statement doing all of them: every one but the last as a
     /// data-modifying `WITH` item, which PostgreSQL runs to completion whether
     /// or not the rest of the statement reads it.
-    fn take(&mut self) -> Option<(String, PgArguments, bool)> {
-        let (last, rest) = self.statements.split_last()?;
+    fn take(&mut self) -> Result<Option<(String, PgArguments, bool)>, sqlx::Error> {
+        if self.broken {
+            return Err(sqlx::Error::Protocol("a held statement's values could not be encoded".into()));
+        }
+        let Some((last, rest)) = self.statements.split_last() else { return Ok(None) };
         let mut sql = String::with_capacity(self.statements.iter().map(|s| s.len() + 16).sum());
         for (i, s) in rest.iter().enumerate() {
             sql.push_str(if i == 0 { "WITH " } else { ", " });
@@ -281,7 +287,7 @@ impl Later {
         sql.push_str(last);
         let keep = self.statements.len() <= KEEP_PREPARED;
         self.statements.clear();
-        Some((sql, std::mem::take(&mut self.args), keep))
+        Ok(Some((sql, std::mem::take(&mut self.args), keep)))
     }
 }
 
@@ -328,7 +334,9 @@ impl PgWrite {
         }
         let by = self.later.args.len();
         self.later.statements.push(if by == 0 { sql.to_owned() } else { renumbered(sql, by) });
-        bind(&mut self.later.args)
+        let bound = bind(&mut self.later.args);
+        self.later.broken |= bound.is_err();
+        bound
     }
 
     /// The transaction's connection, for a statement whose answer is needed:
@@ -343,7 +351,7 @@ impl PgWrite {
             self.state = WriteState::Begun(PgTx(Some(c)));
         }
         let WriteState::Begun(tx) = &mut self.state else { return Err(sqlx::Error::PoolClosed) };
-        if let Some((sql, args, keep)) = self.later.take() {
+        if let Some((sql, args, keep)) = self.later.take()? {
             sqlx::query_with(&sql, args).persistent(keep).execute(&mut **tx).await?;
         }
         Ok(&mut **tx)
@@ -355,7 +363,7 @@ impl PgWrite {
         match &mut self.state {
             WriteState::NotBegun(c) => {
                 let Some(c) = c.as_mut() else { return Err(sqlx::Error::PoolClosed) };
-                if let Some((sql, args, keep)) = self.later.take() {
+                if let Some((sql, args, keep)) = self.later.take()? {
                     c.settled = false;
                     sqlx::query_with(&sql, args).persistent(keep).execute(&mut c.raw).await?;
                     c.settle();
