@@ -1,5 +1,5 @@
-//! Throwaway PostgreSQL databases for the store's own tests (plan tests, which
-//! need a database of their own to fill and analyze).
+//! Throwaway databases for the store's own tests: PostgreSQL ones (plan tests,
+//! which need a database of their own to fill and analyze) and SQLite ones.
 
 use sqlx::Connection;
 use uuid::Uuid;
@@ -42,4 +42,14 @@ pub(crate) async fn postgres() -> Option<(Db, Dropped)> {
     let db = Db::connect(&format!("{prefix}/{name}"), &DbOptions::default()).await.unwrap();
     db.migrate().await.unwrap();
     Some((db, dropped))
+}
+
+/// A new, migrated SQLite database in a folder removed with the returned guard.
+pub(crate) async fn sqlite() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::connect(&format!("sqlite://{}", dir.path().join("scratch.db").display()), &DbOptions::default())
+        .await
+        .unwrap();
+    db.migrate().await.unwrap();
+    (dir, db)
 }

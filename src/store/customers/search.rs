@@ -472,7 +472,6 @@ fn run_search(
 #[cfg(test)]
 pub(super) mod plan_tests {
     use super::*;
-    use crate::store::{Db, DbOptions};
 
     pub(super) fn base() -> CustomerSearch {
         CustomerSearch {
@@ -505,11 +504,7 @@ pub(super) mod plan_tests {
     /// walks the merchant's customers (SQLite; PostgreSQL plans by statistics).
     #[tokio::test]
     async fn every_search_shape_uses_its_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&format!("sqlite://{}", dir.path().join("p.db").display()), &DbOptions::default())
-            .await
-            .unwrap();
-        db.migrate().await.unwrap();
+        let (_dir, db) = crate::store::scratch::sqlite().await;
         let Conn::Sqlite(pool) = db.reader() else { unreachable!() };
         let word = |n: &str, c: Option<&str>| SearchWord { names: Some(n.into()), contacts: c.map(String::from) };
         let s = |f: &dyn Fn(&mut CustomerSearch)| {
@@ -756,10 +751,7 @@ mod migration_tests {
 
     /// A migrated database in a folder of its own, and one merchant.
     async fn migrated_with_merchant() -> (tempfile::TempDir, Db, Tenant) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("test.db").display());
-        let db = Db::connect(&url, &DbOptions::default()).await.unwrap();
-        db.migrate().await.unwrap();
+        let (dir, db) = crate::store::scratch::sqlite().await;
         let a = db.create_merchant("a").await.unwrap();
         (dir, db, a)
     }

@@ -426,7 +426,7 @@ impl WriteTx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Actor, Db, DbOptions};
+    use crate::store::{Actor, Db};
 
     async fn write_named(db: &Db, tenant: crate::store::Tenant, reference: &str) -> Result<(), StoreError> {
         let body = serde_json::json!({"firstName": "Ada", "lastName": "Byron", "externalReference": reference});
@@ -445,11 +445,7 @@ mod tests {
     /// does on SQLite, where the insert itself is refused.
     #[tokio::test]
     async fn a_reference_refused_at_the_commit_is_a_duplicate_reference() {
-        let dir = tempfile::tempdir().unwrap();
-        let sqlite = Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display()), &DbOptions::default())
-            .await
-            .unwrap();
-        sqlite.migrate().await.unwrap();
+        let (_dir, sqlite) = crate::store::scratch::sqlite().await;
         let postgres = crate::store::scratch::postgres().await;
         for db in [Some(&sqlite), postgres.as_ref().map(|(db, _)| db)].into_iter().flatten() {
             let tenant = db.create_merchant("References").await.unwrap();
