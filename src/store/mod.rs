@@ -567,7 +567,8 @@ impl WriteTx {
 
     /// Records one event of `kind` per entity: on SQLite one prepared single-row
     /// statement per event (no statement journal), on PostgreSQL a few hundred
-    /// rows per statement (one round trip).
+    /// rows per statement, held to go with the transaction's next statement or
+    /// its commit ([`WriteTx::later`]).
     pub async fn events(&mut self, kind: EventType, entity_ids: &[Uuid]) -> Result<(), sqlx::Error> {
         let kind = kind.as_str();
         // `feed_pos` (migration 15): the feed's order, written as the dialect says.
