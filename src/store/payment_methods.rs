@@ -307,10 +307,11 @@ impl WriteTx {
         if let Some(fp) = &m.fingerprint {
             self.check_not_held(customer_id, fp, id).await?;
         }
-        self.exec("INSERT INTO payment_methods (merchant_id, id, customer_id, type, name, status, version, fingerprint, brand, bin, \
+        // Both callers lock the customer's row first: no other write adds its method meanwhile.
+        self.later("INSERT INTO payment_methods (merchant_id, id, customer_id, type, name, status, version, fingerprint, brand, bin, \
              last4, pan_length, exp_month, exp_year, routing_number, account_last4, tax_id_last4, account_type, \
              account_holder_type, secret, tax_id_secret, key_version, search_text, created_at, modified_at) \
-             VALUES ($1, $2, $3, $4, $5, 'active', 1, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $22)", &[&merchant, &id, &customer_id, &m.kind.as_str(), &m.name, &m.fingerprint.as_deref(), &m.brand, &m.bin, &m.last4, &m.pan_length, &m.exp_month, &m.exp_year, &m.routing_number, &m.account_last4, &m.tax_id_last4, &m.account_type, &m.account_holder_type, &m.secret, &m.tax_id_secret, &i64::from(m.key_version), &m.search_text, &now]).await?;
+             VALUES ($1, $2, $3, $4, $5, 'active', 1, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $22)", &[&merchant, &id, &customer_id, &m.kind.as_str(), &m.name, &m.fingerprint.as_deref(), &m.brand, &m.bin, &m.last4, &m.pan_length, &m.exp_month, &m.exp_year, &m.routing_number, &m.account_last4, &m.tax_id_last4, &m.account_type, &m.account_holder_type, &m.secret, &m.tax_id_secret, &i64::from(m.key_version), &m.search_text, &now], StoreError::Db).await?;
         self.event(EventType::PaymentMethodCreated, id).await?;
         // A customer's first active method of a kind becomes its default.
         let col = m.kind.default_column();
