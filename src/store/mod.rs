@@ -653,11 +653,14 @@ impl WriteTx {
         }
     }
 
-    /// Runs an insert whose answer the transaction does not need (it reads
-    /// nothing of it, not even a row count). On PostgreSQL it is held and sent
-    /// with the transaction's next statement, or with its commit, in one
+    /// Runs an insert, or an update, whose answer the transaction does not need
+    /// (it reads nothing of it, not even a row count). On PostgreSQL it is held
+    /// and sent with the transaction's next statement, or with its commit, in one
     /// statement with the others held ([`pg_pool::PgWrite`]): its refusal is then
     /// that statement's, or the commit's, where `refused` says what it means.
+    /// Held statements run on one snapshot, so none may write a row another held
+    /// statement writes (an update of a row inserted or updated since the last
+    /// statement that was not held goes through [`WriteTx::exec`]).
     pub(crate) async fn later<'a>(
         &mut self,
         sql: &'a str,

@@ -319,16 +319,17 @@ fn renumbered(sql: &str, by: usize) -> String {
 }
 
 impl PgWrite {
-    /// Holds an insert (or another statement whose only answer is success) to
-    /// be sent with the next statement; `bind` adds its values, in `$N` order.
-    /// Its failure is then that statement's, or the commit's.
+    /// Holds an insert or update whose only answer is success to be sent with
+    /// the next statement; `bind` adds its values, in `$N` order. Its failure is
+    /// then that statement's, or the commit's. The held statements run as one,
+    /// on one snapshot: none may write a row another of them writes.
     pub(crate) async fn later(
         &mut self,
         sql: &str,
         values: usize,
         bind: impl FnOnce(&mut PgArguments) -> Result<(), sqlx::Error>,
     ) -> Result<(), sqlx::Error> {
-        debug_assert!(!sql.trim_start().to_ascii_uppercase().starts_with("WITH"), "a held statement is a plain insert");
+        debug_assert!(!sql.trim_start().to_ascii_uppercase().starts_with("WITH"), "a held statement has no WITH");
         if self.later.args.len() + values > MAX_PARAMS || self.later.statements.len() >= MAX_HELD {
             self.conn().await?;
         }

@@ -607,6 +607,11 @@ impl Db {
             let now = tx.now;
             // Per endpoint: whether any attempt got through.
             let mut endpoints: Vec<(Uuid, bool)> = Vec::new();
+            // Each delivery's outcome is held to go with the others (one statement per
+            // 64 on PostgreSQL); a delivery finished twice in one batch (its lease ran
+            // out mid-attempt) is updated again after them, since held statements run
+            // on one snapshot and must not write one row twice.
+            let mut settled = std::collections::HashSet::with_capacity(attempts.len());
             for (d, attempt) in &attempts {
                 let tries = d.attempts + 1;
                 let (status, next, delivered) = match &attempt.error {
@@ -616,22 +621,24 @@ impl Db {
                         if next > d.give_up_at { ("failed", now, None) } else { ("pending", next, None) }
                     }
                 };
-                tx.exec(
-                    "UPDATE webhook_deliveries SET status = $3, attempts = attempts + 1, next_attempt_at = $4, \
+                let sql = "UPDATE webhook_deliveries SET status = $3, attempts = attempts + 1, next_attempt_at = $4, \
                      last_status_code = $5, last_latency_ms = $6, last_error = $7, delivered_at = COALESCE($8, delivered_at) \
-                     WHERE merchant_id = $1 AND id = $2",
-                    &[
-                        &merchant,
-                        &d.id,
-                        &status,
-                        &next,
-                        &attempt.status_code,
-                        &attempt.latency_ms,
-                        &attempt.error,
-                        &delivered,
-                    ],
-                )
-                .await?;
+                     WHERE merchant_id = $1 AND id = $2";
+                let args: [&dyn crate::store::query::Param<'_>; 8] = [
+                    &merchant,
+                    &d.id,
+                    &status,
+                    &next,
+                    &attempt.status_code,
+                    &attempt.latency_ms,
+                    &attempt.error,
+                    &delivered,
+                ];
+                if settled.insert(d.id) {
+                    tx.later(sql, &args, StoreError::Db).await?;
+                } else {
+                    tx.exec(sql, &args).await?;
+                }
                 match endpoints.iter_mut().find(|(id, _)| *id == d.endpoint_id) {
                     Some((_, ok)) => *ok |= attempt.error.is_none(),
                     None => endpoints.push((d.endpoint_id, attempt.error.is_none())),
@@ -734,5 +741,33 @@ mod pg_plan_tests {
         assert_eq!(leased.len(), 64);
         let again = db.lease_webhook_deliveries(merchant, endpoint, 30000, 64, 99999999).await.unwrap();
         assert!(again.iter().all(|d| leased.iter().all(|l| l.id != d.id)), "a leased delivery is not leased again");
+
+        // The batch's outcomes, more than one statement holds, one delivery among
+        // them finished twice (delivered, then failed): every outcome counts.
+        let twice = DueDelivery {
+            payload: leased[0].payload.clone(),
+            url: leased[0].url.clone(),
+            secret: leased[0].secret.clone(),
+            previous_secret: None,
+            ..leased[0]
+        };
+        let delivered = || Attempt { status_code: Some(200), latency_ms: 3, error: None };
+        let mut outcomes: Vec<(DueDelivery, Attempt)> =
+            leased.into_iter().chain(again).map(|d| (d, delivered())).collect();
+        outcomes.insert(1, (twice, Attempt { status_code: Some(500), latency_ms: 4, error: Some("500".into()) }));
+        let first = outcomes[0].0.id;
+        let retry = RetryPolicy { first_retry_ms: 1000, retry_for_ms: 1_000_000_000, disable_after_ms: 1_000_000_000 };
+        db.settle_webhook_deliveries(merchant, outcomes, retry).await.unwrap();
+        let counts: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT status, attempts, count(*) FROM webhook_deliveries WHERE attempts > 0 GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        // (Past its give-up time, the failed attempt is the last.)
+        assert_eq!(counts, [("delivered".to_owned(), 1, 127), ("failed".to_owned(), 2, 1)]);
+        let (id,): (Uuid,) =
+            sqlx::query_as("SELECT id FROM webhook_deliveries WHERE attempts = 2").fetch_one(pool).await.unwrap();
+        assert_eq!(id, first);
     }
 }
