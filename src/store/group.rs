@@ -456,7 +456,7 @@ fn writer(mut conn: WriterConn, mut rx: mpsc::Receiver<Job>, runtime: Option<&to
 fn run_job(conn: WriterConn, job: Job, now: i64) -> Option<(WriterConn, bool, Effects, Deliver)> {
     let (back, mut returned) = oneshot::channel();
     let lease = Lease { conn: Some(conn), back: Some(back), effects: Effects::default() };
-    let tx = WriteTx { now, ..WriteTx::new(TxInner::Sqlite(lease), job.actor) };
+    let tx = WriteTx::new(TxInner::Sqlite(lease), job.actor, now);
     // A panicking job drops its lease (so its savepoint is rolled back) and its reply.
     let run = job.run;
     let deliver =

@@ -431,7 +431,7 @@ impl Db {
                 let pool = p.clone();
                 let task = tokio::spawn(async move {
                     let inner = TxInner::Postgres(pool.write().await?);
-                    work(WriteTx::new(inner, actor)).await
+                    work(WriteTx::new(inner, actor, now_ms())).await
                 });
                 match task.await {
                     Ok(result) => result,
@@ -552,8 +552,8 @@ pub struct WriteTx {
 }
 
 impl WriteTx {
-    pub(crate) fn new(inner: TxInner, actor: Actor) -> WriteTx {
-        WriteTx { inner, actor, now: now_ms(), refusals: Vec::new() }
+    pub(crate) fn new(inner: TxInner, actor: Actor, now: i64) -> WriteTx {
+        WriteTx { inner, actor, now, refusals: Vec::new() }
     }
 
     pub(crate) fn merchant(&self) -> Uuid {
@@ -596,19 +596,13 @@ impl WriteTx {
                         .map(|i| format!("($1, ${}, $2, ${}, $3, $4, $5, $6, {pos})", 7 + 2 * i, 8 + 2 * i))
                         .collect();
                     let sql = format!("{INSERT}{}", rows.join(", "));
-                    t.later(&sql, 6 + 2 * chunk.len(), |args| {
-                        use query::Param;
-                        let fixed: [&dyn Param<'_>; 6] = [&merchant, &kind, &key, &corr, &now, &user];
-                        for a in fixed {
-                            a.add_pg(args)?;
-                        }
-                        for id in chunk {
-                            Uuid::now_v7().add_pg(args)?;
-                            id.add_pg(args)?;
-                        }
-                        Ok(())
-                    })
-                    .await?;
+                    let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::now_v7()).collect();
+                    let mut args: Vec<&dyn query::Param<'_>> = Vec::with_capacity(6 + 2 * chunk.len());
+                    args.extend([&merchant as &dyn query::Param<'_>, &kind, &key, &corr, &now, &user]);
+                    for (id, entity) in ids.iter().zip(chunk) {
+                        args.extend([id as &dyn query::Param<'_>, entity]);
+                    }
+                    t.later(&sql, &args).await?;
                 }
             }
         }
@@ -673,7 +667,7 @@ impl WriteTx {
                 if !self.refusals.contains(&refused) {
                     self.refusals.push(refused);
                 }
-                t.later(sql, args.len(), |values| args.iter().try_for_each(|a| a.add_pg(values))).await?;
+                t.later(sql, args).await?;
                 Ok(())
             }
         }

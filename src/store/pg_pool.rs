@@ -21,6 +21,8 @@ use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgQueryResult, PgRow, PgStatement, PgTypeInfo};
 use sqlx::{Arguments, Connection, Describe, Either, Execute, Executor, PgConnection, Postgres};
 
+use super::query::Args;
+
 /// A connection idle for longer than this is checked with a round trip before
 /// it is handed out, so that one the server or the network dropped while the
 /// service was quiet is replaced instead of failing a request's statement.
@@ -46,14 +48,24 @@ impl PgConn {
         self.since = Instant::now();
     }
 
+    /// Runs `work` on the connection, which is settled again only if the work
+    /// ran to its end.
+    async fn exchange<T>(
+        &mut self,
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        self.settled = false;
+        let out = work(&mut self.raw).await?;
+        self.settle();
+        Ok(out)
+    }
+
     /// Ends its transaction with `sql` (`COMMIT` or `ROLLBACK`). On an error the
     /// transaction is over or the connection is lost; either way it stays marked
     /// as in a transaction, so its next use rolls back or replaces it.
     async fn end_transaction(&mut self, sql: &'static str) -> Result<(), sqlx::Error> {
-        self.settled = false;
-        self.raw.execute(sql).await?;
+        self.exchange(async |c| c.execute(sql).await.map(drop)).await?;
         self.in_transaction = false;
-        self.settle();
         Ok(())
     }
 }
@@ -135,10 +147,7 @@ impl PgConns {
         &self,
         work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
     ) -> Result<T, sqlx::Error> {
-        let mut c = self.get().await?;
-        let out = work(&mut c.raw).await?;
-        c.settle();
-        Ok(out)
+        self.get().await?.exchange(work).await
     }
 
     /// A connection held for a test's session settings and prepared
@@ -150,11 +159,7 @@ impl PgConns {
 
     /// A transaction; rolled back if dropped before [`PgTx::commit`].
     pub(crate) async fn begin(&self) -> Result<PgTx, sqlx::Error> {
-        let mut c = self.get().await?;
-        c.in_transaction = true;
-        c.raw.execute("BEGIN").await?;
-        c.settle();
-        Ok(PgTx(Some(c)))
+        PgTx::begin_on(self.get().await?).await
     }
 
     /// A write transaction that begins only when it first needs to
@@ -184,6 +189,13 @@ impl PgConns {
 pub(crate) struct PgTx(Option<Object>);
 
 impl PgTx {
+    /// Begins a transaction on `c`.
+    async fn begin_on(mut c: Object) -> Result<PgTx, sqlx::Error> {
+        c.in_transaction = true;
+        c.exchange(async |raw| raw.execute("BEGIN").await.map(drop)).await?;
+        Ok(PgTx(Some(c)))
+    }
+
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
         self.end("COMMIT").await
     }
@@ -268,18 +280,18 @@ struct Later {
 }
 
 impl Later {
-    /// One statement doing all of them: every one but the last as a
-    /// data-modifying `WITH` item, which PostgreSQL runs to completion whether
-    /// or not the rest of the statement reads it.
-    fn take(&mut self) -> Result<Option<(String, PgArguments, bool)>, sqlx::Error> {
+    /// Sends them all on `c`, if any, as one statement: every one but the last
+    /// as a data-modifying `WITH` item, which PostgreSQL runs to completion
+    /// whether or not the rest of the statement reads it.
+    async fn send(&mut self, c: &mut PgConnection) -> Result<(), sqlx::Error> {
+        use std::fmt::Write;
         if self.broken {
             return Err(sqlx::Error::Protocol("a held statement's values could not be encoded".into()));
         }
-        let Some((last, rest)) = self.statements.split_last() else { return Ok(None) };
+        let Some((last, rest)) = self.statements.split_last() else { return Ok(()) };
         let mut sql = String::with_capacity(self.statements.iter().map(|s| s.len() + 16).sum());
         for (i, s) in rest.iter().enumerate() {
-            sql.push_str(if i == 0 { "WITH " } else { ", " });
-            sql.push_str(&format!("w{i} AS ({s})"));
+            let _ = write!(sql, "{} w{i} AS ({s})", if i == 0 { "WITH" } else { "," });
         }
         if !rest.is_empty() {
             sql.push(' ');
@@ -287,7 +299,8 @@ impl Later {
         sql.push_str(last);
         let keep = self.statements.len() <= KEEP_PREPARED;
         self.statements.clear();
-        Ok(Some((sql, std::mem::take(&mut self.args), keep)))
+        sqlx::query_with(&sql, std::mem::take(&mut self.args)).persistent(keep).execute(c).await?;
+        Ok(())
     }
 }
 
@@ -320,22 +333,17 @@ fn renumbered(sql: &str, by: usize) -> String {
 
 impl PgWrite {
     /// Holds an insert or update whose only answer is success to be sent with
-    /// the next statement; `bind` adds its values, in `$N` order. Its failure is
-    /// then that statement's, or the commit's. The held statements run as one,
-    /// on one snapshot: none may write a row another of them writes.
-    pub(crate) async fn later(
-        &mut self,
-        sql: &str,
-        values: usize,
-        bind: impl FnOnce(&mut PgArguments) -> Result<(), sqlx::Error>,
-    ) -> Result<(), sqlx::Error> {
+    /// the next statement, its values (`args`, in `$N` order) encoded now. Its
+    /// failure is then that statement's, or the commit's. The held statements
+    /// run as one, on one snapshot: none may write a row another of them writes.
+    pub(crate) async fn later<'a>(&mut self, sql: &str, args: &'a Args<'a>) -> Result<(), sqlx::Error> {
         debug_assert!(!sql.trim_start().to_ascii_uppercase().starts_with("WITH"), "a held statement has no WITH");
-        if self.later.args.len() + values > MAX_PARAMS || self.later.statements.len() >= MAX_HELD {
+        if self.later.args.len() + args.len() > MAX_PARAMS || self.later.statements.len() >= MAX_HELD {
             self.conn().await?;
         }
         let by = self.later.args.len();
         self.later.statements.push(if by == 0 { sql.to_owned() } else { renumbered(sql, by) });
-        let bound = bind(&mut self.later.args);
+        let bound = args.iter().try_for_each(|a| a.add_pg(&mut self.later.args));
         self.later.broken |= bound.is_err();
         bound
     }
@@ -344,38 +352,23 @@ impl PgWrite {
     /// `BEGIN` is sent if it has not been, then the held statements.
     pub(crate) async fn conn(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
         if let WriteState::NotBegun(c) = &mut self.state {
-            let Some(mut c) = c.take() else { return Err(sqlx::Error::PoolClosed) };
-            c.in_transaction = true;
-            c.settled = false;
-            c.raw.execute("BEGIN").await?;
-            c.settle();
-            self.state = WriteState::Begun(PgTx(Some(c)));
+            let Some(c) = c.take() else { return Err(sqlx::Error::PoolClosed) };
+            self.state = WriteState::Begun(PgTx::begin_on(c).await?);
         }
         let WriteState::Begun(tx) = &mut self.state else { return Err(sqlx::Error::PoolClosed) };
-        if let Some((sql, args, keep)) = self.later.take()? {
-            sqlx::query_with(&sql, args).persistent(keep).execute(&mut **tx).await?;
-        }
+        self.later.send(tx).await?;
         Ok(&mut **tx)
     }
 
     /// Commits: a transaction never begun sends its held statements as one
     /// statement of their own (or nothing at all).
     pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
-        match &mut self.state {
-            WriteState::NotBegun(c) => {
-                let Some(c) = c.as_mut() else { return Err(sqlx::Error::PoolClosed) };
-                if let Some((sql, args, keep)) = self.later.take()? {
-                    c.settled = false;
-                    sqlx::query_with(&sql, args).persistent(keep).execute(&mut c.raw).await?;
-                    c.settle();
-                }
-                Ok(())
-            }
-            WriteState::Begun(_) => {
-                self.conn().await?;
-                let WriteState::Begun(tx) = std::mem::replace(&mut self.state, WriteState::NotBegun(None)) else {
-                    unreachable!("begun above")
-                };
+        let later = &mut self.later;
+        match std::mem::replace(&mut self.state, WriteState::NotBegun(None)) {
+            WriteState::NotBegun(Some(mut c)) => c.exchange(async |raw| later.send(raw).await).await,
+            WriteState::NotBegun(None) => Err(sqlx::Error::PoolClosed),
+            WriteState::Begun(mut tx) => {
+                later.send(&mut tx).await?;
                 tx.commit().await
             }
         }
@@ -502,11 +495,7 @@ mod tests {
 
     async fn hold_two(w: &mut PgWrite, from: i32) {
         let sql = "INSERT INTO held (id, note) VALUES ($1, '$1 as typed'), ($2, $3)";
-        w.later(sql, 3, |a| {
-            a.add(from).and_then(|_| a.add(from + 1)).and_then(|_| a.add("bound")).map_err(sqlx::Error::Encode)
-        })
-        .await
-        .unwrap();
+        w.later(sql, &[&from, &(from + 1), &"bound"]).await.unwrap();
     }
 
     #[tokio::test]
@@ -553,18 +542,15 @@ mod tests {
         let per = 1_000;
         let sql = format!("INSERT INTO held (id, note) VALUES {}", placeholders_pairs(per));
         for batch in 0..100 {
-            w.later(&sql, 2 * per, |a| {
-                (0..per as i32).try_for_each(|i| {
-                    a.add(1_000 + batch * per as i32 + i).and_then(|_| a.add("many")).map_err(sqlx::Error::Encode)
-                })
-            })
-            .await
-            .unwrap();
+            let ids: Vec<i32> = (0..per as i32).map(|i| 1_000 + batch * per as i32 + i).collect();
+            let args: Vec<&dyn crate::store::query::Param<'_>> =
+                ids.iter().flat_map(|id| [id as &dyn crate::store::query::Param<'_>, &"many"]).collect();
+            w.later(&sql, &args).await.unwrap();
         }
         // And more statements than one holds.
         for id in 0..150 {
             let sql = "INSERT INTO held (id, note) VALUES ($1, 'one')";
-            w.later(sql, 1, |a| a.add(200_000 + id).map_err(sqlx::Error::Encode)).await.unwrap();
+            w.later(sql, &[&(200_000 + id)]).await.unwrap();
         }
         w.commit().await.unwrap();
         assert_eq!(held_rows(&other).await, 6 + 100_150);
